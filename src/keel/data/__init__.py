@@ -1,0 +1,1 @@
+"""Market data: files (CSV/Parquet), synthetic regimes; quality checks."""

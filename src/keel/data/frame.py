@@ -1,0 +1,57 @@
+"""Columnar OHLCV: the shape market data takes inside the replay hot path.
+
+Bars stay as numpy arrays from load to decision so indicators and signals are computed vectorized, ahead of
+the loop; the per-bar loop only reads scalars at the bars where something can happen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+
+NS_PER_SECOND = 1_000_000_000
+
+
+def ns_to_datetime(ns: int) -> datetime:
+    """UTC datetime of an int64 nanosecond epoch timestamp (microsecond precision)."""
+    return datetime.fromtimestamp(ns // 1_000 / 1_000_000, tz=UTC)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class OHLCV:
+    """Validated bars of one symbol. `ts` is int64 nanoseconds since the epoch, UTC, strictly increasing."""
+
+    symbol: str
+    ts: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    source: str = "memory"
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+    def slice(self, start: int, stop: int) -> OHLCV:
+        return OHLCV(
+            self.symbol,
+            self.ts[start:stop],
+            self.open[start:stop],
+            self.high[start:stop],
+            self.low[start:stop],
+            self.close[start:stop],
+            self.volume[start:stop],
+            self.source,
+        )
+
+    def fingerprint(self) -> str:
+        """A stable digest of the data, so a run's evidence names exactly what it read."""
+        import hashlib
+
+        h = hashlib.sha256(self.symbol.encode())
+        for arr in (self.ts, self.open, self.high, self.low, self.close, self.volume):
+            h.update(np.ascontiguousarray(arr).tobytes())
+        return h.hexdigest()

@@ -1,0 +1,109 @@
+"""What the deciding roles produce: outlooks, critic reviews, supervisor verdicts, approvals."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import Field
+
+from keel.domain.base import Contract
+from keel.domain.reasons import ReasonCode
+
+
+class TradingState(StrEnum):
+    """One explicit state for the whole runtime."""
+
+    ACTIVE = "active"  # trading allowed
+    REDUCING = "reducing"  # only exits that shrink risk
+    HALTED = "halted"  # nothing is sent
+
+
+class Regime(StrEnum):
+    BULL = "bull"
+    BEAR = "bear"
+    NEUTRAL = "neutral"
+    HIGH_VOL = "high_vol"
+
+
+class NoTradeTrigger(StrEnum):
+    DATA_QUALITY = "data_quality"
+    VOL_SPIKE = "vol_spike"
+    SPREAD_SPIKE = "spread_spike"
+    NEWS_RISK = "news_risk"
+    MARKET_CLOSED = "market_closed"
+
+
+class Outlook(Contract):
+    """The L2 view of one symbol at one time: a regime, how sure, and any reason not to trade."""
+
+    symbol: str
+    ts: datetime
+    regime: Regime
+    uncertainty: float = Field(ge=0.0, le=1.0)
+    no_trade: tuple[NoTradeTrigger, ...] = ()
+    source: str = "deterministic"
+
+
+class CriticVerdict(StrEnum):
+    APPROVE = "APPROVE"
+    APPROVE_WITH_CHANGES = "APPROVE_WITH_CHANGES"
+    REJECT = "REJECT"
+
+
+class CriticReview(Contract):
+    """Advisory L4 review of a proposal; it cites the evidence it looked at. It never approves an order."""
+
+    intent_id: str
+    verdict: CriticVerdict
+    reasons: tuple[ReasonCode, ...] = ()
+    evidence_ids: tuple[str, ...] = ()
+    reviewer: str = "checklist"
+
+
+class Decision(StrEnum):
+    APPROVE = "approve"
+    MODIFY = "modify"
+    REJECT = "reject"
+
+
+class CheckResult(Contract):
+    """One supervisor check, recorded whether it passed or not. `code` is set when it did not pass."""
+
+    check: str
+    passed: bool
+    code: ReasonCode | None = None
+    detail: str = ""
+
+
+class Verdict(Contract):
+    """The L5 hard gate's answer. Fixed precedence; the first failing check decides."""
+
+    intent_id: str
+    decision: Decision
+    reasons: tuple[ReasonCode, ...] = ()
+    checks: tuple[CheckResult, ...] = ()
+    requested_quantity: float
+    approved_quantity: float
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision is not Decision.REJECT
+
+
+class ApprovalMode(StrEnum):
+    AUTO = "auto"
+    MANUAL = "manual"
+    SHADOW_AUTO = "shadow-auto"
+
+
+class ApprovalDecision(Contract):
+    """What the approval step decided, by whom, and (for shadow-auto) what auto would have done."""
+
+    intent_id: str
+    mode: ApprovalMode
+    outcome: str  # "approved" | "pending" | "rejected" | "shadowed"
+    approver: str
+    reason: ReasonCode | None = None
+    would_auto_approve: bool | None = None
+    expires_at: datetime | None = None

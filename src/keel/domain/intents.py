@@ -1,0 +1,130 @@
+"""Trade intents and their lifecycle: the one thing that can become an order.
+
+An intent is proposed by a strategy (or, later, an LLM strategist), reviewed, sized, judged by the
+supervisor, approved and executed. Its id is deterministic, so replaying a cycle reproduces it and the
+journal recognises it instead of executing it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import Field, field_validator
+
+from keel.domain.base import Contract
+from keel.domain.errors import IllegalTransition
+
+
+class Side(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class Leg(StrEnum):
+    """Why the intent exists: opening risk, or one of the ways of closing it."""
+
+    ENTRY = "entry"
+    EXIT = "exit"
+    STOP = "stop"
+    TARGET = "target"
+    TIME_EXIT = "time_exit"
+
+    @property
+    def reduces_risk(self) -> bool:
+        return self is not Leg.ENTRY
+
+
+class OrderType(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+
+
+class IntentState(StrEnum):
+    PROPOSED = "proposed"
+    BLOCKED = "blocked"
+    PENDING_APPROVAL = "pending_approval"
+    APPROVED = "approved"
+    SHADOWED = "shadowed"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    EXECUTING = "executing"
+    EXECUTED = "executed"
+    FAILED = "failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return not TRANSITIONS[self]
+
+
+#: The whole transition table. Anything not listed here is refused.
+TRANSITIONS: dict[IntentState, frozenset[IntentState]] = {
+    IntentState.PROPOSED: frozenset(
+        {IntentState.BLOCKED, IntentState.PENDING_APPROVAL, IntentState.APPROVED, IntentState.SHADOWED}
+    ),
+    IntentState.PENDING_APPROVAL: frozenset(
+        {IntentState.APPROVED, IntentState.REJECTED, IntentState.EXPIRED}
+    ),
+    IntentState.APPROVED: frozenset({IntentState.EXECUTING, IntentState.EXPIRED}),
+    IntentState.EXECUTING: frozenset({IntentState.EXECUTED, IntentState.FAILED}),
+    IntentState.BLOCKED: frozenset(),
+    IntentState.SHADOWED: frozenset(),
+    IntentState.REJECTED: frozenset(),
+    IntentState.EXPIRED: frozenset(),
+    IntentState.EXECUTED: frozenset(),
+    IntentState.FAILED: frozenset(),
+}
+
+
+def check_transition(intent_id: str, current: IntentState, target: IntentState) -> None:
+    """Raise `IllegalTransition` unless `current → target` is an edge of the table."""
+    if target not in TRANSITIONS[current]:
+        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[current])) or "none (terminal state)"
+        raise IllegalTransition(
+            f"intent {intent_id}: illegal transition {current.value} → {target.value}; allowed from "
+            f"{current.value}: {allowed}"
+        )
+
+
+def make_intent_id(
+    run_id: str, strategy_id: str, symbol: str, side: Side, decision_ts: datetime, leg: Leg
+) -> str:
+    """`"it-" + sha256(run_id, strategy_id, symbol, side, decision timestamp, leg)[:24]`."""
+    key = "|".join((run_id, strategy_id, symbol, side.value, decision_ts.isoformat(), leg.value))
+    return "it-" + hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+class TradeIntent(Contract):
+    """A proposal to trade. Advisory until the supervisor and the approval step say otherwise."""
+
+    intent_id: str = Field(pattern=r"^it-[0-9a-f]{24}$")
+    run_id: str
+    strategy_id: str
+    symbol: str
+    side: Side
+    leg: Leg
+    quantity: float
+    order_type: OrderType = OrderType.MARKET
+    limit_price: float | None = None
+    reference_price: float
+    reference_ts: datetime
+    stop: float | None = None
+    target: float | None = None
+    decision_ts: datetime
+    rationale: str = ""
+    risk_checklist: dict[str, bool] = Field(default_factory=dict)
+    evidence_ids: tuple[str, ...] = ()
+
+    @field_validator("quantity", "reference_price")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError("must be a finite number")
+        return v
+
+    @property
+    def notional(self) -> float:
+        price = self.limit_price if self.limit_price is not None else self.reference_price
+        return abs(self.quantity) * price

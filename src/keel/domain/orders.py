@@ -1,0 +1,73 @@
+"""Orders and fills as the broker contract reports them. The client order id is always the intent id."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import Field
+
+from keel.domain.base import Contract
+from keel.domain.intents import OrderType, Side
+
+
+class OrderStatus(StrEnum):
+    WORKING = "working"
+    PARTIAL_FILL = "partial_fill"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+
+    @property
+    def is_open(self) -> bool:
+        return self in (OrderStatus.WORKING, OrderStatus.PARTIAL_FILL)
+
+
+class OrderRequest(Contract):
+    """What the executor asks the broker to do."""
+
+    client_order_id: str
+    symbol: str
+    side: Side
+    quantity: float = Field(gt=0)
+    order_type: OrderType = OrderType.MARKET
+    limit_price: float | None = None
+    reduce_only: bool = False
+
+
+class Order(Contract):
+    """The broker's view of one order."""
+
+    client_order_id: str
+    broker_order_id: str
+    symbol: str
+    side: Side
+    order_type: OrderType
+    quantity: float
+    limit_price: float | None = None
+    status: OrderStatus
+    filled_quantity: float = 0.0
+    average_price: float | None = None
+    fees: float = 0.0
+    submitted_ts: datetime
+    updated_ts: datetime
+    reject_reason: str | None = None
+
+
+class Fill(Contract):
+    fill_id: str
+    client_order_id: str
+    symbol: str
+    side: Side
+    quantity: float
+    price: float
+    fee: float
+    ts: datetime
+
+
+class SubmitOutcome(StrEnum):
+    """A submit has three outcomes; `UNKNOWN` is never treated as a failure."""
+
+    ACKNOWLEDGED = "acknowledged"
+    REJECTED = "rejected"
+    UNKNOWN = "unknown"

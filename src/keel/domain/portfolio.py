@@ -1,0 +1,18 @@
+"""Positions and balances."""
+
+from __future__ import annotations
+
+from keel.domain.base import Contract
+
+
+class Position(Contract):
+    symbol: str
+    quantity: float
+    average_price: float
+    realized_pnl: float = 0.0
+
+
+class Balance(Contract):
+    cash: float
+    equity: float
+    fees_paid: float = 0.0

@@ -1,0 +1,63 @@
+"""The closed set of reason codes: the single source for refusals, their docs table and metric labels."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ReasonCode(StrEnum):
+    """Why a gate refused, reduced or flagged something. Tests assert codes, never message strings."""
+
+    description: str
+
+    def __new__(cls, value: str, description: str) -> ReasonCode:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.description = description
+        return member
+
+    # -- supervisor, in precedence order ------------------------------------------------------------
+    KILL_SWITCH_ACTIVE = ("KILL_SWITCH_ACTIVE", "Trading state is halted (kill switch): nothing is sent.")
+    REDUCING_ONLY = ("REDUCING_ONLY", "Trading state is reducing: only exits that shrink risk pass.")
+    MODE_NOT_ALLOWED = ("MODE_NOT_ALLOWED", "The run mode does not allow sending this intent.")
+    GOVERNANCE_GATE = ("GOVERNANCE_GATE", "A governance gate (e.g. a signed readiness decision) is missing.")
+    DEGRADE_BLOCKED = ("DEGRADE_BLOCKED", "Degrade mode is on and its constraints block the intent.")
+    NO_TRADE_TRIGGER = ("NO_TRADE_TRIGGER", "The outlook raised a NO-TRADE trigger for the symbol.")
+    SYMBOL_NOT_ALLOWED = ("SYMBOL_NOT_ALLOWED", "The symbol is not in the configured allowlist.")
+    MISSING_STOP = ("MISSING_STOP", "The profile requires a protective stop and the intent has none.")
+    INVALID_SIZE = ("INVALID_SIZE", "The intent's quantity is zero, negative or not a number.")
+    INVALID_STOP = ("INVALID_STOP", "The stop is on the wrong side of the entry reference price.")
+    STALE_REFERENCE = ("STALE_REFERENCE", "No fresh reference price (missing, stale, NaN): fail closed.")
+    PRICE_COLLAR = ("PRICE_COLLAR", "The order price is outside the collar around the reference price.")
+    MAX_ORDER_NOTIONAL = ("MAX_ORDER_NOTIONAL", "The order's notional exceeds the per-order limit.")
+    MAX_EXPOSURE = ("MAX_EXPOSURE", "Total exposure, open orders included, would exceed the limit.")
+    MAX_OPEN_POSITIONS = ("MAX_OPEN_POSITIONS", "The number of open positions is at its limit.")
+    DAILY_LOSS_LIMIT = ("DAILY_LOSS_LIMIT", "Today's loss has reached the daily loss limit.")
+    ORDER_RATE_LIMIT = ("ORDER_RATE_LIMIT", "Too many orders in the rolling window.")
+    INSUFFICIENT_CASH = ("INSUFFICIENT_CASH", "Not enough cash to pay for the order and its fees.")
+    DUPLICATE_INTENT = (
+        "DUPLICATE_INTENT",
+        "An intent with this id already exists: it is never executed twice.",
+    )
+    # -- modify outcomes ----------------------------------------------------------------------------
+    SIZE_REDUCED = ("SIZE_REDUCED", "The quantity was reduced to fit a limit; the change is recorded.")
+    # -- critic -------------------------------------------------------------------------------------
+    CRITIC_REJECTED = ("CRITIC_REJECTED", "The critic's checklist failed (no stop, no size or no rationale).")
+    MISSING_RATIONALE = ("MISSING_RATIONALE", "The proposal carries no rationale.")
+    # -- approval -----------------------------------------------------------------------------------
+    APPROVAL_PENDING = ("APPROVAL_PENDING", "Manual approval is required; the intent waits for an approver.")
+    APPROVAL_EXPIRED = ("APPROVAL_EXPIRED", "Nobody approved the intent before its time to live ran out.")
+    APPROVAL_REJECTED = ("APPROVAL_REJECTED", "An approver rejected the intent.")
+    AUTO_POLICY_EXCEEDED = ("AUTO_POLICY_EXCEEDED", "The intent is outside the auto-approval policy.")
+    SHADOW_MODE = ("SHADOW_MODE", "Shadow mode: the intent is recorded, never sent.")
+    # -- executor -----------------------------------------------------------------------------------
+    TRADING_STATE_CHANGED = ("TRADING_STATE_CHANGED", "The trading state changed right before submit.")
+    BROKER_REJECTED = ("BROKER_REJECTED", "The broker definitively rejected the order.")
+    SUBMIT_UNKNOWN = ("SUBMIT_UNKNOWN", "The submit outcome is unknown; reconciliation decides.")
+
+
+def reason_code_table() -> str:
+    """The Markdown documentation table, generated from the enum so docs can never drift from code."""
+    rows = ["| code | meaning |", "| --- | --- |"]
+    rows += [f"| `{code.value}` | {code.description} |" for code in ReasonCode]
+    return "\n".join(rows)

@@ -1,0 +1,48 @@
+"""The summary a run leaves behind. Everything in it comes from the replay clock and the data, so two runs
+with the same inputs produce byte-identical summaries; wall time is reported outside it."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from keel.domain.base import Contract
+
+
+class Trade(Contract):
+    """A closed round trip."""
+
+    symbol: str
+    entry_ts: str
+    exit_ts: str
+    quantity: float
+    entry_price: float
+    exit_price: float
+    pnl: float
+    fees: float
+    exit_leg: str
+
+
+class RunSummary(Contract):
+    run_id: str
+    mode: str
+    strategy: str
+    params: dict[str, int | float | str | bool]
+    symbols: tuple[str, ...]
+    bars: int
+    start: str | None
+    end: str | None
+    intents_by_state: dict[str, int]
+    blocked_reasons: dict[str, int]
+    orders: int
+    fills: int
+    trades: int
+    open_at_end: int
+    initial_cash: float
+    final_equity: float
+    pnl: float
+    total_return_pct: float
+    max_drawdown_pct: float
+    fees_paid: float
+    events: int
+    journal_head: str
+    trade_list: tuple[Trade, ...] = Field(default=(), exclude=True)

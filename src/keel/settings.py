@@ -1,0 +1,344 @@
+"""One source of truth for configuration.
+
+Precedence: explicit argument > `KEEL_*` environment > `keel.toml` > defaults. No other module reads the
+environment. Every model forbids unknown keys, and `check_settings` collects every problem before failing,
+so a user fixes a config in one pass.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import tomllib
+from collections.abc import Iterator, Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from keel.domain.decisions import ApprovalMode
+from keel.domain.errors import ConfigError
+
+ENV_PREFIX = "KEEL_"
+ENV_NESTED = "__"
+#: The one environment variable that is not a setting: where to find the config file.
+CONFIG_ENV = "KEEL_CONFIG"
+DEFAULT_CONFIG_FILE = Path("keel.toml")
+
+_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("keel_config_file", default=None)
+
+
+class Mode(StrEnum):
+    REPLAY = "replay"
+    SHADOW = "shadow"
+    PAPER = "paper"
+    TESTNET = "testnet"
+    LIVE = "live"
+
+
+class Profile(StrEnum):
+    """`research` derives limits from equity so a strategy is evaluated as written (every gate still runs);
+    `paper` uses the configured limits."""
+
+    RESEARCH = "research"
+    PAPER = "paper"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RiskLimits(_Section):
+    """Hard limits the supervisor enforces. Set before deployment; there is no run without them."""
+
+    max_order_notional: float = Field(10_000.0, gt=0, description="per-order notional cap, account currency")
+    max_exposure: float = Field(50_000.0, gt=0, description="total exposure cap, open orders included")
+    max_open_positions: int = Field(5, ge=1, description="positions open at once")
+    max_daily_loss: float = Field(
+        2_000.0, gt=0, description="loss since the day's start that blocks new risk"
+    )
+    max_orders_per_minute: int = Field(30, ge=1, description="orders per rolling 60 s window")
+    symbol_allowlist: list[str] = Field(default_factory=list, description="empty: every symbol of the data")
+    price_collar_pct: float = Field(5.0, gt=0, le=50, description="limit price band around the reference, %")
+    max_reference_age_seconds: float = Field(300.0, gt=0, description="older reference prices fail closed")
+    require_stop: bool = Field(True, description="entries must carry a protective stop (unless waived)")
+
+
+class JournalSettings(_Section):
+    url: SecretStr | None = Field(
+        None, description="SQLAlchemy URL; empty: <run folder>/keel.db (SQLite WAL)"
+    )
+    batch_size: int = Field(2_000, ge=1, description="replay: journal operations per committed batch")
+
+
+class BrokerSettings(_Section):
+    cash: float = Field(100_000.0, gt=0, description="paper account starting cash")
+    fees_bps: float = Field(1.0, ge=0, le=1_000, description="fees, basis points of notional")
+    slippage_bps: float = Field(1.0, ge=0, le=1_000, description="market order slippage, basis points")
+    participation_cap: float | None = Field(
+        0.1, gt=0, le=1, description="max fraction of a bar's volume one order may fill; empty: no cap"
+    )
+
+
+class ApprovalSettings(_Section):
+    mode: ApprovalMode = ApprovalMode.AUTO
+    ttl_seconds: float = Field(300.0, gt=0, description="pending approvals expire after this")
+    auto_max_notional: float | None = Field(None, gt=0, description="auto-approve up to this notional")
+    auto_approver: str = Field("auto-policy", min_length=1)
+
+
+class SizingMethod(StrEnum):
+    ALL_IN = "all_in"
+    FIXED_NOTIONAL = "fixed_notional"
+    VOLATILITY = "volatility"
+
+
+class SizingSettings(_Section):
+    method: SizingMethod = SizingMethod.VOLATILITY
+    fixed_notional: float = Field(5_000.0, gt=0)
+    risk_per_trade_pct: float = Field(0.5, gt=0, le=100, description="volatility sizing: equity % at risk")
+    vol_window: int = Field(50, ge=2)
+    per_symbol_budget_pct: float = Field(25.0, gt=0, le=100, description="max equity % in one symbol")
+
+
+class StrategySettings(_Section):
+    name: str = "sma_cross"
+    params: dict[str, int | float | str | bool] = Field(default_factory=dict)
+
+
+class OutlookSettings(_Section):
+    vol_window: int = Field(50, ge=5)
+    trend_window: int = Field(200, ge=5)
+    vol_spike_ratio: float = Field(4.0, gt=1, description="NO-TRADE when short vol exceeds long vol by this")
+    high_vol_ratio: float = Field(2.0, gt=1)
+
+
+class DemoSettings(_Section):
+    symbols: int = Field(3, ge=1, le=50)
+    bars: int = Field(50_000, ge=100)
+    seed: int = 7
+    start: str = "2024-01-01T00:00:00+00:00"
+    interval_seconds: int = Field(60, ge=1)
+
+
+class Settings(BaseSettings):
+    """The effective configuration of one Keel process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED, extra="forbid", validate_default=True
+    )
+
+    mode: Mode = Mode.REPLAY
+    profile: Profile = Profile.PAPER
+    var_dir: Path = Field(Path("var"), description="runs, databases and signal files live here")
+    journal: JournalSettings = Field(default_factory=JournalSettings)
+    risk: RiskLimits = Field(default_factory=RiskLimits)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    approval: ApprovalSettings = Field(default_factory=ApprovalSettings)
+    sizing: SizingSettings = Field(default_factory=SizingSettings)
+    strategy: StrategySettings = Field(default_factory=StrategySettings)
+    outlook: OutlookSettings = Field(default_factory=OutlookSettings)
+    demo: DemoSettings = Field(default_factory=DemoSettings)
+
+    @field_validator("var_dir")
+    @classmethod
+    def _not_empty(cls, v: Path) -> Path:
+        if str(v).strip() == "":
+            raise ValueError("must not be empty")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = _config_file.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+# -- loading ----------------------------------------------------------------------------------------
+
+
+def resolve_config_file(config_file: Path | str | None = None) -> Path | None:
+    """The file to read: the explicit one, else `$KEEL_CONFIG`, else `./keel.toml` when it exists."""
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError([f"config file not found: {path}"])
+        return path
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise ConfigError([f"config file not found: {path} (from ${CONFIG_ENV})"])
+        return path
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build the effective settings, or raise `ConfigError` listing every problem at once."""
+    problems, settings, _ = _load(config_file, overrides)
+    if problems:
+        raise ConfigError(problems, source=str(resolve_config_file(config_file) or "defaults"))
+    assert settings is not None
+    return settings
+
+
+def check_settings(config_file: Path | str | None = None, **overrides: Any) -> list[str]:
+    """Every problem of a configuration (empty when it is valid): syntax, unknown keys, types, semantics."""
+    try:
+        problems, _, _ = _load(config_file, overrides)
+    except ConfigError as exc:
+        return exc.problems
+    return problems
+
+
+def _load(
+    config_file: Path | str | None, overrides: Mapping[str, Any]
+) -> tuple[list[str], Settings | None, Path | None]:
+    path = resolve_config_file(config_file)
+    problems: list[str] = []
+    if path is not None:
+        try:
+            with path.open("rb") as fh:
+                tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            return [f"{path}: not valid TOML: {exc}"], None, path
+    problems += _unknown_env_keys()
+    token = _config_file.set(path)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        problems += [_describe(err, path) for err in exc.errors()]
+        return problems, None, path
+    finally:
+        _config_file.reset(token)
+    problems += semantic_problems(settings)
+    return problems, (settings if not problems else None), path
+
+
+def _describe(err: Mapping[str, Any], path: Path | None) -> str:
+    key = ".".join(str(p) for p in err["loc"]) or "(root)"
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key (check the spelling; `keel config show` lists every key)"
+    return f"{key}: {msg} (got {err.get('input')!r})" if err["type"] != "extra_forbidden" else f"{key}: {msg}"
+
+
+def _unknown_env_keys() -> list[str]:
+    known = set(flatten(_schema_keys(Settings)))
+    problems = []
+    for name in sorted(os.environ):
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        key = name[len(ENV_PREFIX) :].lower().replace(ENV_NESTED, ".")
+        if key not in known and not any(k.startswith(key + ".") for k in known):
+            problems.append(f"{name}: unknown setting '{key}' in the environment")
+    return problems
+
+
+def semantic_problems(settings: Settings) -> list[str]:
+    """Problems that no single field can see."""
+    problems = []
+    r = settings.risk
+    if r.max_order_notional > r.max_exposure:
+        problems.append("risk.max_order_notional: must not exceed risk.max_exposure")
+    if settings.mode in (Mode.TESTNET, Mode.LIVE):
+        problems.append(
+            f"mode: '{settings.mode.value}' needs a real venue, which this version does not ship yet; "
+            "use replay, shadow or paper"
+        )
+    if settings.approval.auto_max_notional is not None and settings.approval.mode is ApprovalMode.MANUAL:
+        problems.append("approval.auto_max_notional: only meaningful with approval.mode auto or shadow-auto")
+    return problems
+
+
+# -- introspection for `keel config show` -------------------------------------------------------------
+
+
+def _schema_keys(model: type[BaseModel]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out[name] = _schema_keys(ann)
+        else:
+            out[name] = None
+    return out
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            yield from flatten(value, dotted + ".")
+        else:
+            yield dotted
+
+
+def _flat_values(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value and not dotted.endswith("params"):
+            out.update(_flat_values(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def describe_settings(config_file: Path | str | None = None, **overrides: Any) -> list[tuple[str, Any, str]]:
+    """`(key, value, source)` for every key, secrets masked; source is explicit, env, the file, or default."""
+    settings = load_settings(config_file, **overrides)
+    path = resolve_config_file(config_file)
+    env_values = _flat_values(
+        EnvSettingsSource(Settings, env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED)()
+    )
+    file_values: dict[str, Any] = {}
+    if path is not None:
+        with path.open("rb") as fh:
+            file_values = _flat_values(tomllib.load(fh))
+    explicit = _flat_values(_expand(overrides))
+    rows = []
+    for key, value in _flat_values(settings.model_dump(mode="json")).items():
+        if key in explicit:
+            source = "explicit"
+        elif key in env_values:
+            source = "env " + ENV_PREFIX + key.upper().replace(".", ENV_NESTED)
+        elif key in file_values:
+            source = str(path)
+        else:
+            source = "default"
+        rows.append((key, _mask(key, value, settings), source))
+    return rows
+
+
+def _expand(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        out[key] = value.model_dump() if isinstance(value, BaseModel) else value
+    return out
+
+
+def _mask(key: str, value: Any, settings: Settings) -> Any:
+    node: Any = settings
+    for part in key.split("."):
+        node = getattr(node, part, None) if not isinstance(node, dict) else node.get(part)
+    if isinstance(node, SecretStr):
+        return "**********"
+    return value
