@@ -33,6 +33,9 @@ class OrderRequest(Contract):
     order_type: OrderType = OrderType.MARKET
     limit_price: float | None = None
     reduce_only: bool = False
+    #: When set, the fill buys as many whole units as min(cash, notional_cap) pays for at the fill price
+    #: (fees included), never more than `quantity`: the all-in convention, sized at the fill, not the decision.
+    notional_cap: float | None = Field(None, gt=0)
 
 
 class Order(Contract):
