@@ -62,20 +62,17 @@ class RiskLimits(_Section):
     max_order_notional: float = Field(10_000.0, gt=0, description="per-order notional cap, account currency")
     max_exposure: float = Field(50_000.0, gt=0, description="total exposure cap, open orders included")
     max_open_positions: int = Field(5, ge=1, description="positions open at once")
-    max_daily_loss: float = Field(
-        2_000.0, gt=0, description="loss since the day's start that blocks new risk"
-    )
+    max_daily_loss: float = Field(2_000.0, gt=0, description="loss since the day's start that blocks new risk")
     max_orders_per_minute: int = Field(30, ge=1, description="orders per rolling 60 s window")
     symbol_allowlist: list[str] = Field(default_factory=list, description="empty: every symbol of the data")
     price_collar_pct: float = Field(5.0, gt=0, le=50, description="limit price band around the reference, %")
     max_reference_age_seconds: float = Field(300.0, gt=0, description="older reference prices fail closed")
     require_stop: bool = Field(True, description="entries must carry a protective stop (unless waived)")
+    resume_cooldown_seconds: float = Field(300.0, ge=0, description="how long a halt lasts before resume is allowed")
 
 
 class JournalSettings(_Section):
-    url: SecretStr | None = Field(
-        None, description="SQLAlchemy URL; empty: <run folder>/keel.db (SQLite WAL)"
-    )
+    url: SecretStr | None = Field(None, description="SQLAlchemy URL; empty: <run folder>/keel.db (SQLite WAL)")
     batch_size: int = Field(2_000, ge=1, description="replay: journal operations per committed batch")
 
 
@@ -263,6 +260,8 @@ def semantic_problems(settings: Settings) -> list[str]:
             f"mode: '{settings.mode.value}' needs a real venue, which this version does not ship yet; "
             "use replay, shadow or paper"
         )
+    if settings.approval.auto_approver == settings.strategy.name:
+        problems.append("approval.auto_approver: the approver must never be the proposer (the strategy)")
     if settings.approval.auto_max_notional is not None and settings.approval.mode is ApprovalMode.MANUAL:
         problems.append("approval.auto_max_notional: only meaningful with approval.mode auto or shadow-auto")
     return problems
@@ -306,9 +305,7 @@ def describe_settings(config_file: Path | str | None = None, **overrides: Any) -
     """`(key, value, source)` for every key, secrets masked; source is explicit, env, the file, or default."""
     settings = load_settings(config_file, **overrides)
     path = resolve_config_file(config_file)
-    env_values = _flat_values(
-        EnvSettingsSource(Settings, env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED)()
-    )
+    env_values = _flat_values(EnvSettingsSource(Settings, env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED)())
     file_values: dict[str, Any] = {}
     if path is not None:
         with path.open("rb") as fh:

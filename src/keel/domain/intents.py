@@ -64,9 +64,7 @@ TRANSITIONS: dict[IntentState, frozenset[IntentState]] = {
     IntentState.PROPOSED: frozenset(
         {IntentState.BLOCKED, IntentState.PENDING_APPROVAL, IntentState.APPROVED, IntentState.SHADOWED}
     ),
-    IntentState.PENDING_APPROVAL: frozenset(
-        {IntentState.APPROVED, IntentState.REJECTED, IntentState.EXPIRED}
-    ),
+    IntentState.PENDING_APPROVAL: frozenset({IntentState.APPROVED, IntentState.REJECTED, IntentState.EXPIRED}),
     IntentState.APPROVED: frozenset({IntentState.EXECUTING, IntentState.EXPIRED}),
     IntentState.EXECUTING: frozenset({IntentState.EXECUTED, IntentState.FAILED}),
     IntentState.BLOCKED: frozenset(),
@@ -88,9 +86,7 @@ def check_transition(intent_id: str, current: IntentState, target: IntentState) 
         )
 
 
-def make_intent_id(
-    run_id: str, strategy_id: str, symbol: str, side: Side, decision_ts: datetime, leg: Leg
-) -> str:
+def make_intent_id(run_id: str, strategy_id: str, symbol: str, side: Side, decision_ts: datetime, leg: Leg) -> str:
     """`"it-" + sha256(run_id, strategy_id, symbol, side, decision timestamp, leg)[:24]`."""
     key = "|".join((run_id, strategy_id, symbol, side.value, decision_ts.isoformat(), leg.value))
     return "it-" + hashlib.sha256(key.encode()).hexdigest()[:24]
@@ -108,6 +104,8 @@ class TradeIntent(Contract):
     quantity: float
     order_type: OrderType = OrderType.MARKET
     limit_price: float | None = None
+    #: All-in sizing: spend up to this much at the fill price (see `OrderRequest.notional_cap`).
+    notional_cap: float | None = None
     reference_price: float
     reference_ts: datetime
     stop: float | None = None

@@ -1,0 +1,67 @@
+"""Commander: routes the cycle. Reads the trading state, expires stale approvals, cancels on halt, and
+names the symbols that have something to do at this bar."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from keel.domain.decisions import TradingState
+from keel.domain.intents import IntentState
+from keel.domain.reasons import ReasonCode
+
+if TYPE_CHECKING:
+    from keel.runtime.context import RunContext
+    from keel.runtime.state import CycleState
+
+STAGE = "commander"
+
+
+def commander(state: CycleState, ctx: RunContext) -> dict:
+    trading, reason = ctx.guard.current()
+    now = ctx.clock.now()
+    ts_ns = state["ts_ns"]
+    book = ctx.book
+    if book.pending_approvals:
+        expired = [p for p in book.pending_approvals.values() if p.expires_ns <= ts_ns]
+        for p in expired:
+            ctx.journal.transition(
+                p.intent_id,
+                IntentState.PENDING_APPROVAL,
+                IntentState.EXPIRED,
+                ts=now,
+                actor="commander",
+                reason=ReasonCode.APPROVAL_EXPIRED.value,
+                stage=STAGE,
+                run_id=ctx.run_id,
+            )
+            book.release(p.intent_id, p.symbol)
+            del book.pending_approvals[p.intent_id]
+    if trading is TradingState.HALTED and book.working:
+        for order in ctx.broker.cancel_all():
+            ctx.journal.store.record_order(order, intent_id=order.client_order_id, run_id=ctx.run_id)
+            ctx.journal.event(
+                STAGE,
+                "order.cancelled",
+                {"client_order_id": order.client_order_id, "status": order.status.value, "why": "halted"},
+                ts=now,
+                run_id=ctx.run_id,
+            )
+            book.working.pop(order.client_order_id, None)
+            book.release(order.client_order_id, order.symbol)
+    return {"trading_state": trading.value, "trading_reason": reason, "active": active_symbols(state, ctx)}
+
+
+def active_symbols(state: CycleState, ctx: RunContext) -> list[str]:
+    """Symbols with a signal, a managed position to watch, or a fill at this bar."""
+    t = state["t"]
+    market = ctx.market
+    filled = {f.symbol for f in state.get("fills", ())}
+    active = []
+    for symbol in market.symbols:
+        i = market.bar_index(symbol, t)
+        if i < 0:
+            continue
+        sig = ctx.signals[symbol]
+        if sig.entry[i] or sig.exit[i] or symbol in ctx.book.managed or symbol in filled:
+            active.append(symbol)
+    return active

@@ -1,0 +1,46 @@
+"""Critic (L4): a deterministic checklist over each proposal. Advisory: it can veto, never approve.
+
+A stop exists or is waived by the strategy's declared rules; the size is positive; a rationale is given.
+An LLM critic (later wave) must be a different model than the proposer and can only add objections.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from keel.domain.decisions import CriticReview, CriticVerdict
+from keel.domain.reasons import ReasonCode
+
+if TYPE_CHECKING:
+    from keel.domain.intents import TradeIntent
+    from keel.runtime.context import RunContext
+    from keel.runtime.state import CycleState
+
+
+def review(intent: TradeIntent, *, stop_waived: bool) -> CriticReview:
+    problems: list[ReasonCode] = []
+    if not intent.leg.reduces_risk and intent.stop is None and not stop_waived:
+        problems.append(ReasonCode.MISSING_STOP)
+    if not (math.isfinite(intent.quantity) and intent.quantity > 0):
+        problems.append(ReasonCode.INVALID_SIZE)
+    if not intent.rationale.strip():
+        problems.append(ReasonCode.MISSING_RATIONALE)
+    return CriticReview.model_construct(
+        schema_version=1,
+        intent_id=intent.intent_id,
+        verdict=CriticVerdict.REJECT if problems else CriticVerdict.APPROVE,
+        reasons=tuple(problems),
+        evidence_ids=intent.evidence_ids,
+        reviewer="checklist",
+    )
+
+
+def critic(state: CycleState, ctx: RunContext) -> dict:
+    if not state["proposals"]:
+        return {}
+    waived = ctx.strategy.rules.stop_waived
+    reviews = dict(state.get("reviews") or {})
+    for intent in state["proposals"]:
+        reviews[intent.intent_id] = review(intent, stop_waived=waived)
+    return {"reviews": reviews}

@@ -1,0 +1,201 @@
+"""Monitor: follows every order through its lifecycle (working, partial fill, filled, cancelled, rejected),
+keeps the round-trip ledger, and watches open positions for their stop, target and time exit.
+
+Exits are intents too: the monitor proposes them and routes the cycle back through the critic, allocator and
+supervisor, so a stop-out passes the same gate as any other order.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from keel.agents.strategist import make_intent
+from keel.domain.intents import Leg, Side
+from keel.runtime.book import ManagedPosition, OpenTrade
+
+if TYPE_CHECKING:
+    from keel.data.frame import OHLCV
+    from keel.domain.orders import Fill, Order
+    from keel.runtime.context import RunContext
+    from keel.runtime.state import CycleState
+
+STAGE = "monitor"
+MAX_EXIT_ROUNDS = 1
+
+
+def monitor(state: CycleState, ctx: RunContext) -> dict:
+    if state["exits_raised"] == 0:
+        for fill in state["fills"]:
+            _on_fill(fill, state, ctx)
+        for order in state.get("ended", ()):
+            _on_end(order, ctx)
+    book = ctx.book
+    if not book.managed or state["exits_raised"] >= MAX_EXIT_ROUNDS:
+        return {"proposals": []}
+    t = state["t"]
+    exits = []
+    for symbol, managed in book.managed.items():
+        if symbol in book.pending_exit or t < managed.watch_from_t:
+            continue
+        i = ctx.market.bar_index(symbol, t)
+        if i < 0:
+            continue
+        bars = ctx.market.views[symbol].bars
+        leg = None
+        if managed.stop is not None and bars.low[i] <= managed.stop:
+            leg = Leg.STOP  # a bar that touches both is taken as the stop: the conservative reading
+        elif managed.target is not None and bars.high[i] >= managed.target:
+            leg = Leg.TARGET
+        elif managed.time_exit_t is not None and t >= managed.time_exit_t:
+            leg = Leg.TIME_EXIT
+        if leg is None:
+            continue
+        held = ctx.broker.positions().get(symbol)
+        if held is None or held.quantity <= 0:
+            continue
+        exits.append(
+            make_intent(
+                ctx,
+                state,
+                symbol,
+                Side.SELL,
+                leg,
+                held.quantity,
+                rationale=f"{leg.value} exit of {managed.entry_intent_id}",
+            )
+        )
+    return {"proposals": exits, "exits_raised": state["exits_raised"] + (1 if exits else 0)}
+
+
+def route_after_monitor(state: CycleState) -> str:
+    """Exits the monitor raised go back through the gate; otherwise the cycle reports and ends."""
+    return "critic" if state.get("proposals") else "reporter"
+
+
+def _on_fill(fill: Fill, state: CycleState, ctx: RunContext) -> None:
+    journal, book = ctx.journal, ctx.book
+    coid = fill.client_order_id
+    journal.store.record_fill(fill, run_id=ctx.run_id)
+    order = ctx.broker.status(coid)
+    journal.store.record_order(order, intent_id=coid, run_id=ctx.run_id)
+    journal.event(
+        STAGE,
+        "order.fill",
+        {
+            "client_order_id": coid,
+            "fill_id": fill.fill_id,
+            "symbol": fill.symbol,
+            "side": fill.side.value,
+            "quantity": fill.quantity,
+            "price": fill.price,
+            "fee": fill.fee,
+            "order_status": order.status.value,
+        },
+        ts=ctx.clock.now(),
+        run_id=ctx.run_id,
+    )
+    book.fills_seen += 1
+    info = book.working.get(coid)
+    _ledger(fill, ctx)
+    if info is not None and info["leg"] == Leg.ENTRY.value and fill.symbol not in book.managed:
+        _manage(fill.symbol, coid, info, state["t"], ctx)
+    if not order.status.is_open:
+        book.working.pop(coid, None)
+        book.release(coid, fill.symbol)
+        if info is not None and info["leg"] != Leg.ENTRY.value:
+            position = ctx.broker.positions().get(fill.symbol)
+            if position is None or position.quantity <= 0:
+                book.managed.pop(fill.symbol, None)
+    else:
+        wake = ctx.market.next_bar_timeline(fill.symbol, state["t"])
+        if wake is not None:
+            ctx.schedule.wake(wake)
+
+
+def _on_end(order: Order, ctx: RunContext) -> None:
+    """An order that finished without a fill: record it and forget it; its intent stays `executed` (it was sent)."""
+    coid = order.client_order_id
+    ctx.journal.store.record_order(order, intent_id=coid, run_id=ctx.run_id)
+    ctx.journal.event(
+        STAGE,
+        "order.ended",
+        {"client_order_id": coid, "order_status": order.status.value, "reason": order.reject_reason},
+        ts=ctx.clock.now(),
+        run_id=ctx.run_id,
+    )
+    ctx.book.working.pop(coid, None)
+    ctx.book.release(coid, order.symbol)
+
+
+def _manage(symbol: str, entry_id: str, info: dict, t: int, ctx: RunContext) -> None:
+    """Start watching a new position: wake at the first bar its stop or target is touched, or its time exit."""
+    view = ctx.market.views[symbol]
+    i = ctx.market.bar_index(symbol, t)
+    hold = ctx.strategy.rules.time_exit_bars
+    time_exit_t = None
+    if hold is not None and i + hold < len(view.bars):
+        time_exit_t = int(view.to_timeline[i + hold])
+    managed = ManagedPosition(symbol, entry_id, info["stop"], info["target"], time_exit_t, t)
+    ctx.book.managed[symbol] = managed
+    touch = first_touch(view.bars, i, managed.stop, managed.target)
+    if touch is not None:
+        ctx.schedule.wake(int(view.to_timeline[touch]))
+    if time_exit_t is not None:
+        ctx.schedule.wake(time_exit_t)
+
+
+def first_touch(bars: OHLCV, start: int, stop: float | None, target: float | None) -> int | None:
+    """First bar index ≥ start whose low reaches the stop or whose high reaches the target (chunked search)."""
+    if stop is None and target is None:
+        return None
+    n, lo, chunk = len(bars), start, 256
+    while lo < n:
+        hi = min(n, lo + chunk)
+        hit = np.zeros(hi - lo, dtype=bool)
+        if stop is not None:
+            hit |= bars.low[lo:hi] <= stop
+        if target is not None:
+            hit |= bars.high[lo:hi] >= target
+        idx = np.flatnonzero(hit)
+        if idx.size:
+            return lo + int(idx[0])
+        lo, chunk = hi, chunk * 4
+    return None
+
+
+def _ledger(fill: Fill, ctx: RunContext) -> None:
+    """Round trips: a trade opens with the first buy fill and closes when the position is flat again."""
+    book = ctx.book
+    trade = book.open_trades.get(fill.symbol)
+    if fill.side is Side.BUY:
+        if trade is None:
+            trade = book.open_trades[fill.symbol] = OpenTrade(fill.symbol, fill.ts.isoformat())
+        trade.quantity += fill.quantity
+        trade.cost += fill.quantity * fill.price
+        trade.fees += fill.fee
+        return
+    if trade is None:
+        return
+    trade.exit_quantity += fill.quantity
+    trade.exit_value += fill.quantity * fill.price
+    trade.fees += fill.fee
+    if trade.exit_quantity + 1e-9 >= trade.quantity:
+        info = book.working.get(fill.client_order_id) or {}
+        entry_price = trade.cost / trade.quantity
+        exit_price = trade.exit_value / trade.exit_quantity
+        book.trades.append(
+            {
+                "symbol": trade.symbol,
+                "entry_ts": trade.entry_ts,
+                "exit_ts": fill.ts.isoformat(),
+                "quantity": trade.quantity,
+                "entry_price": entry_price,
+                "exit_price": exit_price,
+                "pnl": trade.exit_value - trade.cost - trade.fees,
+                "fees": trade.fees,
+                "exit_leg": info.get("leg", "exit"),
+            }
+        )
+        del book.open_trades[fill.symbol]

@@ -1,0 +1,149 @@
+"""Supervisor (L5): the hard gate. No LLM. Sees every intent, entries and exits; the first failing check
+decides, every check is recorded, and a size reduced to fit is recorded as a modify.
+
+It also journals each proposal before judging it: an intent id the journal already holds is recognised as
+a replay of a decision already taken and is never judged or executed again.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from keel.domain.decisions import CriticVerdict, Decision, TradingState, Verdict
+from keel.domain.intents import IntentState, Side
+from keel.domain.reasons import ReasonCode
+from keel.risk.checks import CheckInput, run_checks
+from keel.risk.limits import resolve_limits
+
+if TYPE_CHECKING:
+    from keel.runtime.context import RunContext
+    from keel.runtime.state import CycleState
+
+STAGE = "supervisor"
+WINDOW_NS = 60 * 1_000_000_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
+def supervisor(state: CycleState, ctx: RunContext) -> dict:
+    if not state["proposals"]:
+        return {"allowed": []}
+    journal, book, broker = ctx.journal, ctx.book, ctx.broker
+    now = ctx.clock.now()
+    ts_ns = state["ts_ns"]
+    trading = TradingState(state["trading_state"])
+    balance = broker.balance()
+    equity, cash = balance.equity, balance.cash
+    positions_value = equity - cash  # long-only: what the held positions are worth at their marks
+    positions = broker.positions()
+    limits = resolve_limits(ctx.settings.risk, ctx.profile, equity=equity, symbols=len(ctx.market.symbols))
+    times = book.order_times
+    while times and times[0] <= ts_ns - WINDOW_NS:
+        times.popleft()
+    reviews = state.get("reviews") or {}
+    outlooks = state.get("outlooks") or {}
+    allowed = []
+    for intent in state["proposals"]:
+        if not journal.create_intent(intent, ts=now, stage="strategist"):
+            journal.event(
+                STAGE,
+                "intent.duplicate",
+                {"intent_id": intent.intent_id, "reason": ReasonCode.DUPLICATE_INTENT.value},
+                ts=now,
+                run_id=ctx.run_id,
+            )
+            continue
+        symbol = intent.symbol
+        if intent.leg.reduces_risk:
+            book.pending_exit[symbol] = intent.intent_id
+        else:
+            book.pending_entry[symbol] = intent.intent_id
+        quote = broker.quote(symbol)
+        reserved = sum(book.reserved.values())
+        held = {s for s, p in positions.items() if p.quantity > 0}
+        in_flight = {s for s in book.pending_entry if s not in held and s != symbol}
+        notional_cap = intent.notional_cap
+        check = CheckInput(
+            symbol=symbol,
+            side=intent.side,
+            reduces_risk=intent.leg.reduces_risk,
+            quantity=intent.quantity,
+            reference_price=quote.last if quote is not None else float("nan"),
+            reference_age_ns=(ts_ns - _ns(quote.ts)) if quote is not None else -1,
+            limit_price=intent.limit_price,
+            stop=intent.stop,
+            stop_waived=ctx.strategy.rules.stop_waived,
+            trading_state=trading,
+            mode=ctx.mode.value,
+            no_trade=outlooks[symbol].no_trade if symbol in outlooks else (),
+            limits=limits,
+            exposure=positions_value + reserved,
+            open_positions=len(held) + len(in_flight),
+            opens_position=symbol not in held,
+            day_pnl=equity - book.day_start_equity,
+            orders_last_minute=len(times),
+            cash_available=cash - reserved,
+            cost_rate=ctx.cost_rate,
+        )
+        run = run_checks(check)
+        review = reviews.get(intent.intent_id)
+        rejected = run.rejected
+        if rejected is None and review is not None and review.verdict is CriticVerdict.REJECT:
+            rejected = ReasonCode.CRITIC_REJECTED
+        decision = Decision.REJECT if rejected else (Decision.MODIFY if run.modified else Decision.APPROVE)
+        reasons = (rejected,) if rejected else run.modified
+        verdict = Verdict.model_construct(
+            schema_version=1,
+            intent_id=intent.intent_id,
+            decision=decision,
+            reasons=reasons,
+            checks=(),
+            requested_quantity=intent.quantity,
+            approved_quantity=0.0 if rejected else run.quantity,
+        )
+        journal.event(
+            STAGE,
+            "verdict",
+            {
+                "intent_id": intent.intent_id,
+                "decision": decision.value,
+                "reasons": [r.value for r in reasons],
+                "checks": {
+                    name: (code.value if code else ("pass: " + d if d else "pass")) for name, code, d in run.results
+                },
+                "critic": review.verdict.value if review is not None else None,
+                "requested_quantity": intent.quantity,
+                "approved_quantity": verdict.approved_quantity,
+            },
+            ts=now,
+            run_id=ctx.run_id,
+        )
+        if rejected:
+            journal.transition(
+                intent.intent_id,
+                IntentState.PROPOSED,
+                IntentState.BLOCKED,
+                ts=now,
+                actor=STAGE,
+                reason=rejected.value,
+                stage=STAGE,
+                run_id=ctx.run_id,
+            )
+            book.release(intent.intent_id, symbol)
+            continue
+        if run.modified:
+            update: dict = {"quantity": run.quantity}
+            if notional_cap is not None:
+                update["notional_cap"] = run.quantity * intent.reference_price * (1.0 + ctx.cost_rate)
+            intent = intent.model_copy(update=update)
+        if not intent.leg.reduces_risk and intent.side is Side.BUY:
+            book.reserved[intent.intent_id] = (
+                intent.notional_cap if intent.notional_cap is not None else intent.quantity * intent.reference_price
+            )
+        allowed.append((intent, verdict))
+    return {"allowed": allowed}
+
+
+def _ns(dt: datetime) -> int:
+    return (dt - EPOCH) // MICROSECOND * 1_000

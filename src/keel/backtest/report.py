@@ -1,0 +1,119 @@
+"""The run's report, built once at the end from what was journalled: equity curve, drawdown, summary."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from keel.data.frame import ns_to_datetime
+from keel.domain.intents import Side
+from keel.domain.orders import Fill
+from keel.domain.run import RunSummary, Trade
+from keel.runtime.market import MarketView
+
+TOP_REASONS = 10
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class EquityCurve:
+    ts: np.ndarray  # int64 ns, the market timeline
+    cash: np.ndarray
+    equity: np.ndarray
+
+    @property
+    def max_drawdown_pct(self) -> float:
+        if len(self.equity) == 0:
+            return 0.0
+        peak = np.maximum.accumulate(self.equity)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dd = np.where(peak > 0, (self.equity - peak) / peak, 0.0)
+        return float(-dd.min() * 100.0)
+
+
+def equity_curve(market: MarketView, fills: list[Fill], initial_cash: float) -> EquityCurve:
+    """Mark-to-close equity at every bar of the timeline. Cash and positions only change at fills, so both
+    are step functions rebuilt vectorized from the fills; every bar is marked at its own close."""
+    timeline = market.timeline
+    n = len(timeline)
+    fill_t = (
+        np.searchsorted(timeline, np.array([_ns(f) for f in fills], dtype=np.int64)) if fills else np.array([], int)
+    )
+    cash_delta = np.zeros(n)
+    for f, t in zip(fills, fill_t.tolist(), strict=True):
+        value = f.quantity * f.price
+        cash_delta[t] += (-value if f.side is Side.BUY else value) - f.fee
+    cash = initial_cash + np.cumsum(cash_delta)
+    equity = cash.copy()
+    for symbol in market.symbols:
+        qty_delta = np.zeros(n)
+        for f, t in zip(fills, fill_t.tolist(), strict=True):
+            if f.symbol == symbol:
+                qty_delta[t] += f.quantity if f.side is Side.BUY else -f.quantity
+        if not qty_delta.any():
+            continue
+        qty = np.cumsum(qty_delta)
+        view = market.views[symbol]
+        last = np.maximum.accumulate(np.where(view.at >= 0, view.at, -1))  # last bar at or before each t
+        close = np.where(last >= 0, view.bars.close[np.maximum(last, 0)], 0.0)
+        equity += qty * close
+    return EquityCurve(timeline, cash, equity)
+
+
+def _ns(f: Fill) -> int:
+    return int(f.ts.timestamp() * 1_000_000) * 1_000
+
+
+def build_summary(
+    *,
+    run_id: str,
+    mode: str,
+    strategy: str,
+    params: dict,
+    market: MarketView,
+    curve: EquityCurve,
+    initial_cash: float,
+    intents_by_state: dict[str, int],
+    blocked_reasons: dict[str, int],
+    orders: int,
+    fills: int,
+    trades: list[dict],
+    open_at_end: int,
+    fees_paid: float,
+    events: int,
+    journal_head: str,
+) -> RunSummary:
+    final_equity = float(curve.equity[-1]) if len(curve.equity) else initial_cash
+    top = dict(Counter(blocked_reasons).most_common(TOP_REASONS))
+    ts = market.timeline
+    return RunSummary(
+        run_id=run_id,
+        mode=mode,
+        strategy=strategy,
+        params=params,
+        symbols=market.symbols,
+        bars=market.bars,
+        start=ns_to_datetime(int(ts[0])).isoformat() if len(ts) else None,
+        end=ns_to_datetime(int(ts[-1])).isoformat() if len(ts) else None,
+        intents_by_state=dict(sorted(intents_by_state.items())),
+        blocked_reasons=top,
+        orders=orders,
+        fills=fills,
+        trades=len(trades),
+        open_at_end=open_at_end,
+        initial_cash=initial_cash,
+        final_equity=_cents(final_equity),
+        pnl=_cents(final_equity - initial_cash),
+        total_return_pct=round((final_equity / initial_cash - 1.0) * 100.0, 6),
+        max_drawdown_pct=round(curve.max_drawdown_pct, 6),
+        fees_paid=_cents(fees_paid),
+        events=events,
+        journal_head=journal_head,
+        trade_list=tuple(Trade(**t) for t in trades),
+    )
+
+
+def _cents(x: float) -> float:
+    return round(x, 2) if math.isfinite(x) else x

@@ -1,0 +1,421 @@
+"""The journal facade: one intent store and one event log, written in the one order that makes crashes repairable.
+
+Every state change is a row change in the store plus one event in the log. The log is flushed first, then the
+rows are committed together with the log's head `(seq, hash)`, so the database head never points past what is on
+disk. After a crash the log can only be *ahead* of the head (records written, commit lost): a torn tail that
+`recover()` cuts, keeps aside as evidence, and logs. A log that is behind the head, or whose committed record
+changed, cannot come from a crash and stops the start-up.
+
+Within a call the event is appended to the in-memory log buffer *before* the store is asked, and withdrawn if the
+store refuses (illegal edge, lost compare-and-set, duplicate): withdrawing an unflushed event is free, undoing a
+database write is not.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from hashlib import sha256
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from keel.domain.decisions import TradingState
+from keel.domain.errors import InputError, JournalIntegrityError
+from keel.domain.intents import IntentState, TradeIntent
+from keel.journal.eventlog import ZERO_HASH, Cut, EventLog, record_hash
+from keel.journal.schema import to_iso
+from keel.journal.store import IntentStore
+from keel.journal.verify import VerifyReport, verify_log
+
+#: Keys of an `intent.transition` payload that a caller's `detail` may not overwrite.
+_TRANSITION_KEYS = frozenset({"intent_id", "from", "to", "reason", "actor"})
+#: Events only the journal itself writes, each together with the row change it describes.
+RESERVED_EVENTS = frozenset({"intent.proposed", "intent.transition", "journal.repair", "trading_state.changed"})
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    """What `recover()` found and did. `cut` is None when the log matched the committed head."""
+
+    committed_head: tuple[int, str]
+    log_head: tuple[int, str]
+    cut: Cut | None = None
+    quarantine: Path | None = None
+    repair_seq: int | None = None
+
+    @property
+    def repaired(self) -> bool:
+        return self.cut is not None
+
+
+class Journal:
+    """The journal the rest of Keel uses. Not thread-safe; one writer per event log."""
+
+    def __init__(self, store: IntentStore, log: EventLog, *, log_id: str) -> None:
+        self._store = store
+        self._log = log
+        self._log_id = log_id
+        self._write_through = store.write_through
+        self._committed = store.head(log_id) or (0, ZERO_HASH)
+        self._needs_recovery = log.torn_tail or log.head != self._committed
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        url: str,
+        log_path: str | os.PathLike[str],
+        log_id: str,
+        write_through: bool,
+        fsync: bool = False,
+        connect_args: Mapping[str, Any] | None = None,
+    ) -> Journal:
+        """Open the store and the log. If they disagree (a crash between flush and commit, or worse) every write is
+        refused until `recover()` has run: nothing is written on top of a log whose tail is in doubt."""
+        store = IntentStore.open(url, write_through=write_through, connect_args=connect_args)
+        try:
+            log = EventLog.open(log_path, fsync=fsync)
+        except BaseException:
+            store.close()
+            raise
+        return cls(store, log, log_id=log_id)
+
+    # -- properties ----------------------------------------------------------------------------------
+
+    @property
+    def store(self) -> IntentStore:
+        return self._store
+
+    @property
+    def log(self) -> EventLog:
+        return self._log
+
+    @property
+    def log_id(self) -> str:
+        return self._log_id
+
+    @property
+    def write_through(self) -> bool:
+        return self._write_through
+
+    @property
+    def head(self) -> tuple[int, str]:
+        """`(seq, hash)` of the last event appended, committed or not (what a run summary cites)."""
+        return self._log.head
+
+    @property
+    def pending(self) -> int:
+        """Events appended but not yet committed; every state change is one, so this measures the batch (always 0
+        in write-through mode)."""
+        return self._log.pending
+
+    @property
+    def committed_head(self) -> tuple[int, str]:
+        """The log head the database holds: everything up to it is committed evidence."""
+        return self._committed
+
+    @property
+    def needs_recovery(self) -> bool:
+        return self._needs_recovery
+
+    # -- writing -------------------------------------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self._needs_recovery:
+            raise JournalIntegrityError(
+                f"journal {self._log_id}: the event log does not match the committed head "
+                f"(seq {self._committed[0]}); nothing is written until it is recovered",
+                hint="call Journal.recover() at start-up",
+            )
+
+    @contextmanager
+    def _unit(self) -> Iterator[None]:
+        """Write-through: one transaction for the block's rows, the log flushed before it commits with the new head.
+
+        On failure the unflushed events are dropped; if the log was already flushed past the committed head (the
+        commit failed after the flush) the journal refuses further writes until `recover()` cuts that tail.
+        """
+        self._check_usable()
+        if self._store.in_atomic:
+            # The head would be recorded as committed before the outer block commits; refuse rather than lie.
+            raise InputError("journal writes commit on their own; do not wrap them in IntentStore.atomic()")
+        log = self._log
+        try:
+            with self._store.atomic():
+                yield
+                if log.pending:
+                    log.flush()
+                    self._store.set_head(self._log_id, *log.head)
+        except BaseException:
+            self._after_failure()
+            raise
+        self._committed = log.flushed_head
+
+    def _after_failure(self) -> None:
+        self._log.discard()
+        if self._log.torn_tail or self._log.flushed_head != self._committed:
+            self._needs_recovery = True
+
+    def event(
+        self, stage: str, event: str, payload: Mapping[str, Any], *, ts: datetime, run_id: str
+    ) -> tuple[int, str]:
+        """Append one event; returns its `(seq, hash)`. Committed at once in write-through mode, else with the batch.
+
+        The lifecycle events (`RESERVED_EVENTS`) are refused here: they are only ever written by the method that
+        also changes the row, so the log can never claim a transition the store did not make.
+        """
+        if event in RESERVED_EVENTS:
+            raise InputError(f"event '{event}' is written by the journal itself, with the state change it records")
+        ts_text = to_iso(ts)
+        if self._write_through:
+            with self._unit():
+                return self._log.append(ts=ts_text, run_id=run_id, stage=stage, event=event, payload=payload)
+        self._check_usable()
+        return self._log.append(ts=ts_text, run_id=run_id, stage=stage, event=event, payload=payload)
+
+    def create_intent(self, intent: TradeIntent, *, ts: datetime, stage: str) -> bool:
+        """Record a proposed intent and its `intent.proposed` event (carrying the intent itself).
+
+        Returns False and writes nothing when the identical intent already exists (a replayed decision);
+        raises `DuplicateIntentConflict` when the id exists with other parameters.
+        """
+        ts_text = to_iso(ts)
+        if self._write_through:
+            with self._unit():
+                return self._create(intent, ts_text, stage)
+        self._check_usable()
+        return self._create(intent, ts_text, stage)
+
+    def _create(self, intent: TradeIntent, ts: str, stage: str) -> bool:
+        payload = intent.model_dump_json()
+        log = self._log
+        mark = log.head
+        log.append(
+            ts=ts,
+            run_id=intent.run_id,
+            stage=stage,
+            event="intent.proposed",
+            payload={"intent_id": intent.intent_id, "intent": orjson.loads(payload)},
+        )
+        try:
+            created = self._store._create_intent(intent, ts, payload)
+        except BaseException:
+            log.rewind(mark)
+            raise
+        if not created:
+            log.rewind(mark)
+            return False
+        return True
+
+    def transition(
+        self,
+        intent_id: str,
+        expected: IntentState,
+        target: IntentState,
+        *,
+        ts: datetime,
+        actor: str,
+        reason: str | None = None,
+        stage: str,
+        run_id: str,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Compare-and-set an intent from `expected` to `target` and log one `intent.transition` event.
+
+        The event carries intent_id, from, to, reason and actor, plus `detail` (which may not redefine those).
+        Raises what `IntentStore.transition` raises, with nothing written.
+        """
+        payload: dict[str, Any] = {
+            "intent_id": intent_id,
+            "from": expected._value_,
+            "to": target._value_,
+            "reason": reason,
+            "actor": actor,
+        }
+        if detail:
+            clash = _TRANSITION_KEYS & detail.keys()
+            if clash:
+                raise InputError(f"transition detail may not redefine {', '.join(sorted(clash))}")
+            payload.update(detail)
+        ts_text = to_iso(ts)
+        if self._write_through:
+            with self._unit():
+                self._transition(intent_id, expected, target, ts_text, actor, reason, stage, run_id, payload)
+            return
+        self._check_usable()
+        self._transition(intent_id, expected, target, ts_text, actor, reason, stage, run_id, payload)
+
+    def _transition(
+        self,
+        intent_id: str,
+        expected: IntentState,
+        target: IntentState,
+        ts: str,
+        actor: str,
+        reason: str | None,
+        stage: str,
+        run_id: str,
+        payload: dict[str, Any],
+    ) -> None:
+        log = self._log
+        mark = log.head
+        log.append(ts=ts, run_id=run_id, stage=stage, event="intent.transition", payload=payload)
+        try:
+            self._store._transition(intent_id, expected, target, ts, actor, reason)
+        except BaseException:
+            log.rewind(mark)
+            raise
+
+    def set_trading_state(
+        self, state: TradingState, *, reason: str, actor: str, ts: datetime, run_id: str, stage: str = "risk"
+    ) -> None:
+        """Change the trading state. The row is committed at once in every mode (it is what every process reads);
+        the `trading_state.changed` event is committed at once in write-through mode, with the batch otherwise.
+
+        The row is written even when the journal needs recovery (the event is then left out): a kill switch must
+        work in exactly the situation where something already went wrong, and the row carries who, why and when.
+        """
+        self._store.set_trading_state(state, reason=reason, actor=actor, ts=ts)
+        if self._needs_recovery:
+            return
+        payload = {"state": TradingState(state).value, "reason": reason, "actor": actor}
+        ts_text = to_iso(ts)
+        if self._write_through:
+            with self._unit():
+                self._log.append(ts=ts_text, run_id=run_id, stage=stage, event="trading_state.changed", payload=payload)
+            return
+        self._log.append(ts=ts_text, run_id=run_id, stage=stage, event="trading_state.changed", payload=payload)
+
+    def commit(self) -> None:
+        """Make everything written so far durable: flush the log, then commit the rows with the new head.
+
+        If the flush or the commit fails, the whole batch is discarded (nothing half-written in the database) and
+        the error is raised; if the log was flushed past the committed head, `recover()` must run before the next
+        write. Write-through mode commits every call already, so this only checks that nothing is pending.
+        """
+        self._check_usable()
+        if self._write_through:
+            return
+        log, store = self._log, self._store
+        try:
+            if log.pending:
+                log.flush()
+                store.set_head(self._log_id, *log.head)
+            store.commit()
+        except BaseException:
+            store.rollback()
+            self._after_failure()
+            raise
+        self._committed = log.flushed_head
+
+    def rollback(self) -> None:
+        """Discard every uncommitted write, rows and events alike."""
+        self._store.rollback()
+        self._log.discard()
+
+    def close(self) -> None:
+        """Close both sides. Uncommitted writes are discarded, as closing a database connection discards them.
+        Closing twice is harmless."""
+        if self._closed:
+            return
+        self._closed = True
+        self.rollback()
+        try:
+            self._log.close()
+        finally:
+            self._store.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- start-up ------------------------------------------------------------------------------------
+
+    def recover(self, *, ts: datetime) -> RecoveryReport:
+        """Compare the log with the committed head and repair what a crash can explain.
+
+        * log == head (the head record re-hashed too): nothing to do, nothing written (a clean start leaves no
+          trace, so runs stay reproducible);
+        * records or partial lines past the head (written, never committed): cut them, keep the cut bytes next to
+          the log (`<log>.cut-<seq>-<sha>`), and append and commit a `journal.repair` event saying what was cut;
+        * the log ends before the head, or the committed record no longer matches: raise `JournalIntegrityError`
+          naming the seq. That is tampering or corruption, and cutting or replaying would hide it.
+        """
+        self._store.rollback()
+        self._log.discard()
+        committed = self._store.head(self._log_id) or (0, ZERO_HASH)
+        self._committed = committed
+        log_head = self._log.flushed_head
+        c_seq, c_hash = committed
+        path = self._log.path
+        if log_head[0] < c_seq:
+            raise JournalIntegrityError(
+                f"{path}: the log ends at seq {log_head[0]} but the database committed seq {c_seq}: "
+                f"committed records {log_head[0] + 1}..{c_seq} were deleted",
+                hint="restore the log from a backup; never continue on a truncated journal",
+            )
+        if c_seq > 0:
+            record = self._log.find(c_seq)
+            if record is None:
+                raise JournalIntegrityError(f"{path}: no record carries the committed seq {c_seq}")
+            if record["hash"] != c_hash or record_hash(record) != c_hash:
+                raise JournalIntegrityError(
+                    f"{path}: the committed record seq {c_seq} no longer matches the database head "
+                    f"(hash {c_hash[:16]}…): the log was changed after it was committed",
+                    hint="run verification to list every problem; restore the log from a backup",
+                )
+        if log_head == committed and not self._log.torn_tail:
+            self._needs_recovery = False
+            return RecoveryReport(committed_head=committed, log_head=log_head)
+
+        cut = self._log.truncate_after(c_seq)
+        quarantine = self._quarantine(cut) if cut.data else None
+        payload = {
+            "kind": "torn_tail",
+            "committed_seq": c_seq,
+            "records_cut": cut.records,
+            "first_seq_cut": cut.first_seq,
+            "last_seq_cut": cut.last_seq,
+            "partial_lines_cut": cut.partial_lines,
+            "bytes_cut": cut.size,
+            "sha256_cut": sha256(cut.data).hexdigest(),
+            "kept_in": quarantine.name if quarantine is not None else None,
+        }
+        self._needs_recovery = False
+        repair_seq, _ = self._log.append(
+            ts=to_iso(ts), run_id=self._log_id, stage="journal", event="journal.repair", payload=payload
+        )
+        if self._write_through:
+            with self._unit():
+                pass
+        else:
+            self.commit()
+        return RecoveryReport(
+            committed_head=committed, log_head=log_head, cut=cut, quarantine=quarantine, repair_seq=repair_seq
+        )
+
+    def _quarantine(self, cut: Cut) -> Path:
+        """Keep cut bytes beside the log: uncommitted records are not evidence of trades, but they are evidence of
+        the crash, and deleting them would be the one irreversible step of a repair."""
+        digest = sha256(cut.data).hexdigest()[:16]
+        target = self._log.path.with_name(f"{self._log.path.name}.cut-{cut.kept_seq}-{digest}")
+        if not target.exists():
+            tmp = target.with_name(target.name + ".tmp")
+            with open(tmp, "wb") as fh:
+                fh.write(cut.data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        return target
+
+    def verify(self) -> VerifyReport:
+        """Verify the whole log on disk against the head committed in the database."""
+        return verify_log(self._log.path, committed_head=self._store.head(self._log_id) or (0, ZERO_HASH))

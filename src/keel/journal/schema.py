@@ -1,0 +1,185 @@
+"""The journal's tables (SQLAlchemy Core) and the one storage format for timestamps.
+
+Timestamps are ISO-8601 UTC strings with a fixed width (microseconds, `+00:00`), so SQLite and PostgreSQL store,
+compare and sort them the same way, and a string comparison is a time comparison. JSON columns are text written by
+orjson with sorted keys, so equal content is equal bytes on every backend.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from keel.domain.errors import InputError
+
+#: Bump with a migration whenever a table changes shape.
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+#: SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid alias); PostgreSQL wants 64 bits.
+_AutoId = BigInteger().with_variant(Integer(), "sqlite")
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String, primary_key=True),
+    Column("created_ts", String, nullable=False),
+    Column("mode", String, nullable=False),
+    Column("config_hash", String, nullable=False),
+    Column("status", String, nullable=False),  # running | complete | failed
+    Column("meta", Text, nullable=False),
+    Column("summary", Text, nullable=True),
+)
+
+intents = Table(
+    "intents",
+    metadata,
+    Column("intent_id", String, primary_key=True),
+    Column("run_id", String, nullable=False, index=True),
+    Column("strategy_id", String, nullable=False),
+    Column("symbol", String, nullable=False),
+    Column("side", String, nullable=False),
+    Column("leg", String, nullable=False),
+    Column("quantity", Float, nullable=False),
+    Column("state", String, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_ts", String, nullable=False),
+    Column("updated_ts", String, nullable=False),
+    Column("last_reason", String, nullable=True),
+    Column("payload", Text, nullable=False),
+)
+
+intent_transitions = Table(
+    "intent_transitions",
+    metadata,
+    Column("id", _AutoId, primary_key=True, autoincrement=True),
+    Column("intent_id", String, nullable=False, index=True),
+    Column("from_state", String, nullable=False),
+    Column("to_state", String, nullable=False),
+    Column("ts", String, nullable=False),
+    Column("reason", String, nullable=True),
+    Column("actor", String, nullable=False),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("client_order_id", String, primary_key=True),
+    Column("intent_id", String, nullable=False, index=True),
+    Column("run_id", String, nullable=False, index=True),
+    Column("symbol", String, nullable=False),
+    Column("side", String, nullable=False),
+    Column("order_type", String, nullable=False),
+    Column("quantity", Float, nullable=False),
+    Column("status", String, nullable=False),
+    Column("filled_quantity", Float, nullable=False),
+    Column("average_price", Float, nullable=True),
+    Column("fees", Float, nullable=False),
+    Column("submitted_ts", String, nullable=False),
+    Column("updated_ts", String, nullable=False),
+    Column("payload", Text, nullable=False),
+)
+
+fills = Table(
+    "fills",
+    metadata,
+    Column("fill_id", String, primary_key=True),
+    Column("client_order_id", String, nullable=False, index=True),
+    Column("run_id", String, nullable=False, index=True),
+    Column("symbol", String, nullable=False),
+    Column("side", String, nullable=False),
+    Column("quantity", Float, nullable=False),
+    Column("price", Float, nullable=False),
+    Column("fee", Float, nullable=False),
+    Column("ts", String, nullable=False),
+)
+
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("intent_id", String, primary_key=True),
+    Column("mode", String, nullable=False),
+    Column("outcome", String, nullable=False),
+    Column("approver", String, nullable=False),
+    Column("reason", String, nullable=True),
+    Column("ts", String, nullable=False),
+    Column("expires_ts", String, nullable=True),
+)
+
+#: Append-only history: the current trading state is the last row; no rows means `active`.
+kill_switch = Table(
+    "kill_switch",
+    metadata,
+    Column("id", _AutoId, primary_key=True, autoincrement=True),
+    Column("state", String, nullable=False),
+    Column("reason", String, nullable=False),
+    Column("actor", String, nullable=False),
+    Column("ts", String, nullable=False),
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("run_id", String, primary_key=True),
+    Column("cursor", BigInteger, nullable=False),
+    Column("snapshot", Text, nullable=False),
+    Column("ts", String, nullable=False),
+)
+
+#: The last event-log record committed together with the rows it describes, per log.
+journal_head = Table(
+    "journal_head",
+    metadata,
+    Column("log_id", String, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String, nullable=False),
+)
+
+
+_last_iso: tuple[datetime | None, str] = (None, "")
+
+
+def to_iso(ts: datetime) -> str:
+    """The storage form of a timestamp: fixed-width ISO-8601 in UTC. Naive datetimes are refused, not guessed.
+
+    A decision cycle stamps several writes with the same datetime object, so the last conversion is remembered
+    (by identity: datetimes are immutable; one tuple, so a reader never sees a key with another key's text).
+    """
+    last = _last_iso
+    if last[0] is ts:
+        return last[1]
+    if ts.tzinfo is UTC:
+        text = ts.isoformat(timespec="microseconds")
+    elif ts.utcoffset() is None:
+        raise InputError(f"timestamp {ts.isoformat()} has no time zone; the journal stores UTC-aware times only")
+    else:
+        text = ts.astimezone(UTC).isoformat(timespec="microseconds")
+    _remember(ts, text)
+    return text
+
+
+def _remember(ts: datetime, text: str) -> None:
+    global _last_iso
+    _last_iso = (ts, text)
+
+
+def from_iso(text: str) -> datetime:
+    """Inverse of `to_iso`."""
+    return datetime.fromisoformat(text)

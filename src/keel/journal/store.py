@@ -1,0 +1,1036 @@
+"""The intent state store: SQLAlchemy 2 Core over SQLite (WAL) or PostgreSQL.
+
+Intents move only by compare-and-set (`UPDATE … WHERE state = :expected`), so two workers racing for the same
+intent cannot both win: exactly-once execution rests on that single row update, not on locks held in Python.
+
+Two write modes share one API:
+
+* **write-through** (shadow, paper, testnet, live): every write is committed before the call returns, so an intent
+  is durable before any order for it can be sent. `atomic()` groups several writes into one transaction (the
+  journal uses it to commit a row change together with the event-log head that describes it).
+* **buffered** (replay): writes are validated when called — illegal edges, lost compare-and-sets, conflicting
+  duplicates raise at once — but held in memory and written in one transaction by `commit()`, in call order,
+  with executemany. At commit every compare-and-set is re-checked through the row counts, so a row moved by
+  another process in the meantime aborts the whole batch instead of being overwritten.
+
+Reads see committed rows only (in buffered mode, call `commit()` first), except `state()`, which also sees the
+buffer. The trading state (kill switch) is never buffered: it is committed at once and always read from the
+database, because another process may have tripped it.
+
+SQLAlchemy Core owns the engine, the pool, the DDL and every statement, compiled once per dialect; the compiled
+statements then run on the connection's DBAPI cursor. Going through `Connection.execute()` costs several times the
+driver's own work per statement here (and rebuilds each row's parameters of an executemany in Python), which is
+most of a write-through lifecycle. No column type of these tables needs a bind or result processor, so nothing is
+lost. Transactions are therefore the driver's: one opens with the first statement and lasts until the store
+commits or rolls it back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, bindparam, create_engine, event, exists, func, literal_column, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+
+from keel.domain.decisions import ApprovalDecision, ApprovalMode, TradingState
+from keel.domain.errors import InputError, JournalIntegrityError, StaleState, UnknownIntent
+from keel.domain.intents import IntentState, Side, TradeIntent, check_transition
+from keel.domain.orders import Fill, Order
+from keel.journal import schema as s
+from keel.journal.errors import DuplicateIntentConflict, DuplicateRun, JournalSchemaError, UnknownRun
+from keel.journal.schema import from_iso, to_iso
+
+_PROPOSED = IntentState.PROPOSED.value
+#: States whose `last_reason` explains why an intent did not trade (what `reason_counts` reports).
+_REFUSED = (IntentState.BLOCKED.value, IntentState.REJECTED.value)
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETE = "complete"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class IntentRecord:
+    intent: TradeIntent
+    state: IntentState
+    version: int
+    created_ts: datetime
+    updated_ts: datetime
+    last_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionRecord:
+    intent_id: str
+    from_state: IntentState
+    to_state: IntentState
+    ts: datetime
+    reason: str | None
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class TradingStateRecord:
+    """The current trading state; `ts` is None for the implicit initial `active` (no row written yet)."""
+
+    state: TradingState
+    reason: str
+    actor: str
+    ts: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    run_id: str
+    created_ts: datetime
+    mode: str
+    config_hash: str
+    status: RunStatus
+    meta: dict[str, Any]
+    summary: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRecord:
+    intent_id: str
+    mode: ApprovalMode
+    outcome: str
+    approver: str
+    reason: str | None
+    ts: datetime
+    expires_ts: datetime | None
+
+
+def _json(obj: Any) -> str:
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode()
+
+
+class IntentStore:
+    """One connection to the journal database. Not thread-safe; several processes may share the database."""
+
+    def __init__(self, engine: Engine, *, write_through: bool) -> None:
+        self._engine = engine
+        self._write_through = write_through
+        self._conn: Connection = engine.connect()
+        self._dbapi: Any = self._conn.connection.dbapi_connection
+        self._cur: Any = self._dbapi.cursor()
+        self._atomic = 0
+        self._closed = False
+        self._compile_dialect = _compile_dialect(engine.dialect)
+        sql = _statements(self._compile_dialect)
+        # Hot statements as attributes: one lookup each on the per-call path.
+        self._ins_intent = sql["ins_intent"]
+        self._upd_intent = sql["upd_intent"]
+        self._ins_transition = sql["ins_transition"]
+        self._upsert_order = sql["upsert_order"]
+        self._ins_fill = sql["ins_fill"]
+        self._upsert_approval = sql["upsert_approval"]
+        self._ins_run = sql["ins_run"]
+        self._upd_run = sql["upd_run"]
+        self._upsert_checkpoint = sql["upsert_checkpoint"]
+        self._upsert_head = sql["upsert_head"]
+        self._sel_state = sql["sel_state"]
+        self._sel_payload = sql["sel_payload"]
+        self._sel_run_has_intents = sql["sel_run_has_intents"]
+        self._ins_kill_switch = sql["ins_kill_switch"]
+        self._sel_trading_state = sql["sel_trading_state"]
+        self._sel_head = sql["sel_head"]
+
+        # Buffered mode: what `commit()` will write, in call order per table.
+        self._new_intents: list[dict[str, Any]] = []
+        self._new_payloads: dict[str, str] = {}
+        self._updates: list[dict[str, Any]] = []
+        self._transitions: list[dict[str, Any]] = []
+        self._orders: dict[str, dict[str, Any]] = {}
+        self._fills: dict[str, dict[str, Any]] = {}
+        self._approvals: dict[str, dict[str, Any]] = {}
+        self._checkpoints: dict[str, dict[str, Any]] = {}
+        self._heads: dict[str, dict[str, Any]] = {}
+        # Buffered mode: the state of every intent this store has seen (committed or buffered), so a
+        # compare-and-set is judged at call time. Runs that had no intent in the database when first seen are
+        # "fresh": every intent of theirs was created through this store, so a create needs no query.
+        self._states: dict[str, IntentState] = {}
+        self._fresh_runs: set[str] = set()
+        self._checked_runs: set[str] = set()
+
+    # -- opening -------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        write_through: bool,
+        connect_args: Mapping[str, Any] | None = None,
+        busy_timeout_ms: int = 5_000,
+    ) -> IntentStore:
+        """Connect, create the tables if absent, and check the schema version.
+
+        SQLite runs in WAL mode (readers never block the writer) with `synchronous=NORMAL` (a commit survives a
+        process crash; only an OS crash can lose the last commits, which reconciliation then catches) and a busy
+        timeout so concurrent writers wait instead of failing. PostgreSQL URLs are used as given
+        (`postgresql+psycopg://…`); `connect_args` reaches the driver (e.g. `options` for a search path).
+        """
+        u = make_url(url)
+        backend = u.get_backend_name()
+        if backend == "sqlite":
+            db = u.database
+            if db and db != ":memory:" and not db.startswith("file:"):
+                Path(db).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(u, connect_args=dict(connect_args or {}))
+            event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms))
+        elif backend == "postgresql":
+            engine = create_engine(u, connect_args=dict(connect_args or {}))
+        else:
+            raise InputError(
+                f"unsupported journal database URL scheme '{u.drivername}'",
+                hint="use sqlite:///path/keel.db or postgresql+psycopg://user@host/db",
+            )
+        try:
+            store = cls(engine, write_through=write_through)
+        except BaseException:
+            engine.dispose()
+            raise
+        try:
+            store._ensure_schema()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def _ensure_schema(self) -> None:
+        conn = self._conn
+        s.metadata.create_all(conn, checkfirst=True)
+        versions = conn.execute(select(s.schema_version.c.version)).scalars().all()
+        if not versions:
+            conn.execute(s.schema_version.insert(), {"version": s.SCHEMA_VERSION})
+        elif versions != [s.SCHEMA_VERSION]:
+            conn.rollback()
+            raise JournalSchemaError(
+                f"journal schema version {versions} is not the supported version {s.SCHEMA_VERSION}",
+                hint="open it with the Keel version that wrote it, or migrate it",
+            )
+        conn.commit()
+
+    @property
+    def write_through(self) -> bool:
+        return self._write_through
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    # -- transactions --------------------------------------------------------------------------------
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Write-through mode: run the block's writes in one transaction, committed when it ends (rolled back if
+        it raises). Buffered mode: no effect, the writes join the buffer as always. Nested blocks join the outer."""
+        if not self._write_through:
+            yield
+            return
+        if self._atomic:
+            self._atomic += 1
+            try:
+                yield
+            finally:
+                self._atomic -= 1
+            return
+        self._atomic = 1
+        try:
+            yield
+            self._dbapi.commit()
+        except BaseException:
+            self._dbapi.rollback()
+            raise
+        finally:
+            self._atomic = 0
+
+    def _done(self) -> None:
+        """End of one write-through operation: commit unless an `atomic()` block owns the transaction."""
+        if not self._atomic:
+            self._dbapi.commit()
+
+    def _failed(self) -> None:
+        if not self._atomic:
+            self._dbapi.rollback()
+
+    # -- statement execution (DBAPI) ----------------------------------------------------------------
+
+    def _exec(self, sql: str, params: Mapping[str, Any]) -> int:
+        cur = self._cur
+        cur.execute(sql, params)
+        return cur.rowcount
+
+    def _many(self, sql: str, rows: list[dict[str, Any]]) -> int:
+        """executemany; returns the total row count (both drivers sum it over the parameter sets)."""
+        cur = self._cur
+        cur.executemany(sql, rows)
+        return cur.rowcount
+
+    def _fetch(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
+        cur = self._cur
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+    @property
+    def in_atomic(self) -> bool:
+        """True inside an `atomic()` block (write-through mode)."""
+        return self._atomic > 0
+
+    @property
+    def pending(self) -> int:
+        """Buffered operations not yet committed (always 0 in write-through mode)."""
+        return (
+            len(self._new_intents)
+            + len(self._updates)
+            + len(self._orders)
+            + len(self._fills)
+            + len(self._approvals)
+            + len(self._checkpoints)
+            + len(self._heads)
+        )
+
+    def commit(self) -> None:
+        """Buffered mode: write the buffer in one transaction, in call order. Each table's rows are written with one
+        executemany; tables go in dependency order (intents, then their updates, then everything that refers to
+        them), which is the call order wherever it matters. The row counts must prove that every insert was new
+        and every compare-and-set still held, otherwise nothing is written and `JournalIntegrityError` is raised.
+        Write-through mode: nothing is pending, so this does nothing."""
+        if self._write_through or not self.pending:
+            return
+        many = self._many
+        try:
+            if self._new_intents:
+                n = many(self._ins_intent, self._new_intents)
+                if n != len(self._new_intents):
+                    raise JournalIntegrityError(
+                        f"commit aborted: {len(self._new_intents) - n} of {len(self._new_intents)} new intents "
+                        "already existed (written by another process); nothing was written"
+                    )
+            if self._updates:
+                n = many(self._upd_intent, self._updates)
+                if n != len(self._updates):
+                    self._dbapi.rollback()  # diagnose against committed rows, not our own half-applied batch
+                    moved = self._moved_underneath()
+                    raise JournalIntegrityError(
+                        f"commit aborted: {len(self._updates) - n} of {len(self._updates)} compare-and-set updates "
+                        f"found their intent in another state{moved}; nothing was written",
+                        hint="another process moved these intents; reload and decide again",
+                    )
+            if self._transitions:
+                many(self._ins_transition, self._transitions)
+            if self._orders:
+                many(self._upsert_order, list(self._orders.values()))
+            if self._fills:
+                many(self._ins_fill, list(self._fills.values()))
+            if self._approvals:
+                many(self._upsert_approval, list(self._approvals.values()))
+            if self._checkpoints:
+                many(self._upsert_checkpoint, list(self._checkpoints.values()))
+            if self._heads:
+                many(self._upsert_head, list(self._heads.values()))
+            self._dbapi.commit()
+        except BaseException:
+            self._dbapi.rollback()
+            self._forget()
+            raise
+        self._clear_buffer()
+
+    def _moved_underneath(self) -> str:
+        """Name up to five intents whose row no longer holds the state the batch started from (diagnostics)."""
+        first_expected: dict[str, str] = {}
+        for row in self._updates:
+            first_expected.setdefault(row["b_id"], row["b_expected"])
+        created = self._new_payloads.keys()
+        moved = []
+        for intent_id, expected in first_expected.items():
+            if intent_id in created:
+                continue
+            found = self._fetch(self._sel_state, {"b_id": intent_id})
+            actual = found[0][0] if found else None
+            if actual != expected:
+                moved.append(f"{intent_id} (expected {expected}, found {actual})")
+                if len(moved) == 5:
+                    break
+        return ": " + ", ".join(moved) if moved else ""
+
+    def rollback(self) -> None:
+        """Buffered mode: discard everything not yet committed. Write-through mode: nothing is pending."""
+        if self._write_through:
+            return
+        self._forget()
+
+    def _clear_buffer(self) -> None:
+        self._new_intents = []
+        self._new_payloads = {}
+        self._updates = []
+        self._transitions = []
+        self._orders = {}
+        self._fills = {}
+        self._approvals = {}
+        self._checkpoints = {}
+        self._heads = {}
+
+    def _forget(self) -> None:
+        """Drop the buffer and every cached state: after a discarded batch the cache is rebuilt from the database
+        on demand, which is slower but cannot be wrong."""
+        self._clear_buffer()
+        self._states = {}
+        self._fresh_runs = set()
+        self._checked_runs = set()
+
+    def close(self) -> None:
+        """Close the connection (once; again is harmless). Uncommitted buffered writes are discarded, as closing a
+        database connection discards them."""
+        if self._closed:
+            return
+        self._closed = True
+        self._forget()
+        try:
+            self._cur.close()
+            self._dbapi.rollback()
+            self._conn.close()
+        finally:
+            self._engine.dispose()
+
+    def __enter__(self) -> IntentStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reads helper --------------------------------------------------------------------------------
+
+    def _read(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
+        """Run a precompiled read and end its implicit transaction (outside `atomic()`), so PostgreSQL never sits
+        idle in a transaction holding locks and every read sees the latest committed data."""
+        try:
+            return self._fetch(sql, params)
+        finally:
+            if not self._atomic:
+                self._dbapi.rollback()
+
+    def _query(self, stmt: Any) -> list[dict[str, Any]]:
+        """Compile and run an ad-hoc Core select (reads that are not on a hot path); rows come back as dicts."""
+        compiled = stmt.compile(dialect=self._compile_dialect)
+        try:
+            cur = self._cur
+            cur.execute(str(compiled), compiled.params)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        finally:
+            if not self._atomic:
+                self._dbapi.rollback()
+
+    # -- intents -------------------------------------------------------------------------------------
+
+    def create_intent(self, intent: TradeIntent, *, ts: datetime) -> bool:
+        """Record a new intent in state `proposed`. Returns False, changing nothing, when the same intent already
+        exists (a replayed decision); raises `DuplicateIntentConflict` when the id exists with other parameters."""
+        return self._create_intent(intent, to_iso(ts)) is not None
+
+    def _create_intent(self, intent: TradeIntent, ts: str, payload: str | None = None) -> str | None:
+        """`create_intent` with a stored-form timestamp (and the intent's JSON when the caller already has it);
+        returns the payload written, None for a replay. The journal facade calls this to serialise only once."""
+        if payload is None:
+            payload = intent.model_dump_json()
+        intent_id = intent.intent_id
+        row = {
+            "intent_id": intent_id,
+            "run_id": intent.run_id,
+            "strategy_id": intent.strategy_id,
+            "symbol": intent.symbol,
+            "side": intent.side._value_,
+            "leg": intent.leg._value_,
+            "quantity": intent.quantity,
+            "state": _PROPOSED,
+            "version": 1,
+            "created_ts": ts,
+            "updated_ts": ts,
+            "last_reason": None,
+            "payload": payload,
+        }
+        if self._write_through:
+            try:
+                if self._exec(self._ins_intent, row) == 1:
+                    self._done()
+                    return payload
+                existing = self._fetch(self._sel_payload, {"b_id": intent_id})[0][0]
+                self._failed()
+            except BaseException:
+                self._failed()
+                raise
+            _same_or_conflict(intent, payload, existing)
+            return None
+
+        existing = self._new_payloads.get(intent_id)
+        if existing is None and self._exists_in_db(intent_id, intent.run_id):
+            existing = self._read(self._sel_payload, {"b_id": intent_id})[0][0]
+        if existing is not None:
+            _same_or_conflict(intent, payload, existing)
+            return None
+        self._new_intents.append(row)
+        self._new_payloads[intent_id] = payload
+        self._states[intent_id] = IntentState.PROPOSED
+        return payload
+
+    def _exists_in_db(self, intent_id: str, run_id: str) -> bool:
+        """Buffered mode: is this (not buffered) intent already committed? Answered from memory for fresh runs."""
+        if intent_id in self._states:
+            return True
+        if run_id in self._fresh_runs:
+            return False
+        if run_id not in self._checked_runs:
+            self._checked_runs.add(run_id)
+            if not self._read(self._sel_run_has_intents, {"b_run": run_id})[0][0]:
+                self._fresh_runs.add(run_id)
+                return False
+        return bool(self._read(self._sel_state, {"b_id": intent_id}))
+
+    def state(self, intent_id: str) -> IntentState:
+        """The intent's current state (buffered changes included); `UnknownIntent` when there is no such intent."""
+        if not self._write_through:
+            cached = self._states.get(intent_id)
+            if cached is not None:
+                return cached
+        rows = self._read(self._sel_state, {"b_id": intent_id})
+        if not rows:
+            raise UnknownIntent(f"intent {intent_id} is not in the journal")
+        current = IntentState(rows[0][0])
+        if not self._write_through:
+            self._states[intent_id] = current
+        return current
+
+    def transition(
+        self,
+        intent_id: str,
+        expected: IntentState,
+        target: IntentState,
+        *,
+        ts: datetime,
+        actor: str,
+        reason: str | None = None,
+    ) -> None:
+        """Move an intent from `expected` to `target` by compare-and-set, recording the transition.
+
+        Raises `IllegalTransition` for an edge the table does not have (before touching the database),
+        `UnknownIntent` for an unknown id, and `StaleState` when the intent is not in `expected` (someone else
+        moved it: the caller lost the race and must not act).
+        """
+        self._transition(intent_id, expected, target, to_iso(ts), actor, reason)
+
+    def _transition(
+        self, intent_id: str, expected: IntentState, target: IntentState, ts: str, actor: str, reason: str | None
+    ) -> None:
+        check_transition(intent_id, expected, target)
+        # `_value_` is the plain str behind the member; `.value` is a descriptor, measurably slower per call.
+        source, dest = expected._value_, target._value_
+        update = {
+            "b_id": intent_id,
+            "b_expected": source,
+            "b_target": dest,
+            "b_ts": ts,
+            "b_reason": reason,
+        }
+        record = {
+            "intent_id": intent_id,
+            "from_state": source,
+            "to_state": dest,
+            "ts": ts,
+            "reason": reason,
+            "actor": actor,
+        }
+        if self._write_through:
+            try:
+                if self._exec(self._upd_intent, update) != 1:
+                    found = self._fetch(self._sel_state, {"b_id": intent_id})
+                    raise _cas_error(intent_id, expected, found[0][0] if found else None)
+                self._exec(self._ins_transition, record)
+                self._done()
+            except BaseException:
+                self._failed()
+                raise
+            return
+
+        current = self._states.get(intent_id)
+        if current is None:
+            current = self.state(intent_id)
+        if current != expected:
+            raise _cas_error(intent_id, expected, current.value)
+        self._updates.append(update)
+        self._transitions.append(record)
+        self._states[intent_id] = target
+
+    def get(self, intent_id: str) -> IntentRecord:
+        """The committed intent with its state and history counters; `UnknownIntent` when absent."""
+        rows = self._query(select(s.intents).where(s.intents.c.intent_id == intent_id))
+        if not rows:
+            raise UnknownIntent(f"intent {intent_id} is not in the journal")
+        return _intent_record(rows[0])
+
+    def list_intents(
+        self, *, run_id: str | None = None, state: IntentState | None = None, limit: int | None = None
+    ) -> list[IntentRecord]:
+        """Committed intents, oldest first (ties broken by id, so the order is deterministic)."""
+        stmt = select(s.intents).order_by(s.intents.c.created_ts, s.intents.c.intent_id)
+        if run_id is not None:
+            stmt = stmt.where(s.intents.c.run_id == run_id)
+        if state is not None:
+            stmt = stmt.where(s.intents.c.state == IntentState(state).value)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return [_intent_record(row) for row in self._query(stmt)]
+
+    def intent_states(self, run_id: str | None = None) -> dict[str, IntentState]:
+        """`intent_id → state` of committed intents, without decoding payloads (what reconciliation compares)."""
+        stmt = select(s.intents.c.intent_id, s.intents.c.state)
+        if run_id is not None:
+            stmt = stmt.where(s.intents.c.run_id == run_id)
+        return {row["intent_id"]: IntentState(row["state"]) for row in self._query(stmt)}
+
+    def transitions(self, intent_id: str) -> list[TransitionRecord]:
+        """The committed transitions of one intent, in the order they happened."""
+        t = s.intent_transitions
+        rows = self._query(select(t).where(t.c.intent_id == intent_id).order_by(t.c.id))
+        return [
+            TransitionRecord(
+                intent_id=row["intent_id"],
+                from_state=IntentState(row["from_state"]),
+                to_state=IntentState(row["to_state"]),
+                ts=from_iso(row["ts"]),
+                reason=row["reason"],
+                actor=row["actor"],
+            )
+            for row in rows
+        ]
+
+    def counts_by_state(self, run_id: str) -> dict[str, int]:
+        """How many committed intents of a run sit in each state (states with none are absent)."""
+        i = s.intents
+        rows = self._query(
+            select(i.c.state, func.count().label("n"))
+            .where(i.c.run_id == run_id)
+            .group_by(i.c.state)
+            .order_by(i.c.state)
+        )
+        return {row["state"]: int(row["n"]) for row in rows}
+
+    def reason_counts(self, run_id: str) -> dict[str, int]:
+        """Why intents of a run did not trade: the last reason of blocked and rejected intents, counted."""
+        i = s.intents
+        rows = self._query(
+            select(i.c.last_reason, func.count().label("n"))
+            .where(i.c.run_id == run_id, or_(*(i.c.state == r for r in _REFUSED)), i.c.last_reason.is_not(None))
+            .group_by(i.c.last_reason)
+            .order_by(i.c.last_reason)
+        )
+        return {row["last_reason"]: int(row["n"]) for row in rows}
+
+    # -- orders, fills, approvals --------------------------------------------------------------------
+
+    def _write(self, sql: str, row: dict[str, Any]) -> None:
+        try:
+            self._exec(sql, row)
+            self._done()
+        except BaseException:
+            self._failed()
+            raise
+
+    def record_order(self, order: Order, *, intent_id: str, run_id: str) -> None:
+        """Insert an order, or update its status, fills, average price, fees and timestamp if it is known."""
+        row = {
+            "client_order_id": order.client_order_id,
+            "intent_id": intent_id,
+            "run_id": run_id,
+            "symbol": order.symbol,
+            "side": order.side.value,
+            "order_type": order.order_type.value,
+            "quantity": order.quantity,
+            "status": order.status.value,
+            "filled_quantity": order.filled_quantity,
+            "average_price": order.average_price,
+            "fees": order.fees,
+            "submitted_ts": to_iso(order.submitted_ts),
+            "updated_ts": to_iso(order.updated_ts),
+            "payload": order.model_dump_json(),
+        }
+        if self._write_through:
+            self._write(self._upsert_order, row)
+        else:
+            self._orders[order.client_order_id] = row
+
+    def record_fill(self, fill: Fill, *, run_id: str) -> None:
+        """Insert a fill; a fill id already recorded is ignored, so a re-reported fill is never counted twice."""
+        row = {
+            "fill_id": fill.fill_id,
+            "client_order_id": fill.client_order_id,
+            "run_id": run_id,
+            "symbol": fill.symbol,
+            "side": fill.side.value,
+            "quantity": fill.quantity,
+            "price": fill.price,
+            "fee": fill.fee,
+            "ts": to_iso(fill.ts),
+        }
+        if self._write_through:
+            self._write(self._ins_fill, row)
+        else:
+            self._fills.setdefault(fill.fill_id, row)
+
+    def orders(self, run_id: str | None = None) -> list[Order]:
+        """Committed orders, by submission time then client order id."""
+        o = s.orders
+        stmt = select(o.c.payload).order_by(o.c.submitted_ts, o.c.client_order_id)
+        if run_id is not None:
+            stmt = stmt.where(o.c.run_id == run_id)
+        return [Order.model_validate_json(row["payload"]) for row in self._query(stmt)]
+
+    def orders_by_intent(self, run_id: str | None = None) -> dict[str, list[Order]]:
+        """Committed orders grouped by the intent they were recorded for (reconciliation checks one per intent)."""
+        o = s.orders
+        stmt = select(o.c.intent_id, o.c.payload).order_by(o.c.submitted_ts, o.c.client_order_id)
+        if run_id is not None:
+            stmt = stmt.where(o.c.run_id == run_id)
+        grouped: dict[str, list[Order]] = {}
+        for row in self._query(stmt):
+            grouped.setdefault(row["intent_id"], []).append(Order.model_validate_json(row["payload"]))
+        return grouped
+
+    def fills(self, run_id: str | None = None) -> list[Fill]:
+        """Committed fills, by time then fill id."""
+        f = s.fills
+        stmt = select(f).order_by(f.c.ts, f.c.fill_id)
+        if run_id is not None:
+            stmt = stmt.where(f.c.run_id == run_id)
+        return [
+            Fill(
+                fill_id=row["fill_id"],
+                client_order_id=row["client_order_id"],
+                symbol=row["symbol"],
+                side=Side(row["side"]),
+                quantity=row["quantity"],
+                price=row["price"],
+                fee=row["fee"],
+                ts=from_iso(row["ts"]),
+            )
+            for row in self._query(stmt)
+        ]
+
+    def record_approval(self, decision: ApprovalDecision, *, ts: datetime) -> None:
+        """Record (or replace) the approval outcome of an intent: a pending approval is later approved, say."""
+        row = {
+            "intent_id": decision.intent_id,
+            "mode": decision.mode.value,
+            "outcome": decision.outcome,
+            "approver": decision.approver,
+            "reason": decision.reason.value if decision.reason is not None else None,
+            "ts": to_iso(ts),
+            "expires_ts": to_iso(decision.expires_at) if decision.expires_at is not None else None,
+        }
+        if self._write_through:
+            self._write(self._upsert_approval, row)
+        else:
+            self._approvals[decision.intent_id] = row
+
+    def approval(self, intent_id: str) -> ApprovalRecord | None:
+        """The committed approval of an intent, if any."""
+        rows = self._query(select(s.approvals).where(s.approvals.c.intent_id == intent_id))
+        if not rows:
+            return None
+        row = rows[0]
+        return ApprovalRecord(
+            intent_id=row["intent_id"],
+            mode=ApprovalMode(row["mode"]),
+            outcome=row["outcome"],
+            approver=row["approver"],
+            reason=row["reason"],
+            ts=from_iso(row["ts"]),
+            expires_ts=from_iso(row["expires_ts"]) if row["expires_ts"] is not None else None,
+        )
+
+    # -- trading state -------------------------------------------------------------------------------
+
+    def trading_state(self) -> TradingStateRecord:
+        """The current trading state, read from the database every time (another process may have changed it)."""
+        rows = self._read(self._sel_trading_state, {})
+        if not rows:
+            return TradingStateRecord(TradingState.ACTIVE, "initial", "system", None)
+        state, reason, actor, ts = rows[0]
+        return TradingStateRecord(TradingState(state), reason, actor, from_iso(ts))
+
+    def set_trading_state(self, state: TradingState, *, reason: str, actor: str, ts: datetime) -> None:
+        """Append a trading-state change and commit it at once, in every mode: a kill switch never waits in a
+        buffer. Every change names who made it and why."""
+        if not reason.strip() or not actor.strip():
+            raise InputError("a trading state change needs a non-empty reason and actor")
+        if self._atomic:
+            raise InputError("set_trading_state cannot join an atomic() block: it always commits on its own")
+        row = {"state": TradingState(state).value, "reason": reason, "actor": actor, "ts": to_iso(ts)}
+        try:
+            self._exec(self._ins_kill_switch, row)
+            self._dbapi.commit()
+        except BaseException:
+            self._dbapi.rollback()
+            raise
+
+    def change_probe(self) -> Callable[[], int] | None:
+        """A cheap function whose value changes whenever *another* connection commits to this database, so a reader
+        can re-read the trading state only then (SQLite's `PRAGMA data_version`). None where no such probe exists
+        (PostgreSQL): read every time. Commits made through this same store do not move the probe."""
+        if self.dialect != "sqlite":
+            return None
+        cursor = self._dbapi.cursor()
+
+        def probe() -> int:
+            return int(cursor.execute("PRAGMA data_version").fetchone()[0])
+
+        return probe
+
+    # -- runs, checkpoints, head ---------------------------------------------------------------------
+
+    def start_run(self, run_id: str, *, mode: str, config_hash: str, meta: Mapping[str, Any], ts: datetime) -> None:
+        """Record a new run in status `running`, committed at once in every mode (like the trading state, a run's
+        existence is control data: another process must see it); `DuplicateRun` if the id is taken (a run is
+        resumed from its checkpoint, never started twice)."""
+        row = {
+            "run_id": run_id,
+            "created_ts": to_iso(ts),
+            "mode": mode,
+            "config_hash": config_hash,
+            "status": RunStatus.RUNNING.value,
+            "meta": _json(dict(meta)),
+            "summary": None,
+        }
+        if self._write_row(self._ins_run, row) != 1:
+            raise DuplicateRun(run_id)
+
+    def finish_run(self, run_id: str, *, status: RunStatus | str, summary: Mapping[str, Any]) -> None:
+        """Close a run with its final status and summary, committed at once in every mode. In buffered mode, commit
+        the journal first: a run marked complete must not wait on a batch that a crash could still lose."""
+        row = {"b_run": run_id, "b_status": RunStatus(status).value, "b_summary": _json(dict(summary))}
+        if self._write_row(self._upd_run, row) != 1:
+            raise UnknownRun(run_id)
+
+    def _write_row(self, sql: str, row: dict[str, Any]) -> int:
+        """One statement committed at once (or joined to the open `atomic()` block); returns its row count.
+        Safe in buffered mode too: buffered writes live in Python until `commit()`, never in the connection."""
+        try:
+            count = self._exec(sql, row)
+            self._done()
+        except BaseException:
+            self._failed()
+            raise
+        return count
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        rows = self._query(select(s.runs).where(s.runs.c.run_id == run_id))
+        if not rows:
+            return None
+        row = rows[0]
+        return RunRecord(
+            run_id=row["run_id"],
+            created_ts=from_iso(row["created_ts"]),
+            mode=row["mode"],
+            config_hash=row["config_hash"],
+            status=RunStatus(row["status"]),
+            meta=orjson.loads(row["meta"]),
+            summary=orjson.loads(row["summary"]) if row["summary"] is not None else None,
+        )
+
+    def save_checkpoint(self, run_id: str, cursor: int, snapshot: Mapping[str, Any], ts: datetime) -> None:
+        """Record where a run got to. Buffered mode commits it with the batch it describes, so a resumed run never
+        skips intents that were lost, nor redoes intents that were kept."""
+        row = {"run_id": run_id, "cursor": int(cursor), "snapshot": _json(dict(snapshot)), "ts": to_iso(ts)}
+        if self._write_through:
+            self._write(self._upsert_checkpoint, row)
+        else:
+            self._checkpoints[run_id] = row
+
+    def load_checkpoint(self, run_id: str) -> tuple[int, dict[str, Any]] | None:
+        """The last committed checkpoint of a run as `(cursor, snapshot)`, or None."""
+        c = s.checkpoints
+        rows = self._query(select(c.c.cursor, c.c.snapshot).where(c.c.run_id == run_id))
+        if not rows:
+            return None
+        return int(rows[0]["cursor"]), orjson.loads(rows[0]["snapshot"])
+
+    def set_head(self, log_id: str, seq: int, hash: str) -> None:
+        """Record the event-log head that the rows being committed correspond to (buffered with the batch)."""
+        row = {"log_id": log_id, "seq": int(seq), "hash": hash}
+        if self._write_through:
+            self._write(self._upsert_head, row)
+        else:
+            self._heads[log_id] = row
+
+    def head(self, log_id: str) -> tuple[int, str] | None:
+        """The committed event-log head of `log_id`, or None when nothing was committed for it."""
+        rows = self._read(self._sel_head, {"b_log": log_id})
+        if not rows:
+            return None
+        return int(rows[0][0]), rows[0][1]
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+
+
+#: Compiled SQL per dialect and driver: compiling costs more than opening a connection, and never changes.
+_SQL_CACHE: dict[tuple[str, str, str], dict[str, str]] = {}
+
+
+def _compile_dialect(dialect: Any) -> Any:
+    """The dialect statements are compiled for: SQLite with named parameters (the DBAPI takes dicts either way,
+    and named style needs no reordering), PostgreSQL with the engine's own psycopg dialect."""
+    return sqlite.dialect(paramstyle="named") if dialect.name == "sqlite" else dialect
+
+
+def _statements(dialect: Any) -> dict[str, str]:
+    """Every hot statement, built with Core and compiled once per dialect (see the module docstring)."""
+    key = (dialect.name, dialect.driver, dialect.paramstyle)
+    cached = _SQL_CACHE.get(key)
+    if cached is None:
+        cached = _SQL_CACHE[key] = _build_statements(dialect)
+    return cached
+
+
+def _build_statements(dialect: Any) -> dict[str, str]:
+    insert = sqlite.insert if dialect.name == "sqlite" else postgresql.insert
+    out: dict[str, str] = {}
+
+    def cols(table: Any) -> list[str]:
+        return [c.name for c in table.c if not (c.primary_key and c.autoincrement is True)]
+
+    def compile_(stmt: Any, keys: list[str] | None = None) -> str:
+        kw = {"column_keys": keys} if keys is not None else {}
+        compiled = stmt.compile(dialect=dialect, **kw)
+        # Every parameter must come from the rows passed at run time: a bound constant would be missing.
+        unknown = sorted(n for n in compiled.binds if n not in (keys or ()) and not n.startswith("b_"))
+        if unknown:
+            raise RuntimeError(f"precompiled statement has parameters {unknown} that no row supplies: {compiled}")
+        return str(compiled)
+
+    i = s.intents
+    out["ins_intent"] = compile_(insert(i).on_conflict_do_nothing(index_elements=[i.c.intent_id]), cols(i))
+    out["upd_intent"] = compile_(
+        i.update()
+        .where(i.c.intent_id == bindparam("b_id"), i.c.state == bindparam("b_expected"))
+        .values(
+            state=bindparam("b_target"),
+            version=i.c.version + literal_column("1"),
+            updated_ts=bindparam("b_ts"),
+            last_reason=bindparam("b_reason"),
+        )
+    )
+    out["ins_transition"] = compile_(s.intent_transitions.insert(), cols(s.intent_transitions))
+    ins_order = insert(s.orders)
+    out["upsert_order"] = compile_(
+        ins_order.on_conflict_do_update(
+            index_elements=[s.orders.c.client_order_id],
+            set_={
+                c: ins_order.excluded[c]
+                for c in ("status", "filled_quantity", "average_price", "fees", "updated_ts", "payload")
+            },
+        ),
+        cols(s.orders),
+    )
+    out["ins_fill"] = compile_(
+        insert(s.fills).on_conflict_do_nothing(index_elements=[s.fills.c.fill_id]), cols(s.fills)
+    )
+    ins_approval = insert(s.approvals)
+    out["upsert_approval"] = compile_(
+        ins_approval.on_conflict_do_update(
+            index_elements=[s.approvals.c.intent_id],
+            set_={c.name: ins_approval.excluded[c.name] for c in s.approvals.c if c.name != "intent_id"},
+        ),
+        cols(s.approvals),
+    )
+    out["ins_run"] = compile_(insert(s.runs).on_conflict_do_nothing(index_elements=[s.runs.c.run_id]), cols(s.runs))
+    out["upd_run"] = compile_(
+        s.runs.update()
+        .where(s.runs.c.run_id == bindparam("b_run"))
+        .values(status=bindparam("b_status"), summary=bindparam("b_summary"))
+    )
+    ins_cp = insert(s.checkpoints)
+    out["upsert_checkpoint"] = compile_(
+        ins_cp.on_conflict_do_update(
+            index_elements=[s.checkpoints.c.run_id],
+            set_={c: ins_cp.excluded[c] for c in ("cursor", "snapshot", "ts")},
+        ),
+        cols(s.checkpoints),
+    )
+    ins_head = insert(s.journal_head)
+    out["upsert_head"] = compile_(
+        ins_head.on_conflict_do_update(
+            index_elements=[s.journal_head.c.log_id],
+            set_={"seq": ins_head.excluded.seq, "hash": ins_head.excluded.hash},
+        ),
+        cols(s.journal_head),
+    )
+    out["sel_state"] = compile_(select(i.c.state).where(i.c.intent_id == bindparam("b_id")))
+    out["sel_payload"] = compile_(select(i.c.payload).where(i.c.intent_id == bindparam("b_id")))
+    out["sel_run_has_intents"] = compile_(select(exists().where(i.c.run_id == bindparam("b_run"))))
+    k = s.kill_switch
+    out["ins_kill_switch"] = compile_(k.insert(), cols(k))
+    out["sel_trading_state"] = compile_(
+        select(k.c.state, k.c.reason, k.c.actor, k.c.ts).where(k.c.id == select(func.max(k.c.id)).scalar_subquery())
+    )
+    h = s.journal_head
+    out["sel_head"] = compile_(select(h.c.seq, h.c.hash).where(h.c.log_id == bindparam("b_log")))
+    return out
+
+
+def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        finally:
+            cursor.close()
+
+    return on_connect
+
+
+def _cas_error(intent_id: str, expected: IntentState, actual: str | None) -> Exception:
+    if actual is None:
+        return UnknownIntent(f"intent {intent_id} is not in the journal")
+    return StaleState(
+        f"intent {intent_id}: expected state {expected.value}, found {actual}; another actor moved it first",
+        hint="reload the intent and decide again; never act on a lost compare-and-set",
+    )
+
+
+def _same_or_conflict(intent: TradeIntent, payload: str, existing: str) -> None:
+    """Nothing when the stored intent equals this one (compared as models, so formatting drift is not a conflict);
+    otherwise `DuplicateIntentConflict` naming the fields that differ."""
+    if existing == payload:
+        return
+    stored = TradeIntent.model_validate_json(existing)
+    if stored == intent:
+        return
+    new = intent.model_dump()
+    old = stored.model_dump()
+    differences = sorted(k for k in new if new[k] != old.get(k))
+    raise DuplicateIntentConflict(intent.intent_id, differences=differences)
+
+
+def _intent_record(row: Any) -> IntentRecord:
+    return IntentRecord(
+        intent=TradeIntent.model_validate_json(row["payload"]),
+        state=IntentState(row["state"]),
+        version=row["version"],
+        created_ts=from_iso(row["created_ts"]),
+        updated_ts=from_iso(row["updated_ts"]),
+        last_reason=row["last_reason"],
+    )

@@ -1,0 +1,264 @@
+"""Verification of an event log: every record re-hashed, every link and sequence number checked, and the tail
+compared with the head the database committed.
+
+The database head is what separates the two ways a log can end badly. Records *past* the committed head were
+written but never committed (a crash between the log flush and the database commit): a torn tail, repaired by
+cutting it. A committed record that no longer matches, or a log that ends *before* the committed head, cannot come
+from a crash: that is tampering or corruption, and nothing may be repaired automatically.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from keel.domain.errors import InputError
+from keel.journal.eventlog import ZERO_HASH, encode_record, iter_lines, parse_record
+from keel.journal.store import IntentStore
+
+
+class ProblemKind(StrEnum):
+    UNPARSABLE = "unparsable"  # not a complete JSON record
+    EDITED = "edited"  # the content does not hash to the record's hash
+    NOT_CANONICAL = "not_canonical"  # same content, different bytes than the writer produces
+    BROKEN_LINK = "broken_link"  # prev_hash is not the previous record's hash: inserted, deleted or reordered
+    SEQ_GAP = "seq_gap"  # seq is not previous + 1 (a gap, a repeat or out of order)
+    DELETED_TAIL = "deleted_tail"  # the log ends before the committed head
+    COMMITTED_MISMATCH = "committed_mismatch"  # the record at the committed head is not the committed one
+    TORN_TAIL = "torn_tail"  # uncommitted records or partial lines past the committed head (not tampering)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    line: int
+    seq: int | None
+    kind: ProblemKind
+    detail: str
+
+    def __str__(self) -> str:
+        seq = f", seq {self.seq}" if self.seq is not None else ""
+        return f"line {self.line}{seq}: {self.kind.value}: {self.detail}"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    path: str
+    records: int
+    head: tuple[int, str]
+    committed_head: tuple[int, str] | None
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No problem of any kind."""
+        return not self.problems
+
+    @property
+    def tampered(self) -> bool:
+        """Some problem other than a torn tail: evidence changed after it was written (or the disk corrupted it)."""
+        return any(p.kind is not ProblemKind.TORN_TAIL for p in self.problems)
+
+    @property
+    def torn(self) -> bool:
+        return any(p.kind is ProblemKind.TORN_TAIL for p in self.problems)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready form (for `--json` output and evidence)."""
+        return {
+            "path": self.path,
+            "ok": self.ok,
+            "tampered": self.tampered,
+            "torn": self.torn,
+            "records": self.records,
+            "head": {"seq": self.head[0], "hash": self.head[1]},
+            "committed_head": (
+                {"seq": self.committed_head[0], "hash": self.committed_head[1]} if self.committed_head else None
+            ),
+            "problems": [
+                {"line": p.line, "seq": p.seq, "kind": p.kind.value, "detail": p.detail} for p in self.problems
+            ],
+        }
+
+
+def verify_log(path: str | os.PathLike[str], *, committed_head: tuple[int, str] | None = None) -> VerifyReport:
+    """Check a whole log and name every problem with its line and seq (see `ProblemKind`).
+
+    Without `committed_head` only the chain itself is checked. With it, the record carrying the committed seq must
+    carry the committed hash, the log must reach it, and whatever follows it with a higher seq is reported once as a
+    torn tail. A missing log file is an empty log (so a deleted log shows as a deleted tail).
+    """
+    problems: list[Problem] = []
+    records = 0
+    head = (0, ZERO_HASH)
+    prev_seq, prev_hash, prev_line = 0, ZERO_HASH, 0
+    max_seq = 0
+    c_seq = committed_head[0] if committed_head is not None else None
+    c_hash = committed_head[1] if committed_head is not None else None
+    past_head = c_seq == 0
+    torn = _Torn()
+    last_line = 0
+
+    lines = iter_lines(path) if os.path.exists(path) else iter(())
+    for number, line, has_newline in lines:
+        last_line = number
+        record = parse_record(line)
+        if past_head and c_seq is not None and (record is None or record["seq"] > c_seq):
+            torn.add(number, record)
+            if record is not None:
+                records += 1
+                head = (record["seq"], record["hash"])
+            continue
+        if record is None:
+            hint = "; the last line has no newline: an interrupted write?" if not has_newline else ""
+            problems.append(Problem(number, None, ProblemKind.UNPARSABLE, f"not a complete event record{hint}"))
+            continue
+
+        seq, stored = record["seq"], record["hash"]
+        body = {k: v for k, v in record.items() if k != "hash"}
+        expected_line, digest = encode_record(body)
+        if digest != stored:
+            problems.append(
+                Problem(
+                    number,
+                    seq,
+                    ProblemKind.EDITED,
+                    f"content hashes to {digest[:16]}…, the record says {stored[:16]}…: the record was edited",
+                )
+            )
+        elif expected_line[:-1] != line:
+            problems.append(
+                Problem(number, seq, ProblemKind.NOT_CANONICAL, "the bytes differ from what the writer produced")
+            )
+        if seq != prev_seq + 1:
+            how = "out of order" if seq <= prev_seq else "a gap"
+            problems.append(Problem(number, seq, ProblemKind.SEQ_GAP, f"seq {seq} follows seq {prev_seq} ({how})"))
+        if record["prev_hash"] != prev_hash:
+            after = f"seq {prev_seq} at line {prev_line}" if prev_line else "the start of the log"
+            problems.append(
+                Problem(
+                    number,
+                    seq,
+                    ProblemKind.BROKEN_LINK,
+                    f"prev_hash {record['prev_hash'][:16]}… is not the hash of the record before it ({after}): "
+                    "a record was inserted, deleted or moved",
+                )
+            )
+        prev_seq, prev_hash, prev_line = seq, stored, number
+        max_seq = max(max_seq, seq)
+        records += 1
+        head = (seq, stored)
+        if c_seq is not None and not past_head and seq == c_seq:
+            past_head = True
+            if stored != c_hash:
+                problems.append(
+                    Problem(
+                        number,
+                        seq,
+                        ProblemKind.COMMITTED_MISMATCH,
+                        f"the database committed seq {c_seq} with hash {str(c_hash)[:16]}…, the log has "
+                        f"{stored[:16]}…: a committed record was changed",
+                    )
+                )
+
+    if torn.lines:
+        problems.append(torn.problem(c_seq or 0))
+    if c_seq is not None and not past_head:
+        if max_seq >= c_seq:
+            problems.append(
+                Problem(
+                    last_line + 1,
+                    c_seq,
+                    ProblemKind.COMMITTED_MISMATCH,
+                    f"no record carries the committed seq {c_seq} although the log reaches seq {max_seq}",
+                )
+            )
+        else:
+            problems.append(
+                Problem(
+                    last_line + 1,
+                    max_seq + 1,
+                    ProblemKind.DELETED_TAIL,
+                    f"the log ends at seq {max_seq} (line {last_line}) but the database committed seq {c_seq}: "
+                    f"records {max_seq + 1}..{c_seq} are missing",
+                )
+            )
+    problems.sort(key=lambda p: p.line)
+    return VerifyReport(str(path), records, head, committed_head, problems)
+
+
+class _Torn:
+    """Accumulates the lines past the committed head into one problem (a torn batch can be thousands of lines)."""
+
+    __slots__ = ("first_seq", "last_seq", "lines", "partial", "records")
+
+    def __init__(self) -> None:
+        self.lines: list[int] = []
+        self.records = 0
+        self.partial = 0
+        self.first_seq: int | None = None
+        self.last_seq: int | None = None
+
+    def add(self, line: int, record: dict[str, object] | None) -> None:
+        self.lines.append(line)
+        if record is None:
+            self.partial += 1
+            return
+        seq = record["seq"]
+        assert isinstance(seq, int)
+        self.records += 1
+        if self.first_seq is None:
+            self.first_seq = seq
+        self.last_seq = seq
+
+    def problem(self, committed_seq: int) -> Problem:
+        what = []
+        if self.records:
+            what.append(f"{self.records} uncommitted record(s), seq {self.first_seq}..{self.last_seq}")
+        if self.partial:
+            what.append(f"{self.partial} partial line(s)")
+        span = f"line {self.lines[0]}" if len(self.lines) == 1 else f"lines {self.lines[0]}..{self.lines[-1]}"
+        return Problem(
+            self.lines[0],
+            self.first_seq,
+            ProblemKind.TORN_TAIL,
+            f"{' and '.join(what)} past the committed head seq {committed_seq} ({span}): written but never "
+            "committed, cut by recovery",
+        )
+
+
+#: The file names a run folder holds (the layout `keel.backtest` writes).
+RUN_LOG_FILE = "events.jsonl"
+RUN_DB_FILE = "keel.db"
+
+
+def verify_run(folder: str | os.PathLike[str], *, url: str | None = None, log_id: str | None = None) -> VerifyReport:
+    """Verify a run folder's event log against the head its database committed.
+
+    `url` defaults to the folder's own SQLite database (which must exist: verifying never creates one). `log_id`
+    defaults to the run id carried by the log's first record. A log id the database holds no head for is checked
+    against an empty head, so every record shows as uncommitted: the check fails closed, never silently passes.
+    """
+    folder = Path(folder)
+    log_path = folder / RUN_LOG_FILE
+    if url is None:
+        db = folder / RUN_DB_FILE
+        if not db.is_file():
+            raise InputError(f"{folder}: no journal database ({RUN_DB_FILE}) to check the log against")
+        url = f"sqlite:///{db}"
+    if log_id is None:
+        log_id = _first_run_id(log_path) or folder.name
+    with IntentStore.open(url, write_through=True) as store:
+        committed = store.head(log_id) or (0, ZERO_HASH)
+    return verify_log(log_path, committed_head=committed)
+
+
+def _first_run_id(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    for _, line, _ in iter_lines(path):
+        record = parse_record(line)
+        return str(record["run_id"]) if record is not None else None
+    return None

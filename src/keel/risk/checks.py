@@ -1,0 +1,216 @@
+"""The supervisor's checks, in the fixed precedence of the design. No LLM, no I/O, no clock of their own.
+
+Each check is a small function from a `CheckInput` to an outcome: pass, reject with a reason code, or
+modify (a smaller quantity that fits, recorded). The first reject decides; a modify lets the remaining
+checks run against the reduced quantity. Exits that shrink risk skip the checks that only guard new risk.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from keel.domain.decisions import NoTradeTrigger, TradingState
+from keel.domain.intents import Side
+from keel.domain.reasons import ReasonCode
+from keel.risk.limits import EffectiveLimits
+
+#: Run modes in which this version may send orders (testnet and live need a real venue; later waves).
+SENDING_MODES = frozenset({"replay", "shadow", "paper"})
+
+
+@dataclass(slots=True)
+class CheckInput:
+    """Everything a check may look at, gathered once per intent."""
+
+    symbol: str
+    side: Side
+    reduces_risk: bool
+    quantity: float
+    reference_price: float
+    reference_age_ns: int
+    limit_price: float | None
+    stop: float | None
+    stop_waived: bool
+    trading_state: TradingState
+    mode: str
+    no_trade: tuple[NoTradeTrigger, ...]
+    limits: EffectiveLimits
+    exposure: float  # marked positions plus working buy orders, before this order
+    open_positions: int  # positions plus pending entries, before this order
+    opens_position: bool
+    day_pnl: float
+    orders_last_minute: int
+    cash_available: float
+    cost_rate: float  # fees + slippage as a fraction of notional
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    code: ReasonCode | None = None
+    quantity: float | None = None  # set by a modify
+    detail: str = ""
+
+
+PASS = Outcome()
+Check = Callable[[CheckInput], Outcome]
+
+
+def _reject(code: ReasonCode, detail: str = "") -> Outcome:
+    return Outcome(code=code, detail=detail)
+
+
+def kill_switch(c: CheckInput) -> Outcome:
+    if c.trading_state is TradingState.HALTED:
+        return _reject(ReasonCode.KILL_SWITCH_ACTIVE)
+    if c.trading_state is TradingState.REDUCING and not c.reduces_risk:
+        return _reject(ReasonCode.REDUCING_ONLY)
+    return PASS
+
+
+def mode(c: CheckInput) -> Outcome:
+    return PASS if c.mode in SENDING_MODES else _reject(ReasonCode.MODE_NOT_ALLOWED, c.mode)
+
+
+def governance_gate(c: CheckInput) -> Outcome:
+    # Only `live` needs a signed readiness decision, and `mode` already refuses live in this version.
+    return PASS
+
+
+def degrade(c: CheckInput) -> Outcome:
+    # Degrade mode arrives with the circuit breaker (LLM and broker error budgets); nothing can open it yet.
+    return PASS
+
+
+def no_trade(c: CheckInput) -> Outcome:
+    if c.no_trade and not c.reduces_risk:
+        triggers = ",".join(t.value for t in c.no_trade)
+        if not c.limits.enforce_no_trade:
+            return Outcome(detail=f"advisory (research profile): {triggers}")
+        return _reject(ReasonCode.NO_TRADE_TRIGGER, triggers)
+    return PASS
+
+
+def allowlist(c: CheckInput) -> Outcome:
+    allowed = c.limits.symbol_allowlist
+    if allowed and c.symbol not in allowed and not c.reduces_risk:
+        return _reject(ReasonCode.SYMBOL_NOT_ALLOWED, c.symbol)
+    return PASS
+
+
+def validity(c: CheckInput) -> Outcome:
+    if not math.isfinite(c.quantity) or c.quantity <= 0:
+        return _reject(ReasonCode.INVALID_SIZE, str(c.quantity))
+    ref = c.reference_price
+    if (
+        not math.isfinite(ref)
+        or ref <= 0
+        or c.reference_age_ns < 0
+        or c.reference_age_ns > c.limits.max_reference_age_ns
+    ):
+        return _reject(ReasonCode.STALE_REFERENCE, f"reference {ref} aged {c.reference_age_ns / 1e9:.0f}s")
+    if not c.reduces_risk:
+        if c.stop is None:
+            if c.limits.require_stop and not c.stop_waived:
+                return _reject(ReasonCode.MISSING_STOP)
+        elif (
+            not math.isfinite(c.stop)
+            or (c.side is Side.BUY and c.stop >= ref)
+            or (c.side is Side.SELL and c.stop <= ref)
+        ):
+            return _reject(ReasonCode.INVALID_STOP, f"stop {c.stop} vs reference {ref}")
+    if c.limit_price is not None:
+        band = ref * c.limits.price_collar_pct / 100.0
+        if not math.isfinite(c.limit_price) or abs(c.limit_price - ref) > band:
+            return _reject(ReasonCode.PRICE_COLLAR, f"limit {c.limit_price} vs reference {ref} ± {band:.6g}")
+    return PASS
+
+
+def _fit(c: CheckInput, room: float, code: ReasonCode) -> Outcome:
+    """Reduce the quantity to whole units that fit `room` of notional, or reject when not one unit fits."""
+    price = c.limit_price if c.limit_price is not None else c.reference_price
+    if c.quantity * price <= room + 1e-9:
+        return PASS
+    fitted = math.floor(max(room, 0.0) / price)
+    if fitted < 1:
+        return _reject(code, f"room {room:.2f} < one unit at {price:.6g}")
+    return Outcome(code=code, quantity=float(fitted), detail=f"reduced {c.quantity:g} -> {fitted}")
+
+
+def order_notional(c: CheckInput) -> Outcome:
+    return PASS if c.reduces_risk else _fit(c, c.limits.max_order_notional, ReasonCode.MAX_ORDER_NOTIONAL)
+
+
+def exposure(c: CheckInput) -> Outcome:
+    if c.reduces_risk:
+        return PASS
+    return _fit(c, c.limits.max_exposure - c.exposure, ReasonCode.MAX_EXPOSURE)
+
+
+def open_positions(c: CheckInput) -> Outcome:
+    if c.reduces_risk or not c.opens_position or c.open_positions < c.limits.max_open_positions:
+        return PASS
+    return _reject(ReasonCode.MAX_OPEN_POSITIONS, f"{c.open_positions} open")
+
+
+def daily_loss(c: CheckInput) -> Outcome:
+    if c.reduces_risk or -c.day_pnl < c.limits.max_daily_loss:
+        return PASS
+    return _reject(ReasonCode.DAILY_LOSS_LIMIT, f"day pnl {c.day_pnl:.2f}")
+
+
+def order_rate(c: CheckInput) -> Outcome:
+    if c.orders_last_minute < c.limits.max_orders_per_minute:
+        return PASS
+    return _reject(ReasonCode.ORDER_RATE_LIMIT, f"{c.orders_last_minute} orders in the last 60 s")
+
+
+def cash(c: CheckInput) -> Outcome:
+    if c.side is Side.SELL:
+        return PASS
+    return _fit(c, c.cash_available / (1.0 + c.cost_rate), ReasonCode.INSUFFICIENT_CASH)
+
+
+#: The precedence of the design. The duplicate check is the journal's: an intent id it already holds is
+#: recognised and never executed again.
+CHECKS: tuple[tuple[str, Check], ...] = (
+    ("kill_switch", kill_switch),
+    ("mode", mode),
+    ("governance_gate", governance_gate),
+    ("degrade", degrade),
+    ("no_trade", no_trade),
+    ("allowlist", allowlist),
+    ("validity", validity),
+    ("max_order_notional", order_notional),
+    ("max_exposure", exposure),
+    ("max_open_positions", open_positions),
+    ("daily_loss", daily_loss),
+    ("order_rate", order_rate),
+    ("cash", cash),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRun:
+    """The result of running every check: the decisive reject (if any), modifications, and each outcome."""
+
+    rejected: ReasonCode | None
+    quantity: float
+    modified: tuple[ReasonCode, ...]
+    results: tuple[tuple[str, ReasonCode | None, str], ...]  # (check, code or None when passed, detail)
+
+
+def run_checks(c: CheckInput) -> CheckRun:
+    results: list[tuple[str, ReasonCode | None, str]] = []
+    modified: list[ReasonCode] = []
+    for name, check in CHECKS:
+        out = check(c)
+        results.append((name, out.code, out.detail))
+        if out.code is None:
+            continue
+        if out.quantity is None:
+            return CheckRun(out.code, c.quantity, tuple(modified), tuple(results))
+        modified.append(out.code)
+        c.quantity = out.quantity
+    return CheckRun(None, c.quantity, tuple(modified), tuple(results))

@@ -1,0 +1,104 @@
+"""The runtime's own bookkeeping between cycles: what it manages, what waits, what it has counted.
+
+Everything here is derived from decisions already journalled; it is snapshotted with each committed batch so
+a crashed replay resumes exactly where its journal ends.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(slots=True)
+class ManagedPosition:
+    """An open position and the exit rules it was opened with."""
+
+    symbol: str
+    entry_intent_id: str
+    stop: float | None
+    target: float | None
+    time_exit_t: int | None
+    watch_from_t: int
+    exit_intent_id: str | None = None
+
+
+@dataclass(slots=True)
+class OpenTrade:
+    """A round trip in progress, accumulated from fills."""
+
+    symbol: str
+    entry_ts: str
+    quantity: float = 0.0
+    cost: float = 0.0
+    fees: float = 0.0
+    exit_quantity: float = 0.0
+    exit_value: float = 0.0
+
+
+@dataclass(slots=True)
+class PendingApproval:
+    intent_id: str
+    symbol: str
+    expires_ns: int
+
+
+@dataclass
+class Book:
+    managed: dict[str, ManagedPosition] = field(default_factory=dict)
+    #: symbol -> intent id of an entry on its way (proposed, approved, executing or order working)
+    pending_entry: dict[str, str] = field(default_factory=dict)
+    #: symbol -> intent id of an exit on its way
+    pending_exit: dict[str, str] = field(default_factory=dict)
+    pending_approvals: dict[str, PendingApproval] = field(default_factory=dict)
+    #: client order id (= intent id) -> {"symbol", "leg", "stop", "target"} for orders still working
+    working: dict[str, dict] = field(default_factory=dict)
+    #: intent id -> notional reserved by an entry in flight (pending approval, approved, working)
+    reserved: dict[str, float] = field(default_factory=dict)
+    order_times: deque[int] = field(default_factory=deque)
+    day: int = -1
+    day_start_equity: float = 0.0
+    open_trades: dict[str, OpenTrade] = field(default_factory=dict)
+    trades: list[dict] = field(default_factory=list)
+    fills_seen: int = 0
+
+    def release(self, intent_id: str, symbol: str) -> None:
+        """Forget an intent that will never trade, or has finished trading, from the in-flight maps."""
+        if self.pending_entry.get(symbol) == intent_id:
+            del self.pending_entry[symbol]
+        if self.pending_exit.get(symbol) == intent_id:
+            del self.pending_exit[symbol]
+        self.reserved.pop(intent_id, None)
+
+    def snapshot(self) -> dict:
+        return {
+            "managed": {s: asdict(m) for s, m in self.managed.items()},
+            "pending_entry": dict(self.pending_entry),
+            "pending_exit": dict(self.pending_exit),
+            "pending_approvals": {k: asdict(v) for k, v in self.pending_approvals.items()},
+            "working": {k: dict(v) for k, v in self.working.items()},
+            "reserved": dict(self.reserved),
+            "order_times": list(self.order_times),
+            "day": self.day,
+            "day_start_equity": self.day_start_equity,
+            "open_trades": {s: asdict(t) for s, t in self.open_trades.items()},
+            "trades": list(self.trades),
+            "fills_seen": self.fills_seen,
+        }
+
+    @classmethod
+    def restore(cls, snap: dict) -> Book:
+        return cls(
+            managed={s: ManagedPosition(**m) for s, m in snap["managed"].items()},
+            pending_entry=dict(snap["pending_entry"]),
+            pending_exit=dict(snap["pending_exit"]),
+            pending_approvals={k: PendingApproval(**v) for k, v in snap["pending_approvals"].items()},
+            working={k: dict(v) for k, v in snap["working"].items()},
+            reserved=dict(snap["reserved"]),
+            order_times=deque(snap["order_times"]),
+            day=snap["day"],
+            day_start_equity=snap["day_start_equity"],
+            open_trades={s: OpenTrade(**t) for s, t in snap["open_trades"].items()},
+            trades=list(snap["trades"]),
+            fills_seen=snap["fills_seen"],
+        )

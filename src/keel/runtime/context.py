@@ -1,0 +1,48 @@
+"""What every node may use: the run's services and its precomputed, read-only market knowledge.
+
+Nodes are plain functions `node(state, ctx) -> update`. The context is not part of the cycle state: it is
+never checkpointed, and both drivers build it the same way (`keel.runtime.build`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from keel.runtime.book import Book
+from keel.runtime.clock import ReplayClock
+from keel.runtime.market import MarketView
+from keel.runtime.schedule import Schedule
+from keel.settings import Mode, Profile, Settings
+
+if TYPE_CHECKING:
+    from keel.agents.outlook import OutlookSeries
+    from keel.brokers.paper import PaperBroker
+    from keel.journal.journal import Journal
+    from keel.risk.trading_state import TradingStateGuard
+    from keel.strategies.base import Signals, Strategy
+
+
+@dataclass
+class RunContext:
+    run_id: str
+    mode: Mode
+    profile: Profile
+    settings: Settings
+    clock: ReplayClock
+    market: MarketView
+    strategy: Strategy
+    signals: dict[str, Signals]
+    outlooks: dict[str, OutlookSeries]
+    journal: Journal
+    broker: PaperBroker
+    guard: TradingStateGuard
+    schedule: Schedule
+    book: Book = field(default_factory=Book)
+    #: fees + slippage as a fraction of notional, for cash checks and sizing
+    cost_rate: float = 0.0
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ts_iso(self) -> str:
+        return self.clock.now().isoformat()

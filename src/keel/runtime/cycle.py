@@ -1,0 +1,108 @@
+"""One decision cycle, shared by both drivers: the node order, the market step before it, and the commit
+policy after it. Drivers only choose which bars to visit and how to call the nodes; nothing here decides
+a trade."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from keel.agents.allocator import allocator
+from keel.agents.approval import approval
+from keel.agents.commander import commander
+from keel.agents.critic import critic
+from keel.agents.executor import executor
+from keel.agents.hydrate import hydrate
+from keel.agents.monitor import monitor, route_after_monitor
+from keel.agents.outlook import outlook
+from keel.agents.reporter import reporter
+from keel.agents.scanner import scanner
+from keel.agents.strategist import strategist
+from keel.agents.supervisor import supervisor
+from keel.data.frame import ns_to_datetime
+from keel.runtime.state import CycleState, new_cycle
+
+if TYPE_CHECKING:
+    from keel.runtime.context import RunContext
+
+DAY_NS = 86_400 * 1_000_000_000
+
+#: The canonical order of the roles. The monitor may send the cycle back to `EXIT_LOOP` once.
+PIPELINE = (
+    ("commander", commander),
+    ("hydrate", hydrate),
+    ("outlook", outlook),
+    ("scanner", scanner),
+    ("strategist", strategist),
+    ("critic", critic),
+    ("allocator", allocator),
+    ("supervisor", supervisor),
+    ("approval", approval),
+    ("executor", executor),
+    ("monitor", monitor),
+)
+EXIT_LOOP = PIPELINE[5:]
+REPORTER = ("reporter", reporter)
+ROUTE_AFTER_MONITOR = route_after_monitor
+
+
+def begin_cycle(ctx: RunContext, t: int) -> CycleState:
+    """Move the clock to bar t, roll the trading day, and let the market act (fills, marks) before deciding."""
+    market = ctx.market
+    ts_ns = market.ts_ns(t)
+    ctx.clock.set_ns(ts_ns)
+    book = ctx.book
+    day = ts_ns // DAY_NS
+    if day != book.day:
+        book.day = day
+        book.day_start_equity = equity_before(ctx, t)
+    state = new_cycle(t, ts_ns)
+    state["fills"] = advance_market(ctx, t)
+    state["ended"] = ctx.broker.drain_silent_updates()
+    return state
+
+
+def advance_market(ctx: RunContext, t: int) -> list:
+    """Feed bar t of every symbol that has one to the broker: working orders fill at its open, marks move."""
+    market, broker = ctx.market, ctx.broker
+    fills: list = []
+    now = ctx.clock.now()
+    for symbol in market.symbols:
+        i = market.bar_index(symbol, t)
+        if i < 0:
+            continue
+        b = market.views[symbol].bars
+        got = broker.on_bar(
+            symbol, now, float(b.open[i]), float(b.high[i]), float(b.low[i]), float(b.close[i]), float(b.volume[i])
+        )
+        if got:
+            fills.extend(got)
+    return fills
+
+
+def equity_before(ctx: RunContext, t: int) -> float:
+    """Account equity at the close of the bar before t, from the data: positions only change at fills, so
+    this is the same whichever bars a driver visited in between."""
+    equity = ctx.broker.balance().cash
+    for symbol, position in ctx.broker.positions().items():
+        j = ctx.market.last_bar_index(symbol, t - 1) if t > 0 else -1
+        if j >= 0:
+            equity += position.quantity * float(ctx.market.views[symbol].bars.close[j])
+    return equity
+
+
+def run_cycle(state: CycleState, ctx: RunContext) -> CycleState:
+    """The sequential form of the graph: every role in order, the monitor's exit loop, then the reporter."""
+    for _, node in PIPELINE:
+        state.update(node(state, ctx))
+    while ROUTE_AFTER_MONITOR(state) == "critic":
+        for _, node in EXIT_LOOP:
+            state.update(node(state, ctx))
+    state.update(REPORTER[1](state, ctx))
+    return state
+
+
+def checkpoint(ctx: RunContext, t: int) -> None:
+    """Commit the journal batch together with everything needed to resume after bar t."""
+    snapshot = {"broker": ctx.broker.snapshot(), "book": ctx.book.snapshot(), "schedule": ctx.schedule.snapshot()}
+    ctx.journal.store.save_checkpoint(ctx.run_id, t, snapshot, ts=ns_to_datetime(ctx.market.ts_ns(t)))
+    ctx.journal.commit()

@@ -1,0 +1,74 @@
+"""The canonical LangGraph `StateGraph` over the decision nodes, for sessions (shadow, paper, later testnet
+and live). It visits every bar: in a session every bar is new. Nodes carry no retry policy: they have side
+effects (the journal, the broker) and a retried node would act twice; idempotency lives in the journal.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from langgraph.graph import END, START, StateGraph
+
+from keel.runtime.cycle import EXIT_LOOP, PIPELINE, REPORTER, ROUTE_AFTER_MONITOR, begin_cycle, checkpoint
+from keel.runtime.state import CycleState
+
+if TYPE_CHECKING:
+    from keel.runtime.context import RunContext
+
+RECURSION_LIMIT = 64
+REJECT = "reject_route"
+
+
+def _bind(node: Callable, ctx: RunContext) -> Callable[[CycleState], dict]:
+    def run(state: CycleState) -> dict:
+        return node(state, ctx)
+
+    run.__name__ = node.__name__
+    return run
+
+
+def _reject_route(ctx: RunContext) -> Callable[[CycleState], dict]:
+    def run(state: CycleState) -> dict:
+        ctx.journal.event("graph", "route.rejected", {"t": state["t"]}, ts=ctx.clock.now(), run_id=ctx.run_id)
+        return {}
+
+    return run
+
+
+def build_graph(ctx: RunContext):
+    graph = StateGraph(CycleState)
+    for name, node in (*PIPELINE, REPORTER):
+        graph.add_node(name, _bind(node, ctx))
+    graph.add_node(REJECT, _reject_route(ctx))
+    graph.add_edge(START, PIPELINE[0][0])
+    for (a, _), (b, _) in itertools.pairwise(PIPELINE):
+        graph.add_edge(a, b)
+    routes = {"critic": EXIT_LOOP[0][0], "reporter": REPORTER[0]}
+
+    def route(state: CycleState) -> str:
+        choice = ROUTE_AFTER_MONITOR(state)
+        return choice if choice in routes else REJECT
+
+    graph.add_conditional_edges("monitor", route, {**routes, REJECT: REJECT})
+    graph.add_edge(REPORTER[0], END)
+    graph.add_edge(REJECT, END)
+    return graph.compile()
+
+
+def run_graph(ctx: RunContext, *, start_after: int = -1, on_bar: Callable[[int], None] | None = None) -> int:
+    """Drive every bar after `start_after` through the graph; returns the last bar index visited."""
+    graph = build_graph(ctx)
+    batch = ctx.settings.journal.batch_size
+    last = start_after
+    for t in range(start_after + 1, len(ctx.market)):
+        graph.invoke(begin_cycle(ctx, t), {"recursion_limit": RECURSION_LIMIT})
+        last = t
+        if ctx.journal.pending >= batch:
+            checkpoint(ctx, t)
+        if on_bar is not None:
+            on_bar(t)
+    if last >= 0:
+        checkpoint(ctx, last)
+    return last

@@ -1,0 +1,74 @@
+"""A multi-symbol market over one timeline, plus the bar-driven simulation step both drivers share.
+
+The timeline is the sorted union of every symbol's timestamps; each symbol maps a timeline index to its own
+bar index (or -1 where it has no bar). Advancing the market — marking prices and letting the broker fill
+working orders — is the environment, not a decision, so both drivers call the same `advance_market`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from keel.data.frame import OHLCV
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SymbolView:
+    bars: OHLCV
+    #: timeline index -> this symbol's bar index at that instant, -1 when it has no bar there
+    at: np.ndarray
+    #: bar index -> timeline index
+    to_timeline: np.ndarray
+
+
+class MarketView:
+    """The bars of every symbol aligned on one timeline."""
+
+    def __init__(self, frames: list[OHLCV]) -> None:
+        if not frames:
+            raise ValueError("a market needs at least one symbol")
+        self.symbols: tuple[str, ...] = tuple(f.symbol for f in frames)
+        aligned = all(len(f) == len(frames[0]) and np.array_equal(f.ts, frames[0].ts) for f in frames[1:])
+        self.timeline: np.ndarray = frames[0].ts if aligned else np.unique(np.concatenate([f.ts for f in frames]))
+        n = len(self.timeline)
+        self.views: dict[str, SymbolView] = {}
+        for f in frames:
+            if aligned:
+                to_tl = np.arange(len(f), dtype=np.int64)
+                at = to_tl
+            else:
+                to_tl = np.searchsorted(self.timeline, f.ts).astype(np.int64)
+                at = np.full(n, -1, dtype=np.int64)
+                at[to_tl] = np.arange(len(f), dtype=np.int64)
+            self.views[f.symbol] = SymbolView(f, at, to_tl)
+        # Plain-list copies make scalar reads in the hot path cheap (numpy scalar access costs ~100 ns each).
+        self._ts_list: list[int] = self.timeline.tolist()
+
+    def __len__(self) -> int:
+        return len(self._ts_list)
+
+    def ts_ns(self, t: int) -> int:
+        return self._ts_list[t]
+
+    def bar_index(self, symbol: str, t: int) -> int:
+        """This symbol's bar at timeline index t, or -1."""
+        return int(self.views[symbol].at[t])
+
+    def last_bar_index(self, symbol: str, t: int) -> int:
+        """This symbol's most recent bar at or before timeline index t, or -1 before its first bar."""
+        view = self.views[symbol]
+        if view.at is view.to_timeline:  # aligned: identity
+            return t
+        return int(np.searchsorted(view.to_timeline, t, side="right")) - 1
+
+    def next_bar_timeline(self, symbol: str, t: int) -> int | None:
+        """Timeline index of this symbol's first bar strictly after timeline index t."""
+        view = self.views[symbol]
+        i = int(np.searchsorted(view.to_timeline, t, side="right"))
+        return int(view.to_timeline[i]) if i < len(view.to_timeline) else None
+
+    @property
+    def bars(self) -> int:
+        return sum(len(v.bars) for v in self.views.values())

@@ -1,0 +1,56 @@
+"""The store contract on SQLite (WAL), plus what only the SQLite setup decides."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from journal_contract import T0, StoreContract
+
+from keel.domain.decisions import TradingState
+from keel.domain.errors import InputError
+from keel.journal import IntentStore, JournalSchemaError
+
+
+class TestStoreContractOnSqlite(StoreContract):
+    """Every contract test, on a fresh SQLite file per test."""
+
+
+def test_sqlite_store_runs_in_wal_mode_with_normal_sync_and_a_busy_timeout(db_url: str) -> None:
+    with IntentStore.open(db_url, write_through=True, busy_timeout_ms=1234) as store:
+        cur = store._dbapi.cursor()
+        pragmas = [
+            cur.execute(f"PRAGMA {name}").fetchone()[0] for name in ("journal_mode", "synchronous", "busy_timeout")
+        ]
+    assert pragmas == ["wal", 1, 1234]  # synchronous 1 = NORMAL
+
+
+def test_opening_creates_missing_folders_and_records_schema_version_one(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "deep" / "keel.db"
+    IntentStore.open(f"sqlite:///{path}", write_through=False).close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+
+
+def test_opening_a_database_of_another_schema_version_is_refused(db_url: str, tmp_path: Path) -> None:
+    IntentStore.open(db_url, write_through=True).close()
+    with sqlite3.connect(tmp_path / "journal" / "keel.db") as raw:
+        raw.execute("UPDATE schema_version SET version = 2")
+    with pytest.raises(JournalSchemaError, match="version"):
+        IntentStore.open(db_url, write_through=True)
+
+
+def test_an_unsupported_database_url_is_refused_as_input_error() -> None:
+    with pytest.raises(InputError, match="unsupported"):
+        IntentStore.open("mysql://localhost/keel", write_through=True)
+
+
+def test_change_probe_moves_only_when_another_connection_commits(db_url: str) -> None:
+    with IntentStore.open(db_url, write_through=True) as reader, IntentStore.open(db_url, write_through=True) as ops:
+        probe = reader.change_probe()
+        assert probe is not None
+        before = probe()
+        assert probe() == before
+        ops.set_trading_state(TradingState.HALTED, reason="drill", actor="ops", ts=T0)
+        assert probe() != before

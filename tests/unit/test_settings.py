@@ -1,0 +1,107 @@
+"""Settings: precedence, unknown keys, wrong types, every problem at once, secrets masked."""
+
+from __future__ import annotations
+
+import pytest
+
+from keel.domain.errors import ConfigError
+from keel.settings import check_settings, describe_settings, load_settings
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_defaults_load_without_any_file(in_tmp):
+    s = load_settings()
+    assert s.mode.value == "replay" and s.risk.max_order_notional == 10_000
+
+
+def test_precedence_explicit_over_env_over_file_over_default(in_tmp, monkeypatch):
+    (in_tmp / "keel.toml").write_text("[risk]\nmax_order_notional = 111\nmax_exposure = 9999\n[broker]\ncash = 5000\n")
+    monkeypatch.setenv("KEEL_RISK__MAX_ORDER_NOTIONAL", "222")
+    s = load_settings()
+    assert s.risk.max_order_notional == 222  # env beats file
+    assert s.risk.max_exposure == 9999  # file beats default
+    assert s.broker.cash == 5000
+    s = load_settings(risk={"max_order_notional": 333, "max_exposure": 9999})
+    assert s.risk.max_order_notional == 333  # explicit beats env
+
+
+def test_show_names_the_source_of_each_key(in_tmp, monkeypatch):
+    (in_tmp / "keel.toml").write_text("[broker]\ncash = 5000\n")
+    monkeypatch.setenv("KEEL_BROKER__FEES_BPS", "3")
+    rows = {k: (v, src) for k, v, src in describe_settings()}
+    assert rows["broker.cash"] == (5000.0, "keel.toml")
+    assert rows["broker.fees_bps"] == (3.0, "env KEEL_BROKER__FEES_BPS")
+    assert rows["broker.slippage_bps"][1] == "default"
+
+
+def test_secrets_are_masked(in_tmp, monkeypatch):
+    monkeypatch.setenv("KEEL_JOURNAL__URL", "postgresql+psycopg://u:hunter2@db/keel")
+    rows = {k: v for k, v, _ in describe_settings()}
+    assert rows["journal.url"] == "**********"
+    assert "hunter2" not in repr(load_settings())
+
+
+def test_unknown_key_in_file_is_an_error_naming_the_key(in_tmp):
+    (in_tmp / "keel.toml").write_text("[risk]\nmax_order_notionall = 5\n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings()
+    assert "risk.max_order_notionall" in str(exc.value) and "unknown key" in str(exc.value)
+
+
+def test_unknown_env_variable_is_an_error(in_tmp, monkeypatch):
+    monkeypatch.setenv("KEEL_RISK__MAX_ORDERS", "5")
+    problems = check_settings()
+    assert any("KEEL_RISK__MAX_ORDERS" in p for p in problems)
+
+
+def test_wrong_type_names_key_and_value(in_tmp):
+    (in_tmp / "keel.toml").write_text('[broker]\ncash = "lots"\n')
+    problems = check_settings()
+    assert len(problems) == 1 and problems[0].startswith("broker.cash:") and "'lots'" in problems[0]
+
+
+def test_check_lists_every_problem_at_once(in_tmp, monkeypatch):
+    (in_tmp / "keel.toml").write_text(
+        'mode = "moon"\n[risk]\nmax_open_positions = 0\nbogus = 1\n[broker]\nfees_bps = -1\n'
+    )
+    monkeypatch.setenv("KEEL_NOPE", "1")
+    problems = check_settings()
+    joined = "\n".join(problems)
+    for key in ("mode", "risk.max_open_positions", "risk.bogus", "broker.fees_bps", "KEEL_NOPE"):
+        assert key in joined
+    assert len(problems) == 5
+
+
+def test_semantic_problems_are_reported(in_tmp):
+    (in_tmp / "keel.toml").write_text('mode = "live"\n[risk]\nmax_order_notional = 10\nmax_exposure = 5\n')
+    problems = check_settings()
+    assert any(p.startswith("risk.max_order_notional") for p in problems)
+    assert any(p.startswith("mode:") for p in problems)
+
+
+def test_approver_may_not_be_the_proposer(in_tmp):
+    (in_tmp / "keel.toml").write_text('[approval]\nauto_approver = "sma_cross"\n')
+    assert any("approver must never be the proposer" in p for p in check_settings())
+
+
+def test_malformed_toml_is_reported_with_the_file(in_tmp):
+    (in_tmp / "keel.toml").write_text("[risk\n")
+    problems = check_settings()
+    assert len(problems) == 1 and "keel.toml" in problems[0] and "TOML" in problems[0]
+
+
+def test_missing_explicit_config_file_is_an_error(in_tmp):
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(in_tmp / "nope.toml")
+
+
+def test_keel_config_env_points_at_the_file(in_tmp, monkeypatch):
+    other = in_tmp / "other.toml"
+    other.write_text("[broker]\ncash = 1234\n")
+    monkeypatch.setenv("KEEL_CONFIG", str(other))
+    assert load_settings().broker.cash == 1234
