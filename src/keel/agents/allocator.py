@@ -26,7 +26,7 @@ def size_entry(intent: TradeIntent, ctx: RunContext, *, cash: float, equity: flo
     spendable = max(cash - sum(ctx.book.reserved.values()), 0.0)
     if cfg.method is SizingMethod.ALL_IN:
         qty = math.floor(spendable / (price * cost))
-        return intent.model_copy(update={"quantity": float(qty), "notional_cap": spendable if qty > 0 else None})
+        return intent.but(quantity=float(qty), notional_cap=spendable if qty > 0 else None)
     if cfg.method is SizingMethod.FIXED_NOTIONAL:
         qty = math.floor(min(cfg.fixed_notional, spendable / cost) / price)
     else:
@@ -40,7 +40,7 @@ def size_entry(intent: TradeIntent, ctx: RunContext, *, cash: float, equity: flo
         qty = math.floor(at_risk / unit_risk) if math.isfinite(unit_risk) and unit_risk > 0 else 0
         budget = equity * cfg.per_symbol_budget_pct / 100.0
         qty = min(qty, math.floor(budget / price), math.floor(spendable / (price * cost)))
-    return intent.model_copy(update={"quantity": float(max(qty, 0))})
+    return intent.but(quantity=float(max(qty, 0)))
 
 
 def allocator(state: CycleState, ctx: RunContext) -> dict:

@@ -37,8 +37,8 @@ def approval(state: CycleState, ctx: RunContext) -> dict:
     journal = ctx.journal
     now = ctx.clock.now()
     approved = []
-    for intent, verdict in state["allowed"]:
-        detail = {"decision": verdict.decision.value, "quantity": intent.quantity}
+    for intent, _verdict, verdict_detail in state["allowed"]:
+        detail = dict(verdict_detail)
         if ctx.mode is Mode.SHADOW:
             target, reason, actor = IntentState.SHADOWED, ReasonCode.SHADOW_MODE, STAGE
         elif cfg.mode is ApprovalMode.AUTO and within_auto_policy(intent, ctx):

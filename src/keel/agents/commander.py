@@ -52,16 +52,34 @@ def commander(state: CycleState, ctx: RunContext) -> dict:
 
 
 def active_symbols(state: CycleState, ctx: RunContext) -> list[str]:
-    """Symbols with a signal, a managed position to watch, or a fill at this bar."""
+    """Symbols with a signal at this bar, or whose managed position hits its stop, target or time exit here.
+
+    Fills are not a reason: the monitor follows them whatever the symbol's activity.
+    """
     t = state["t"]
     market = ctx.market
-    filled = {f.symbol for f in state.get("fills", ())}
+    managed = ctx.book.managed
     active = []
     for symbol in market.symbols:
         i = market.bar_index(symbol, t)
         if i < 0:
             continue
         sig = ctx.signals[symbol]
-        if sig.entry[i] or sig.exit[i] or symbol in ctx.book.managed or symbol in filled:
+        if sig.entry[i] or sig.exit[i]:
+            active.append(symbol)
+            continue
+        m = managed.get(symbol)
+        if m is not None and exit_due(m, market.views[symbol].bars, i, t):
             active.append(symbol)
     return active
+
+
+def exit_due(m, bars, i: int, t: int) -> bool:
+    """Whether a managed position's stop, target or time exit triggers on bar i (timeline index t)."""
+    if t < m.watch_from_t:
+        return False
+    return bool(
+        (m.stop is not None and bars.low[i] <= m.stop)
+        or (m.target is not None and bars.high[i] >= m.target)
+        or (m.time_exit_t is not None and t >= m.time_exit_t)
+    )

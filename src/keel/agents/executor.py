@@ -59,8 +59,7 @@ def executor(state: CycleState, ctx: RunContext) -> dict:
         journal.transition(
             iid, IntentState.APPROVED, IntentState.EXECUTING, ts=now, actor=STAGE, stage=STAGE, run_id=run_id
         )
-        request = OrderRequest.model_construct(
-            schema_version=1,
+        request = OrderRequest.trusted(
             client_order_id=iid,
             symbol=intent.symbol,
             side=intent.side,

@@ -5,19 +5,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from keel.brokers.base import Broker
     from keel.runtime.context import RunContext
     from keel.runtime.state import CycleState
 
 
-def hydrate(state: CycleState, ctx: RunContext) -> dict:
-    if not state["active"]:
-        return {"skills": {}}
-    broker = ctx.broker
+def account_skills(broker: Broker) -> dict:
     balance = broker.balance()
     return {
-        "skills": {
-            "positions": {s: p.quantity for s, p in broker.positions().items()},
-            "cash": balance.cash,
-            "equity": balance.equity,
-        }
+        "positions": {s: p.quantity for s, p in broker.positions().items()},
+        "cash": balance.cash,
+        "equity": balance.equity,
     }
+
+
+def hydrate(state: CycleState, ctx: RunContext) -> dict:
+    return {"skills": account_skills(ctx.broker) if state["active"] else {}}

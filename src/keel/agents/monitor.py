@@ -1,5 +1,5 @@
-"""Monitor: follows every order through its lifecycle (working, partial fill, filled, cancelled, rejected),
-keeps the round-trip ledger, and watches open positions for their stop, target and time exit.
+"""Monitor: follows every order through its lifecycle (working, partial fill, filled, cancelled, rejected)
+and watches open positions for their stop, target and time exit.
 
 Exits are intents too: the monitor proposes them and routes the cycle back through the critic, allocator and
 supervisor, so a stop-out passes the same gate as any other order.
@@ -13,7 +13,7 @@ import numpy as np
 
 from keel.agents.strategist import make_intent
 from keel.domain.intents import Leg, Side
-from keel.runtime.book import ManagedPosition, OpenTrade
+from keel.runtime.book import ManagedPosition
 
 if TYPE_CHECKING:
     from keel.data.frame import OHLCV
@@ -96,9 +96,7 @@ def _on_fill(fill: Fill, state: CycleState, ctx: RunContext) -> None:
         ts=ctx.clock.now(),
         run_id=ctx.run_id,
     )
-    book.fills_seen += 1
     info = book.working.get(coid)
-    _ledger(fill, ctx)
     if info is not None and info["leg"] == Leg.ENTRY.value and fill.symbol not in book.managed:
         _manage(fill.symbol, coid, info, state["t"], ctx)
     if not order.status.is_open:
@@ -163,39 +161,3 @@ def first_touch(bars: OHLCV, start: int, stop: float | None, target: float | Non
             return lo + int(idx[0])
         lo, chunk = hi, chunk * 4
     return None
-
-
-def _ledger(fill: Fill, ctx: RunContext) -> None:
-    """Round trips: a trade opens with the first buy fill and closes when the position is flat again."""
-    book = ctx.book
-    trade = book.open_trades.get(fill.symbol)
-    if fill.side is Side.BUY:
-        if trade is None:
-            trade = book.open_trades[fill.symbol] = OpenTrade(fill.symbol, fill.ts.isoformat())
-        trade.quantity += fill.quantity
-        trade.cost += fill.quantity * fill.price
-        trade.fees += fill.fee
-        return
-    if trade is None:
-        return
-    trade.exit_quantity += fill.quantity
-    trade.exit_value += fill.quantity * fill.price
-    trade.fees += fill.fee
-    if trade.exit_quantity + 1e-9 >= trade.quantity:
-        info = book.working.get(fill.client_order_id) or {}
-        entry_price = trade.cost / trade.quantity
-        exit_price = trade.exit_value / trade.exit_quantity
-        book.trades.append(
-            {
-                "symbol": trade.symbol,
-                "entry_ts": trade.entry_ts,
-                "exit_ts": fill.ts.isoformat(),
-                "quantity": trade.quantity,
-                "entry_price": entry_price,
-                "exit_price": exit_price,
-                "pnl": trade.exit_value - trade.cost - trade.fees,
-                "fees": trade.fees,
-                "exit_leg": info.get("leg", "exit"),
-            }
-        )
-        del book.open_trades[fill.symbol]

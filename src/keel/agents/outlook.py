@@ -62,8 +62,7 @@ def outlook_at(series: OutlookSeries, symbol: str, i: int, ts_ns: int) -> Outloo
         triggers.append(NoTradeTrigger.DATA_QUALITY)
     if series.vol_spike[i]:
         triggers.append(NoTradeTrigger.VOL_SPIKE)
-    return Outlook.model_construct(
-        schema_version=1,
+    return Outlook.trusted(
         symbol=symbol,
         ts=ns_to_datetime(ts_ns),
         regime=REGIMES[int(series.regime[i])],
@@ -78,5 +77,6 @@ def outlook(state: CycleState, ctx: RunContext) -> dict:
     out = {}
     for symbol in state["active"]:
         i = ctx.market.bar_index(symbol, t)
-        out[symbol] = outlook_at(ctx.outlooks[symbol], symbol, i, ts_ns)
+        if ctx.signals[symbol].entry[i]:  # only new risk consults the outlook; exits pass NO-TRADE triggers
+            out[symbol] = outlook_at(ctx.outlooks[symbol], symbol, i, ts_ns)
     return {"outlooks": out}

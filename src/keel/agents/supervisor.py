@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from keel.domain.decisions import CriticVerdict, Decision, TradingState, Verdict
+from keel.agents.hydrate import account_skills
+from keel.domain.decisions import CriticVerdict, Decision, NoTradeTrigger, TradingState, Verdict
 from keel.domain.intents import IntentState, Side
 from keel.domain.reasons import ReasonCode
 from keel.risk.checks import CheckInput, run_checks
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 
 STAGE = "supervisor"
 WINDOW_NS = 60 * 1_000_000_000
+#: an entry nobody assessed is treated as untrustworthy data: fail closed (exits do not consult it)
+_NO_OUTLOOK = (NoTradeTrigger.DATA_QUALITY,)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
 
@@ -33,10 +36,11 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
     now = ctx.clock.now()
     ts_ns = state["ts_ns"]
     trading = TradingState(state["trading_state"])
-    balance = broker.balance()
-    equity, cash = balance.equity, balance.cash
+    # Exits the monitor raises after this bar's fills need the account as it is now, not as hydrated.
+    skills = account_skills(broker) if state["exits_raised"] or not state.get("skills") else state["skills"]
+    equity, cash = skills["equity"], skills["cash"]
     positions_value = equity - cash  # long-only: what the held positions are worth at their marks
-    positions = broker.positions()
+    held = {s for s, q in skills["positions"].items() if q > 0}
     limits = resolve_limits(ctx.settings.risk, ctx.profile, equity=equity, symbols=len(ctx.market.symbols))
     times = book.order_times
     while times and times[0] <= ts_ns - WINDOW_NS:
@@ -61,7 +65,6 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
             book.pending_entry[symbol] = intent.intent_id
         quote = broker.quote(symbol)
         reserved = sum(book.reserved.values())
-        held = {s for s, p in positions.items() if p.quantity > 0}
         in_flight = {s for s in book.pending_entry if s not in held and s != symbol}
         notional_cap = intent.notional_cap
         check = CheckInput(
@@ -76,7 +79,7 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
             stop_waived=ctx.strategy.rules.stop_waived,
             trading_state=trading,
             mode=ctx.mode.value,
-            no_trade=outlooks[symbol].no_trade if symbol in outlooks else (),
+            no_trade=outlooks[symbol].no_trade if symbol in outlooks else _NO_OUTLOOK,
             limits=limits,
             exposure=positions_value + reserved,
             open_positions=len(held) + len(in_flight),
@@ -93,8 +96,7 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
             rejected = ReasonCode.CRITIC_REJECTED
         decision = Decision.REJECT if rejected else (Decision.MODIFY if run.modified else Decision.APPROVE)
         reasons = (rejected,) if rejected else run.modified
-        verdict = Verdict.model_construct(
-            schema_version=1,
+        verdict = Verdict.trusted(
             intent_id=intent.intent_id,
             decision=decision,
             reasons=reasons,
@@ -102,23 +104,18 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
             requested_quantity=intent.quantity,
             approved_quantity=0.0 if rejected else run.quantity,
         )
-        journal.event(
-            STAGE,
-            "verdict",
-            {
-                "intent_id": intent.intent_id,
-                "decision": decision.value,
-                "reasons": [r.value for r in reasons],
-                "checks": {
-                    name: (code.value if code else ("pass: " + d if d else "pass")) for name, code, d in run.results
-                },
-                "critic": review.verdict.value if review is not None else None,
-                "requested_quantity": intent.quantity,
-                "approved_quantity": verdict.approved_quantity,
+        # The verdict travels with the intent's next transition (blocked here, or the approval's), so each
+        # decision is one journal event that names every check.
+        detail = {
+            "verdict": decision.value,
+            "reasons": [r.value for r in reasons],
+            "checks": {
+                name: (code.value if code else ("pass: " + d if d else "pass")) for name, code, d in run.results
             },
-            ts=now,
-            run_id=ctx.run_id,
-        )
+            "critic": review.verdict.value if review is not None else None,
+            "requested_quantity": intent.quantity,
+            "approved_quantity": verdict.approved_quantity,
+        }
         if rejected:
             journal.transition(
                 intent.intent_id,
@@ -129,6 +126,7 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
                 reason=rejected.value,
                 stage=STAGE,
                 run_id=ctx.run_id,
+                detail=detail,
             )
             book.release(intent.intent_id, symbol)
             continue
@@ -136,12 +134,12 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
             update: dict = {"quantity": run.quantity}
             if notional_cap is not None:
                 update["notional_cap"] = run.quantity * intent.reference_price * (1.0 + ctx.cost_rate)
-            intent = intent.model_copy(update=update)
+            intent = intent.but(**update)
         if not intent.leg.reduces_risk and intent.side is Side.BUY:
             book.reserved[intent.intent_id] = (
                 intent.notional_cap if intent.notional_cap is not None else intent.quantity * intent.reference_price
             )
-        allowed.append((intent, verdict))
+        allowed.append((intent, verdict, detail))
     return {"allowed": allowed}
 
 

@@ -62,6 +62,50 @@ def equity_curve(market: MarketView, fills: list[Fill], initial_cash: float) -> 
     return EquityCurve(timeline, cash, equity)
 
 
+def round_trips(fills: list[Fill], legs: dict[str, str]) -> list[dict]:
+    """Closed round trips from the journalled fills: a trade opens with the first buy fill of a flat symbol and
+    closes when its position is flat again. `legs` (intent id → leg) names how each trade ended."""
+    open_: dict[str, dict] = {}
+    trades = []
+    for f in fills:
+        t = open_.get(f.symbol)
+        if f.side is Side.BUY:
+            if t is None:
+                t = open_[f.symbol] = {
+                    "entry_ts": f.ts.isoformat(),
+                    "qty": 0.0,
+                    "cost": 0.0,
+                    "fees": 0.0,
+                    "xq": 0.0,
+                    "xv": 0.0,
+                }
+            t["qty"] += f.quantity
+            t["cost"] += f.quantity * f.price
+            t["fees"] += f.fee
+            continue
+        if t is None:
+            continue
+        t["xq"] += f.quantity
+        t["xv"] += f.quantity * f.price
+        t["fees"] += f.fee
+        if t["xq"] + 1e-9 >= t["qty"]:
+            trades.append(
+                {
+                    "symbol": f.symbol,
+                    "entry_ts": t["entry_ts"],
+                    "exit_ts": f.ts.isoformat(),
+                    "quantity": t["qty"],
+                    "entry_price": t["cost"] / t["qty"],
+                    "exit_price": t["xv"] / t["xq"],
+                    "pnl": t["xv"] - t["cost"] - t["fees"],
+                    "fees": t["fees"],
+                    "exit_leg": legs.get(f.client_order_id, "exit"),
+                }
+            )
+            del open_[f.symbol]
+    return trades
+
+
 def _ns(f: Fill) -> int:
     return int(f.ts.timestamp() * 1_000_000) * 1_000
 

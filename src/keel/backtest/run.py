@@ -20,7 +20,7 @@ import orjson
 
 from keel.agents.outlook import precompute_outlook
 from keel.backtest.replay import run_replay
-from keel.backtest.report import EquityCurve, build_summary, equity_curve
+from keel.backtest.report import EquityCurve, build_summary, equity_curve, round_trips
 from keel.brokers.paper import PaperBroker
 from keel.data.frame import OHLCV, ns_to_datetime
 from keel.domain.errors import InputError, KeelError
@@ -212,7 +212,7 @@ def _resume(ctx: RunContext) -> int:
     if saved is None:
         return -1
     cursor, snap = saved
-    ctx.broker = PaperBroker.restore(snap["broker"])
+    ctx.broker = PaperBroker.restore(snap["broker"], finished_orders=ctx.journal.store.orders(ctx.run_id))
     ctx.book = Book.restore(snap["book"])
     ctx.schedule.restore(snap["schedule"])
     now = ns_to_datetime(ctx.market.ts_ns(cursor))
@@ -249,7 +249,7 @@ def _finish(ctx: RunContext, run_dir: Path) -> RunSummary:
         blocked_reasons=store.reason_counts(ctx.run_id),
         orders=len(store.orders(ctx.run_id)),
         fills=len(fills),
-        trades=ctx.book.trades,
+        trades=round_trips(fills, store.intent_legs(ctx.run_id)),
         open_at_end=sum(1 for p in positions.values() if p.quantity > 0),
         fees_paid=ctx.broker.balance().fees_paid,
         events=head_seq + 1,
@@ -266,12 +266,9 @@ def _finish(ctx: RunContext, run_dir: Path) -> RunSummary:
 def write_outputs(run_dir: Path, summary: RunSummary, curve: EquityCurve) -> None:
     """summary.json, equity.csv and trades.csv, written atomically (temp file, then rename)."""
     _atomic(run_dir / SUMMARY_FILE, summary.model_dump_json(indent=2).encode() + b"\n")
-    iso = np.datetime_as_string(curve.ts.astype("datetime64[ns]"), unit="s")
+    iso = np.datetime_as_string(curve.ts.astype("datetime64[ns]"), unit="s").tolist()
     lines = ["timestamp,cash,equity"]
-    lines += [
-        f"{t}Z,{c:.2f},{e:.2f}"
-        for t, c, e in zip(iso.tolist(), curve.cash.tolist(), curve.equity.tolist(), strict=True)
-    ]
+    lines += [f"{t}Z,{c:.2f},{e:.2f}" for t, c, e in zip(iso, curve.cash.tolist(), curve.equity.tolist(), strict=True)]
     _atomic(run_dir / EQUITY_FILE, ("\n".join(lines) + "\n").encode())
     rows = ["symbol,entry_ts,exit_ts,quantity,entry_price,exit_price,pnl,fees,exit_leg"]
     rows += [

@@ -22,6 +22,7 @@ their own, so at all times `initial cash + realized PnL − fees paid == cash + 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -105,8 +106,9 @@ class _Order:
         self.model = self._build()
 
     def _build(self) -> Order:
+        # Every field is the broker's own, already-validated state: construct without re-validating (hot path).
         r = self.request
-        return Order(
+        return Order.trusted(
             client_order_id=r.client_order_id,
             broker_order_id=self.broker_order_id,
             symbol=r.symbol,
@@ -184,6 +186,8 @@ class PaperBroker:
         self._positions: dict[str, _Position] = {}
         #: every order ever submitted, finished ones included: idempotency must outlive the order
         self._orders: dict[str, _Order] = {}
+        #: finished orders known from the journal after a restore (see `restore(finished_orders=...)`)
+        self._settled: dict[str, Order] = {}
         #: open orders in submission order
         self._open: dict[str, _Order] = {}
         #: open orders per symbol in submission order; a symbol is present only while it has some
@@ -249,7 +253,8 @@ class PaperBroker:
         px = self._quote_px.get(symbol)
         if px is None:
             return None
-        return Quote(symbol=symbol, ts=self._quote_ts[symbol], bid=px, ask=px, last=px, source="bar_close")
+        # Prices were validated on the way in (`on_bar` refuses non-finite or inconsistent bars).
+        return Quote.trusted(symbol=symbol, ts=self._quote_ts[symbol], bid=px, ask=px, last=px, source="bar_close")
 
     # -- orders -----------------------------------------------------------------------------------------
 
@@ -258,6 +263,10 @@ class PaperBroker:
         existing = self._orders.get(request.client_order_id)
         if existing is not None:
             return self._resubmit(existing, request)
+        settled = self._settled.get(request.client_order_id)
+        if settled is not None:
+            outcome = SubmitOutcome.REJECTED if settled.status is OrderStatus.REJECTED else SubmitOutcome.ACKNOWLEDGED
+            return SubmitResult(outcome, settled, f"{DUPLICATE_DETAIL} (finished before the restore)")
         reason = self._validate(request)
         unit_cost = 0.0
         if reason is None and request.side is Side.BUY:
@@ -282,7 +291,7 @@ class PaperBroker:
 
     def status(self, client_order_id: str) -> Order | None:
         rec = self._orders.get(client_order_id)
-        return None if rec is None else rec.model
+        return self._settled.get(client_order_id) if rec is None else rec.model
 
     def cancel(self, client_order_id: str) -> Order | None:
         """Cancel a working or partially filled order; a finished order is returned unchanged."""
@@ -318,12 +327,14 @@ class PaperBroker:
 
     def positions(self) -> dict[str, Position]:
         return {
-            s: Position(symbol=s, quantity=p.quantity, average_price=p.average_price, realized_pnl=p.realized_pnl)
+            s: Position.trusted(
+                symbol=s, quantity=p.quantity, average_price=p.average_price, realized_pnl=p.realized_pnl
+            )
             for s, p in self._positions.items()
         }
 
     def balance(self) -> Balance:
-        return Balance(cash=self._cash, equity=self.equity(), fees_paid=self._fees_paid)
+        return Balance.trusted(cash=self._cash, equity=self.equity(), fees_paid=self._fees_paid)
 
     def equity(self) -> float:
         """Cash plus every position marked at its symbol's last reference price."""
@@ -336,8 +347,14 @@ class PaperBroker:
 
     # -- crash recovery ---------------------------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Any]:
-        """Everything needed to rebuild this broker, as JSON-native values (floats round-trip exactly)."""
+    def snapshot(self, *, finished: bool = True) -> dict[str, Any]:
+        """Everything needed to rebuild this broker, as JSON-native values (floats round-trip exactly).
+
+        `finished=False` leaves out orders that can no longer change: a run that checkpoints often keeps those in
+        its journal instead (each checkpoint then costs the open orders, not the whole history) and hands them
+        back to `restore(finished_orders=...)`.
+        """
+        silent = {r.request.client_order_id for r in self._silent}
         return {
             "kind": SNAPSHOT_KIND,
             "schema_version": SNAPSHOT_VERSION,
@@ -367,6 +384,7 @@ class PaperBroker:
                     "fills": r.fills,
                 }
                 for r in self._orders.values()
+                if finished or r.status.is_open or r.request.client_order_id in silent
             ],
         }
 
@@ -380,9 +398,11 @@ class PaperBroker:
         slippage_bps: float = _FROM_SNAPSHOT,
         participation_cap: float | None = _FROM_SNAPSHOT,
         name: str = _FROM_SNAPSHOT,
+        finished_orders: Iterable[Order] = (),
     ) -> PaperBroker:
         """Rebuild a broker from `snapshot()`. Configuration not given is taken from the snapshot; what is given
         must match it, because a restore under other fees or caps would silently diverge from the run it continues.
+        `finished_orders` (from the journal) are remembered so their client order ids are never filled again.
         """
         try:
             if snapshot["kind"] != SNAPSHOT_KIND or snapshot["schema_version"] != SNAPSHOT_VERSION:
@@ -405,6 +425,9 @@ class PaperBroker:
                     hint=f"restore with {snapshot['config']}",
                 )
             broker._load(snapshot)
+            for order in finished_orders:
+                if order.client_order_id not in broker._orders and not order.status.is_open:
+                    broker._settled[order.client_order_id] = order
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise BrokerError(f"paper broker snapshot is malformed: {exc!r}") from exc
         return broker
@@ -665,7 +688,7 @@ class PaperBroker:
         rec.cost += notional
         rec.fees += fee
         rec.fills += 1
-        return Fill(
+        return Fill.trusted(
             fill_id=f"{r.client_order_id}-f{rec.fills}",
             client_order_id=r.client_order_id,
             symbol=r.symbol,

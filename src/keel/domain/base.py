@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar, Self
+
 from pydantic import BaseModel, ConfigDict
+from pydantic_core import PydanticUndefined
 
 
 class Contract(BaseModel):
@@ -15,3 +18,39 @@ class Contract(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
 
     schema_version: int = 1
+
+    _trusted_defaults: ClassVar[dict[str, Any] | None] = None
+
+    @classmethod
+    def trusted(cls, **values: Any) -> Self:
+        """Build from values the runtime computed itself, without re-validating them.
+
+        For the replay hot path only: every value must already have its field's type (enums as enum members,
+        datetimes as aware datetimes). Anything that comes from outside — a file, a model, a request — goes
+        through normal validation. Fields left out take their plain defaults; a field with no default, or an
+        unknown one, is a programming error and raises at once.
+        """
+        defaults = cls.__dict__.get("_trusted_defaults")
+        if defaults is None:
+            defaults = {
+                name: f.default
+                for name, f in cls.model_fields.items()
+                if f.default is not PydanticUndefined and f.default_factory is None
+            }
+            cls._trusted_defaults = defaults
+        data = {**defaults, **values}
+        if len(data) != len(cls.model_fields):
+            fields = set(cls.model_fields)
+            raise TypeError(
+                f"{cls.__name__}.trusted: missing {sorted(fields - set(data))}, unknown {sorted(set(data) - fields)}"
+            )
+        model = cls.__new__(cls)
+        object.__setattr__(model, "__dict__", data)
+        object.__setattr__(model, "__pydantic_fields_set__", set(values))
+        object.__setattr__(model, "__pydantic_extra__", None)
+        object.__setattr__(model, "__pydantic_private__", None)
+        return model
+
+    def but(self, **changes: Any) -> Self:
+        """A copy with some fields changed, as trusted as the values given (see `trusted`)."""
+        return type(self).trusted(**{**self.__dict__, **changes})

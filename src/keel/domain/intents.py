@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from pydantic import Field, field_validator
@@ -87,9 +87,24 @@ def check_transition(intent_id: str, current: IntentState, target: IntentState) 
 
 
 def make_intent_id(run_id: str, strategy_id: str, symbol: str, side: Side, decision_ts: datetime, leg: Leg) -> str:
-    """`"it-" + sha256(run_id, strategy_id, symbol, side, decision timestamp, leg)[:24]`."""
-    key = "|".join((run_id, strategy_id, symbol, side.value, decision_ts.isoformat(), leg.value))
+    """`"it-" + sha256(run_id, strategy_id, symbol, side, decision timestamp, leg)[:24]`.
+
+    The timestamp enters in UTC ISO-8601, so the same instant written in another time zone is the same intent.
+    """
+    if decision_ts.tzinfo is None:
+        raise ValueError(f"decision timestamp must be timezone-aware (intent of {strategy_id} on {symbol})")
+    key = "|".join((run_id, strategy_id, symbol, side.value, _utc_iso(decision_ts), leg.value))
     return "it-" + hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+_last_ts: list = [None, ""]
+
+
+def _utc_iso(ts: datetime) -> str:
+    # One cycle stamps several intents with the same datetime object: remember the last conversion.
+    if _last_ts[0] is not ts:
+        _last_ts[0], _last_ts[1] = ts, ts.astimezone(UTC).isoformat()
+    return _last_ts[1]
 
 
 class TradeIntent(Contract):

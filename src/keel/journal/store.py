@@ -599,6 +599,11 @@ class IntentStore:
             stmt = stmt.where(s.intents.c.run_id == run_id)
         return {row["intent_id"]: IntentState(row["state"]) for row in self._query(stmt)}
 
+    def intent_legs(self, run_id: str) -> dict[str, str]:
+        """`intent_id → leg` of committed intents, without decoding payloads (what the trade ledger needs)."""
+        stmt = select(s.intents.c.intent_id, s.intents.c.leg).where(s.intents.c.run_id == run_id)
+        return {row["intent_id"]: row["leg"] for row in self._query(stmt)}
+
     def transitions(self, intent_id: str) -> list[TransitionRecord]:
         """The committed transitions of one intent, in the order they happened."""
         t = s.intent_transitions

@@ -24,19 +24,6 @@ class ManagedPosition:
 
 
 @dataclass(slots=True)
-class OpenTrade:
-    """A round trip in progress, accumulated from fills."""
-
-    symbol: str
-    entry_ts: str
-    quantity: float = 0.0
-    cost: float = 0.0
-    fees: float = 0.0
-    exit_quantity: float = 0.0
-    exit_value: float = 0.0
-
-
-@dataclass(slots=True)
 class PendingApproval:
     intent_id: str
     symbol: str
@@ -58,9 +45,6 @@ class Book:
     order_times: deque[int] = field(default_factory=deque)
     day: int = -1
     day_start_equity: float = 0.0
-    open_trades: dict[str, OpenTrade] = field(default_factory=dict)
-    trades: list[dict] = field(default_factory=list)
-    fills_seen: int = 0
 
     def release(self, intent_id: str, symbol: str) -> None:
         """Forget an intent that will never trade, or has finished trading, from the in-flight maps."""
@@ -81,9 +65,6 @@ class Book:
             "order_times": list(self.order_times),
             "day": self.day,
             "day_start_equity": self.day_start_equity,
-            "open_trades": {s: asdict(t) for s, t in self.open_trades.items()},
-            "trades": list(self.trades),
-            "fills_seen": self.fills_seen,
         }
 
     @classmethod
@@ -98,7 +79,4 @@ class Book:
             order_times=deque(snap["order_times"]),
             day=snap["day"],
             day_start_equity=snap["day_start_equity"],
-            open_trades={s: OpenTrade(**t) for s, t in snap["open_trades"].items()},
-            trades=list(snap["trades"]),
-            fills_seen=snap["fills_seen"],
         )

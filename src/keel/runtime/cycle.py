@@ -103,6 +103,10 @@ def run_cycle(state: CycleState, ctx: RunContext) -> CycleState:
 
 def checkpoint(ctx: RunContext, t: int) -> None:
     """Commit the journal batch together with everything needed to resume after bar t."""
-    snapshot = {"broker": ctx.broker.snapshot(), "book": ctx.book.snapshot(), "schedule": ctx.schedule.snapshot()}
+    snapshot = {
+        "broker": ctx.broker.snapshot(finished=False),
+        "book": ctx.book.snapshot(),
+        "schedule": ctx.schedule.snapshot(),
+    }
     ctx.journal.store.save_checkpoint(ctx.run_id, t, snapshot, ts=ns_to_datetime(ctx.market.ts_ns(t)))
     ctx.journal.commit()
