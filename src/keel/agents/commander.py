@@ -22,7 +22,9 @@ def commander(state: CycleState, ctx: RunContext) -> dict:
     ts_ns = state["ts_ns"]
     book = ctx.book
     if book.pending_approvals:
-        expired = [p for p in book.pending_approvals.values() if p.expires_ns <= ts_ns]
+        halted = trading is TradingState.HALTED  # a halt expires every pending approval at once
+        expired = [p for p in book.pending_approvals.values() if halted or p.expires_ns <= ts_ns]
+        why = ReasonCode.KILL_SWITCH_ACTIVE if halted else ReasonCode.APPROVAL_EXPIRED
         for p in expired:
             ctx.journal.transition(
                 p.intent_id,
@@ -30,7 +32,7 @@ def commander(state: CycleState, ctx: RunContext) -> dict:
                 IntentState.EXPIRED,
                 ts=now,
                 actor="commander",
-                reason=ReasonCode.APPROVAL_EXPIRED.value,
+                reason=why.value,
                 stage=STAGE,
                 run_id=ctx.run_id,
             )

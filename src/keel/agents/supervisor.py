@@ -85,7 +85,7 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
             open_positions=len(held) + len(in_flight),
             opens_position=symbol not in held,
             day_pnl=equity - book.day_start_equity,
-            orders_last_minute=len(times),
+            orders_last_minute=len(times) + len(allowed),  # those allowed this cycle are on their way
             cash_available=cash - reserved,
             cost_rate=ctx.cost_rate,
         )

@@ -99,9 +99,11 @@ def execute_run(
     driver: str = "replay",
     on_progress: Callable[[int, int], None] | None = None,
     timings: dict[str, float] | None = None,
+    broker: PaperBroker | None = None,
 ) -> RunResult:
     """Run (or resume, or recognise as already complete) one replay. `timings`, if given, receives the wall
-    seconds of each phase (setup, replay, report) — for benchmarks; never part of the run's artifacts."""
+    seconds of each phase (setup, replay, report) — for benchmarks; never part of the run's artifacts.
+    `broker` replaces the paper broker built from the settings (it must start flat, with the configured cash)."""
     timings = {} if timings is None else timings
     mode = mode or settings.mode
     profile = profile or settings.profile
@@ -125,7 +127,7 @@ def execute_run(
         if existing is not None and existing.status == "complete" and (run_dir / SUMMARY_FILE).exists():
             summary = RunSummary.model_validate_json((run_dir / SUMMARY_FILE).read_bytes())
             return RunResult(run_dir, summary, time.perf_counter() - started, False, True, 0)
-        ctx = _context(run_id, frames, settings, strategy, mode, profile, journal, guard)
+        ctx = _context(run_id, frames, settings, strategy, mode, profile, journal, guard, broker)
         timings["setup"] = time.perf_counter() - started
         start_ns = int(ctx.market.timeline[0])
         first_ts = ns_to_datetime(start_ns)
@@ -164,12 +166,16 @@ def execute_run(
         control.close()
 
 
-def _context(run_id, frames, settings, strategy, mode, profile, journal, guard) -> RunContext:
+def _context(run_id, frames, settings, strategy, mode, profile, journal, guard, broker=None) -> RunContext:
     broker_cfg = settings.broker
     cap = None if profile is Profile.RESEARCH else broker_cfg.participation_cap
-    broker = PaperBroker(
-        cash=broker_cfg.cash, fees_bps=broker_cfg.fees_bps, slippage_bps=broker_cfg.slippage_bps, participation_cap=cap
-    )
+    if broker is None:
+        broker = PaperBroker(
+            cash=broker_cfg.cash,
+            fees_bps=broker_cfg.fees_bps,
+            slippage_bps=broker_cfg.slippage_bps,
+            participation_cap=cap,
+        )
     market = MarketView(frames)
     signals = {f.symbol: strategy.signals(f) for f in frames}
     outlooks = {f.symbol: precompute_outlook(f, settings.outlook) for f in frames}
