@@ -32,7 +32,7 @@ app.add_typer(journal_app, name="journal")
 app.add_typer(intents_app, name="intents")
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error line is never cut in two
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="keel.toml to read (default: ./keel.toml)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]

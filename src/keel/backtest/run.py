@@ -44,6 +44,7 @@ EQUITY_FILE = "equity.csv"
 TRADES_FILE = "trades.csv"
 DB_FILE = "keel.db"
 CONTROL_DB = "keel.db"
+EQUITY_CHUNK = 50_000
 
 
 @dataclass(frozen=True)
@@ -272,10 +273,15 @@ def _finish(ctx: RunContext, run_dir: Path) -> RunSummary:
 def write_outputs(run_dir: Path, summary: RunSummary, curve: EquityCurve) -> None:
     """summary.json, equity.csv and trades.csv, written atomically (temp file, then rename)."""
     _atomic(run_dir / SUMMARY_FILE, summary.model_dump_json(indent=2).encode() + b"\n")
-    iso = np.datetime_as_string(curve.ts.astype("datetime64[ns]"), unit="s").tolist()
-    lines = ["timestamp,cash,equity"]
-    lines += [f"{t}Z,{c:.2f},{e:.2f}" for t, c, e in zip(iso, curve.cash.tolist(), curve.equity.tolist(), strict=True)]
-    _atomic(run_dir / EQUITY_FILE, ("\n".join(lines) + "\n").encode())
+    tmp = run_dir / (EQUITY_FILE + ".tmp")
+    with tmp.open("w", encoding="ascii", newline="\n") as fh:  # streamed: a long run's curve is never all in memory
+        fh.write("timestamp,cash,equity\n")
+        for lo in range(0, len(curve.ts), EQUITY_CHUNK):
+            hi = lo + EQUITY_CHUNK
+            iso = np.datetime_as_string(curve.ts[lo:hi].astype("datetime64[ns]"), unit="s").tolist()
+            cash, equity = curve.cash[lo:hi].tolist(), curve.equity[lo:hi].tolist()
+            fh.write("".join(f"{t}Z,{c:.2f},{e:.2f}\n" for t, c, e in zip(iso, cash, equity, strict=True)))
+    tmp.replace(run_dir / EQUITY_FILE)
     rows = ["symbol,entry_ts,exit_ts,quantity,entry_price,exit_price,pnl,fees,exit_leg"]
     rows += [
         f"{t.symbol},{t.entry_ts},{t.exit_ts},{t.quantity:g},{t.entry_price!r},{t.exit_price!r},{t.pnl:.2f},{t.fees:.2f},{t.exit_leg}"
