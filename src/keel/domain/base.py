@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Self
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import PydanticUndefined
+
+#: per contract class: (plain defaults, number of fields), for `Contract.trusted`
+_SHAPES: dict[type, tuple[dict[str, Any], int]] = {}
+_SETATTR = object.__setattr__  # frozen models refuse normal assignment; construction writes the slots directly
 
 
 class Contract(BaseModel):
@@ -19,8 +23,6 @@ class Contract(BaseModel):
 
     schema_version: int = 1
 
-    _trusted_defaults: ClassVar[dict[str, Any] | None] = None
-
     @classmethod
     def trusted(cls, **values: Any) -> Self:
         """Build from values the runtime computed itself, without re-validating them.
@@ -30,25 +32,27 @@ class Contract(BaseModel):
         through normal validation. Fields left out take their plain defaults; a field with no default, or an
         unknown one, is a programming error and raises at once.
         """
-        defaults = cls.__dict__.get("_trusted_defaults")
-        if defaults is None:
+        shape = _SHAPES.get(cls)
+        if shape is None:
+            fields = cls.model_fields
             defaults = {
                 name: f.default
-                for name, f in cls.model_fields.items()
+                for name, f in fields.items()
                 if f.default is not PydanticUndefined and f.default_factory is None
             }
-            cls._trusted_defaults = defaults
-        data = {**defaults, **values}
-        if len(data) != len(cls.model_fields):
+            shape = _SHAPES[cls] = (defaults, len(fields))
+        data = {**shape[0], **values}
+        if len(data) != shape[1]:
             fields = set(cls.model_fields)
             raise TypeError(
                 f"{cls.__name__}.trusted: missing {sorted(fields - set(data))}, unknown {sorted(set(data) - fields)}"
             )
         model = cls.__new__(cls)
-        object.__setattr__(model, "__dict__", data)
-        object.__setattr__(model, "__pydantic_fields_set__", set(values))
-        object.__setattr__(model, "__pydantic_extra__", None)
-        object.__setattr__(model, "__pydantic_private__", None)
+        setattr_ = _SETATTR
+        setattr_(model, "__dict__", data)
+        setattr_(model, "__pydantic_fields_set__", set(values))
+        setattr_(model, "__pydantic_extra__", None)
+        setattr_(model, "__pydantic_private__", None)
         return model
 
     def but(self, **changes: Any) -> Self:

@@ -153,18 +153,18 @@ journal_head = Table(
 )
 
 
-_last_iso: tuple[datetime | None, str] = (None, "")
+_ISO_CACHE: dict[datetime, str] = {}
+_ISO_CACHE_MAX = 4_096
 
 
 def to_iso(ts: datetime) -> str:
     """The storage form of a timestamp: fixed-width ISO-8601 in UTC. Naive datetimes are refused, not guessed.
 
-    A decision cycle stamps several writes with the same datetime object, so the last conversion is remembered
-    (by identity: datetimes are immutable; one tuple, so a reader never sees a key with another key's text).
+    A decision cycle stamps many writes with the same few instants, so recent conversions are remembered.
     """
-    last = _last_iso
-    if last[0] is ts:
-        return last[1]
+    text = _ISO_CACHE.get(ts)
+    if text is not None and ts.tzinfo is not None:
+        return text
     if ts.tzinfo is UTC:
         text = ts.isoformat(timespec="microseconds")
     elif ts.utcoffset() is None:
@@ -176,8 +176,9 @@ def to_iso(ts: datetime) -> str:
 
 
 def _remember(ts: datetime, text: str) -> None:
-    global _last_iso
-    _last_iso = (ts, text)
+    if len(_ISO_CACHE) >= _ISO_CACHE_MAX:
+        _ISO_CACHE.clear()
+    _ISO_CACHE[ts] = text
 
 
 def from_iso(text: str) -> datetime:

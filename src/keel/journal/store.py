@@ -151,7 +151,9 @@ class IntentStore:
         self._new_payloads: dict[str, str] = {}
         self._updates: list[dict[str, Any]] = []
         self._transitions: list[dict[str, Any]] = []
-        self._orders: dict[str, dict[str, Any]] = {}
+        #: buffered orders: the latest version of each, turned into a row only at commit (an order usually
+        #: changes two or three times within one batch)
+        self._orders: dict[str, tuple[Order, str, str]] = {}
         self._fills: dict[str, dict[str, Any]] = {}
         self._approvals: dict[str, dict[str, Any]] = {}
         self._checkpoints: dict[str, dict[str, Any]] = {}
@@ -331,7 +333,7 @@ class IntentStore:
             if self._transitions:
                 many(self._ins_transition, self._transitions)
             if self._orders:
-                many(self._upsert_order, list(self._orders.values()))
+                many(self._upsert_order, [_order_row(*entry) for entry in self._orders.values()])
             if self._fills:
                 many(self._ins_fill, list(self._fills.values()))
             if self._approvals:
@@ -654,26 +656,10 @@ class IntentStore:
 
     def record_order(self, order: Order, *, intent_id: str, run_id: str) -> None:
         """Insert an order, or update its status, fills, average price, fees and timestamp if it is known."""
-        row = {
-            "client_order_id": order.client_order_id,
-            "intent_id": intent_id,
-            "run_id": run_id,
-            "symbol": order.symbol,
-            "side": order.side.value,
-            "order_type": order.order_type.value,
-            "quantity": order.quantity,
-            "status": order.status.value,
-            "filled_quantity": order.filled_quantity,
-            "average_price": order.average_price,
-            "fees": order.fees,
-            "submitted_ts": to_iso(order.submitted_ts),
-            "updated_ts": to_iso(order.updated_ts),
-            "payload": order.model_dump_json(),
-        }
         if self._write_through:
-            self._write(self._upsert_order, row)
+            self._write(self._upsert_order, _order_row(order, intent_id, run_id))
         else:
-            self._orders[order.client_order_id] = row
+            self._orders[order.client_order_id] = (order, intent_id, run_id)
 
     def record_fill(self, fill: Fill, *, run_id: str) -> None:
         """Insert a fill; a fill id already recorded is ignored, so a re-reported fill is never counted twice."""
@@ -1039,3 +1025,22 @@ def _intent_record(row: Any) -> IntentRecord:
         updated_ts=from_iso(row["updated_ts"]),
         last_reason=row["last_reason"],
     )
+
+
+def _order_row(order: Order, intent_id: str, run_id: str) -> dict[str, Any]:
+    return {
+        "client_order_id": order.client_order_id,
+        "intent_id": intent_id,
+        "run_id": run_id,
+        "symbol": order.symbol,
+        "side": order.side.value,
+        "order_type": order.order_type.value,
+        "quantity": order.quantity,
+        "status": order.status.value,
+        "filled_quantity": order.filled_quantity,
+        "average_price": order.average_price,
+        "fees": order.fees,
+        "submitted_ts": to_iso(order.submitted_ts),
+        "updated_ts": to_iso(order.updated_ts),
+        "payload": order.model_dump_json(),
+    }
