@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
 import venv
 from pathlib import Path
 
@@ -126,6 +127,8 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=1_000_000)
     parser.add_argument("--skip-backtesting-py", action="store_true")
     args = parser.parse_args()
+    host = min(timeit.repeat("sum(range(1000))", number=1_000, repeat=5)) * 1_000
+    print(f"host: sum(range(1000)) takes {host:.1f} µs (about 8 µs on a quiet modern core): compare figures with care")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         keel = run_keel(args.bars, work)
