@@ -100,6 +100,13 @@ def _render_summary(result) -> None:
     t.add_row("symbols", ", ".join(s.symbols))
     t.add_row("bars", f"{s.bars:,} ({s.start} → {s.end})")
     t.add_row("intents", ", ".join(f"{k}: {v:,}" for k, v in s.intents_by_state.items()) or "none")
+    decided = {k: v for k, v in s.verdicts.items() if ":" not in k}
+    reduced = {k.split(":", 1)[1]: v for k, v in s.verdicts.items() if k.startswith("modify:")}
+    t.add_row(
+        "supervisor",
+        ", ".join(f"{k}: {v:,}" for k, v in decided.items())
+        + (f" (sizes reduced by {', '.join(f'{k} {v:,}' for k, v in reduced.items())})" if reduced else ""),
+    )
     t.add_row("blocked (top)", ", ".join(f"{k}: {v:,}" for k, v in s.blocked_reasons.items()) or "none")
     t.add_row("orders / fills", f"{s.orders:,} / {s.fills:,}")
     t.add_row("round trips", f"{s.trades:,} closed, {s.open_at_end} open at end (marked to last close)")

@@ -96,6 +96,11 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
             rejected = ReasonCode.CRITIC_REJECTED
         decision = Decision.REJECT if rejected else (Decision.MODIFY if run.modified else Decision.APPROVE)
         reasons = (rejected,) if rejected else run.modified
+        tally = book.verdicts
+        tally[decision.value] = tally.get(decision.value, 0) + 1
+        for code in run.modified if not rejected else ():
+            key = f"modify:{code.value}"
+            tally[key] = tally.get(key, 0) + 1
         verdict = Verdict.trusted(
             intent_id=intent.intent_id,
             decision=decision,

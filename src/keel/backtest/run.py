@@ -253,6 +253,7 @@ def _finish(ctx: RunContext, run_dir: Path) -> RunSummary:
         curve=curve,
         initial_cash=initial_cash,
         intents_by_state=store.counts_by_state(ctx.run_id),
+        verdicts=ctx.book.verdicts,
         blocked_reasons=store.reason_counts(ctx.run_id),
         orders=len(store.orders(ctx.run_id)),
         fills=len(fills),

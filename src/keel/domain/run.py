@@ -32,6 +32,7 @@ class RunSummary(Contract):
     start: str | None
     end: str | None
     intents_by_state: dict[str, int]
+    verdicts: dict[str, int]  # supervisor decisions: approve / modify / reject, and "modify:<CODE>" counts
     blocked_reasons: dict[str, int]
     orders: int
     fills: int

@@ -43,6 +43,8 @@ class Book:
     #: intent id -> notional reserved by an entry in flight (pending approval, approved, working)
     reserved: dict[str, float] = field(default_factory=dict)
     order_times: deque[int] = field(default_factory=deque)
+    #: supervisor decisions so far: approve / modify / reject, and the codes of every modify
+    verdicts: dict[str, int] = field(default_factory=dict)
     day: int = -1
     day_start_equity: float = 0.0
 
@@ -63,6 +65,7 @@ class Book:
             "working": {k: dict(v) for k, v in self.working.items()},
             "reserved": dict(self.reserved),
             "order_times": list(self.order_times),
+            "verdicts": dict(self.verdicts),
             "day": self.day,
             "day_start_equity": self.day_start_equity,
         }
@@ -77,6 +80,7 @@ class Book:
             working={k: dict(v) for k, v in snap["working"].items()},
             reserved=dict(snap["reserved"]),
             order_times=deque(snap["order_times"]),
+            verdicts=dict(snap["verdicts"]),
             day=snap["day"],
             day_start_equity=snap["day_start_equity"],
         )
