@@ -191,7 +191,8 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
     """Build the effective settings, or raise `ConfigError` listing every problem at once."""
     problems, settings, _ = _load(config_file, overrides)
     if problems:
-        raise ConfigError(problems, source=str(resolve_config_file(config_file) or "defaults"))
+        path = resolve_config_file(config_file)
+        raise ConfigError(problems, source=str(path) if path is not None else None)
     assert settings is not None
     return settings
 
