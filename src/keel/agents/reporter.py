@@ -11,8 +11,6 @@ if TYPE_CHECKING:
 
 
 def reporter(state: CycleState, ctx: RunContext) -> dict:
-    counters = ctx.extras.setdefault("cycles", {"visited": 0, "with_proposals": 0})
+    counters = ctx.extras.setdefault("cycles", {"visited": 0})
     counters["visited"] += 1
-    if state.get("allowed") or state.get("approved"):
-        counters["with_proposals"] += 1
     return {}

@@ -7,10 +7,10 @@ a replay of a decision already taken and is never judged or executed again.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from keel.agents.hydrate import account_skills
+from keel.data.frame import datetime_to_ns
 from keel.domain.decisions import CriticVerdict, Decision, NoTradeTrigger, TradingState, Verdict
 from keel.domain.intents import IntentState, Side
 from keel.domain.reasons import ReasonCode
@@ -25,8 +25,6 @@ STAGE = "supervisor"
 WINDOW_NS = 60 * 1_000_000_000
 #: an entry nobody assessed is treated as untrustworthy data: fail closed (exits do not consult it)
 _NO_OUTLOOK = (NoTradeTrigger.DATA_QUALITY,)
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MICROSECOND = timedelta(microseconds=1)
 
 
 def supervisor(state: CycleState, ctx: RunContext) -> dict:
@@ -73,7 +71,7 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
             reduces_risk=intent.leg.reduces_risk,
             quantity=intent.quantity,
             reference_price=quote.last if quote is not None else float("nan"),
-            reference_age_ns=(ts_ns - _ns(quote.ts)) if quote is not None else -1,
+            reference_age_ns=(ts_ns - datetime_to_ns(quote.ts)) if quote is not None else -1,
             limit_price=intent.limit_price,
             stop=intent.stop,
             stop_waived=ctx.strategy.rules.stop_waived,
@@ -101,11 +99,12 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
         for code in run.modified if not rejected else ():
             key = f"modify:{code.value}"
             tally[key] = tally.get(key, 0) + 1
+        checks = {name: (code.value if code else ("pass: " + d if d else "pass")) for name, code, d in run.results}
         verdict = Verdict.trusted(
             intent_id=intent.intent_id,
             decision=decision,
             reasons=reasons,
-            checks=(),
+            checks=checks,
             requested_quantity=intent.quantity,
             approved_quantity=0.0 if rejected else run.quantity,
         )
@@ -114,9 +113,7 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
         detail = {
             "verdict": decision.value,
             "reasons": [r.value for r in reasons],
-            "checks": {
-                name: (code.value if code else ("pass: " + d if d else "pass")) for name, code, d in run.results
-            },
+            "checks": checks,
             "critic": review.verdict.value if review is not None else None,
             "requested_quantity": intent.quantity,
             "approved_quantity": verdict.approved_quantity,
@@ -146,7 +143,3 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
             )
         allowed.append((intent, verdict, detail))
     return {"allowed": allowed}
-
-
-def _ns(dt: datetime) -> int:
-    return (dt - EPOCH) // MICROSECOND * 1_000

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from keel.data.frame import ns_to_datetime
+from keel.data.frame import datetime_to_ns, ns_to_datetime
 from keel.domain.intents import Side
 from keel.domain.orders import Fill
 from keel.domain.run import RunSummary, Trade
@@ -38,27 +38,27 @@ def equity_curve(market: MarketView, fills: list[Fill], initial_cash: float) -> 
     are step functions rebuilt vectorized from the fills; every bar is marked at its own close."""
     timeline = market.timeline
     n = len(timeline)
-    fill_t = (
-        np.searchsorted(timeline, np.array([_ns(f) for f in fills], dtype=np.int64)) if fills else np.array([], int)
-    )
+    buy = np.array([f.side is Side.BUY for f in fills], dtype=bool)
+    qty = np.array([f.quantity for f in fills], dtype=np.float64)
+    value = qty * np.array([f.price for f in fills], dtype=np.float64)
+    fee = np.array([f.fee for f in fills], dtype=np.float64)
+    at = np.searchsorted(timeline, np.array([datetime_to_ns(f.ts) for f in fills], dtype=np.int64))
     cash_delta = np.zeros(n)
-    for f, t in zip(fills, fill_t.tolist(), strict=True):
-        value = f.quantity * f.price
-        cash_delta[t] += (-value if f.side is Side.BUY else value) - f.fee
+    np.add.at(cash_delta, at, np.where(buy, -value, value) - fee)
     cash = initial_cash + np.cumsum(cash_delta)
     equity = cash.copy()
+    signed = np.where(buy, qty, -qty)
+    symbols = np.array([f.symbol for f in fills], dtype=object)
     for symbol in market.symbols:
-        qty_delta = np.zeros(n)
-        for f, t in zip(fills, fill_t.tolist(), strict=True):
-            if f.symbol == symbol:
-                qty_delta[t] += f.quantity if f.side is Side.BUY else -f.quantity
-        if not qty_delta.any():
+        mine = symbols == symbol
+        if not mine.any():
             continue
-        qty = np.cumsum(qty_delta)
+        qty_delta = np.zeros(n)
+        np.add.at(qty_delta, at[mine], signed[mine])
         view = market.views[symbol]
         last = np.maximum.accumulate(np.where(view.at >= 0, view.at, -1))  # last bar at or before each t
         close = np.where(last >= 0, view.bars.close[np.maximum(last, 0)], 0.0)
-        equity += qty * close
+        equity += np.cumsum(qty_delta) * close
     return EquityCurve(timeline, cash, equity)
 
 
@@ -104,10 +104,6 @@ def round_trips(fills: list[Fill], legs: dict[str, str]) -> list[dict]:
             )
             del open_[f.symbol]
     return trades
-
-
-def _ns(f: Fill) -> int:
-    return int(f.ts.timestamp() * 1_000_000) * 1_000
 
 
 def build_summary(

@@ -141,11 +141,9 @@ def execute_run(
             journal.commit()
         else:
             start_after = _resume(ctx)
-        last_t = [start_after]
         total = len(ctx.market)
 
         def progress(t: int) -> None:
-            last_t[0] = t
             if on_progress is not None:
                 on_progress(t + 1, total)
 
@@ -160,8 +158,6 @@ def execute_run(
         if on_progress is not None:
             on_progress(total, total)
         return RunResult(run_dir, summary, time.perf_counter() - started, resumed, False, visited)
-    except KeelError:
-        raise
     finally:
         journal.close()
         control.close()

@@ -7,11 +7,20 @@ the loop; the per-bar loop only reads scalars at the bars where something can ha
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
 NS_PER_SECOND = 1_000_000_000
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def datetime_to_ns(dt: datetime) -> int:
+    """Exact int64 nanoseconds of an aware datetime (no float rounding: `timestamp()` can be off by 1 µs)."""
+    return (dt - _EPOCH) // _MICROSECOND * 1_000
 
 
 def ns_to_datetime(ns: int) -> datetime:

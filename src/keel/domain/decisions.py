@@ -67,22 +67,14 @@ class Decision(StrEnum):
     REJECT = "reject"
 
 
-class CheckResult(Contract):
-    """One supervisor check, recorded whether it passed or not. `code` is set when it did not pass."""
-
-    check: str
-    passed: bool
-    code: ReasonCode | None = None
-    detail: str = ""
-
-
 class Verdict(Contract):
     """The L5 hard gate's answer. Fixed precedence; the first failing check decides."""
 
     intent_id: str
     decision: Decision
     reasons: tuple[ReasonCode, ...] = ()
-    checks: tuple[CheckResult, ...] = ()
+    #: every check that ran, in precedence order: "pass" (with a note, e.g. an advisory trigger) or its code
+    checks: dict[str, str] = Field(default_factory=dict)
     requested_quantity: float
     approved_quantity: float
 

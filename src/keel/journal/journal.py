@@ -390,13 +390,18 @@ class Journal:
             "kept_in": quarantine.name if quarantine is not None else None,
         }
         self._needs_recovery = False
-        repair_seq, _ = self._log.append(
-            ts=to_iso(ts), run_id=self._log_id, stage="journal", event="journal.repair", payload=payload
-        )
+
+        def append_repair() -> int:
+            seq, _ = self._log.append(
+                ts=to_iso(ts), run_id=self._log_id, stage="journal", event="journal.repair", payload=payload
+            )
+            return seq
+
         if self._write_through:
-            with self._unit():
-                pass
+            with self._unit():  # the repair record commits with the head, like every write-through event
+                repair_seq = append_repair()
         else:
+            repair_seq = append_repair()
             self.commit()
         return RecoveryReport(
             committed_head=committed, log_head=log_head, cut=cut, quarantine=quarantine, repair_seq=repair_seq

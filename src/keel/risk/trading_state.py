@@ -30,7 +30,3 @@ class TradingStateGuard:
             self._state, self._reason = self._read()
             self._version = version
         return self._state, self._reason
-
-    def refresh(self) -> tuple[TradingState, str]:
-        self._version = object()
-        return self.current()

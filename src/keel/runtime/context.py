@@ -42,7 +42,3 @@ class RunContext:
     #: fees + slippage as a fraction of notional, for cash checks and sizing
     cost_rate: float = 0.0
     extras: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ts_iso(self) -> str:
-        return self.clock.now().isoformat()
