@@ -73,7 +73,7 @@ class RiskLimits(_Section):
 
 class JournalSettings(_Section):
     url: SecretStr | None = Field(None, description="SQLAlchemy URL; empty: <run folder>/keel.db (SQLite WAL)")
-    batch_size: int = Field(2_000, ge=1, description="replay: journal operations per committed batch")
+    batch_size: int = Field(20_000, ge=1, description="replay: journal operations per committed batch")
 
 
 class BrokerSettings(_Section):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +13,7 @@ from keel.data.frame import datetime_to_ns, ns_to_datetime
 from keel.domain.intents import Side
 from keel.domain.orders import Fill
 from keel.domain.run import RunSummary, Trade
+from keel.journal.store import FillRow
 from keel.runtime.market import MarketView
 
 TOP_REASONS = 10
@@ -33,7 +35,7 @@ class EquityCurve:
         return float(-dd.min() * 100.0)
 
 
-def equity_curve(market: MarketView, fills: list[Fill], initial_cash: float) -> EquityCurve:
+def equity_curve(market: MarketView, fills: Sequence[Fill | FillRow], initial_cash: float) -> EquityCurve:
     """Mark-to-close equity at every bar of the timeline. Cash and positions only change at fills, so both
     are step functions rebuilt vectorized from the fills; every bar is marked at its own close."""
     timeline = market.timeline
@@ -62,7 +64,7 @@ def equity_curve(market: MarketView, fills: list[Fill], initial_cash: float) -> 
     return EquityCurve(timeline, cash, equity)
 
 
-def round_trips(fills: list[Fill], legs: dict[str, str]) -> list[dict]:
+def round_trips(fills: Sequence[Fill | FillRow], legs: dict[str, str]) -> list[dict]:
     """Closed round trips from the journalled fills: a trade opens with the first buy fill of a flat symbol and
     closes when its position is flat again. `legs` (intent id → leg) names how each trade ended."""
     open_: dict[str, dict] = {}

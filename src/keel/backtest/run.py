@@ -235,7 +235,7 @@ def _resume(ctx: RunContext) -> int:
 
 def _finish(ctx: RunContext, run_dir: Path) -> RunSummary:
     journal, store = ctx.journal, ctx.journal.store
-    fills = store.fills(ctx.run_id)
+    fills = store.fill_rows(ctx.run_id)
     initial_cash = ctx.settings.broker.cash
     curve = equity_curve(ctx.market, fills, initial_cash)
     head_seq, head_hash = journal.head
@@ -251,7 +251,7 @@ def _finish(ctx: RunContext, run_dir: Path) -> RunSummary:
         intents_by_state=store.counts_by_state(ctx.run_id),
         verdicts=ctx.book.verdicts,
         blocked_reasons=store.reason_counts(ctx.run_id),
-        orders=len(store.orders(ctx.run_id)),
+        orders=store.count_orders(ctx.run_id),
         fills=len(fills),
         trades=round_trips(fills, store.intent_legs(ctx.run_id)),
         open_at_end=sum(1 for p in positions.values() if p.quantity > 0),

@@ -354,7 +354,9 @@ class PaperBroker:
         its journal instead (each checkpoint then costs the open orders, not the whole history) and hands them
         back to `restore(finished_orders=...)`.
         """
-        silent = {r.request.client_order_id for r in self._silent}
+        # Only orders that can still change, unless asked for all: a checkpoint must cost the open orders, not
+        # the whole history (it runs many times over a long replay).
+        kept = self._orders.values() if finished else [*self._open.values(), *self._silent]
         return {
             "kind": SNAPSHOT_KIND,
             "schema_version": SNAPSHOT_VERSION,
@@ -383,8 +385,7 @@ class PaperBroker:
                     "fees": r.fees,
                     "fills": r.fills,
                 }
-                for r in self._orders.values()
-                if finished or r.status.is_open or r.request.client_order_id in silent
+                for r in kept
             ],
         }
 

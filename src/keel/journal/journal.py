@@ -22,12 +22,10 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from keel.domain.decisions import TradingState
 from keel.domain.errors import InputError, JournalIntegrityError
 from keel.domain.intents import IntentState, TradeIntent
-from keel.journal.eventlog import ZERO_HASH, Cut, EventLog, record_hash
+from keel.journal.eventlog import ZERO_HASH, Cut, EventLog, canonical, record_hash
 from keel.journal.schema import to_iso
 from keel.journal.store import IntentStore
 from keel.journal.verify import VerifyReport, verify_log
@@ -193,7 +191,10 @@ class Journal:
         return self._create(intent, ts_text, stage)
 
     def _create(self, intent: TradeIntent, ts: str, stage: str) -> bool:
-        payload = intent.model_dump_json()
+        # The intent's fields are JSON-native for orjson (str enums, aware datetimes, tuples): one canonical
+        # serialisation serves the row, and the event carries the same fields.
+        fields = intent.__dict__
+        payload = canonical(fields).decode()
         log = self._log
         mark = log.head
         log.append(
@@ -201,7 +202,7 @@ class Journal:
             run_id=intent.run_id,
             stage=stage,
             event="intent.proposed",
-            payload={"intent_id": intent.intent_id, "intent": orjson.loads(payload)},
+            payload={"intent_id": intent.intent_id, "intent": fields},
         )
         try:
             created = self._store._create_intent(intent, ts, payload)

@@ -677,6 +677,24 @@ def test_snapshot_restore_mid_run_continues_with_identical_fills_and_balances():
     assert any(f.client_order_id == "big" and f.fill_id == "big-f4" for f in fills)  # fills continued across
 
 
+def test_a_checkpoint_snapshot_keeps_only_orders_that_can_still_change_and_restores_with_the_rest():
+    b = PaperBroker(**SCRIPT_CFG)
+    for i in range(8):
+        _script_step(b, i)
+    snap = json.loads(json.dumps(b.snapshot(finished=False)))
+    kept = {o["request"]["client_order_id"] for o in snap["orders"]}
+    assert kept == {"big", "lim", "sell"}  # still working; "cap" has filled and is left out
+    restored = PaperBroker.restore(snap, finished_orders=[b.status("cap")])
+    assert _state(restored) == _state(b)
+    straight = PaperBroker(**SCRIPT_CFG)
+    for i in range(8):
+        _script_step(straight, i)
+    assert [f for i in range(8, 14) for f in _script_step(restored, i)] == [
+        f for i in range(8, 14) for f in _script_step(straight, i)
+    ]
+    assert _state(restored) == _state(straight)
+
+
 def test_restored_broker_refuses_to_refill_a_known_client_order_id():
     b = make()
     bar(b, 0, 100.0)

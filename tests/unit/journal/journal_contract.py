@@ -317,7 +317,10 @@ class StoreContract:
             (S.APPROVED, S.EXECUTING),
             (S.EXECUTING, S.EXECUTED),
         ]
-        assert reader.get(a.intent_id).version == 4
+        # a and b were created in this batch: each row is inserted once, already in its latest state
+        record = reader.get(a.intent_id)
+        assert (record.version, record.updated_ts, record.intent) == (4, T0 + timedelta(seconds=4), a)
+        assert (reader.get(b.intent_id).version, reader.get(b.intent_id).last_reason) == (2, "MAX_EXPOSURE")
         [order] = reader.orders(RUN)
         assert order.status is OrderStatus.FILLED  # the later upsert of the same order won
         assert [f.fill_id for f in reader.fills(RUN)] == ["f-1"]
@@ -458,6 +461,9 @@ class StoreContract:
         assert store.fills(RUN) == [_fill(iid, "f-1")]
         assert store.orders("other-run") == [] and store.fills() == [_fill(iid, "f-1")]
         assert store.orders_by_intent(RUN) == {iid: [make_order(iid)]}
+        assert (store.count_orders(RUN), store.count_orders("other-run")) == (1, 0)
+        [row] = store.fill_rows(RUN)
+        assert row._asdict() == {k: v for k, v in _fill(iid, "f-1").model_dump().items() if k != "schema_version"}
 
     @pytest.mark.parametrize("write_through", MODES)
     def test_approval_is_recorded_and_replaced_by_the_later_outcome(

@@ -13,7 +13,7 @@ from journal_contract import RUN, T0, make_intent
 
 from keel.domain.decisions import TradingState
 from keel.domain.errors import IllegalTransition, InputError, JournalIntegrityError, StaleState
-from keel.domain.intents import IntentState
+from keel.domain.intents import IntentState, TradeIntent
 from keel.journal import IntentStore, Journal, ProblemKind
 from keel.journal.journal import RESERVED_EVENTS
 
@@ -71,7 +71,8 @@ def test_proposed_event_carries_the_intent_itself(open_journal: OpenJournal) -> 
     [record] = records(journal)
     assert (record["event"], record["stage"], record["run_id"]) == ("intent.proposed", "strategist", RUN)
     assert record["ts"] == "2024-01-02T09:30:00.000000+00:00"
-    assert record["payload"] == {"intent_id": intent.intent_id, "intent": intent.model_dump(mode="json")}
+    assert record["payload"]["intent_id"] == intent.intent_id
+    assert TradeIntent.model_validate(record["payload"]["intent"]) == intent  # the whole intent, every field
 
 
 def test_transition_event_carries_from_to_reason_actor_and_the_detail(open_journal: OpenJournal) -> None:

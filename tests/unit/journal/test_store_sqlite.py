@@ -9,7 +9,9 @@ import pytest
 from journal_contract import T0, StoreContract
 
 from keel.domain.decisions import TradingState
-from keel.domain.errors import InputError
+from keel.domain.errors import InputError, JournalIntegrityError
+from keel.domain.intents import Side
+from keel.domain.orders import Fill
 from keel.journal import IntentStore, JournalSchemaError
 
 
@@ -54,3 +56,30 @@ def test_change_probe_moves_only_when_another_connection_commits(db_url: str) ->
         assert probe() == before
         ops.set_trading_state(TradingState.HALTED, reason="drill", actor="ops", ts=T0)
         assert probe() != before
+
+
+def test_a_fill_row_of_the_wrong_type_is_refused_naming_the_table(db_url: str, tmp_path: Path) -> None:
+    with IntentStore.open(db_url, write_through=True) as store:
+        store.record_fill(
+            Fill(
+                fill_id="f-1",
+                client_order_id="it-1",
+                symbol="B",
+                side=Side.BUY,
+                quantity=1.0,
+                price=10.0,
+                fee=0.0,
+                ts=T0,
+            ),
+            run_id="run-1",
+        )
+    with sqlite3.connect(tmp_path / "journal" / "keel.db") as raw:  # SQLite keeps whatever a hand edit puts there
+        raw.execute("UPDATE fills SET quantity = 'lots'")
+    with IntentStore.open(db_url, write_through=True) as store, pytest.raises(JournalIntegrityError, match="fills"):
+        store.fill_rows("run-1")
+
+
+def test_sqlite_connections_get_a_page_cache_large_enough_for_a_batch(db_url: str) -> None:
+    with IntentStore.open(db_url, write_through=False) as store:
+        cache = store._dbapi.cursor().execute("PRAGMA cache_size").fetchone()[0]
+    assert cache <= -64 * 1024  # negative: KiB, at least 64 MiB
