@@ -7,7 +7,10 @@ batched commits) and the paper broker. Data is generated and loaded before timin
 backtesting.py is installed into a virtual environment of its own (benchmarks/.venv-backtesting), never
 into the project, and runs the same data from a Parquet file in a subprocess.
 
-    .venv/bin/python benchmarks/replay_throughput.py [--bars N] [--skip-backtesting-py]
+    .venv/bin/python benchmarks/replay_throughput.py [--bars N] [--skip-backtesting-py] [--breakdown]
+
+`--breakdown` times every node of the decision cycle, the market step and the checkpoints (the batch commits), and
+prints each as µs per intent. The timers add a little overhead of their own, so the run is slightly slower.
 """
 
 from __future__ import annotations
@@ -61,6 +64,42 @@ print(json.dumps({"seconds": elapsed, "trades": int(stats["# Trades"]), "equity"
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def install_breakdown() -> dict[str, list[float]]:
+    """Wrap the cycle's nodes, the market step and the checkpoint with timers; returns name -> [seconds, calls]."""
+    from keel.backtest import replay
+    from keel.runtime import cycle
+
+    spent: dict[str, list[float]] = {}
+
+    def timed(name, fn):
+        slot = spent.setdefault(name, [0.0, 0])
+        clock = time.perf_counter
+
+        def wrapper(*args, **kwargs):
+            t0 = clock()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                slot[0] += clock() - t0
+                slot[1] += 1
+
+        return wrapper
+
+    cycle.PIPELINE = tuple((name, timed(name, node)) for name, node in cycle.PIPELINE)
+    cycle.EXIT_LOOP = cycle.PIPELINE[len(cycle.PIPELINE) - len(cycle.EXIT_LOOP) :]
+    cycle.REPORTER = (cycle.REPORTER[0], timed(cycle.REPORTER[0], cycle.REPORTER[1]))
+    replay.begin_cycle = timed("market step (begin_cycle)", cycle.begin_cycle)
+    replay.checkpoint = timed("checkpoint (batch commit)", cycle.checkpoint)
+    return spent
+
+
+def print_breakdown(spent: dict[str, list[float]], intents: int, loop_seconds: float) -> None:
+    total = sum(s for s, _ in spent.values())
+    print(f"  per intent ({intents:,} intents; timed parts {total:.2f} s of a {loop_seconds:.2f} s loop):")
+    for name, (seconds, calls) in sorted(spent.items(), key=lambda kv: -kv[1][0]):
+        print(f"    {name:28s} {seconds / intents * 1e6:8.1f} µs  ({seconds:6.2f} s, {int(calls):,} calls)")
 
 
 def run_keel(bars: int, workdir: Path) -> dict:
@@ -126,7 +165,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bars", type=int, default=1_000_000)
     parser.add_argument("--skip-backtesting-py", action="store_true")
+    parser.add_argument("--breakdown", action="store_true", help="time each node per intent (adds overhead)")
     args = parser.parse_args()
+    spent = install_breakdown() if args.breakdown else None
     host = min(timeit.repeat("sum(range(1000))", number=1_000, repeat=5)) * 1_000
     print(f"host: sum(range(1000)) takes {host:.1f} µs (about 8 µs on a quiet modern core): compare figures with care")
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,6 +181,8 @@ def main() -> None:
         )
         print(f"  final equity: {keel['final_equity']:,.2f}")
         print(f"  peak memory (whole process, max RSS): {peak_rss_mib():,.0f} MiB")
+        if spent is not None:
+            print_breakdown(spent, keel["intents"], keel["phases"].get("replay", keel["seconds"]))
         if not args.skip_backtesting_py:
             bt = run_backtesting_py(keel["frame"], work)
             print(
