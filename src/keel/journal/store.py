@@ -162,9 +162,8 @@ class IntentStore:
         self._sel_head = sql["sel_head"]
 
         # Buffered mode: what `commit()` will write, in call order per table.
-        self._new_intents: list[dict[str, Any]] = []
-        self._new_rows: dict[str, dict[str, Any]] = {}  # the rows of `_new_intents` by id
-        self._new_payloads: dict[str, str] = {}
+        #: new intents' rows by id, in call order; a transition of one of them updates its row here
+        self._new_intents: dict[str, dict[str, Any]] = {}
         self._updates: list[dict[str, Any]] = []
         self._transitions: list[dict[str, Any]] = []
         #: buffered orders: the latest version of each, turned into a row only at commit (an order usually
@@ -330,7 +329,7 @@ class IntentStore:
         many = self._many
         try:
             if self._new_intents:
-                n = many(self._ins_intent, self._new_intents)
+                n = many(self._ins_intent, list(self._new_intents.values()))
                 if n != len(self._new_intents):
                     raise JournalIntegrityError(
                         f"commit aborted: {len(self._new_intents) - n} of {len(self._new_intents)} new intents "
@@ -370,7 +369,7 @@ class IntentStore:
         first_expected: dict[str, str] = {}
         for row in self._updates:
             first_expected.setdefault(row["b_id"], row["b_expected"])
-        created = self._new_payloads.keys()
+        created = self._new_intents.keys()
         moved = []
         for intent_id, expected in first_expected.items():
             if intent_id in created:
@@ -390,9 +389,7 @@ class IntentStore:
         self._forget()
 
     def _clear_buffer(self) -> None:
-        self._new_intents = []
-        self._new_rows = {}
-        self._new_payloads = {}
+        self._new_intents = {}
         self._updates = []
         self._transitions = []
         self._orders = {}
@@ -497,15 +494,14 @@ class IntentStore:
             _same_or_conflict(intent, payload, existing)
             return None
 
-        existing = self._new_payloads.get(intent_id)
+        buffered = self._new_intents.get(intent_id)
+        existing = buffered["payload"] if buffered is not None else None
         if existing is None and self._exists_in_db(intent_id, intent.run_id):
             existing = self._read(self._sel_payload, {"b_id": intent_id})[0][0]
         if existing is not None:
             _same_or_conflict(intent, payload, existing)
             return None
-        self._new_intents.append(row)
-        self._new_rows[intent_id] = row
-        self._new_payloads[intent_id] = payload
+        self._new_intents[intent_id] = row
         self._states[intent_id] = IntentState.PROPOSED
         return payload
 
@@ -592,7 +588,7 @@ class IntentStore:
             current = self.state(intent_id)
         if current != expected:
             raise _cas_error(intent_id, expected, current.value)
-        pending = self._new_rows.get(intent_id)
+        pending = self._new_intents.get(intent_id)
         if pending is not None:
             # Created in this batch: no other writer can hold a row that is not in the database yet, so the
             # compare-and-set was decided above and the insert simply carries the latest state. The transition
