@@ -30,7 +30,12 @@ def ns_to_datetime(ns: int) -> datetime:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class OHLCV:
-    """Validated bars of one symbol. `ts` is int64 nanoseconds since the epoch, UTC, strictly increasing."""
+    """Validated bars of one symbol. `ts` is int64 nanoseconds since the epoch, UTC, strictly increasing.
+
+    `has_volume` is False when the source had no volume column: `volume` is then all zeros, and anything that
+    reads volume (a participation cap, a volume filter) must know it is not real. `notes` are what the loader
+    did to read the file (no volume, rows reversed, tick volume used, ...), for the run summary to show.
+    """
 
     symbol: str
     ts: np.ndarray
@@ -40,6 +45,8 @@ class OHLCV:
     close: np.ndarray
     volume: np.ndarray
     source: str = "memory"
+    has_volume: bool = True
+    notes: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -54,13 +61,22 @@ class OHLCV:
             self.close[start:stop],
             self.volume[start:stop],
             self.source,
+            has_volume=self.has_volume,
+            notes=self.notes,
         )
 
     def fingerprint(self) -> str:
-        """A stable digest of the data, so a run's evidence names exactly what it read."""
+        """A stable digest of the data, so a run's evidence names exactly what it read.
+
+        A frame without volume hashes a marker after its arrays, so it never shares a digest with the same bars
+        at zero volume; frames with volume keep the digest (and so the run ids) they had before the flag existed.
+        Notes are not hashed: they describe how the data was read, not what it is.
+        """
         import hashlib
 
         h = hashlib.sha256(self.symbol.encode())
         for arr in (self.ts, self.open, self.high, self.low, self.close, self.volume):
             h.update(np.ascontiguousarray(arr).tobytes())
+        if not self.has_volume:
+            h.update(b"\x00has_volume=false")
         return h.hexdigest()

@@ -10,7 +10,7 @@ first bad row, and only that row is diagnosed in Python, so a million clean bars
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -25,7 +25,7 @@ COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
 _PRICES = ("open", "high", "low", "close")
 
 
-def validate_ohlcv(frame: OHLCV, *, column_names: Mapping[str, str] | None = None) -> None:
+def validate_ohlcv(frame: OHLCV, *, column_names: Mapping[str, str] | None = None, newest_first: bool = False) -> None:
     """Raise `DataError` for the first problem in `frame`; return None when every bar is sound.
 
     "First" means the lowest row; within a row the order is: timestamp order, non-finite values, non-positive
@@ -35,21 +35,28 @@ def validate_ohlcv(frame: OHLCV, *, column_names: Mapping[str, str] | None = Non
     low <= min(open, close); volume >= 0; timestamps strictly increasing (no duplicate); at least one bar.
 
     `column_names` maps canonical names ("close") to the names the file uses ("Close"), so the message
-    points at the header the user actually wrote.
+    points at the header the user actually wrote. `newest_first` says the loader reversed a newest-first file:
+    rows are then numbered as in that file (frame index i is file row len - i), so "first" is the file's first.
     """
-    problems = _problems(frame, limit=1, column_names=column_names)
+    problems = _problems(frame, limit=1, column_names=column_names, newest_first=newest_first)
     if problems:
         row, column, problem = problems[0]
         raise DataError(frame.source, problem, row=row, column=column)
 
 
-def collect_problems(frame: OHLCV, limit: int = 20, *, column_names: Mapping[str, str] | None = None) -> list[str]:
+def collect_problems(
+    frame: OHLCV,
+    limit: int = 20,
+    *,
+    column_names: Mapping[str, str] | None = None,
+    newest_first: bool = False,
+) -> list[str]:
     """Up to `limit` problems as readable lines ("row 7, column 'low': ..."), for a report on a whole file.
 
     Empty when the frame is valid. Same rules and row numbering as `validate_ohlcv`.
     """
     out = []
-    for row, column, problem in _problems(frame, limit=limit, column_names=column_names):
+    for row, column, problem in _problems(frame, limit=limit, column_names=column_names, newest_first=newest_first):
         where = ", ".join(
             part for part in (f"row {row}" if row else "", f"column '{column}'" if column else "") if part
         )
@@ -61,9 +68,9 @@ def collect_problems(frame: OHLCV, limit: int = 20, *, column_names: Mapping[str
 
 
 def _problems(
-    frame: OHLCV, *, limit: int, column_names: Mapping[str, str] | None
+    frame: OHLCV, *, limit: int, column_names: Mapping[str, str] | None, newest_first: bool = False
 ) -> list[tuple[int | None, str | None, str]]:
-    """(row, column, problem) triples, structural problems first, then row problems in row order."""
+    """(row, column, problem) triples, structural problems first, then row problems in the file's row order."""
     if limit <= 0:
         return []
     names = {c: (column_names or {}).get(c, c) for c in COLUMNS}
@@ -72,11 +79,16 @@ def _problems(
     if structural:
         return structural[:limit]
 
-    bad = _bad_rows(arrays)
+    bad = np.flatnonzero(_bad_rows(arrays))
+    n = int(arrays["timestamp"].shape[0])
+
+    def file_row(index: int) -> int:
+        return n - index if newest_first else index + 1
+
     out: list[tuple[int | None, str | None, str]] = []
-    for index in np.flatnonzero(bad):
-        for column, problem in _row_problems(arrays, int(index)):
-            out.append((int(index) + 1, names[column], problem))
+    for index in bad[::-1] if newest_first else bad:
+        for column, problem in _row_problems(arrays, int(index), file_row):
+            out.append((file_row(int(index)), names[column], problem))
             if len(out) >= limit:
                 return out
     return out
@@ -129,18 +141,22 @@ def _bad_rows(a: dict[str, np.ndarray]) -> np.ndarray:
     return bad
 
 
-def _row_problems(a: dict[str, np.ndarray], i: int) -> list[tuple[str, str]]:
-    """Every rule row `i` (0-based) breaks, as (canonical column, problem), in reporting order."""
+def _row_problems(a: dict[str, np.ndarray], i: int, file_row: Callable[[int], int]) -> list[tuple[str, str]]:
+    """Every rule bar `i` (0-based index) breaks, as (canonical column, problem), in reporting order.
+
+    `file_row` turns an index into the row the user sees, for messages that point at the previous bar.
+    """
     out: list[tuple[str, str]] = []
     ts = a["timestamp"]
     if i > 0 and ts[i] <= ts[i - 1]:
+        previous = file_row(i - 1)
         if ts[i] == ts[i - 1]:
-            out.append(("timestamp", f"duplicate timestamp {_fmt_ts(ts[i])}: row {i} has the same time"))
+            out.append(("timestamp", f"duplicate timestamp {_fmt_ts(ts[i])}: row {previous} has the same time"))
         else:
             out.append(
                 (
                     "timestamp",
-                    f"timestamp {_fmt_ts(ts[i])} is earlier than row {i} ({_fmt_ts(ts[i - 1])}); "
+                    f"timestamp {_fmt_ts(ts[i])} is earlier than row {previous} ({_fmt_ts(ts[i - 1])}); "
                     "rows must be in strictly increasing time order",
                 )
             )

@@ -253,9 +253,9 @@ def test_two_columns_claiming_the_same_role_are_refused(write):
     assert "'Close', 'close' all look like 'close'" in err.problem
 
 
-def test_separate_date_and_time_columns_are_refused_rather_than_guessed(write):
-    err = _load_error(write("x.csv", "Date,Time,open,high,low,close,volume\n2024-01-01,09:30,1,2,0.5,1.5,10\n"))
-    assert "separate date and time columns" in err.problem
+def test_separate_date_and_time_columns_are_combined_into_one_timestamp(write):
+    frame = load_ohlcv(write("x.csv", "Date,Time,open,high,low,close,volume\n2024-01-01,09:30,1,2,0.5,1.5,10\n"))
+    assert frame.ts.tolist() == [T0 + 570 * MINUTE]
 
 
 def test_non_numeric_cell_reports_row_column_and_value(write):

@@ -168,3 +168,19 @@ def _timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def test_newest_first_frame_reports_rows_as_the_file_numbers_them(frame):
+    # The loader reversed a 10-row newest-first file: index 2 of the frame is row 8 of the file.
+    bad = _with(frame(), "high", 2, 1.0)
+    with pytest.raises(DataError) as info:
+        validate_ohlcv(bad, newest_first=True)
+    assert (info.value.row, info.value.column) == (8, "high")
+
+
+def test_newest_first_problems_are_listed_in_the_files_row_order(frame):
+    f = _with(_with(frame(), "volume", 1, -1.0), "close", 7, np.nan)
+    assert [p.split(":")[0] for p in collect_problems(f, newest_first=True)] == [
+        "row 3, column 'close'",
+        "row 9, column 'volume'",
+    ]
