@@ -1,9 +1,12 @@
 """Property: no stream of random intents, through the real pipeline, ever breaches a configured limit.
 
-A seeded random strategy fires entries and exits (with and without stops) on several symbols; the limits are
-drawn at random. A broker wrapper checks every order the executor sends, at the moment it is sent, against the
-limits the supervisor had to enforce: order notional, exposure counting open orders, open positions, order rate,
-and cash. The wrapper only observes; the real paper broker does the work.
+A seeded random strategy fires entries and exits (with and without stops) on several symbols; the limits and the
+sizing method (all-in, fixed notional, volatility) are drawn at random. A broker wrapper checks every order the
+executor sends, at the moment it is sent, against the limits the supervisor had to enforce: order notional
+(an all-in order's notional cap), exposure counting open orders, open positions, order rate, and cash; and every
+fill against its order (units, and an all-in order's cap). Afterwards the journal shows that every order sent is
+within what the supervisor approved, in units and notional, and that the broker refused no approved buy for cash.
+The wrapper only observes; the real paper broker does the work.
 """
 
 from __future__ import annotations
@@ -92,7 +95,8 @@ class LimitWatchingBroker(PaperBroker):
         self.sent.append(now)
         if request.side is Side.BUY:
             price = self.quote(request.symbol).last
-            notional = request.quantity * price
+            cap = request.notional_cap
+            notional = cap if cap is not None else request.quantity * price
             positions = self.positions()
             exposure = sum(p.quantity * self.quote(s).last for s, p in positions.items()) + sum(self.reserved.values())
             assert notional <= lim.max_order_notional + TOL, f"order notional {notional} > {lim.max_order_notional}"
@@ -106,8 +110,16 @@ class LimitWatchingBroker(PaperBroker):
         assert self.balance().cash >= -TOL
         return result
 
+    def _apply(self, rec, ts, price, units, remaining):
+        fill = super()._apply(rec, ts, price, units, remaining)
+        r = rec.request
+        assert rec.filled <= r.quantity + TOL, f"{r.client_order_id} filled {rec.filled} > ordered {r.quantity}"
+        if r.notional_cap is not None:
+            assert rec.cost + rec.fees <= r.notional_cap + TOL, f"{r.client_order_id} spent past its cap"
+        return fill
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     seed=st.integers(0, 10_000),
     max_order=st.floats(500, 20_000),
@@ -115,9 +127,10 @@ class LimitWatchingBroker(PaperBroker):
     positions=st.integers(1, 3),
     rate=st.integers(1, 6),
     entry_p=st.floats(0.02, 0.3),
+    sizing=st.sampled_from(["all_in", "fixed_notional", "volatility"]),
 )
 def test_no_random_intent_stream_breaches_a_limit(
-    tmp_path_factory, seed, max_order, exposure_mult, positions, rate, entry_p
+    tmp_path_factory, seed, max_order, exposure_mult, positions, rate, entry_p, sizing
 ):
     tmp = tmp_path_factory.mktemp("prop")
     frames = generate_regime_ohlcv(3, 400, seed=seed)
@@ -132,7 +145,7 @@ def test_no_random_intent_stream_breaches_a_limit(
     cfg = load_settings(
         var_dir=tmp / "var",
         risk=risk,
-        sizing={"method": "fixed_notional", "fixed_notional": max_order * 1.5},
+        sizing={"method": sizing, "fixed_notional": max_order * 1.5, "per_symbol_budget_pct": 100},
         broker={"cash": 50_000, "fees_bps": 2, "slippage_bps": 1, "participation_cap": None},
     )
     broker = LimitWatchingBroker(cfg.risk, cash=50_000, fees_bps=2, slippage_bps=1, participation_cap=None)
@@ -140,6 +153,31 @@ def test_no_random_intent_stream_breaches_a_limit(
     result = execute_run(frames, cfg, strategy, out_dir=tmp / "run", profile=Profile.PAPER, broker=broker)
     assert sum(result.summary.intents_by_state.values()) > 0
     assert broker.checked == result.summary.orders - _sells(result)  # every buy sent was checked
+    _sent_within_approval(result)
+
+
+def _sent_within_approval(result) -> None:
+    """Every order sent carries at most the units and the notional the supervisor approved; no approved buy was
+    refused by the broker for cash (the supervisor prices it exactly as the broker does)."""
+    import orjson
+
+    approved, sent = {}, {}
+    for line in (result.run_dir / "events.jsonl").read_bytes().splitlines():
+        record = orjson.loads(line)
+        p = record["payload"]
+        if record["event"] != "intent.transition":
+            continue
+        if p["to"] == "approved":
+            approved[p["intent_id"]] = p
+        elif p["from"] == "executing" and "order" in p:
+            sent[p["intent_id"]] = p
+    for iid, p in sent.items():
+        order, verdict = p["order"], approved[iid]
+        assert order["quantity"] <= verdict["approved_quantity"] + TOL, iid
+        if order["notional_cap"] is not None:
+            assert order["notional_cap"] <= verdict["approved_notional"] + TOL, iid
+        if p["to"] == "failed":
+            assert "insufficient cash" not in p["detail"], f"{iid}: approved, then refused for cash: {p['detail']}"
 
 
 def _sells(result) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from keel.domain.costs import max_units, price_band
 from keel.settings import SizingMethod
 
 if TYPE_CHECKING:
@@ -20,15 +21,21 @@ if TYPE_CHECKING:
 
 
 def size_entry(intent: TradeIntent, ctx: RunContext, *, cash: float, equity: float, sigma: float) -> TradeIntent:
+    """Size one entry. `cash` is what a new buy may spend (the broker's available cash). When it cannot pay for one
+    unit, the intent keeps one unit so the supervisor's cash check refuses it with its own code (INSUFFICIENT_CASH),
+    not as a size of zero."""
     cfg = ctx.settings.sizing
     price = intent.reference_price
-    cost = 1.0 + ctx.cost_rate
-    spendable = max(cash - sum(ctx.book.reserved.values()), 0.0)
+    costs = ctx.costs
+    spendable = max(cash - sum(ctx.book.unsent.values()), 0.0)
+    affordable = costs.affordable_units(spendable, price)
     if cfg.method is SizingMethod.ALL_IN:
-        qty = math.floor(spendable / (price * cost))
-        return intent.but(quantity=float(qty), notional_cap=spendable if qty > 0 else None)
+        if affordable < 1:
+            return intent.but(quantity=1.0, notional_cap=None)
+        low, _ = price_band(price, ctx.settings.risk.price_collar_pct)
+        return intent.but(quantity=max_units(spendable, low), notional_cap=spendable)
     if cfg.method is SizingMethod.FIXED_NOTIONAL:
-        qty = math.floor(min(cfg.fixed_notional, spendable / cost) / price)
+        wanted = math.floor(cfg.fixed_notional / price)
     else:
         at_risk = equity * cfg.risk_per_trade_pct / 100.0
         if intent.stop is not None and intent.stop < price:
@@ -37,10 +44,13 @@ def size_entry(intent: TradeIntent, ctx: RunContext, *, cash: float, equity: flo
             unit_risk = price * sigma * math.sqrt(cfg.vol_window)
         else:
             unit_risk = math.nan  # no way to measure risk yet: size 0, the supervisor refuses it
-        qty = math.floor(at_risk / unit_risk) if math.isfinite(unit_risk) and unit_risk > 0 else 0
+        wanted = math.floor(at_risk / unit_risk) if math.isfinite(unit_risk) and unit_risk > 0 else 0
         budget = equity * cfg.per_symbol_budget_pct / 100.0
-        qty = min(qty, math.floor(budget / price), math.floor(spendable / (price * cost)))
-    return intent.but(quantity=float(max(qty, 0)))
+        wanted = min(wanted, math.floor(budget / price))
+    qty = min(max(wanted, 0), affordable)
+    if qty < 1 <= wanted:
+        qty = 1  # cash binds: let the cash check say so
+    return intent.but(quantity=float(qty))
 
 
 def allocator(state: CycleState, ctx: RunContext) -> dict:
@@ -55,5 +65,5 @@ def allocator(state: CycleState, ctx: RunContext) -> dict:
             continue
         i = ctx.market.bar_index(intent.symbol, t)
         sigma = float(ctx.outlooks[intent.symbol].sigma[i])
-        sized.append(size_entry(intent, ctx, cash=skills["cash"], equity=skills["equity"], sigma=sigma))
+        sized.append(size_entry(intent, ctx, cash=skills["available"], equity=skills["equity"], sigma=sigma))
     return {"proposals": sized}

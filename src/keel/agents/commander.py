@@ -40,10 +40,10 @@ def commander(state: CycleState, ctx: RunContext) -> dict:
             del book.pending_approvals[p.intent_id]
     if trading is TradingState.HALTED and book.working:
         for order in ctx.broker.cancel_all():
-            ctx.journal.store.record_order(order, intent_id=order.client_order_id, run_id=ctx.run_id)
-            ctx.journal.event(
+            ctx.journal.order_event(
                 STAGE,
                 "order.cancelled",
+                order,
                 {"client_order_id": order.client_order_id, "status": order.status.value, "why": "halted"},
                 ts=now,
                 run_id=ctx.run_id,

@@ -1,6 +1,10 @@
 """Executor (L6): claims `approved → executing` by compare-and-set, re-checks the trading state right
 before the submit, and sends with client order id = intent id.
 
+What is sent is exactly what the supervisor approved: its units, its notional cap (all-in buys) and a price band
+around the decision's reference (the collar), so the broker refuses a fill at a price nobody judged. An exit first
+cancels the symbol's working entry (a partial entry must not keep filling behind it) and sells what is held then.
+
 A submit has three outcomes: acknowledged (`executed`), definitively rejected (`failed`), or unknown — a
 timeout or a disconnect — which stays `executing` until reconciliation finds the order by its client order
 id. It is never marked failed and never resubmitted blindly.
@@ -8,29 +12,36 @@ id. It is never marked failed and never resubmitted blindly.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
+from keel.domain.costs import price_band
 from keel.domain.decisions import TradingState
 from keel.domain.intents import IntentState
 from keel.domain.orders import OrderRequest, SubmitOutcome
 from keel.domain.reasons import ReasonCode
+from keel.journal.journal import order_facts
 
 if TYPE_CHECKING:
+    from keel.domain.intents import TradeIntent
     from keel.runtime.context import RunContext
     from keel.runtime.state import CycleState
 
 STAGE = "executor"
 
 
-def order_quantity(intent, collar_pct: float) -> float:
-    """The order's quantity. An all-in order (`notional_cap`) is sized by the broker at the fill price, so its
-    quantity is only an upper bound: the most whole units the cap could buy at the lower edge of the price
-    collar. A fill below that edge buys the bound, never more."""
-    if intent.notional_cap is None:
-        return intent.quantity
-    floor_price = intent.reference_price * (1.0 - collar_pct / 100.0)
-    return float(max(intent.quantity, math.floor(intent.notional_cap / floor_price)))
+def order_request(intent: TradeIntent, collar_pct: float, *, quantity: float | None = None) -> OrderRequest:
+    """The order for an approved intent: its approved units and cap, protected by the collar's price band."""
+    return OrderRequest.trusted(
+        client_order_id=intent.intent_id,
+        symbol=intent.symbol,
+        side=intent.side,
+        quantity=intent.quantity if quantity is None else quantity,
+        order_type=intent.order_type,
+        limit_price=intent.limit_price,
+        reduce_only=intent.leg.reduces_risk,
+        notional_cap=intent.notional_cap,
+        price_band=price_band(intent.reference_price, collar_pct),
+    )
 
 
 def executor(state: CycleState, ctx: RunContext) -> dict:
@@ -39,6 +50,7 @@ def executor(state: CycleState, ctx: RunContext) -> dict:
     journal, broker, book = ctx.journal, ctx.broker, ctx.book
     now = ctx.clock.now()
     run_id = ctx.run_id
+    collar = ctx.settings.risk.price_collar_pct
     for intent in state["approved"]:
         iid = intent.intent_id
         trading, why = ctx.guard.current()
@@ -56,20 +68,16 @@ def executor(state: CycleState, ctx: RunContext) -> dict:
             )
             book.release(iid, intent.symbol)
             continue
+        quantity = None
+        if intent.leg.reduces_risk:
+            _cancel_entry(intent.symbol, ctx)
+            held = broker.positions().get(intent.symbol)
+            quantity = min(intent.quantity, held.quantity if held is not None else 0.0) or intent.quantity
         journal.transition(
             iid, IntentState.APPROVED, IntentState.EXECUTING, ts=now, actor=STAGE, stage=STAGE, run_id=run_id
         )
-        request = OrderRequest.trusted(
-            client_order_id=iid,
-            symbol=intent.symbol,
-            side=intent.side,
-            quantity=order_quantity(intent, ctx.settings.risk.price_collar_pct),
-            order_type=intent.order_type,
-            limit_price=intent.limit_price,
-            reduce_only=intent.leg.reduces_risk,
-            notional_cap=intent.notional_cap,
-        )
-        result = broker.submit(request)
+        result = broker.submit(order_request(intent, collar, quantity=quantity))
+        book.unsent.pop(iid, None)  # from here on the broker's own reservation holds the cash
         if result.outcome is SubmitOutcome.UNKNOWN:
             journal.event(
                 STAGE, "order.submit_unknown", {"intent_id": iid, "detail": result.detail}, ts=now, run_id=run_id
@@ -77,32 +85,41 @@ def executor(state: CycleState, ctx: RunContext) -> dict:
             continue
         order = result.order
         if result.outcome is SubmitOutcome.REJECTED:
+            detail = {"detail": result.detail}
+            if order is not None:
+                detail["order"] = order_facts(order)
+            with journal.atomic():
+                journal.transition(
+                    iid,
+                    IntentState.EXECUTING,
+                    IntentState.FAILED,
+                    ts=now,
+                    actor=STAGE,
+                    reason=ReasonCode.BROKER_REJECTED.value,
+                    stage=STAGE,
+                    run_id=run_id,
+                    detail=detail,
+                )
+                if order is not None:
+                    journal.store.record_order(order, intent_id=iid, run_id=run_id)
+            book.release(iid, intent.symbol)
+            continue
+        with journal.atomic():
             journal.transition(
                 iid,
                 IntentState.EXECUTING,
-                IntentState.FAILED,
+                IntentState.EXECUTED,
                 ts=now,
                 actor=STAGE,
-                reason=ReasonCode.BROKER_REJECTED.value,
                 stage=STAGE,
                 run_id=run_id,
-                detail={"detail": result.detail},
+                detail={
+                    "broker_order_id": order.broker_order_id,
+                    "order_status": order.status.value,
+                    "order": order_facts(order),
+                },
             )
-            if order is not None:
-                journal.store.record_order(order, intent_id=iid, run_id=run_id)
-            book.release(iid, intent.symbol)
-            continue
-        journal.transition(
-            iid,
-            IntentState.EXECUTING,
-            IntentState.EXECUTED,
-            ts=now,
-            actor=STAGE,
-            stage=STAGE,
-            run_id=run_id,
-            detail={"broker_order_id": order.broker_order_id, "order_status": order.status.value},
-        )
-        journal.store.record_order(order, intent_id=iid, run_id=run_id)
+            journal.store.record_order(order, intent_id=iid, run_id=run_id)
         book.order_times.append(state["ts_ns"])
         book.working[iid] = {
             "symbol": intent.symbol,
@@ -114,3 +131,22 @@ def executor(state: CycleState, ctx: RunContext) -> dict:
         if wake is not None:
             ctx.schedule.wake(wake)
     return {}
+
+
+def _cancel_entry(symbol: str, ctx: RunContext) -> None:
+    """Cancel the symbol's working entry before an exit: the exit sells what is held, and nothing buys behind it."""
+    entry_id = ctx.book.pending_entry.get(symbol)
+    if entry_id is None or entry_id not in ctx.book.working:
+        return
+    order = ctx.broker.cancel(entry_id)
+    if order is not None:
+        ctx.journal.order_event(
+            STAGE,
+            "order.cancelled",
+            order,
+            {"client_order_id": entry_id, "status": order.status.value, "why": "exit"},
+            ts=ctx.clock.now(),
+            run_id=ctx.run_id,
+        )
+    ctx.book.working.pop(entry_id, None)
+    ctx.book.release(entry_id, symbol)

@@ -16,6 +16,8 @@ def account_skills(broker: Broker) -> dict:
         "positions": {s: p.quantity for s, p in broker.positions().items()},
         "cash": balance.cash,
         "equity": balance.equity,
+        # cash not held back by working buys (brokers that do not say: all of it)
+        "available": balance.available if balance.available is not None else balance.cash,
     }
 
 

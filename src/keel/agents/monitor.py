@@ -3,6 +3,12 @@ and watches open positions for their stop, target and time exit.
 
 Exits are intents too: the monitor proposes them and routes the cycle back through the critic, allocator and
 supervisor, so a stop-out passes the same gate as any other order.
+
+An exit that came due is owed until the position is flat: when the gate blocks it (halted, order rate), or its
+order ends without closing the position (refused outside the collar, cancelled by a halt), the monitor proposes it
+again at every later bar of the symbol where it can pass — not while halted: protective exits do not bypass the
+kill switch; flattening on a halt is the emergency path of the safety layer. It asks the replay driver to visit the
+symbol's next bar for as long as the exit is owed, so both drivers retry at the same bars.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from keel.agents.strategist import make_intent
+from keel.domain.decisions import TradingState
 from keel.domain.intents import Leg, Side
 from keel.runtime.book import ManagedPosition
 
@@ -31,10 +38,19 @@ def monitor(state: CycleState, ctx: RunContext) -> dict:
             _on_fill(fill, state, ctx)
         for order in state.get("ended", ()):
             _on_end(order, ctx)
-    book = ctx.book
-    if not book.managed or state["exits_raised"] >= MAX_EXIT_ROUNDS:
+    if not ctx.book.managed or state["exits_raised"] >= MAX_EXIT_ROUNDS:
+        wake_for_owed_exits(state, ctx)
         return {"proposals": []}
+    exits = _exits(state, ctx)
+    wake_for_owed_exits(state, ctx)
+    return {"proposals": exits, "exits_raised": state["exits_raised"] + (1 if exits else 0)}
+
+
+def _exits(state: CycleState, ctx: RunContext) -> list:
+    """Exit intents for managed positions whose stop, target or time exit is due here, or whose exit is owed."""
+    book = ctx.book
     t = state["t"]
+    halted = state.get("trading_state") == TradingState.HALTED.value
     exits = []
     for symbol, managed in book.managed.items():
         if symbol in book.pending_exit or t < managed.watch_from_t:
@@ -42,19 +58,19 @@ def monitor(state: CycleState, ctx: RunContext) -> dict:
         i = ctx.market.bar_index(symbol, t)
         if i < 0:
             continue
-        bars = ctx.market.views[symbol].bars
-        leg = None
-        if managed.stop is not None and bars.low[i] <= managed.stop:
-            leg = Leg.STOP  # a bar that touches both is taken as the stop: the conservative reading
-        elif managed.target is not None and bars.high[i] >= managed.target:
-            leg = Leg.TARGET
-        elif managed.time_exit_t is not None and t >= managed.time_exit_t:
-            leg = Leg.TIME_EXIT
-        if leg is None:
-            continue
+        if managed.exit_owed is not None:
+            if halted or t <= managed.exit_owed_t:
+                continue  # nothing passes while halted; the bar it came due has had its attempt
+            leg = Leg(managed.exit_owed)
+        else:
+            leg = _due_leg(managed, ctx.market.views[symbol].bars, i, t)
+            if leg is None:
+                continue
         held = ctx.broker.positions().get(symbol)
         if held is None or held.quantity <= 0:
             continue
+        managed.exit_owed = managed.exit_owed or leg.value
+        managed.exit_owed_t = t  # one attempt per bar: the next retry is at a later bar
         exits.append(
             make_intent(
                 ctx,
@@ -66,7 +82,27 @@ def monitor(state: CycleState, ctx: RunContext) -> dict:
                 rationale=f"{leg.value} exit of {managed.entry_intent_id}",
             )
         )
-    return {"proposals": exits, "exits_raised": state["exits_raised"] + (1 if exits else 0)}
+    return exits
+
+
+def _due_leg(managed: ManagedPosition, bars: OHLCV, i: int, t: int) -> Leg | None:
+    if managed.stop is not None and bars.low[i] <= managed.stop:
+        return Leg.STOP  # a bar that touches both is taken as the stop: the conservative reading
+    if managed.target is not None and bars.high[i] >= managed.target:
+        return Leg.TARGET
+    if managed.time_exit_t is not None and t >= managed.time_exit_t:
+        return Leg.TIME_EXIT
+    return None
+
+
+def wake_for_owed_exits(state: CycleState, ctx: RunContext) -> None:
+    """Ask for the next bar of every symbol whose exit is owed and not on its way (the replay driver skips the rest)."""
+    book = ctx.book
+    for symbol, managed in book.managed.items():
+        if managed.exit_owed is not None and symbol not in book.pending_exit:
+            wake = ctx.market.next_bar_timeline(symbol, state["t"])
+            if wake is not None:
+                ctx.schedule.wake(wake)
 
 
 def route_after_monitor(state: CycleState) -> str:
@@ -77,12 +113,11 @@ def route_after_monitor(state: CycleState) -> str:
 def _on_fill(fill: Fill, state: CycleState, ctx: RunContext) -> None:
     journal, book = ctx.journal, ctx.book
     coid = fill.client_order_id
-    journal.store.record_fill(fill, run_id=ctx.run_id)
     order = ctx.broker.status(coid)
-    journal.store.record_order(order, intent_id=coid, run_id=ctx.run_id)
-    journal.event(
+    journal.order_event(
         STAGE,
         "order.fill",
+        order,
         {
             "client_order_id": coid,
             "fill_id": fill.fill_id,
@@ -95,6 +130,7 @@ def _on_fill(fill: Fill, state: CycleState, ctx: RunContext) -> None:
         },
         ts=ctx.clock.now(),
         run_id=ctx.run_id,
+        fill=fill,
     )
     info = book.working.get(coid)
     if info is not None and info["leg"] == Leg.ENTRY.value and fill.symbol not in book.managed:
@@ -115,10 +151,10 @@ def _on_fill(fill: Fill, state: CycleState, ctx: RunContext) -> None:
 def _on_end(order: Order, ctx: RunContext) -> None:
     """An order that finished without a fill: record it and forget it; its intent stays `executed` (it was sent)."""
     coid = order.client_order_id
-    ctx.journal.store.record_order(order, intent_id=coid, run_id=ctx.run_id)
-    ctx.journal.event(
+    ctx.journal.order_event(
         STAGE,
         "order.ended",
+        order,
         {"client_order_id": coid, "order_status": order.status.value, "reason": order.reject_reason},
         ts=ctx.clock.now(),
         run_id=ctx.run_id,

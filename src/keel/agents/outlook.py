@@ -52,7 +52,8 @@ def precompute_outlook(bars: OHLCV, cfg: OutlookSettings) -> OutlookSeries:
     # Uncertainty: low when price sits far from its trend in units of its own volatility; 1 in warm-up.
     uncertainty = np.where(np.isfinite(distance), 1.0 / (1.0 + np.nan_to_num(distance, nan=0.0)), 1.0)
     vol_spike = np.nan_to_num(ratio, nan=0.0) > cfg.vol_spike_ratio
-    data_quality = (bars.volume <= 0) | (bars.high == bars.low)
+    # Zero volume is suspicious only where the data has volume at all.
+    data_quality = ((bars.volume <= 0) & bars.has_volume) | (bars.high == bars.low)
     return OutlookSeries(regime, np.clip(uncertainty, 0.0, 1.0), vol_spike, data_quality, sigma)
 
 

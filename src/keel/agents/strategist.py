@@ -46,6 +46,10 @@ def strategist(state: CycleState, ctx: RunContext) -> dict:
             )
         elif sig.exit[i] and held > 0 and symbol not in book.pending_exit:
             proposals.append(make_intent(ctx, state, symbol, Side.SELL, Leg.EXIT, held, rationale=rules.exit_rule))
+            managed = book.managed.get(symbol)
+            if managed is not None:  # owed until flat (see the monitor); this bar has had its attempt
+                managed.exit_owed = managed.exit_owed or Leg.EXIT.value
+                managed.exit_owed_t = t
     return {"proposals": proposals}
 
 

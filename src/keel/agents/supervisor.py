@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from keel.agents.hydrate import account_skills
 from keel.data.frame import datetime_to_ns
+from keel.domain.costs import CostModel, price_band
 from keel.domain.decisions import CriticVerdict, Decision, NoTradeTrigger, TradingState, Verdict
 from keel.domain.intents import IntentState, Side
 from keel.domain.reasons import ReasonCode
@@ -36,7 +37,7 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
     trading = TradingState(state["trading_state"])
     # Exits the monitor raises after this bar's fills need the account as it is now, not as hydrated.
     skills = account_skills(broker) if state["exits_raised"] or not state.get("skills") else state["skills"]
-    equity, cash = skills["equity"], skills["cash"]
+    equity, cash, available = skills["equity"], skills["cash"], skills["available"]
     positions_value = equity - cash  # long-only: what the held positions are worth at their marks
     held = {s for s, q in skills["positions"].items() if q > 0}
     limits = resolve_limits(ctx.settings.risk, ctx.profile, equity=equity, symbols=len(ctx.market.symbols))
@@ -63,6 +64,7 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
             book.pending_entry[symbol] = intent.intent_id
         quote = broker.quote(symbol)
         reserved = sum(book.reserved.values())
+        unsent = sum(book.unsent.values())
         in_flight = {s for s in book.pending_entry if s not in held and s != symbol}
         notional_cap = intent.notional_cap
         check = CheckInput(
@@ -84,8 +86,10 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
             opens_position=symbol not in held,
             day_pnl=equity - book.day_start_equity,
             orders_last_minute=len(times) + len(allowed),  # those allowed this cycle are on their way
-            cash_available=cash - reserved,
-            cost_rate=ctx.cost_rate,
+            cash_available=available - unsent,
+            costs=ctx.costs,
+            notional_cap=notional_cap,
+            band_low=price_band(intent.reference_price, limits.price_collar_pct)[0],
         )
         run = run_checks(check)
         review = reviews.get(intent.intent_id)
@@ -107,6 +111,7 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
             checks=checks,
             requested_quantity=intent.quantity,
             approved_quantity=0.0 if rejected else run.quantity,
+            approved_notional=None if rejected else run.notional_cap,
         )
         # The verdict travels with the intent's next transition (blocked here, or the approval's), so each
         # decision is one journal event that names every check.
@@ -117,6 +122,7 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
             "critic": review.verdict.value if review is not None else None,
             "requested_quantity": intent.quantity,
             "approved_quantity": verdict.approved_quantity,
+            "approved_notional": verdict.approved_notional,
         }
         if rejected:
             journal.transition(
@@ -133,13 +139,17 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
             book.release(intent.intent_id, symbol)
             continue
         if run.modified:
-            update: dict = {"quantity": run.quantity}
-            if notional_cap is not None:
-                update["notional_cap"] = run.quantity * intent.reference_price * (1.0 + ctx.cost_rate)
-            intent = intent.but(**update)
+            intent = intent.but(quantity=run.quantity, notional_cap=run.notional_cap)
         if not intent.leg.reduces_risk and intent.side is Side.BUY:
-            book.reserved[intent.intent_id] = (
-                intent.notional_cap if intent.notional_cap is not None else intent.quantity * intent.reference_price
-            )
+            cap = intent.notional_cap
+            book.reserved[intent.intent_id] = cap if cap is not None else intent.quantity * intent.reference_price
+            book.unsent[intent.intent_id] = cap if cap is not None else buy_estimate(ctx.costs, intent)
         allowed.append((intent, verdict, detail))
     return {"allowed": allowed}
+
+
+def buy_estimate(costs: CostModel, intent) -> float:
+    """Cash a fixed-size buy will take at the broker: its estimate at the limit price, or at the reference."""
+    if intent.limit_price is not None:
+        return CostModel(costs.fee_rate, 0.0).buy_estimate(intent.quantity, intent.limit_price)
+    return costs.buy_estimate(intent.quantity, intent.reference_price)

@@ -1,8 +1,9 @@
 """The replay driver: a tight sequential loop over the same nodes as the session graph.
 
 It visits only the bars where something can happen — a signal, a working order, a stop or target touched,
-a time exit, an approval expiring — and skips the rest in bulk; quiet bars leave no events. The journal
-commits in batches, each together with a checkpoint, so a killed replay resumes where its journal ends.
+a time exit, an owed exit, an approval expiring, a change of the simulated trading state — and skips the rest in
+bulk; quiet bars leave no events. The journal commits in batches (replay) or every write (sessions), with
+checkpoints, so a killed run resumes where its journal ends.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from keel.runtime.cycle import begin_cycle, checkpoint, run_cycle
+from keel.runtime.cycle import after_cycle, begin_cycle, checkpoint, run_cycle
 
 if TYPE_CHECKING:
     from keel.runtime.context import RunContext
@@ -18,15 +19,13 @@ if TYPE_CHECKING:
 
 def run_replay(ctx: RunContext, *, start_after: int = -1, on_bar: Callable[[int], None] | None = None) -> int:
     """Drive the visited bars after `start_after`; returns the last bar index visited (or `start_after`)."""
-    batch = ctx.settings.journal.batch_size
-    schedule, journal = ctx.schedule, ctx.journal
+    schedule = ctx.schedule
     last = start_after
     t = schedule.next_after(start_after)
     while t is not None:
         run_cycle(begin_cycle(ctx, t), ctx)
         last = t
-        if journal.pending >= batch:
-            checkpoint(ctx, t)
+        after_cycle(ctx, t)
         if on_bar is not None:
             on_bar(t)
         t = schedule.next_after(t)

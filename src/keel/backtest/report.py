@@ -127,6 +127,7 @@ def build_summary(
     fees_paid: float,
     events: int,
     journal_head: str,
+    notes: tuple[str, ...] = (),
 ) -> RunSummary:
     final_equity = float(curve.equity[-1]) if len(curve.equity) else initial_cash
     top = dict(Counter(blocked_reasons).most_common(TOP_REASONS))
@@ -155,6 +156,7 @@ def build_summary(
         fees_paid=_cents(fees_paid),
         events=events,
         journal_head=journal_head,
+        notes=notes,
         trade_list=tuple(Trade(**t) for t in trades),
     )
 

@@ -1,34 +1,42 @@
-"""A replay run, end to end: data and config in, a run folder out.
+"""A run, end to end: data and config in, a run folder out.
 
-The run id is derived from what determines the run (mode, profile, effective config, strategy, data), so
-replaying the same inputs reproduces the same intent ids and the same journal byte for byte. A run folder
-left `running` by a crash is resumed: the journal's torn tail is cut, the last checkpoint restored, the
-store reconciled with the event log and the broker, and the replay continues after the checkpoint.
+The run id is derived from what determines the run (mode, profile, effective config, strategy, data, a scripted
+trading state), so replaying the same inputs reproduces the same intent ids and the same journal byte for byte.
+
+A run claims its folder first (marked as Keel's, locked for one writer; see `folder.py`). A folder left `running`
+by a crash is resumed in every mode: the journal's torn tail is cut, the last checkpoint restored (broker, book,
+schedule, simulated trading state), and the cycle that was interrupted is run again from it; every record the
+journal already holds is recognised instead of written twice (`Journal.begin_redo`), and the journal is reconciled
+with the broker before anything new is written. A run is `complete` only once its files are on disk; a complete run
+is never executed again, and any of its files that went missing are rebuilt from its journal.
 """
 
 from __future__ import annotations
 
 import hashlib
-import shutil
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import orjson
 
-from keel.agents.outlook import precompute_outlook
+from keel.agents.outlook import OutlookSeries, precompute_outlook
+from keel.backtest.folder import RunFolder
+from keel.backtest.outputs import SUMMARY_FILE, missing_outputs, regenerate, write_outputs
 from keel.backtest.replay import run_replay
-from keel.backtest.report import EquityCurve, build_summary, equity_curve, round_trips
+from keel.backtest.report import build_summary, equity_curve, round_trips
 from keel.brokers.paper import PaperBroker
 from keel.data.frame import OHLCV, ns_to_datetime
+from keel.domain.decisions import ApprovalMode, TradingState
 from keel.domain.errors import InputError, KeelError
 from keel.domain.run import RunSummary
+from keel.journal.eventlog import records_between
 from keel.journal.journal import Journal
 from keel.journal.reconcile import reconcile
-from keel.journal.store import IntentStore
-from keel.risk.trading_state import TradingStateGuard
+from keel.journal.store import IntentStore, RunRecord, RunStatus
+from keel.risk.trading_state import SimulatedTradingState, TradingStateGuard
 from keel.runtime.book import Book
 from keel.runtime.clock import ReplayClock
 from keel.runtime.context import RunContext
@@ -36,15 +44,16 @@ from keel.runtime.graph import run_graph
 from keel.runtime.market import MarketView
 from keel.runtime.schedule import Schedule
 from keel.settings import Mode, Profile, Settings
-from keel.strategies.base import Strategy
+from keel.strategies.base import Signals, Strategy
 
 EVENTS_FILE = "events.jsonl"
-SUMMARY_FILE = "summary.json"
-EQUITY_FILE = "equity.csv"
-TRADES_FILE = "trades.csv"
 DB_FILE = "keel.db"
 CONTROL_DB = "keel.db"
-EQUITY_CHUNK = 50_000
+#: the event vocabulary of the journal this version writes (2: order events carry the order, trading-state and
+#: resume events); `run.started` records it
+JOURNAL_FORMAT = 2
+DRIVERS = ("replay", "graph")
+TradingScript = Sequence[tuple[int, TradingState, str]]
 
 
 @dataclass(frozen=True)
@@ -55,9 +64,32 @@ class RunResult:
     resumed: bool
     reused: bool  # the run was already complete: nothing was executed again
     visited_bars: int
+    #: files of a complete run that were missing and were rebuilt from its journal
+    regenerated: tuple[str, ...] = ()
+    #: files of someone else's that `--fresh` left in the run folder
+    kept: tuple[str, ...] = ()
+    #: a resume: the records of the interrupted cycle that were recognised, not written again
+    redone: int = 0
 
 
-def run_id_for(settings: Settings, strategy: Strategy, frames: list[OHLCV], mode: Mode, profile: Profile) -> str:
+@dataclass(frozen=True)
+class Prepared:
+    """What a run computes from its inputs before it touches the disk: nothing here can half-write a folder."""
+
+    market: MarketView
+    signals: dict[str, Signals]
+    outlooks: dict[str, OutlookSeries]
+    notes: tuple[str, ...] = field(default=())
+
+
+def run_id_for(
+    settings: Settings,
+    strategy: Strategy,
+    frames: list[OHLCV],
+    mode: Mode,
+    profile: Profile,
+    trading_script: TradingScript = (),
+) -> str:
     """Everything that decides the run, hashed. Paths and the journal URL are not part of it."""
     config = settings.model_dump(mode="json", exclude={"var_dir": True, "journal": {"url"}, "demo": True})
     ident = {
@@ -67,11 +99,13 @@ def run_id_for(settings: Settings, strategy: Strategy, frames: list[OHLCV], mode
         "strategy": strategy.describe(),
         "data": [f.fingerprint() for f in frames],
     }
+    if trading_script:
+        ident["trading_script"] = [[int(ts), TradingState(st).value, str(why)] for ts, st, why in trading_script]
     return "run-" + hashlib.sha256(orjson.dumps(ident, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 
 def control_url(settings: Settings) -> str:
-    """The database holding the trading state (kill switch) every process reads."""
+    """The database holding the trading state (kill switch) every session reads."""
     if settings.journal.url is not None:
         return settings.journal.url.get_secret_value()
     settings.var_dir.mkdir(parents=True, exist_ok=True)
@@ -101,70 +135,138 @@ def execute_run(
     on_progress: Callable[[int, int], None] | None = None,
     timings: dict[str, float] | None = None,
     broker: PaperBroker | None = None,
+    trading_script: TradingScript = (),
 ) -> RunResult:
-    """Run (or resume, or recognise as already complete) one replay. `timings`, if given, receives the wall
-    seconds of each phase (setup, replay, report) — for benchmarks; never part of the run's artifacts.
-    `broker` replaces the paper broker built from the settings (it must start flat, with the configured cash)."""
+    """Run (or resume, or recognise as already complete) one run over historical bars.
+
+    `timings`, if given, receives the wall seconds of each phase (setup, replay, report) — for benchmarks; never
+    part of the run's artifacts. `broker` replaces the paper broker built from the settings (it must start flat,
+    with the configured cash). `trading_script` scripts a replay's own trading state: `(ns, state, reason)` changes
+    at given instants (stress scenarios and drills); a replay never reads the operator's kill switch, sessions
+    (shadow, paper) always do.
+    """
     timings = {} if timings is None else timings
     mode = mode or settings.mode
     profile = profile or settings.profile
     if mode not in (Mode.REPLAY, Mode.SHADOW, Mode.PAPER):
         raise InputError(f"mode '{mode.value}' needs a real venue, which this version does not ship yet")
+    if driver not in DRIVERS:
+        raise InputError(f"driver '{driver}' is not one of {', '.join(DRIVERS)}")
     if not frames:
         raise InputError("no market data: give at least one file")
+    if trading_script and mode is not Mode.REPLAY:
+        raise InputError("a scripted trading state is for replays; sessions obey the operator's kill switch")
     started = time.perf_counter()
-    run_id = run_id_for(settings, strategy, frames, mode, profile)
+    prepared = prepare(frames, strategy, settings, mode)
+    run_id = run_id_for(settings, strategy, frames, mode, profile, trading_script)
     run_dir = Path(out_dir) if out_dir is not None else settings.var_dir / "runs" / run_id
-    if fresh and run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    url = settings.journal.url.get_secret_value() if settings.journal.url else f"sqlite:///{run_dir / DB_FILE}"
-    journal = Journal.open(
-        url=url, log_path=run_dir / EVENTS_FILE, log_id=run_id, write_through=mode is not Mode.REPLAY
-    )
-    control, guard = open_guard(settings)
+    if fresh and settings.journal.url is not None:
+        raise InputError(
+            "--fresh cannot remove a run whose journal lives in a shared database (journal.url)",
+            hint="leave --fresh out to resume or reuse it, or change the run's inputs",
+        )
+    folder = RunFolder.claim(run_dir, run_id, fresh=fresh)
     try:
-        existing = journal.store.get_run(run_id)
-        if existing is not None and existing.status == "complete" and (run_dir / SUMMARY_FILE).exists():
-            summary = RunSummary.model_validate_json((run_dir / SUMMARY_FILE).read_bytes())
-            return RunResult(run_dir, summary, time.perf_counter() - started, False, True, 0)
-        ctx = _context(run_id, frames, settings, strategy, mode, profile, journal, guard, broker)
-        timings["setup"] = time.perf_counter() - started
-        start_ns = int(ctx.market.timeline[0])
-        first_ts = ns_to_datetime(start_ns)
-        journal.recover(ts=first_ts)
-        resumed = existing is not None
-        start_after = -1
-        if existing is None:
-            journal.store.start_run(run_id, mode=mode.value, config_hash=run_id, meta=_meta(ctx, frames), ts=first_ts)
-            journal.event("runtime", "run.started", _meta(ctx, frames), ts=first_ts, run_id=run_id)
-            journal.commit()
-        else:
-            start_after = _resume(ctx)
-        total = len(ctx.market)
+        url = settings.journal.url.get_secret_value() if settings.journal.url else f"sqlite:///{run_dir / DB_FILE}"
+        journal = Journal.open(
+            url=url, log_path=run_dir / EVENTS_FILE, log_id=run_id, write_through=mode is not Mode.REPLAY
+        )
+        control = None
+        try:
+            existing = journal.store.get_run(run_id)
+            if existing is not None and existing.status is RunStatus.COMPLETE:
+                summary, rebuilt = _reuse(existing, run_dir, journal.store, prepared.market)
+                return RunResult(run_dir, summary, time.perf_counter() - started, False, True, 0, rebuilt, folder.kept)
+            if mode is not Mode.REPLAY:
+                control, guard = open_guard(settings)
+            else:
+                guard = None
+            ctx = _context(run_id, prepared, settings, strategy, mode, profile, journal, guard, broker, trading_script)
+            timings["setup"] = time.perf_counter() - started
+            first_ts = ns_to_datetime(int(ctx.market.timeline[0]))
+            journal.recover(ts=first_ts)
+            redone, start_after = 0, -1
+            if existing is None:
+                meta = _meta(ctx, frames)
+                journal.store.start_run(run_id, mode=mode.value, config_hash=run_id, meta=meta, ts=first_ts)
+                journal.event("runtime", "run.started", meta, ts=first_ts, run_id=run_id)
+                journal.commit()
+            else:
+                start_after, redone = _resume(ctx)
+            total = len(ctx.market)
 
-        def progress(t: int) -> None:
+            def progress(t: int) -> None:
+                if on_progress is not None:
+                    on_progress(t + 1, total)
+
+            drive = run_replay if driver == "replay" else run_graph
+            mark = time.perf_counter()
+            drive(ctx, start_after=start_after, on_bar=progress)
+            journal.finish_redo()
+            timings["replay"] = time.perf_counter() - mark
+            mark = time.perf_counter()
+            summary = _finish(ctx, run_dir, prepared.notes)
+            timings["report"] = time.perf_counter() - mark
+            visited = ctx.extras.get("cycles", {}).get("visited", 0)
             if on_progress is not None:
-                on_progress(t + 1, total)
-
-        drive = run_replay if driver == "replay" else run_graph
-        mark = time.perf_counter()
-        drive(ctx, start_after=start_after, on_bar=progress)
-        timings["replay"] = time.perf_counter() - mark
-        mark = time.perf_counter()
-        summary = _finish(ctx, run_dir)
-        timings["report"] = time.perf_counter() - mark
-        visited = ctx.extras.get("cycles", {}).get("visited", 0)
-        if on_progress is not None:
-            on_progress(total, total)
-        return RunResult(run_dir, summary, time.perf_counter() - started, resumed, False, visited)
+                on_progress(total, total)
+            return RunResult(
+                run_dir,
+                summary,
+                time.perf_counter() - started,
+                existing is not None,
+                False,
+                visited,
+                (),
+                folder.kept,
+                redone,
+            )
+        finally:
+            journal.close()
+            if control is not None:
+                control.close()
     finally:
-        journal.close()
-        control.close()
+        folder.release()
 
 
-def _context(run_id, frames, settings, strategy, mode, profile, journal, guard, broker=None) -> RunContext:
+def prepare(frames: list[OHLCV], strategy: Strategy, settings: Settings, mode: Mode) -> Prepared:
+    """Market, signals and outlooks, computed vectorized before the loop; refuses a run that cannot trade at all."""
+    market = MarketView(frames)
+    signals = {f.symbol: strategy.signals(f) for f in frames}
+    short = {f.symbol: len(f) for f in frames if signals[f.symbol].warmup >= len(f)}
+    warmup = max(s.warmup for s in signals.values())
+    if len(short) == len(frames):
+        shown = ", ".join(f"{s} has {n:,}" for s, n in short.items())
+        raise InputError(
+            f"strategy {strategy.name} needs {warmup:,} bars before its first signal (its warm-up); {shown}: "
+            "no signal can fire, the run would trade nothing",
+            hint="give more data or shorter windows (see `keel strategies`)",
+        )
+    notes = [note for f in frames for note in (f"{f.symbol}: {n}" for n in f.notes)]
+    notes += [f"{s}: {n:,} bars, fewer than the strategy's warm-up ({warmup:,}): no signal" for s, n in short.items()]
+    no_volume = [f.symbol for f in frames if not f.has_volume]
+    if no_volume:
+        notes.append(f"no volume for {', '.join(no_volume)}: participation cap off, volume checks skipped")
+    if mode is Mode.REPLAY and settings.approval.mode is ApprovalMode.MANUAL:
+        notes.append("approval.mode is manual in a replay: nobody can approve, every allowed intent expires")
+    outlooks = {f.symbol: precompute_outlook(f, settings.outlook) for f in frames}
+    return Prepared(market, signals, outlooks, tuple(notes))
+
+
+def _context(
+    run_id: str,
+    prepared: Prepared,
+    settings: Settings,
+    strategy: Strategy,
+    mode: Mode,
+    profile: Profile,
+    journal: Journal,
+    guard: TradingStateGuard | None,
+    broker: PaperBroker | None = None,
+    trading_script: TradingScript = (),
+) -> RunContext:
     broker_cfg = settings.broker
+    market = prepared.market
     cap = None if profile is Profile.RESEARCH else broker_cfg.participation_cap
     if broker is None:
         broker = PaperBroker(
@@ -172,12 +274,19 @@ def _context(run_id, frames, settings, strategy, mode, profile, journal, guard, 
             fees_bps=broker_cfg.fees_bps,
             slippage_bps=broker_cfg.slippage_bps,
             participation_cap=cap,
+            no_volume={s for s, v in market.views.items() if not v.bars.has_volume},
         )
-    market = MarketView(frames)
-    signals = {f.symbol: strategy.signals(f) for f in frames}
-    outlooks = {f.symbol: precompute_outlook(f, settings.outlook) for f in frames}
-    signal_bars = [market.views[s].to_timeline[np.flatnonzero(sig.entry | sig.exit)] for s, sig in signals.items()]
+    signal_bars = [
+        market.views[s].to_timeline[np.flatnonzero(sig.entry | sig.exit)] for s, sig in prepared.signals.items()
+    ]
     schedule = Schedule(np.concatenate(signal_bars) if signal_bars else np.array([], dtype=np.int64))
+    simulated = SimulatedTradingState(trading_script) if mode is Mode.REPLAY else None
+    if simulated is not None:
+        for ts in simulated.change_times:
+            t = market.first_at_or_after(ts)
+            if t < len(market):
+                schedule.wake(t)
+    assert simulated is not None or guard is not None
     return RunContext(
         run_id=run_id,
         mode=mode,
@@ -186,20 +295,22 @@ def _context(run_id, frames, settings, strategy, mode, profile, journal, guard, 
         clock=ReplayClock(int(market.timeline[0])),
         market=market,
         strategy=strategy,
-        signals=signals,
-        outlooks=outlooks,
+        signals=prepared.signals,
+        outlooks=prepared.outlooks,
         journal=journal,
         broker=broker,
-        guard=guard,
+        guard=simulated if simulated is not None else guard,
         schedule=schedule,
         book=Book(),
-        cost_rate=(broker_cfg.fees_bps + broker_cfg.slippage_bps) / 10_000.0,
+        costs=broker.costs,
+        simulated=simulated,
     )
 
 
 def _meta(ctx: RunContext, frames: list[OHLCV]) -> dict:
     return {
         "run_id": ctx.run_id,
+        "journal_format": JOURNAL_FORMAT,
         "mode": ctx.mode.value,
         "profile": ctx.profile.value,
         "strategy": ctx.strategy.describe(),
@@ -209,37 +320,78 @@ def _meta(ctx: RunContext, frames: list[OHLCV]) -> dict:
     }
 
 
-def _resume(ctx: RunContext) -> int:
-    """Restore the last checkpoint and reconcile; returns the bar index to continue after."""
-    saved = ctx.journal.store.load_checkpoint(ctx.run_id)
-    if saved is None:
-        return -1
-    cursor, snap = saved
-    ctx.broker = PaperBroker.restore(snap["broker"], finished_orders=ctx.journal.store.orders(ctx.run_id))
-    ctx.book = Book.restore(snap["book"])
-    ctx.schedule.restore(snap["schedule"])
-    now = ns_to_datetime(ctx.market.ts_ns(cursor))
-    report = reconcile(ctx.journal, ctx.broker.status, run_id=ctx.run_id, ts=now)
-    ctx.journal.event(
-        "runtime", "run.resumed", {"after_bar": cursor, "reconciliation": report.as_dict()}, ts=now, run_id=ctx.run_id
-    )
-    ctx.journal.commit()
-    if not report.ok:
-        raise KeelError(
-            f"run {ctx.run_id}: reconciliation found {len(report.breaks)} break(s) after restart: "
-            + "; ".join(str(b) for b in report.breaks[:5]),
-            hint="nothing was sent; inspect the run with `keel journal verify` and `keel intents list`",
-        )
-    return cursor
-
-
-def _finish(ctx: RunContext, run_dir: Path) -> RunSummary:
+def _resume(ctx: RunContext) -> tuple[int, int]:
+    """Restore the last checkpoint and arrange the re-run of what followed it; returns (bar to continue after,
+    records the re-run must reproduce). Without a checkpoint the run restarts from its first bar, its state the
+    initial one, and everything it wrote after `run.started` is reproduced the same way."""
     journal, store = ctx.journal, ctx.journal.store
+    saved = store.load_checkpoint(ctx.run_id)
+    if saved is None:
+        cursor, seq = -1, _started_seq(journal)
+    else:
+        cursor, snap = saved
+        ctx.broker = PaperBroker.restore(snap["broker"], finished_orders=store.orders(ctx.run_id))
+        ctx.costs = ctx.broker.costs
+        ctx.book = Book.restore(snap["book"])
+        ctx.schedule.restore(snap["schedule"])
+        if ctx.simulated is not None and snap.get("simulated") is not None:
+            ctx.simulated.restore(snap["simulated"])
+        seq = int(snap["journal_seq"])
+    head_seq = journal.committed_head[0]
+    records = records_between(journal.log.path, seq - 1, head_seq) if seq > 0 else []
+    start, records = ((records[0]["seq"], records[0]["hash"]), records[1:]) if records else ((0, ""), [])
+    carried_on = {
+        r["payload"]["intent_id"]
+        for r in records
+        if r["event"] in ("intent.proposed", "intent.transition") and isinstance(r["payload"], dict)
+    }
+    when = ctx.market.ts_ns(cursor) if cursor >= 0 else int(ctx.market.timeline[0])
+
+    def reconcile_then_go_on() -> None:
+        # Runs before the first new write: the journal is back where it was when the run stopped.
+        now = ns_to_datetime(max(ctx.clock.ns, when))
+        report = reconcile(ctx.journal, ctx.broker.status, run_id=ctx.run_id, ts=now, carried_on=carried_on)
+        ctx.journal.event(
+            "runtime",
+            "run.resumed",
+            {"after_bar": cursor, "redone_records": len(records), "reconciliation": report.as_dict()},
+            ts=now,
+            run_id=ctx.run_id,
+        )
+        ctx.journal.commit()
+        if not report.ok:
+            raise KeelError(
+                f"run {ctx.run_id}: reconciliation found {len(report.breaks)} break(s) after restart: "
+                + "; ".join(str(b) for b in report.breaks[:5]),
+                hint="nothing new was sent; inspect the run with `keel journal verify` and `keel intents list`",
+            )
+
+    journal.begin_redo(records, start=start, on_drained=reconcile_then_go_on)
+    if not journal.redoing:
+        journal.finish_redo()  # nothing to re-run: reconcile now, before the first bar
+    return cursor, len(records)
+
+
+def _started_seq(journal: Journal) -> int:
+    """The seq of the run's `run.started` record: where a run without a checkpoint restarts from."""
+    from keel.journal.eventlog import iter_records
+
+    for record in iter_records(journal.log.path, upto_seq=journal.committed_head[0]):
+        if record["event"] == "run.started" and record["run_id"] == journal.log_id:
+            return int(record["seq"])
+    raise KeelError(f"run {journal.log_id}: its journal holds no run.started record; it cannot be resumed")
+
+
+def _finish(ctx: RunContext, run_dir: Path, notes: tuple[str, ...]) -> RunSummary:
+    """Report, write the files, and only then mark the run complete — together with the event that says so."""
+    journal, store = ctx.journal, ctx.journal.store
+    journal.commit()
     fills = store.fill_rows(ctx.run_id)
     initial_cash = ctx.settings.broker.cash
     curve = equity_curve(ctx.market, fills, initial_cash)
     head_seq, head_hash = journal.head
     positions = ctx.broker.positions()
+    by_state = store.counts_by_state(ctx.run_id)
     summary = build_summary(
         run_id=ctx.run_id,
         mode=ctx.mode.value,
@@ -248,7 +400,7 @@ def _finish(ctx: RunContext, run_dir: Path) -> RunSummary:
         market=ctx.market,
         curve=curve,
         initial_cash=initial_cash,
-        intents_by_state=store.counts_by_state(ctx.run_id),
+        intents_by_state=by_state,
         verdicts=ctx.book.verdicts,
         blocked_reasons=store.reason_counts(ctx.run_id),
         orders=store.count_orders(ctx.run_id),
@@ -258,36 +410,25 @@ def _finish(ctx: RunContext, run_dir: Path) -> RunSummary:
         fees_paid=ctx.broker.balance().fees_paid,
         events=head_seq + 1,
         journal_head=head_hash,
+        notes=notes,
     )
-    last = ns_to_datetime(int(ctx.market.timeline[-1]))
-    journal.event("reporter", "run.finished", summary.model_dump(mode="json"), ts=last, run_id=ctx.run_id)
-    journal.commit()
-    store.finish_run(ctx.run_id, status="complete", summary=summary.model_dump(mode="json"))
     write_outputs(run_dir, summary, curve)
+    last = ns_to_datetime(int(ctx.market.timeline[-1]))
+    with journal.atomic():
+        journal.event("reporter", "run.finished", summary.model_dump(mode="json"), ts=last, run_id=ctx.run_id)
+        store.finish_run(ctx.run_id, status=RunStatus.COMPLETE, summary=summary.model_dump(mode="json"))
+    journal.commit()
     return summary
 
 
-def write_outputs(run_dir: Path, summary: RunSummary, curve: EquityCurve) -> None:
-    """summary.json, equity.csv and trades.csv, written atomically (temp file, then rename)."""
-    _atomic(run_dir / SUMMARY_FILE, summary.model_dump_json(indent=2).encode() + b"\n")
-    tmp = run_dir / (EQUITY_FILE + ".tmp")
-    with tmp.open("w", encoding="ascii", newline="\n") as fh:  # streamed: a long run's curve is never all in memory
-        fh.write("timestamp,cash,equity\n")
-        for lo in range(0, len(curve.ts), EQUITY_CHUNK):
-            hi = lo + EQUITY_CHUNK
-            iso = np.datetime_as_string(curve.ts[lo:hi].astype("datetime64[ns]"), unit="s").tolist()
-            cash, equity = curve.cash[lo:hi].tolist(), curve.equity[lo:hi].tolist()
-            fh.write("".join(f"{t}Z,{c:.2f},{e:.2f}\n" for t, c, e in zip(iso, cash, equity, strict=True)))
-    tmp.replace(run_dir / EQUITY_FILE)
-    rows = ["symbol,entry_ts,exit_ts,quantity,entry_price,exit_price,pnl,fees,exit_leg"]
-    rows += [
-        f"{t.symbol},{t.entry_ts},{t.exit_ts},{t.quantity:g},{t.entry_price!r},{t.exit_price!r},{t.pnl:.2f},{t.fees:.2f},{t.exit_leg}"
-        for t in summary.trade_list
-    ]
-    _atomic(run_dir / TRADES_FILE, ("\n".join(rows) + "\n").encode())
-
-
-def _atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+def _reuse(existing: RunRecord, run_dir: Path, store: IntentStore, market: MarketView) -> tuple[RunSummary, tuple]:
+    """A complete run: its summary as recorded, and any of its files that went missing rebuilt from the journal."""
+    missing = missing_outputs(run_dir)
+    if existing.summary is None:
+        raise KeelError(f"run {existing.run_id} is marked complete but its journal holds no summary")
+    summary = RunSummary.model_validate(existing.summary)
+    if missing:
+        summary = regenerate(run_dir, summary, store, market)
+    elif (run_dir / SUMMARY_FILE).is_file():
+        summary = RunSummary.model_validate_json((run_dir / SUMMARY_FILE).read_bytes())
+    return summary, tuple(missing)

@@ -5,15 +5,18 @@ account does not have, and never execute one client order id twice (CONTROLS #6,
 by `on_bar`, which the driver calls for a symbol's bar *before* any decision on that bar:
 
 - a market order fills at the bar's open moved against the trader by the slippage;
+- an order with a `price_band` (the supervisor's collar) never fills outside it: a bar whose fill price falls
+  outside ends the order `cancelled` with the reason, instead of filling a gap at any price;
 - a limit order fills when the bar touches its limit, at the better of open and limit (a gap through the
   limit fills at the open), without slippage;
-- one order fills at most `participation_cap × volume` units per bar (whole units for a whole-unit order);
-  the rest keeps working on later bars;
+- the orders of one symbol together fill at most `participation_cap × volume` units per bar, earlier orders
+  first (whole units for a whole-unit order); the rest keeps working on later bars;
 - fees are `fees_bps` of the fill notional, paid in cash.
 
 The account is long-only: a sell may never exceed the position left after other working sells. Cash is
 reserved by working buys at submit (estimated cost) and re-checked at the fill, so a price gap can shrink a
-buy but never drive cash below zero. Orders submitted on bar t can only fill from the symbol's next bar.
+buy but never drive cash below zero. Orders submitted on bar t can only fill from the symbol's next bar. Prices,
+costs and all-in sizing come from `keel.domain.costs`, the model the supervisor judges orders with.
 
 Accounting convention: a position's `average_price` and the realized PnL exclude fees, which are tracked on
 their own, so at all times `initial cash + realized PnL − fees paid == cash + Σ quantity × average price`.
@@ -27,6 +30,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from keel.brokers.base import SubmitResult
+from keel.domain.costs import CostModel
 from keel.domain.errors import BrokerError, ConfigError
 from keel.domain.intents import OrderType, Side
 from keel.domain.market import Quote
@@ -42,6 +46,7 @@ SNAPSHOT_VERSION = 1
 DUPLICATE_DETAIL = "duplicate client order id: existing order returned"
 DUPLICATE_MISMATCH_DETAIL = "duplicate client order id with different parameters"
 INSUFFICIENT_CASH_AT_FILL = "insufficient cash at fill"
+OUTSIDE_BAND = "fill price outside the order's price band"
 
 #: Order timestamps before the broker has seen any bar (it can only reject then: there is no reference price).
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -52,7 +57,16 @@ _WHOLE_EPS = 1e-9
 #: Default of `restore`'s configuration arguments: take the value the snapshot recorded.
 _FROM_SNAPSHOT: Any = object()
 #: Request fields that define an order: a resubmit under the same client order id must match them all.
-_IDENTITY_FIELDS = ("symbol", "side", "quantity", "order_type", "limit_price", "notional_cap", "reduce_only")
+_IDENTITY_FIELDS = (
+    "symbol",
+    "side",
+    "quantity",
+    "order_type",
+    "limit_price",
+    "notional_cap",
+    "reduce_only",
+    "price_band",
+)
 
 
 class _Order:
@@ -116,6 +130,8 @@ class _Order:
             order_type=r.order_type,
             quantity=r.quantity,
             limit_price=r.limit_price,
+            notional_cap=r.notional_cap,
+            price_band=r.price_band,
             status=self.status,
             filled_quantity=self.filled,
             average_price=self.cost / self.filled if self.filled > 0 else None,
@@ -157,6 +173,7 @@ class PaperBroker:
         slippage_bps: float,
         participation_cap: float | None,
         name: str = "paper",
+        no_volume: Iterable[str] = (),
     ) -> None:
         problems = []
         if not 0.0 < cash < _INF:
@@ -174,8 +191,10 @@ class PaperBroker:
         self._fees_bps = float(fees_bps)
         self._slippage_bps = float(slippage_bps)
         self._participation = None if participation_cap is None else float(participation_cap)
-        self._fee_rate = self._fees_bps / 10_000.0
-        self._slip = self._slippage_bps / 10_000.0
+        #: symbols whose data has no volume: a participation cap cannot apply to them
+        self._no_volume = frozenset(no_volume)
+        self._costs = CostModel.from_bps(self._fees_bps, self._slippage_bps)
+        self._fee_rate = self._costs.fee_rate
         self._cash = self._initial_cash
         self._fees_paid = 0.0
         self._realized = 0.0
@@ -333,8 +352,19 @@ class PaperBroker:
             for s, p in self._positions.items()
         }
 
+    @property
+    def costs(self) -> CostModel:
+        """The fee and slippage model this broker fills with (the supervisor prices orders with the same one)."""
+        return self._costs
+
     def balance(self) -> Balance:
-        return Balance.trusted(cash=self._cash, equity=self.equity(), fees_paid=self._fees_paid)
+        return Balance.trusted(
+            cash=self._cash, equity=self.equity(), fees_paid=self._fees_paid, available=self.available_cash()
+        )
+
+    def available_cash(self) -> float:
+        """Cash not held back by working buys: what a new buy may spend."""
+        return self._cash - self._reserved(None)
 
     def equity(self) -> float:
         """Cash plus every position marked at its symbol's last reference price."""
@@ -418,6 +448,7 @@ class PaperBroker:
                 "slippage_bps": slippage_bps,
                 "participation_cap": participation_cap,
                 "name": name,
+                "no_volume": _FROM_SNAPSHOT,
             }
             broker = cls(**{k: saved[k] if v is _FROM_SNAPSHOT else v for k, v in given.items()})
             if saved != broker._config():
@@ -440,6 +471,7 @@ class PaperBroker:
             "fees_bps": self._fees_bps,
             "slippage_bps": self._slippage_bps,
             "participation_cap": self._participation,
+            "no_volume": sorted(self._no_volume),
         }
 
     def _load(self, snap: dict[str, Any]) -> None:
@@ -513,6 +545,10 @@ class PaperBroker:
                 return f"limit price must be a finite number > 0, got {r.limit_price}"
         elif r.limit_price is not None:
             return "market order carries a limit price: ambiguous, refused"
+        if r.price_band is not None:
+            lo, hi = r.price_band
+            if not 0.0 < lo <= hi < _INF:
+                return f"price band must be finite, > 0 and ordered (low <= high), got {r.price_band}"
         if r.notional_cap is not None:
             if r.side is not Side.BUY:
                 return "notional_cap applies to buys only"
@@ -534,16 +570,16 @@ class PaperBroker:
             return "reduce_only buy refused: a long-only account has no short position to reduce"
         if r.notional_cap is None:
             estimate = r.quantity * self._unit_cost(r)
-            available = self._cash - self._reserved(None)
+            available = self.available_cash()
             if estimate > available:
                 return f"insufficient cash: estimated cost {estimate:.2f} exceeds available cash {available:.2f}"
         return None
 
     def _unit_cost(self, r: OrderRequest) -> float:
-        """Worst-case all-in cost per unit from what is known at submit (a buy limit never fills above it)."""
+        """Estimated all-in cost per unit from what is known at submit (a buy limit never fills above it)."""
         if r.order_type is OrderType.LIMIT and r.limit_price is not None:
             return r.limit_price * (1.0 + self._fee_rate)
-        return self._quote_px[r.symbol] * (1.0 + self._slip) * (1.0 + self._fee_rate)
+        return self._costs.unit_estimate(self._quote_px[r.symbol])
 
     def _reserved(self, exclude: _Order | None) -> float:
         return sum(o.reservation() for o in self._open.values() if o.request.side is Side.BUY and o is not exclude)
@@ -574,12 +610,15 @@ class PaperBroker:
                 f"(open {open}, high {high}, low {low}, close {close}, volume {volume})",
                 hint="prices must be finite and > 0, low <= open/close <= high, volume >= 0",
             )
-        part = None if self._participation is None else self._participation * v
+        # One budget of the bar's volume for all of the symbol's orders: the cap is on our share of the bar.
+        part = None if self._participation is None or symbol in self._no_volume else self._participation * v
         fills: list[Fill] = []
         for rec in tuple(working):  # submission order: earlier orders get the bar (and the cash) first
             fill = self._fill_order(rec, ts, o, h, lo, part)
             if fill is not None:
                 fills.append(fill)
+                if part is not None:
+                    part = max(part - fill.quantity, 0.0)
         if any(not r.status.is_open for r in working):
             working[:] = [r for r in working if r.status.is_open]
             if not working:
@@ -590,7 +629,7 @@ class PaperBroker:
         r = rec.request
         buy = r.side is Side.BUY
         if r.order_type is OrderType.MARKET:
-            price = o * (1.0 + self._slip) if buy else o * (1.0 - self._slip)
+            price = self._costs.market_price(o, buy=buy)
         else:
             limit = r.limit_price
             assert limit is not None  # validated at submit
@@ -602,6 +641,13 @@ class PaperBroker:
                 if h < limit:
                     return None
                 price = max(o, limit)
+        band = r.price_band
+        if band is not None and not band[0] <= price <= band[1]:
+            # Protection: the fill would be outside the collar around the decision's reference; refuse it.
+            why = f"{OUTSIDE_BAND}: {price:.10g} not in [{band[0]:.10g}, {band[1]:.10g}]"
+            self._finish(rec, OrderStatus.CANCELLED, why, ts)
+            self._silent.append(rec)
+            return None
         remaining = r.quantity - rec.filled
         room = remaining if part is None or part >= remaining else part
         if rec.whole:
@@ -645,27 +691,23 @@ class PaperBroker:
         cap = rec.request.notional_cap
         if cap is not None:
             budget = min(budget, cap - rec.cost - rec.fees)
-        fee_rate = self._fee_rate
-        notional = room * price
-        if notional + notional * fee_rate <= budget:
+        costs = self._costs
+        if costs.fill_cost(room, price) <= budget:
             return room
         if budget <= 0.0:
             return 0.0
-        units = budget / (price * (1.0 + fee_rate))
         if rec.whole:
-            units = float(math.floor(units))
+            return min(room, costs.affordable_at_fill(budget, price))
+        units = budget / (price * (1.0 + self._fee_rate))
         # Division rounds; step down until the exact same cost expression the fill charges fits the budget.
-        while units > 0.0:
-            notional = units * price
-            if notional + notional * fee_rate <= budget:
-                break
-            units = units - 1.0 if rec.whole else math.nextafter(units, 0.0)
+        while units > 0.0 and costs.fill_cost(units, price) > budget:
+            units = math.nextafter(units, 0.0)
         return max(units, 0.0)
 
     def _apply(self, rec: _Order, ts: datetime, price: float, units: float, remaining: float) -> Fill:
         r = rec.request
         notional = units * price
-        fee = notional * self._fee_rate
+        fee = notional * self._fee_rate  # fill_cost(units, price) == notional + fee, the same two operations
         pos = self._positions.get(r.symbol)
         if r.side is Side.BUY:
             self._cash -= notional + fee

@@ -24,8 +24,13 @@ class OrderStatus(StrEnum):
 
 
 class OrderRequest(Contract):
-    """What the executor asks the broker to do."""
+    """What the executor asks the broker to do.
 
+    `price_band` is the order's protection (the supervisor's price collar around its reference): the broker refuses
+    any fill outside it, for market orders too, and the order ends cancelled instead (a gap never fills at any price).
+    """
+
+    schema_version: int = 2
     client_order_id: str
     symbol: str
     side: Side
@@ -36,11 +41,14 @@ class OrderRequest(Contract):
     #: When set, the fill buys as many whole units as min(cash, notional_cap) pays for at the fill price
     #: (fees included), never more than `quantity`: the all-in convention, sized at the fill, not the decision.
     notional_cap: float | None = Field(None, gt=0)
+    #: (lowest, highest) fill price the broker may accept; None: unprotected (never sent by the executor)
+    price_band: tuple[float, float] | None = None
 
 
 class Order(Contract):
-    """The broker's view of one order."""
+    """The broker's view of one order, with what was asked (cap and band) so the journal holds all of it."""
 
+    schema_version: int = 2
     client_order_id: str
     broker_order_id: str
     symbol: str
@@ -48,6 +56,8 @@ class Order(Contract):
     order_type: OrderType
     quantity: float
     limit_price: float | None = None
+    notional_cap: float | None = None
+    price_band: tuple[float, float] | None = None
     status: OrderStatus
     filled_quantity: float = 0.0
     average_price: float | None = None

@@ -13,6 +13,10 @@ class Position(Contract):
 
 
 class Balance(Contract):
+    """`available` is the cash not held back by working buy orders: what a new buy may spend."""
+
+    schema_version: int = 2
     cash: float
     equity: float
     fees_paid: float = 0.0
+    available: float | None = None

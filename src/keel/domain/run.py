@@ -23,6 +23,10 @@ class Trade(Contract):
 
 
 class RunSummary(Contract):
+    """What a run did. `notes` are what a reader must know to read it right (data without volume, a file sorted on
+    load, a strategy warm-up longer than a symbol's data, manual approval in a replay)."""
+
+    schema_version: int = 2
     run_id: str
     mode: str
     strategy: str
@@ -46,4 +50,5 @@ class RunSummary(Contract):
     fees_paid: float
     events: int
     journal_head: str
+    notes: tuple[str, ...] = ()
     trade_list: tuple[Trade, ...] = Field(default=(), exclude=True)

@@ -44,3 +44,10 @@ class UnknownRun(InputError):
 
 class JournalSchemaError(KeelError):
     """The database holds a journal schema this version does not know how to read; nothing was changed."""
+
+
+class ResumeDiverged(KeelError):
+    """A resumed run, re-running its interrupted cycle, did not write what the journal already holds.
+
+    The journal is intact (nothing was written twice or changed); the run cannot continue deterministically from it:
+    its inputs, its configuration or its trading state differ from when it stopped."""

@@ -118,6 +118,37 @@ def iter_records(path: str | os.PathLike[str], *, upto_seq: int | None = None) -
             return
 
 
+def records_between(path: str | os.PathLike[str], after_seq: int, upto_seq: int) -> list[dict[str, Any]]:
+    """The records with `after_seq < seq <= upto_seq`, in log order, read from the end of the file (a resume needs
+    the last few records of a long log). Lines past `upto_seq` are ignored; a gap or an unparsable line inside the
+    range raises `JournalIntegrityError`: a resume must not skip committed evidence."""
+    if upto_seq <= after_seq:
+        return []
+    found: list[dict[str, Any]] = []
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for _, _, line in lines_backward(fd, os.fstat(fd).st_size):
+            record = parse_record(line)
+            if record is None:
+                if found:
+                    raise JournalIntegrityError(f"{path}: an unparsable line among committed records")
+                continue
+            seq = record["seq"]
+            if seq > upto_seq:
+                continue
+            if seq <= after_seq:
+                break
+            if found and seq != found[-1]["seq"] - 1:
+                raise JournalIntegrityError(f"{path}: seq {seq} is followed by seq {found[-1]['seq']}")
+            found.append(record)
+    finally:
+        os.close(fd)
+    found.reverse()
+    if not found or found[0]["seq"] != after_seq + 1 or found[-1]["seq"] != upto_seq:
+        raise JournalIntegrityError(f"{path}: records {after_seq + 1}..{upto_seq} are not all in the log")
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class Cut:
     """What `truncate_after` removed: whole records past the kept head, partial lines, and the bytes themselves

@@ -14,7 +14,8 @@ database write is not.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +26,8 @@ from typing import Any
 from keel.domain.decisions import TradingState
 from keel.domain.errors import InputError, JournalIntegrityError
 from keel.domain.intents import IntentState, TradeIntent
+from keel.domain.orders import Fill, Order
+from keel.journal.errors import ResumeDiverged
 from keel.journal.eventlog import ZERO_HASH, Cut, EventLog, canonical, record_hash
 from keel.journal.schema import to_iso
 from keel.journal.store import IntentStore
@@ -34,6 +37,13 @@ from keel.journal.verify import VerifyReport, verify_log
 _TRANSITION_KEYS = frozenset({"intent_id", "from", "to", "reason", "actor"})
 #: Events only the journal itself writes, each together with the row change it describes.
 RESERVED_EVENTS = frozenset({"intent.proposed", "intent.transition", "journal.repair", "trading_state.changed"})
+#: Events a start-up writes itself; re-running a cycle never reproduces them (see `begin_redo`).
+STARTUP_EVENTS = frozenset({"journal.repair", "run.resumed"})
+
+
+def order_facts(order: Order) -> dict[str, Any]:
+    """An order as the journal records it, in JSON form: what an order event carries and its row must equal."""
+    return order.model_dump(mode="json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +72,12 @@ class Journal:
         self._committed = store.head(log_id) or (0, ZERO_HASH)
         self._needs_recovery = log.torn_tail or log.head != self._committed
         self._closed = False
+        self._depth = 0  # nesting of write-through units (see `atomic`)
+        #: resuming (see `begin_redo`): records the re-run must reproduce, the head of the last one reproduced, and
+        #: what to do before the first new write; None when not resuming
+        self._redo: deque[dict[str, Any]] | None = None
+        self._redo_head: tuple[int, str] = (0, ZERO_HASH)
+        self._on_drained: Callable[[], None] | None = None
 
     @classmethod
     def open(
@@ -71,11 +87,14 @@ class Journal:
         log_path: str | os.PathLike[str],
         log_id: str,
         write_through: bool,
-        fsync: bool = False,
+        fsync: bool = True,
         connect_args: Mapping[str, Any] | None = None,
     ) -> Journal:
         """Open the store and the log. If they disagree (a crash between flush and commit, or worse) every write is
-        refused until `recover()` has run: nothing is written on top of a log whose tail is in doubt."""
+        refused until `recover()` has run: nothing is written on top of a log whose tail is in doubt.
+
+        The log is fsynced before every commit (`fsync=True`, the default), so after a power loss it is never behind
+        the database: the start-up check can then only find a torn tail, never lose committed evidence."""
         store = IntentStore.open(url, write_through=write_through, connect_args=connect_args)
         try:
             log = EventLog.open(log_path, fsync=fsync)
@@ -104,7 +123,10 @@ class Journal:
 
     @property
     def head(self) -> tuple[int, str]:
-        """`(seq, hash)` of the last event appended, committed or not (what a run summary cites)."""
+        """`(seq, hash)` of the last event appended, committed or not (what a run summary cites). While a resume
+        re-runs its interrupted cycle, the last record reproduced so far."""
+        if self._redo is not None:
+            return self._redo_head
         return self._log.head
 
     @property
@@ -136,14 +158,23 @@ class Journal:
     def _unit(self) -> Iterator[None]:
         """Write-through: one transaction for the block's rows, the log flushed before it commits with the new head.
 
-        On failure the unflushed events are dropped; if the log was already flushed past the committed head (the
-        commit failed after the flush) the journal refuses further writes until `recover()` cuts that tail.
+        Inside `atomic()` the block joins the outer unit instead. On failure the unflushed events are dropped; if the
+        log was already flushed past the committed head (the commit failed after the flush) the journal refuses
+        further writes until `recover()` cuts that tail.
         """
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
         self._check_usable()
         if self._store.in_atomic:
             # The head would be recorded as committed before the outer block commits; refuse rather than lie.
             raise InputError("journal writes commit on their own; do not wrap them in IntentStore.atomic()")
         log = self._log
+        self._depth = 1
         try:
             with self._store.atomic():
                 yield
@@ -153,7 +184,44 @@ class Journal:
         except BaseException:
             self._after_failure()
             raise
+        finally:
+            self._depth = 0
         self._committed = log.flushed_head
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Group the writes that describe one fact (a transition and the order it sent; a fill, its order and its
+        event) so they commit together: in write-through mode one transaction with the log head, the log flushed
+        first; in buffered mode they join the batch as every write does. A failure inside discards them all."""
+        if self._write_through:
+            with self._unit():
+                yield
+            return
+        self._check_usable()
+        yield
+
+    def order_event(
+        self,
+        stage: str,
+        event: str,
+        order: Order,
+        payload: Mapping[str, Any],
+        *,
+        ts: datetime,
+        run_id: str,
+        fill: Fill | None = None,
+    ) -> None:
+        """Record an order (and the fill that changed it) with the event that says what happened, atomically.
+
+        The event carries the order as recorded under `order`, so every order row can be checked against the log."""
+        body = {**payload, "order": order_facts(order)}
+        if self._redo is not None and self._redone(to_iso(ts), run_id, stage, event, body):
+            return  # the rows were committed with the event
+        with self.atomic():
+            if fill is not None:
+                self._store.record_fill(fill, run_id=run_id)
+            self._store.record_order(order, intent_id=order.client_order_id, run_id=run_id)
+            self.event(stage, event, body, ts=ts, run_id=run_id)
 
     def _after_failure(self) -> None:
         self._log.discard()
@@ -171,6 +239,8 @@ class Journal:
         if event in RESERVED_EVENTS:
             raise InputError(f"event '{event}' is written by the journal itself, with the state change it records")
         ts_text = to_iso(ts)
+        if self._redo is not None and self._redone(ts_text, run_id, stage, event, payload):
+            return self._redo_head
         if self._write_through:
             with self._unit():
                 return self._log.append(ts=ts_text, run_id=run_id, stage=stage, event=event, payload=payload)
@@ -194,6 +264,10 @@ class Journal:
         # The intent's fields are JSON-native for orjson (str enums, aware datetimes, tuples): one canonical
         # serialisation serves the row, and the event carries the same fields.
         fields = intent.__dict__
+        if self._redo is not None and self._redone(
+            ts, intent.run_id, stage, "intent.proposed", {"intent_id": intent.intent_id, "intent": fields}
+        ):
+            return True  # created before the interruption; the re-run carries it on
         payload = canonical(fields).decode()
         log = self._log
         mark = log.head
@@ -264,6 +338,8 @@ class Journal:
         run_id: str,
         payload: dict[str, Any],
     ) -> None:
+        if self._redo is not None and self._redone(ts, run_id, stage, "intent.transition", payload):
+            return
         log = self._log
         mark = log.head
         log.append(ts=ts, run_id=run_id, stage=stage, event="intent.transition", payload=payload)
@@ -287,6 +363,8 @@ class Journal:
             return
         payload = {"state": TradingState(state).value, "reason": reason, "actor": actor}
         ts_text = to_iso(ts)
+        if self._redo is not None and self._redone(ts_text, run_id, stage, "trading_state.changed", payload):
+            return
         if self._write_through:
             with self._unit():
                 self._log.append(ts=ts_text, run_id=run_id, stage=stage, event="trading_state.changed", payload=payload)
@@ -407,6 +485,75 @@ class Journal:
         return RecoveryReport(
             committed_head=committed, log_head=log_head, cut=cut, quarantine=quarantine, repair_seq=repair_seq
         )
+
+    # -- resuming ------------------------------------------------------------------------------------
+
+    def begin_redo(
+        self, records: Iterable[Mapping[str, Any]], *, start: tuple[int, str], on_drained: Callable[[], None]
+    ) -> int:
+        """Resume by re-running from a checkpoint: `records` (the committed records past it, in order) are what the
+        re-run will write again, and each is recognised — compared field by field — instead of written twice; a write
+        that differs raises `ResumeDiverged`. `start` is the `(seq, hash)` the checkpoint was taken at.
+        `on_drained` runs once, right before the first write past them: the resume's reconciliation and its
+        `run.resumed` event go there, so nothing new is written (nor sent) before the journal is reconciled.
+        Startup records (a repair, an earlier resume) are skipped: no cycle writes them. Returns how many are expected.
+        """
+        self._redo = deque(r for r in records if r["event"] not in STARTUP_EVENTS)
+        self._redo_head = start
+        self._on_drained = on_drained
+        return len(self._redo)
+
+    @property
+    def redoing(self) -> int:
+        """Records a resume still expects the re-run to reproduce (0 when not resuming or all were reproduced)."""
+        return len(self._redo) if self._redo is not None else 0
+
+    def finish_redo(self) -> None:
+        """End a resume's re-run: every expected record must have been reproduced (else `ResumeDiverged`), and the
+        drain action runs now if no new write has triggered it yet."""
+        if self._redo is None:
+            return
+        if self._redo:
+            first = self._redo[0]
+            raise ResumeDiverged(
+                f"journal {self._log_id}: the resumed run ended without reproducing seq {first['seq']} "
+                f"({first['event']}) and {len(self._redo) - 1} later record(s) it had committed",
+                hint="the inputs or the configuration changed since the run stopped; start it anew with --fresh",
+            )
+        self._drain()
+
+    def _redone(self, ts: str, run_id: str, stage: str, event: str, payload: Mapping[str, Any]) -> bool:
+        """True when this write is the next record the journal already holds. Past the last one, the drain action
+        runs first and False is returned: the write is new."""
+        redo = self._redo
+        assert redo is not None
+        if not redo:
+            self._drain()
+            return False
+        expected = redo[0]
+        same = (
+            expected["event"] == event
+            and expected["ts"] == ts
+            and expected["stage"] == stage
+            and expected["run_id"] == run_id
+            and canonical(expected["payload"]) == canonical(payload)
+        )
+        if not same:
+            raise ResumeDiverged(
+                f"journal {self._log_id}: resuming, the re-run writes {event} ({stage}, {ts}) where the journal holds "
+                f"seq {expected['seq']}: {expected['event']} ({expected['stage']}, {expected['ts']}); nothing was "
+                "written",
+                hint="the inputs, the configuration or the trading state changed since the run stopped; restore them "
+                "to resume, or start the run anew with --fresh",
+            )
+        redo.popleft()
+        self._redo_head = (expected["seq"], expected["hash"])
+        return True
+
+    def _drain(self) -> None:
+        callback, self._on_drained, self._redo = self._on_drained, None, None
+        if callback is not None:
+            callback()
 
     def _quarantine(self, cut: Cut) -> Path:
         """Keep cut bytes beside the log: uncommitted records are not evidence of trades, but they are evidence of

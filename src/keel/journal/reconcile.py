@@ -13,7 +13,7 @@ Nothing trades until this has run (ARCHITECTURE §3a). Three checks:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -24,7 +24,7 @@ from keel.domain.intents import TRANSITIONS, IntentState
 from keel.domain.orders import Order, OrderStatus
 from keel.domain.reasons import ReasonCode
 from keel.journal.eventlog import iter_records
-from keel.journal.journal import Journal
+from keel.journal.journal import Journal, order_facts
 
 ACTOR = "reconcile"
 STAGE = "reconcile"
@@ -93,9 +93,17 @@ class ReconciliationReport:
 
 
 def reconcile(
-    journal: Journal, broker_lookup: Callable[[str], Order | None], *, run_id: str, ts: datetime
+    journal: Journal,
+    broker_lookup: Callable[[str], Order | None],
+    *,
+    run_id: str,
+    ts: datetime,
+    carried_on: Collection[str] = (),
 ) -> ReconciliationReport:
-    """Reconcile one run (see the module docstring). Commits what it changes; raises if the journal needs recovery."""
+    """Reconcile one run (see the module docstring). Commits what it changes; raises if the journal needs recovery.
+
+    `carried_on`: intents a resumed run is re-driving itself (it re-ran their cycle from a checkpoint, with the
+    paper venue restored to that checkpoint): check (b) leaves them to the run."""
     journal.commit()
     store = journal.store
     breaks: list[Break] = []
@@ -116,7 +124,8 @@ def reconcile(
 
     # (b) stuck executions, resolved from the broker and never resubmitted
     resolved: list[Resolution] = []
-    for intent_id in sorted(i for i, state in in_store.items() if state is IntentState.EXECUTING):
+    stuck = (i for i, state in in_store.items() if state is IntentState.EXECUTING and i not in carried_on)
+    for intent_id in sorted(stuck):
         try:
             order = broker_lookup(intent_id)
         except Exception as exc:  # the broker is unreachable: the outcome stays unknown, the intent executing
@@ -210,21 +219,22 @@ def _resolve(journal: Journal, intent_id: str, order: Order | None, *, run_id: s
             "order_status": order.status.value,
         }
     if order is not None:
-        # Recorded first: a crash before the transition leaves the intent executing with its order known, and the
-        # next reconciliation resolves it again; the other order would leave an execution without its order.
-        journal.store.record_order(order, intent_id=intent_id, run_id=run_id)
+        detail["order"] = order_facts(order)
     try:
-        journal.transition(
-            intent_id,
-            IntentState.EXECUTING,
-            target,
-            ts=ts,
-            actor=ACTOR,
-            reason=reason,
-            stage=STAGE,
-            run_id=run_id,
-            detail=detail,
-        )
+        with journal.atomic():  # the resolution and the order it found commit together
+            journal.transition(
+                intent_id,
+                IntentState.EXECUTING,
+                target,
+                ts=ts,
+                actor=ACTOR,
+                reason=reason,
+                stage=STAGE,
+                run_id=run_id,
+                detail=detail,
+            )
+            if order is not None:
+                journal.store.record_order(order, intent_id=intent_id, run_id=run_id)
     except StaleState as exc:
         return Break(intent_id, BreakKind.UNRESOLVED, f"moved by another process while reconciling: {exc.message}")
     return Resolution(intent_id=intent_id, to_state=target, reason=reason, order=order)

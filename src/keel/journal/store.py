@@ -173,6 +173,7 @@ class IntentStore:
         self._approvals: dict[str, dict[str, Any]] = {}
         self._checkpoints: dict[str, dict[str, Any]] = {}
         self._heads: dict[str, dict[str, Any]] = {}
+        self._run_updates: dict[str, dict[str, Any]] = {}
         # Buffered mode: the state of every intent this store has seen (committed or buffered), so a
         # compare-and-set is judged at call time. Runs that had no intent in the database when first seen are
         # "fresh": every intent of theirs was created through this store, so a create needs no query.
@@ -193,9 +194,12 @@ class IntentStore:
     ) -> IntentStore:
         """Connect, create the tables if absent, and check the schema version.
 
-        SQLite runs in WAL mode (readers never block the writer) with `synchronous=NORMAL` (a commit survives a
-        process crash; only an OS crash can lose the last commits, which reconciliation then catches) and a busy
-        timeout so concurrent writers wait instead of failing. PostgreSQL URLs are used as given
+        SQLite runs in WAL mode (readers never block the writer) with a busy timeout so concurrent writers wait
+        instead of failing. Write-through stores (sessions, the control store) run `synchronous=FULL`: a committed
+        intent survives a power loss, because an order may already be on its way for it. Buffered stores (replay)
+        run `synchronous=NORMAL`: a commit survives a process crash, and a power loss can only lose the last batches,
+        which the journal's start-up check sees as a torn tail (the event log is fsynced before every commit, so
+        the log is never behind the database) and the replay redoes. PostgreSQL URLs are used as given
         (`postgresql+psycopg://…`); `connect_args` reaches the driver (e.g. `options` for a search path).
         """
         u = make_url(url)
@@ -205,7 +209,7 @@ class IntentStore:
             if db and db != ":memory:" and not db.startswith("file:"):
                 Path(db).parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(u, connect_args=dict(connect_args or {}))
-            event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms))
+            event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms, full_sync=write_through))
         elif backend == "postgresql":
             engine = create_engine(u, connect_args=dict(connect_args or {}))
         else:
@@ -316,6 +320,7 @@ class IntentStore:
             + len(self._approvals)
             + len(self._checkpoints)
             + len(self._heads)
+            + len(self._run_updates)
         )
 
     def commit(self) -> None:
@@ -357,6 +362,8 @@ class IntentStore:
                 many(self._upsert_checkpoint, list(self._checkpoints.values()))
             if self._heads:
                 many(self._upsert_head, list(self._heads.values()))
+            if self._run_updates:
+                many(self._upd_run, list(self._run_updates.values()))
             self._dbapi.commit()
         except BaseException:
             self._dbapi.rollback()
@@ -397,6 +404,7 @@ class IntentStore:
         self._approvals = {}
         self._checkpoints = {}
         self._heads = {}
+        self._run_updates = {}
 
     def _forget(self) -> None:
         """Drop the buffer and every cached state: after a discarded batch the cache is rebuilt from the database
@@ -854,9 +862,15 @@ class IntentStore:
             raise DuplicateRun(run_id)
 
     def finish_run(self, run_id: str, *, status: RunStatus | str, summary: Mapping[str, Any]) -> None:
-        """Close a run with its final status and summary, committed at once in every mode. In buffered mode, commit
-        the journal first: a run marked complete must not wait on a batch that a crash could still lose."""
+        """Close a run with its final status and summary. Write-through: at once (or with the open `atomic()`
+        block). Buffered: with the batch, so `complete` is committed together with the last events it summarises
+        and never without them."""
         row = {"b_run": run_id, "b_status": RunStatus(status).value, "b_summary": _json(dict(summary))}
+        if not self._write_through:
+            if self.get_run(run_id) is None:
+                raise UnknownRun(run_id)
+            self._run_updates[run_id] = row
+            return
         if self._write_row(self._upd_run, row) != 1:
             raise UnknownRun(run_id)
 
@@ -1031,12 +1045,12 @@ def _build_statements(dialect: Any) -> dict[str, str]:
 _CACHE_KIB = 131_072
 
 
-def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
+def _sqlite_pragmas(busy_timeout_ms: int, *, full_sync: bool) -> Any:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA synchronous={'FULL' if full_sync else 'NORMAL'}")
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             # Intent, order and fill ids are hashes, so their index pages are hit at random: a cache that holds
             # a batch's pages writes each of them once per commit instead of spilling and rewriting them.

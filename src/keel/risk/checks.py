@@ -3,6 +3,10 @@
 Each check is a small function from a `CheckInput` to an outcome: pass, reject with a reason code, or
 modify (a smaller quantity that fits, recorded). The first reject decides; a modify lets the remaining
 checks run against the reduced quantity. Exits that shrink risk skip the checks that only guard new risk.
+
+An all-in buy carries a notional cap instead of a fixed size (it is sized at the fill price): the notional checks
+judge the cap, a modify lowers the cap, and the quantity is always the most whole units the cap can buy inside the
+price band (`keel.domain.costs.max_units`). What the supervisor approves — units and notional — is what is sent.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from keel.domain.costs import CostModel, max_units
 from keel.domain.decisions import NoTradeTrigger, TradingState
 from keel.domain.intents import Side
 from keel.domain.reasons import ReasonCode
@@ -42,8 +47,12 @@ class CheckInput:
     opens_position: bool
     day_pnl: float
     orders_last_minute: int
-    cash_available: float
-    cost_rate: float  # fees + slippage as a fraction of notional
+    cash_available: float  # the broker's available cash less what intents not yet sent will take
+    costs: CostModel
+    #: all-in buys: spend at most this (fees included); the quantity follows from it
+    notional_cap: float | None = None
+    #: lowest fill price the order's band allows (all-in buys: what bounds their quantity)
+    band_low: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +60,7 @@ class Outcome:
     code: ReasonCode | None = None
     quantity: float | None = None  # set by a modify
     detail: str = ""
+    notional_cap: float | None = None  # set by a modify of an all-in buy
 
 
 PASS = Outcome()
@@ -128,8 +138,18 @@ def validity(c: CheckInput) -> Outcome:
 
 
 def _fit(c: CheckInput, room: float, code: ReasonCode) -> Outcome:
-    """Reduce the quantity to whole units that fit `room` of notional, or reject when not one unit fits."""
+    """Reduce the quantity to whole units that fit `room` of notional, or reject when not one unit fits.
+
+    An all-in buy fits its cap instead: the cap becomes `room` (when one unit still fits at the reference) and the
+    quantity the most units the new cap can buy inside the band."""
     price = c.limit_price if c.limit_price is not None else c.reference_price
+    if c.notional_cap is not None:
+        if c.notional_cap <= room + 1e-9:
+            return PASS
+        if room < c.costs.unit_estimate(price):
+            return _reject(code, f"room {room:.2f} < one unit at {price:.6g}")
+        units = max_units(room, c.band_low)
+        return Outcome(code=code, quantity=units, notional_cap=room, detail=f"cap {c.notional_cap:.2f} -> {room:.2f}")
     if c.quantity * price <= room + 1e-9:
         return PASS
     fitted = math.floor(max(room, 0.0) / price)
@@ -167,9 +187,27 @@ def order_rate(c: CheckInput) -> Outcome:
 
 
 def cash(c: CheckInput) -> Outcome:
+    """The broker's own estimate of what the buy takes (`CostModel.buy_estimate`), against the available cash."""
     if c.side is Side.SELL:
         return PASS
-    return _fit(c, c.cash_available / (1.0 + c.cost_rate), ReasonCode.INSUFFICIENT_CASH)
+    room = c.cash_available
+    if c.notional_cap is not None:
+        unit = c.costs.unit_estimate(c.reference_price)
+        if c.notional_cap < unit:
+            return _reject(
+                ReasonCode.INSUFFICIENT_CASH, f"cap {c.notional_cap:.2f} < one unit at {unit:.6g} with costs"
+            )
+        return _fit(c, room, ReasonCode.INSUFFICIENT_CASH)
+    if c.limit_price is None:
+        costs, price = c.costs, c.reference_price
+    else:  # a buy limit is reserved at its limit price, without slippage
+        costs, price = CostModel(c.costs.fee_rate, 0.0), c.limit_price
+    if costs.buy_estimate(c.quantity, price) <= room:
+        return PASS
+    fitted = costs.affordable_units(room, price)
+    if fitted < 1:
+        return _reject(ReasonCode.INSUFFICIENT_CASH, f"available {room:.2f} < one unit at {price:.6g} with costs")
+    return Outcome(code=ReasonCode.INSUFFICIENT_CASH, quantity=fitted, detail=f"reduced {c.quantity:g} -> {fitted:g}")
 
 
 #: The precedence of the design. The duplicate check is the journal's: an intent id it already holds is
@@ -199,6 +237,7 @@ class CheckRun:
     quantity: float
     modified: tuple[ReasonCode, ...]
     results: tuple[tuple[str, ReasonCode | None, str], ...]  # (check, code or None when passed, detail)
+    notional_cap: float | None = None  # all-in buys: the approved cap
 
 
 def run_checks(c: CheckInput) -> CheckRun:
@@ -210,7 +249,9 @@ def run_checks(c: CheckInput) -> CheckRun:
         if out.code is None:
             continue
         if out.quantity is None:
-            return CheckRun(out.code, c.quantity, tuple(modified), tuple(results))
+            return CheckRun(out.code, c.quantity, tuple(modified), tuple(results), c.notional_cap)
         modified.append(out.code)
         c.quantity = out.quantity
-    return CheckRun(None, c.quantity, tuple(modified), tuple(results))
+        if out.notional_cap is not None:
+            c.notional_cap = out.notional_cap
+    return CheckRun(None, c.quantity, tuple(modified), tuple(results), c.notional_cap)

@@ -1,4 +1,6 @@
-"""Reading the trading state cheaply enough to re-check it before every submit.
+"""Where a run reads its trading state: the operator's control plane (sessions), or its own simulation (replay).
+
+Reading it must be cheap enough to re-check before every submit.
 
 The state lives in the control database so any process (CLI, API, another worker) can halt trading. A
 SQLite reader asks `PRAGMA data_version` — which changes only when another connection commits — and
@@ -7,7 +9,7 @@ re-reads the state only then; other backends re-read every time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from keel.domain.decisions import TradingState
@@ -30,3 +32,41 @@ class TradingStateGuard:
             self._state, self._reason = self._read()
             self._version = version
         return self._state, self._reason
+
+
+class SimulatedTradingState:
+    """A replay's own trading state. A replay is a simulation: it never reads the operator's control plane (a
+    halt of real sessions must not turn a backtest into a 0-trade result), so its state starts `active` and changes
+    only inside the run: scripted changes (stress scenarios, drills) at given instants, and, in later waves, the
+    simulated kill-switch triggers. It is snapshotted with the run's checkpoints."""
+
+    def __init__(self, script: Sequence[tuple[int, TradingState, str]] = ()) -> None:
+        self._script = sorted((int(ts), TradingState(state), str(reason)) for ts, state, reason in script)
+        self._pos = 0
+        self._state, self._reason = TradingState.ACTIVE, "initial"
+
+    def current(self) -> tuple[TradingState, str]:
+        return self._state, self._reason
+
+    @property
+    def change_times(self) -> list[int]:
+        """Instants (ns) at which the script changes the state: a driver must visit the bars there."""
+        return [ts for ts, _, _ in self._script]
+
+    def advance(self, ts_ns: int) -> list[tuple[int, TradingState, str]]:
+        """Apply every scripted change due at or before `ts_ns`; returns those applied, in order."""
+        applied = []
+        while self._pos < len(self._script) and self._script[self._pos][0] <= ts_ns:
+            change = self._script[self._pos]
+            self._pos += 1
+            if change[1] is not self._state:
+                self._state, self._reason = change[1], change[2]
+                applied.append(change)
+        return applied
+
+    def snapshot(self) -> dict:
+        return {"pos": self._pos, "state": self._state.value, "reason": self._reason}
+
+    def restore(self, snap: dict) -> None:
+        self._pos = int(snap["pos"])
+        self._state, self._reason = TradingState(snap["state"]), str(snap["reason"])

@@ -21,6 +21,10 @@ class ManagedPosition:
     time_exit_t: int | None
     watch_from_t: int
     exit_intent_id: str | None = None
+    #: the leg of an exit that is due but has not closed the position yet (blocked, expired, refused or cancelled):
+    #: it is owed, and proposed again at every bar of the symbol until the position is flat
+    exit_owed: str | None = None
+    exit_owed_t: int = -1  # the bar it came due (it was proposed there)
 
 
 @dataclass(slots=True)
@@ -40,8 +44,11 @@ class Book:
     pending_approvals: dict[str, PendingApproval] = field(default_factory=dict)
     #: client order id (= intent id) -> {"symbol", "leg", "stop", "target"} for orders still working
     working: dict[str, dict] = field(default_factory=dict)
-    #: intent id -> notional reserved by an entry in flight (pending approval, approved, working)
+    #: intent id -> notional reserved by an entry in flight (pending approval, approved, working): exposure
     reserved: dict[str, float] = field(default_factory=dict)
+    #: intent id -> cash an allowed buy will take once sent (pending approval or approved, not yet at the broker;
+    #: once sent, the broker's own reservation counts it)
+    unsent: dict[str, float] = field(default_factory=dict)
     order_times: deque[int] = field(default_factory=deque)
     #: supervisor decisions so far: approve / modify / reject, and the codes of every modify
     verdicts: dict[str, int] = field(default_factory=dict)
@@ -55,6 +62,7 @@ class Book:
         if self.pending_exit.get(symbol) == intent_id:
             del self.pending_exit[symbol]
         self.reserved.pop(intent_id, None)
+        self.unsent.pop(intent_id, None)
 
     def snapshot(self) -> dict:
         return {
@@ -64,6 +72,7 @@ class Book:
             "pending_approvals": {k: asdict(v) for k, v in self.pending_approvals.items()},
             "working": {k: dict(v) for k, v in self.working.items()},
             "reserved": dict(self.reserved),
+            "unsent": dict(self.unsent),
             "order_times": list(self.order_times),
             "verdicts": dict(self.verdicts),
             "day": self.day,
@@ -79,6 +88,7 @@ class Book:
             pending_approvals={k: PendingApproval(**v) for k, v in snap["pending_approvals"].items()},
             working={k: dict(v) for k, v in snap["working"].items()},
             reserved=dict(snap["reserved"]),
+            unsent=dict(snap["unsent"]),
             order_times=deque(snap["order_times"]),
             verdicts=dict(snap["verdicts"]),
             day=snap["day"],

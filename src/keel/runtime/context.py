@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from keel.domain.costs import CostModel
 from keel.runtime.book import Book
 from keel.runtime.clock import ReplayClock
 from keel.runtime.market import MarketView
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from keel.agents.outlook import OutlookSeries
     from keel.brokers.paper import PaperBroker
     from keel.journal.journal import Journal
-    from keel.risk.trading_state import TradingStateGuard
+    from keel.risk.trading_state import SimulatedTradingState, TradingStateGuard
     from keel.strategies.base import Signals, Strategy
 
 
@@ -36,9 +37,12 @@ class RunContext:
     outlooks: dict[str, OutlookSeries]
     journal: Journal
     broker: PaperBroker
-    guard: TradingStateGuard
+    #: where the trading state is read: the control plane (sessions) or the simulation below (replay)
+    guard: TradingStateGuard | SimulatedTradingState
     schedule: Schedule
     book: Book = field(default_factory=Book)
-    #: fees + slippage as a fraction of notional, for cash checks and sizing
-    cost_rate: float = 0.0
+    #: the broker's fee and slippage model: sizing and the cash check price orders exactly as the broker will
+    costs: CostModel = field(default_factory=CostModel)
     extras: dict[str, Any] = field(default_factory=dict)
+    #: a replay's own trading state (the same object as `guard`), None in sessions
+    simulated: SimulatedTradingState | None = None

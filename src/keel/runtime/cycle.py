@@ -46,15 +46,27 @@ ROUTE_AFTER_MONITOR = route_after_monitor
 
 
 def begin_cycle(ctx: RunContext, t: int) -> CycleState:
-    """Move the clock to bar t, roll the trading day, and let the market act (fills, marks) before deciding."""
+    """Move the clock to bar t, apply the simulated trading state's due changes (replay), roll the trading day, and
+    let the market act (fills, marks) before deciding."""
     market = ctx.market
     ts_ns = market.ts_ns(t)
     ctx.clock.set_ns(ts_ns)
+    sim = ctx.simulated
+    if sim is not None:
+        for at, trading, reason in sim.advance(ts_ns):
+            ctx.journal.event(
+                "risk",
+                "trading_state.simulated",
+                {"state": trading.value, "reason": reason, "at": ns_to_datetime(at).isoformat()},
+                ts=ctx.clock.now(),
+                run_id=ctx.run_id,
+            )
     book = ctx.book
     day = ts_ns // DAY_NS
     if day != book.day:
         book.day = day
-        book.day_start_equity = equity_before(ctx, t)
+        # The day starts at midnight, not at the first bar a driver happens to visit: mark at the boundary.
+        book.day_start_equity = equity_before(ctx, market.first_at_or_after(day * DAY_NS))
     state = new_cycle(t, ts_ns)
     state["fills"] = advance_market(ctx, t)
     state["ended"] = ctx.broker.drain_silent_updates()
@@ -69,6 +81,11 @@ def advance_market(ctx: RunContext, t: int) -> list:
     for symbol in market.symbols:
         i = market.bar_index(symbol, t)
         if i < 0:
+            # No bar here: its reference is its latest bar, whichever bars a driver visited before.
+            j = market.last_bar_index(symbol, t)
+            if j >= 0:
+                b = market.views[symbol].bars
+                broker.mark(symbol, ns_to_datetime(int(b.ts[j])), float(b.close[j]))
             continue
         b = market.views[symbol].bars
         got = broker.on_bar(
@@ -80,8 +97,8 @@ def advance_market(ctx: RunContext, t: int) -> list:
 
 
 def equity_before(ctx: RunContext, t: int) -> float:
-    """Account equity at the close of the bar before t, from the data: positions only change at fills, so
-    this is the same whichever bars a driver visited in between."""
+    """Account equity at the close of the bar before t, from the data: positions only change at fills, and fills
+    only at visited bars, so this is the same whichever bars a driver visited in between."""
     equity = ctx.broker.balance().cash
     for symbol, position in ctx.broker.positions().items():
         j = ctx.market.last_bar_index(symbol, t - 1) if t > 0 else -1
@@ -101,12 +118,27 @@ def run_cycle(state: CycleState, ctx: RunContext) -> CycleState:
     return state
 
 
+def after_cycle(ctx: RunContext, t: int) -> None:
+    """The commit policy, after each visited bar. Replay commits a batch (with its checkpoint) once it is large;
+    write-through modes have committed every write already and checkpoint after every cycle that wrote something,
+    so a crash resumes from the last complete cycle instead of from the start."""
+    journal = ctx.journal
+    if journal.write_through:
+        if journal.head != ctx.extras.get("checkpointed_head"):
+            checkpoint(ctx, t)
+    elif journal.pending >= ctx.settings.journal.batch_size:
+        checkpoint(ctx, t)
+
+
 def checkpoint(ctx: RunContext, t: int) -> None:
     """Commit the journal batch together with everything needed to resume after bar t."""
     snapshot = {
         "broker": ctx.broker.snapshot(finished=False),
         "book": ctx.book.snapshot(),
         "schedule": ctx.schedule.snapshot(),
+        "simulated": ctx.simulated.snapshot() if ctx.simulated is not None else None,
+        "journal_seq": ctx.journal.head[0],
     }
     ctx.journal.store.save_checkpoint(ctx.run_id, t, snapshot, ts=ns_to_datetime(ctx.market.ts_ns(t)))
     ctx.journal.commit()
+    ctx.extras["checkpointed_head"] = ctx.journal.head

@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING
 
 from langgraph.graph import END, START, StateGraph
 
-from keel.runtime.cycle import EXIT_LOOP, PIPELINE, REPORTER, ROUTE_AFTER_MONITOR, begin_cycle, checkpoint
+from keel.runtime.cycle import (
+    EXIT_LOOP,
+    PIPELINE,
+    REPORTER,
+    ROUTE_AFTER_MONITOR,
+    after_cycle,
+    begin_cycle,
+    checkpoint,
+)
 from keel.runtime.state import CycleState
 
 if TYPE_CHECKING:
@@ -60,13 +68,11 @@ def build_graph(ctx: RunContext):
 def run_graph(ctx: RunContext, *, start_after: int = -1, on_bar: Callable[[int], None] | None = None) -> int:
     """Drive every bar after `start_after` through the graph; returns the last bar index visited."""
     graph = build_graph(ctx)
-    batch = ctx.settings.journal.batch_size
     last = start_after
     for t in range(start_after + 1, len(ctx.market)):
         graph.invoke(begin_cycle(ctx, t), {"recursion_limit": RECURSION_LIMIT})
         last = t
-        if ctx.journal.pending >= batch:
-            checkpoint(ctx, t)
+        after_cycle(ctx, t)
         if on_bar is not None:
             on_bar(t)
     if last >= 0:

@@ -43,6 +43,8 @@ class MarketView:
                 at = np.full(n, -1, dtype=np.int64)
                 at[to_tl] = np.arange(len(f), dtype=np.int64)
             self.views[f.symbol] = SymbolView(f, at, to_tl)
+        #: every symbol has a bar at every instant of the timeline
+        self.aligned = aligned
         # Plain-list copies make scalar reads in the hot path cheap (numpy scalar access costs ~100 ns each).
         self._ts_list: list[int] = self.timeline.tolist()
 
@@ -51,6 +53,10 @@ class MarketView:
 
     def ts_ns(self, t: int) -> int:
         return self._ts_list[t]
+
+    def first_at_or_after(self, ts_ns: int) -> int:
+        """Timeline index of the first instant at or after `ts_ns` (len(self) when there is none)."""
+        return int(np.searchsorted(self.timeline, ts_ns, side="left"))
 
     def bar_index(self, symbol: str, t: int) -> int:
         """This symbol's bar at timeline index t, or -1."""

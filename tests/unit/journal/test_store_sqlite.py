@@ -19,13 +19,16 @@ class TestStoreContractOnSqlite(StoreContract):
     """Every contract test, on a fresh SQLite file per test."""
 
 
-def test_sqlite_store_runs_in_wal_mode_with_normal_sync_and_a_busy_timeout(db_url: str) -> None:
-    with IntentStore.open(db_url, write_through=True, busy_timeout_ms=1234) as store:
-        cur = store._dbapi.cursor()
-        pragmas = [
-            cur.execute(f"PRAGMA {name}").fetchone()[0] for name in ("journal_mode", "synchronous", "busy_timeout")
-        ]
-    assert pragmas == ["wal", 1, 1234]  # synchronous 1 = NORMAL
+def test_sqlite_store_runs_in_wal_mode_with_full_sync_when_write_through_and_normal_when_buffered(db_url: str) -> None:
+    # Write-through (sessions): a committed intent must survive a power loss, an order may be on its way for it.
+    # Buffered (replay): a lost last batch is a torn tail the replay redoes, the log being fsynced first.
+    for write_through, sync in ((True, 2), (False, 1)):  # synchronous 2 = FULL, 1 = NORMAL
+        with IntentStore.open(db_url, write_through=write_through, busy_timeout_ms=1234) as store:
+            cur = store._dbapi.cursor()
+            pragmas = [
+                cur.execute(f"PRAGMA {name}").fetchone()[0] for name in ("journal_mode", "synchronous", "busy_timeout")
+            ]
+            assert pragmas == ["wal", sync, 1234]
 
 
 def test_opening_creates_missing_folders_and_records_schema_version_one(tmp_path: Path) -> None:

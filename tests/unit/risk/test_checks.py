@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from keel.domain.costs import CostModel
 from keel.domain.decisions import NoTradeTrigger, TradingState
 from keel.domain.intents import Side
 from keel.domain.reasons import ReasonCode
@@ -48,7 +49,7 @@ def entry(**changes) -> CheckInput:
         day_pnl=0.0,
         orders_last_minute=0,
         cash_available=100_000.0,
-        cost_rate=0.0,
+        costs=CostModel(),
     )
     return dataclasses.replace(base, **changes)
 

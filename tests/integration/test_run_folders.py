@@ -1,0 +1,133 @@
+"""Run folders: Keel writes only into folders it owns, one writer at a time, and calls a run complete only once
+every file it promised is on disk. Nothing a user put somewhere is ever deleted or overwritten."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from keel.backtest import outputs
+from keel.backtest.folder import MARKER, RunFolder
+from keel.backtest.run import execute_run, open_guard
+from keel.data.synthetic import generate_regime_ohlcv
+from keel.domain.errors import InputError
+from keel.risk.kill_switch import halt
+from keel.runtime.clock import WallClock
+from keel.settings import Profile, load_settings
+from keel.strategies import build_strategy
+
+FRAMES = generate_regime_ohlcv(1, 1_500, seed=3)
+STRATEGY = build_strategy("sma_cross", {"fast": 5, "slow": 20})
+
+
+def _settings(tmp_path, **kw):
+    return load_settings(var_dir=tmp_path / "var", **kw)
+
+
+def _run(tmp_path, out, *, fresh=False, strategy=STRATEGY, **kw):
+    return execute_run(FRAMES, _settings(tmp_path, **kw), strategy, out_dir=out, profile=Profile.RESEARCH, fresh=fresh)
+
+
+def test_fresh_refuses_a_folder_keel_did_not_mark_and_deletes_nothing(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "prices.csv").write_text("timestamp,open,high,low,close,volume\n")
+    with pytest.raises(InputError, match="not a Keel run folder"):
+        _run(tmp_path, data, fresh=True)
+    assert sorted(p.name for p in data.iterdir()) == ["prices.csv"]  # today: the folder was wiped, exit 0
+
+
+def test_a_non_empty_folder_keel_did_not_mark_is_refused_without_writing_anything(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="not a Keel run folder"):
+        _run(tmp_path, folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+
+
+def test_a_different_run_into_a_run_folder_is_refused_unless_fresh_which_keeps_foreign_files(tmp_path):
+    out = tmp_path / "run"
+    first = _run(tmp_path, out)
+    log = (out / "events.jsonl").read_bytes()
+    other = build_strategy("sma_cross", {"fast": 8, "slow": 30})
+    with pytest.raises(InputError, match="holds another run"):
+        _run(tmp_path, out, strategy=other)
+    assert (out / "events.jsonl").read_bytes() == log  # today: mixed into keel.db, the log replaced
+    (out / "my-notes.txt").write_text("keep me")
+    second = _run(tmp_path, out, strategy=other, fresh=True)
+    assert second.summary.run_id != first.summary.run_id and not second.reused
+    assert second.kept == ("my-notes.txt",) and (out / "my-notes.txt").read_text() == "keep me"
+    with sqlite3.connect(out / "keel.db") as con:
+        assert con.execute("select count(distinct run_id) from intents").fetchone()[0] == 1
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_folder(tmp_path):
+    out = tmp_path / "run"
+    first = _run(tmp_path, out)
+    holder = RunFolder.claim(out, first.summary.run_id, fresh=False)  # another process, mid-run
+    try:
+        with pytest.raises(InputError, match="in use by another Keel process"):
+            _run(tmp_path, out)
+        with pytest.raises(InputError, match="in use"):
+            _run(tmp_path, out, fresh=True)
+    finally:
+        holder.release()
+    assert (out / MARKER).is_file() and (out / "events.jsonl").is_file()
+
+
+def test_out_naming_a_file_or_an_impossible_place_is_refused(tmp_path):
+    target = tmp_path / "afile"
+    target.write_text("x")
+    with pytest.raises(InputError, match="names a file"):
+        _run(tmp_path, target)
+    assert target.read_text() == "x"
+    with pytest.raises(InputError, match="cannot create the run folder"):
+        _run(tmp_path, tmp_path / "afile" / "below")
+
+
+def test_a_complete_run_whose_files_went_missing_gets_them_back_from_its_journal(tmp_path):
+    out = tmp_path / "run"
+    first = _run(tmp_path, out)
+    files = {name: (out / name).read_bytes() for name in outputs.OUTPUT_FILES}
+    (out / "equity.csv").unlink()
+    (out / "trades.csv").unlink()
+    again = _run(tmp_path, out)
+    assert again.reused and again.regenerated == ("equity.csv", "trades.csv")
+    assert {name: (out / name).read_bytes() for name in outputs.OUTPUT_FILES} == files
+    assert again.summary == first.summary
+
+
+def test_a_run_is_marked_complete_only_after_its_files_are_written(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    real = outputs.write_outputs
+
+    def dies_after_the_summary(run_dir, summary, curve):
+        outputs._atomic(run_dir / outputs.SUMMARY_FILE, summary.model_dump_json(indent=2).encode() + b"\n")
+        raise KeyboardInterrupt  # killed between the summary and the other files
+
+    monkeypatch.setattr("keel.backtest.run.write_outputs", dies_after_the_summary)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, out)
+    with sqlite3.connect(out / "keel.db") as con:
+        assert con.execute("select status from runs").fetchone()[0] == "running"  # today: complete
+    monkeypatch.setattr("keel.backtest.run.write_outputs", real)
+    resumed = _run(tmp_path, out)
+    assert resumed.resumed and not resumed.reused
+    assert all((out / name).is_file() for name in outputs.OUTPUT_FILES)
+    clean = _run(tmp_path, tmp_path / "clean")
+    for name in ("equity.csv", "trades.csv"):
+        assert (out / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
+    assert resumed.summary.final_equity == clean.summary.final_equity
+
+
+def test_a_backtest_never_reads_the_operators_kill_switch(tmp_path):
+    settings = _settings(tmp_path)
+    store, _ = open_guard(settings)
+    try:
+        halt(store, reason="operator halted the live sessions", actor="ops", ts=WallClock().now())
+    finally:
+        store.close()
+    halted = _run(tmp_path, tmp_path / "run")
+    assert halted.summary.fills > 0  # today: 0 trades, and that result was then reused after the resume
