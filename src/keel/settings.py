@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from enum import StrEnum
@@ -21,6 +22,7 @@ from pydantic_settings import (
     EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -77,11 +79,17 @@ class JournalSettings(_Section):
 
 
 class BrokerSettings(_Section):
-    cash: float = Field(100_000.0, gt=0, description="paper account starting cash")
-    fees_bps: float = Field(1.0, ge=0, le=1_000, description="fees, basis points of notional")
-    slippage_bps: float = Field(1.0, ge=0, le=1_000, description="market order slippage, basis points")
+    cash: float = Field(100_000.0, gt=0, allow_inf_nan=False, description="paper account starting cash")
+    fees_bps: float = Field(1.0, ge=0, le=1_000, allow_inf_nan=False, description="fees, basis points of notional")
+    slippage_bps: float = Field(
+        1.0, ge=0, le=1_000, allow_inf_nan=False, description="market order slippage, basis points"
+    )
     participation_cap: float | None = Field(
-        0.1, gt=0, le=1, description="max fraction of a bar's volume one order may fill; empty: no cap"
+        0.1,
+        gt=0,
+        le=1,
+        allow_inf_nan=False,
+        description="max fraction of a bar's volume one order may fill; empty: no cap",
     )
 
 
@@ -224,6 +232,9 @@ def _load(
     except ValidationError as exc:
         problems += [_describe(err, path) for err in exc.errors()]
         return problems, None, path
+    except SettingsError as exc:  # e.g. a KEEL_* variable holding malformed JSON for a table-valued key
+        problems.append(f"environment: {exc} (a KEEL_* variable for a table must hold valid JSON)")
+        return problems, None, path
     finally:
         _config_file.reset(token)
     problems += semantic_problems(settings)
@@ -302,28 +313,61 @@ def _flat_values(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def setting_sources(config_file: Path | str | None = None) -> dict[str, str]:
+    """The keys that the environment or the config file set, each with where its value comes from:
+    `env KEEL_…` or the file's path (the environment wins where both set a key). Keys left to their defaults
+    are absent, so a command can apply a default of its own only where the user configured nothing.
+    A key of a whole table (`strategy.params`) counts as one key."""
+    path = resolve_config_file(config_file)
+    sources: dict[str, str] = {}
+    if path is not None:
+        with path.open("rb") as fh:
+            sources.update(dict.fromkeys(_flat_values(tomllib.load(fh)), str(path)))
+    env = EnvSettingsSource(Settings, env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED)()
+    sources.update({key: "env " + ENV_PREFIX + key.upper().replace(".", ENV_NESTED) for key in _flat_values(env)})
+    return sources
+
+
 def describe_settings(config_file: Path | str | None = None, **overrides: Any) -> list[tuple[str, Any, str]]:
     """`(key, value, source)` for every key, secrets masked; source is explicit, env, the file, or default."""
     settings = load_settings(config_file, **overrides)
-    path = resolve_config_file(config_file)
-    env_values = _flat_values(EnvSettingsSource(Settings, env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED)())
-    file_values: dict[str, Any] = {}
-    if path is not None:
-        with path.open("rb") as fh:
-            file_values = _flat_values(tomllib.load(fh))
+    sources = setting_sources(config_file)
     explicit = _flat_values(_expand(overrides))
     rows = []
     for key, value in _flat_values(settings.model_dump(mode="json")).items():
-        if key in explicit:
-            source = "explicit"
-        elif key in env_values:
-            source = "env " + ENV_PREFIX + key.upper().replace(".", ENV_NESTED)
-        elif key in file_values:
-            source = str(path)
-        else:
-            source = "default"
+        source = "explicit" if key in explicit else sources.get(key, "default")
         rows.append((key, _mask(key, value, settings), source))
     return rows
+
+
+def value_problem(key: str, value: Any) -> str | None:
+    """What is wrong with `value` for the dotted setting `key` (`broker.cash`), or None when it is valid: the
+    same rules as the configuration file, for a value typed on the command line."""
+    section, _, name = key.partition(".")
+    field = Settings.model_fields.get(section)
+    model = field.annotation if field is not None else None
+    if not (isinstance(model, type) and issubclass(model, BaseModel)) or name not in model.model_fields:
+        raise KeyError(key)
+    try:
+        model.__pydantic_validator__.validate_assignment(model.model_construct(), name, value)
+    except ValidationError as exc:
+        return "; ".join(err["msg"] for err in exc.errors())
+    return None
+
+
+_URL_PASSWORD = re.compile(r"^([^:/]+://[^:/@]*:)[^/]*@")  # up to the last @ of the host part
+
+
+def describe_url(url: str) -> str:
+    """A database URL for display: the file of a SQLite URL (absolute), otherwise the URL, password masked."""
+    if url.startswith("sqlite"):
+        _, _, rest = url.partition("://")
+        file = rest[1:] if rest.startswith("/") else rest
+        file = file.split("?", 1)[0]
+        if file in ("", ":memory:"):
+            return "in memory (sqlite)"
+        return str(Path(file).absolute())
+    return _URL_PASSWORD.sub(r"\1***@", url)
 
 
 def _expand(overrides: Mapping[str, Any]) -> dict[str, Any]:

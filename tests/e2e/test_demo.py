@@ -48,7 +48,8 @@ def test_tampered_journal_fails_verification_naming_the_record(tmp_path):
 
 
 def test_kill_blocks_every_new_intent_and_resume_needs_the_cooldown(tmp_path):
-    (tmp_path / "keel.toml").write_text("[risk]\nresume_cooldown_seconds = 0\n")
+    # a session (paper) obeys the operator's kill switch; a replay runs on its own scripted trading state
+    (tmp_path / "keel.toml").write_text('mode = "paper"\n[risk]\nresume_cooldown_seconds = 0\n')
     keel("kill", "--reason", "drill", cwd=tmp_path)
     status = json.loads(keel("status", "--json", cwd=tmp_path).stdout)
     assert status["state"] == "halted" and status["reason"] == "drill"

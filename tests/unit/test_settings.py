@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from keel.domain.errors import ConfigError
-from keel.settings import check_settings, describe_settings, load_settings
+from keel.settings import (
+    StrategySettings,
+    check_settings,
+    describe_settings,
+    describe_url,
+    load_settings,
+    setting_sources,
+    value_problem,
+)
 
 
 @pytest.fixture
@@ -105,3 +113,92 @@ def test_keel_config_env_points_at_the_file(in_tmp, monkeypatch):
     other.write_text("[broker]\ncash = 1234\n")
     monkeypatch.setenv("KEEL_CONFIG", str(other))
     assert load_settings().broker.cash == 1234
+
+
+def test_setting_sources_name_what_env_and_file_set_and_nothing_else(in_tmp, monkeypatch):
+    (in_tmp / "keel.toml").write_text(
+        'profile = "paper"\n[broker]\ncash = 5000\n[strategy]\nname = "mean_reversion"\nparams = { window = 20 }\n'
+    )
+    monkeypatch.setenv("KEEL_BROKER__CASH", "6000")
+    monkeypatch.setenv("KEEL_SIZING__METHOD", "fixed_notional")
+    sources = setting_sources()
+    assert sources == {
+        "profile": "keel.toml",
+        "broker.cash": "env KEEL_BROKER__CASH",  # env beats file
+        "strategy.name": "keel.toml",
+        "strategy.params": "keel.toml",  # a table of params is one key
+        "sizing.method": "env KEEL_SIZING__METHOD",
+    }
+    assert "risk.max_exposure" not in sources  # a default is not configured
+
+
+def test_setting_sources_without_env_or_file_is_empty(in_tmp):
+    assert setting_sources() == {}
+
+
+def test_an_explicit_model_replaces_a_table_instead_of_merging_into_it(in_tmp):
+    (in_tmp / "keel.toml").write_text('[strategy]\nname = "mean_reversion"\nparams = { window = 20 }\n')
+    merged = load_settings(strategy={"name": "sma_cross", "params": {"fast": 5}})
+    assert merged.strategy.params == {"window": 20, "fast": 5}  # what a plain dict override does
+    replaced = load_settings(strategy=StrategySettings(name="sma_cross", params={"fast": 5}))
+    assert replaced.strategy.params == {"fast": 5}
+    rows = {k: src for k, _, src in describe_settings(strategy=StrategySettings(name="sma_cross"))}
+    assert rows["strategy.name"] == "explicit"
+
+
+def test_infinite_or_nan_money_is_refused(in_tmp):
+    (in_tmp / "keel.toml").write_text("[broker]\ncash = inf\nfees_bps = nan\n")
+    problems = check_settings()
+    assert len(problems) == 2
+    assert problems[0].startswith("broker.cash:") and "finite" in problems[0]
+    assert problems[1].startswith("broker.fees_bps:") and "finite" in problems[1]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("broker.cash", float("inf"), "finite"),
+        ("broker.cash", float("nan"), "finite"),
+        ("broker.cash", -5.0, "greater than 0"),
+        ("broker.fees_bps", -1.0, "greater than or equal to 0"),
+        ("broker.slippage_bps", 5_000.0, "less than or equal to 1000"),
+        ("broker.cash", 10.0, None),
+    ],
+)
+def test_value_problem_checks_one_typed_value_like_the_file(key, value, problem):
+    found = value_problem(key, value)
+    assert found is None if problem is None else problem in found
+
+
+def test_value_problem_of_an_unknown_key_is_a_programming_error():
+    with pytest.raises(KeyError):
+        value_problem("broker.kash", 1.0)
+
+
+def test_malformed_json_in_a_table_env_variable_is_a_problem_not_a_crash(in_tmp, monkeypatch):
+    monkeypatch.setenv("KEEL_STRATEGY__PARAMS", "{not json")
+    problems = check_settings()
+    assert len(problems) == 1 and problems[0].startswith("environment:")
+    with pytest.raises(ConfigError):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "postgresql+psycopg://keel:hunter2@db.internal:5432/keel",
+            "postgresql+psycopg://keel:***@db.internal:5432/keel",
+        ),
+        ("postgresql+psycopg://db.internal/keel", "postgresql+psycopg://db.internal/keel"),
+        ("postgresql://keel:p@ss@db/keel?sslmode=require", "postgresql://keel:***@db/keel?sslmode=require"),
+        ("sqlite://", "in memory (sqlite)"),
+    ],
+)
+def test_describe_url_masks_the_password(url, shown):
+    assert describe_url(url) == shown
+
+
+def test_describe_url_of_sqlite_is_the_file(in_tmp):
+    assert describe_url("sqlite:///var/keel.db") == str(in_tmp / "var" / "keel.db")
+    assert describe_url(f"sqlite:///{in_tmp / 'x.db'}") == str(in_tmp / "x.db")

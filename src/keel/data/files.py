@@ -1016,7 +1016,7 @@ def _dates_to_ns(col: pa.ChunkedArray, source: str, name: str, time_name: str, d
         raise DataError(
             source,
             f"date {str(col[i].as_py())!r} has a time of day, but the time belongs in column '{time_name}' "
-            f"(to use this column alone, pass timestamp_column='{name}')",
+            f"(to use this column alone, pass --timestamp-column '{name}')",
             row=i + 1,
             column=name,
         )
@@ -1070,7 +1070,7 @@ def _times_to_ns(col: pa.ChunkedArray, source: str, name: str) -> np.ndarray:
     raise DataError(
         source,
         f"cannot read time of day {text[i].as_py()!r}; expected HH:MM, HH:MM:SS or HHMMSS "
-        f"(if this column holds whole timestamps, pass timestamp_column='{name}')",
+        f"(if this column holds whole timestamps, pass --timestamp-column '{name}')",
         row=i + 1,
         column=name,
     )
