@@ -26,7 +26,7 @@ def review(intent: TradeIntent, *, stop_waived: bool) -> CriticReview:
         problems.append(ReasonCode.INVALID_SIZE)
     if not intent.rationale.strip():
         problems.append(ReasonCode.MISSING_RATIONALE)
-    return CriticReview.trusted(
+    return CriticReview.strict(
         intent_id=intent.intent_id,
         verdict=CriticVerdict.REJECT if problems else CriticVerdict.APPROVE,
         reasons=tuple(problems),

@@ -31,7 +31,7 @@ STAGE = "executor"
 
 def order_request(intent: TradeIntent, collar_pct: float, *, quantity: float | None = None) -> OrderRequest:
     """The order for an approved intent: its approved units and cap, protected by the collar's price band."""
-    return OrderRequest.trusted(
+    return OrderRequest.strict(
         client_order_id=intent.intent_id,
         symbol=intent.symbol,
         side=intent.side,

@@ -63,7 +63,7 @@ def outlook_at(series: OutlookSeries, symbol: str, i: int, ts_ns: int) -> Outloo
         triggers.append(NoTradeTrigger.DATA_QUALITY)
     if series.vol_spike[i]:
         triggers.append(NoTradeTrigger.VOL_SPIKE)
-    return Outlook.trusted(
+    return Outlook.strict(
         symbol=symbol,
         ts=ns_to_datetime(ts_ns),
         regime=REGIMES[int(series.regime[i])],

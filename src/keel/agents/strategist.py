@@ -71,7 +71,7 @@ def make_intent(
     now = ns_to_datetime(ts_ns)
     strategy_id = ctx.strategy.name
     rules = ctx.strategy.rules
-    return TradeIntent.trusted(
+    return TradeIntent.strict(
         intent_id=make_intent_id(ctx.run_id, strategy_id, symbol, side, now, leg),
         run_id=ctx.run_id,
         strategy_id=strategy_id,

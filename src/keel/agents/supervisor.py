@@ -104,7 +104,7 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
             key = f"modify:{code.value}"
             tally[key] = tally.get(key, 0) + 1
         checks = {name: (code.value if code else ("pass: " + d if d else "pass")) for name, code, d in run.results}
-        verdict = Verdict.trusted(
+        verdict = Verdict.strict(
             intent_id=intent.intent_id,
             decision=decision,
             reasons=reasons,

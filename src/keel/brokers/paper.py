@@ -122,7 +122,7 @@ class _Order:
     def _build(self) -> Order:
         # Every field is the broker's own, already-validated state: construct without re-validating (hot path).
         r = self.request
-        return Order.trusted(
+        return Order.strict(
             client_order_id=r.client_order_id,
             broker_order_id=self.broker_order_id,
             symbol=r.symbol,
@@ -273,7 +273,7 @@ class PaperBroker:
         if px is None:
             return None
         # Prices were validated on the way in (`on_bar` refuses non-finite or inconsistent bars).
-        return Quote.trusted(symbol=symbol, ts=self._quote_ts[symbol], bid=px, ask=px, last=px, source="bar_close")
+        return Quote.strict(symbol=symbol, ts=self._quote_ts[symbol], bid=px, ask=px, last=px, source="bar_close")
 
     # -- orders -----------------------------------------------------------------------------------------
 
@@ -346,7 +346,7 @@ class PaperBroker:
 
     def positions(self) -> dict[str, Position]:
         return {
-            s: Position.trusted(
+            s: Position.strict(
                 symbol=s, quantity=p.quantity, average_price=p.average_price, realized_pnl=p.realized_pnl
             )
             for s, p in self._positions.items()
@@ -358,7 +358,7 @@ class PaperBroker:
         return self._costs
 
     def balance(self) -> Balance:
-        return Balance.trusted(
+        return Balance.strict(
             cash=self._cash, equity=self.equity(), fees_paid=self._fees_paid, available=self.available_cash()
         )
 
@@ -731,7 +731,7 @@ class PaperBroker:
         rec.cost += notional
         rec.fees += fee
         rec.fills += 1
-        return Fill.trusted(
+        return Fill.strict(
             fill_id=f"{r.client_order_id}-f{rec.fills}",
             client_order_id=r.client_order_id,
             symbol=r.symbol,

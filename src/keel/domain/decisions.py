@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from keel.domain.base import Contract
 from keel.domain.reasons import ReasonCode
@@ -38,7 +37,7 @@ class Outlook(Contract):
     """The L2 view of one symbol at one time: a regime, how sure, and any reason not to trade."""
 
     symbol: str
-    ts: datetime
+    ts: AwareDatetime
     regime: Regime
     uncertainty: float = Field(ge=0.0, le=1.0)
     no_trade: tuple[NoTradeTrigger, ...] = ()
@@ -101,4 +100,4 @@ class ApprovalDecision(Contract):
     approver: str
     reason: ReasonCode | None = None
     would_auto_approve: bool | None = None
-    expires_at: datetime | None = None
+    expires_at: AwareDatetime | None = None

@@ -12,7 +12,7 @@ import math
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from pydantic import Field, field_validator
+from pydantic import AwareDatetime, Field, field_validator
 
 from keel.domain.base import Contract
 from keel.domain.errors import IllegalTransition
@@ -116,16 +116,17 @@ class TradeIntent(Contract):
     symbol: str
     side: Side
     leg: Leg
-    quantity: float
+    #: 0 is a proposal the allocator could not size (the supervisor refuses it, INVALID_SIZE); never negative
+    quantity: float = Field(ge=0)
     order_type: OrderType = OrderType.MARKET
     limit_price: float | None = None
     #: All-in sizing: spend up to this much at the fill price (see `OrderRequest.notional_cap`).
-    notional_cap: float | None = None
-    reference_price: float
-    reference_ts: datetime
+    notional_cap: float | None = Field(None, gt=0)
+    reference_price: float = Field(gt=0)
+    reference_ts: AwareDatetime
     stop: float | None = None
     target: float | None = None
-    decision_ts: datetime
+    decision_ts: AwareDatetime
     rationale: str = ""
     risk_checklist: dict[str, bool] = Field(default_factory=dict)
     evidence_ids: tuple[str, ...] = ()

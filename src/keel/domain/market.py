@@ -7,10 +7,9 @@ process or the disk, and what the broker contract returns.
 from __future__ import annotations
 
 import math
-from datetime import datetime
 from typing import Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import AwareDatetime, field_validator, model_validator
 
 from keel.domain.base import Contract
 
@@ -19,7 +18,7 @@ class Bar(Contract):
     """One OHLCV bar; `ts` is the bar's open time, UTC."""
 
     symbol: str
-    ts: datetime
+    ts: AwareDatetime
     open: float
     high: float
     low: float
@@ -42,7 +41,7 @@ class Quote(Contract):
     """A reference price for a symbol at a time. `source` says where it came from (bar close, book, ...)."""
 
     symbol: str
-    ts: datetime
+    ts: AwareDatetime
     bid: float
     ask: float
     last: float

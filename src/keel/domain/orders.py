@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from keel.domain.base import Contract
 from keel.domain.intents import OrderType, Side
@@ -62,8 +61,8 @@ class Order(Contract):
     filled_quantity: float = 0.0
     average_price: float | None = None
     fees: float = 0.0
-    submitted_ts: datetime
-    updated_ts: datetime
+    submitted_ts: AwareDatetime
+    updated_ts: AwareDatetime
     reject_reason: str | None = None
 
 
@@ -72,10 +71,10 @@ class Fill(Contract):
     client_order_id: str
     symbol: str
     side: Side
-    quantity: float
-    price: float
-    fee: float
-    ts: datetime
+    quantity: float = Field(gt=0)
+    price: float = Field(gt=0)
+    fee: float = Field(ge=0)
+    ts: AwareDatetime
 
 
 class SubmitOutcome(StrEnum):

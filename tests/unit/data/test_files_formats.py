@@ -264,7 +264,7 @@ def test_date_column_holding_a_time_of_day_is_refused_when_a_time_column_exists(
 def test_time_column_holding_whole_timestamps_suggests_timestamp_column(write):
     text = "Date,Time,Open,High,Low,Close,Volume\n2024-01-02,2024-01-02T09:30:00Z,1,2,0.5,1.5,10\n"
     err = _load_error(write("x.csv", text))
-    assert (err.row, err.column) == (1, "Time") and "timestamp_column" in err.problem
+    assert (err.row, err.column) == (1, "Time") and "--timestamp-column" in err.problem
 
 
 def test_duplicate_bar_in_date_and_time_columns_is_reported_on_the_date_column(write):
