@@ -738,3 +738,45 @@ def test_restore_under_another_configuration_or_a_foreign_snapshot_is_refused():
             slippage_bps=0,
             participation_cap=None,
         )
+
+
+def test_participation_cap_is_shared_by_a_symbols_orders_on_one_bar():
+    # 10 % of 100 is 10 units for the bar, not 10 per order: the earlier order takes them first.
+    b = make(cash=100_000, cap=0.1)
+    bar(b, 0, 100.0)
+    b.submit(req("it-1", qty=8))
+    b.submit(req("it-2", qty=8))
+    fills = bar(b, 1, 100.0, v=100.0)
+    assert [(f.client_order_id, f.quantity) for f in fills] == [("it-1", 8), ("it-2", 2)]  # today: 8 and 8
+    assert sum(f.quantity for f in bar(b, 2, 100.0, v=100.0)) == 6
+
+
+def test_a_symbol_without_volume_data_is_not_capped_by_participation():
+    b = PaperBroker(cash=100_000, fees_bps=0, slippage_bps=0, participation_cap=0.1, no_volume={"AAA"})
+    bar(b, 0, 100.0, v=0.0)
+    b.submit(req(qty=25))
+    (fill,) = bar(b, 1, 100.0, v=0.0)
+    assert fill.quantity == 25
+
+
+@pytest.mark.parametrize(("open_", "filled"), [(104.9, True), (105.01, False), (95.0, True), (94.9, False)])
+def test_a_fill_outside_the_price_band_is_refused_and_the_order_cancelled(open_, filled):
+    b = make(cash=100_000)
+    bar(b, 0, 100.0)
+    request = req(qty=10).model_copy(update={"price_band": (95.0, 105.0)})
+    b.submit(request)
+    fills = bar(b, 1, open_)
+    order = b.status("it-1")
+    if filled:
+        assert len(fills) == 1 and order.status is OrderStatus.FILLED
+    else:
+        assert fills == [] and order.status is OrderStatus.CANCELLED and "price band" in order.reject_reason
+        assert [o.client_order_id for o in b.drain_silent_updates()] == ["it-1"]
+        assert b.balance().cash == 100_000
+
+
+def test_a_malformed_price_band_is_refused_at_submit():
+    b = make()
+    bar(b, 0, 100.0)
+    result = b.submit(req(qty=1).model_copy(update={"price_band": (105.0, 95.0)}))
+    assert result.outcome is SubmitOutcome.REJECTED and "price band" in result.detail
