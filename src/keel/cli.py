@@ -669,8 +669,9 @@ def journal_verify(
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Re-hash the event log and check it against the head committed in the database. Exit 1 if it fails."""
-    from keel.journal.verify import verify_run
+    """Re-hash the event log, check it against the head committed in the database, and check every row of the
+    database against the log (the log is the evidence). Exit 1 on any problem."""
+    from keel.journal.verify import ROW_KINDS, verify_run
 
     settings = _settings(config)
     folder = _run_dir(run_dir, settings)
@@ -678,17 +679,57 @@ def journal_verify(
     report = verify_run(folder, url=url)
     if as_json:
         _emit_json(report.as_dict())
-    elif report.ok:
-        out.print(
-            f"[bold green]OK[/] {report.records:,} records, hash chain intact, head matches the database "
-            f"({escape(str(folder))})"
+        if not report.ok:
+            raise typer.Exit(1)
+        return
+    rows = report.rows or {}
+    checked = ", ".join(
+        f"{rows[table]:,} {label}"
+        for table, label in (
+            ("runs", "run(s)"),
+            ("intents", "intents"),
+            ("intent_transitions", "transitions"),
+            ("orders", "orders"),
+            ("fills", "fills"),
+            ("kill_switch", "trading-state changes"),
+            ("checkpoints", "checkpoint(s)"),
         )
-    else:
-        for p in report.problems:
-            err.print(f"[red]line {p.line}, seq {p.seq}: {escape(str(p.kind))}[/] — {escape(str(p.detail))}")
-        err.print(f"[bold red]FAILED[/] {len(report.problems)} problem(s) in {escape(str(folder / 'events.jsonl'))}")
-    if not report.ok:
-        raise typer.Exit(1)
+        if rows.get(table)
+    )
+    if report.ok:
+        out.print(
+            f"[bold green]OK[/] {report.records:,} records, hash chain intact, head matches the database, "
+            f"every row matches the log ({escape(str(folder))})"
+        )
+        if checked:
+            out.print(Text(f"rows checked: {checked}", style="dim"))
+        for note in report.notes:
+            out.print(Text(f"note: {note}"))
+        return
+    for p in report.problems:
+        evidence = f" [dim]({escape(p.evidence)})[/]" if p.evidence else ""
+        err.print(f"[red]{escape(p.where)}: {escape(p.kind.value)}[/] — {escape(p.detail)}{evidence}")
+    for note in report.notes:
+        err.print(Text(f"note: {note}"))
+    in_rows = sum(1 for p in report.problems if p.kind in ROW_KINDS)
+    in_log = len(report.problems) - in_rows
+    where = " and ".join(
+        part
+        for part in (
+            f"{in_log} in the event log" if in_log else "",
+            f"{in_rows} in the database rows" if in_rows else "",
+        )
+        if part
+    )
+    err.print(f"[bold red]FAILED[/] {len(report.problems)} problem(s), {where} ({escape(str(folder))})")
+    if report.torn and not report.tampered:
+        err.print(
+            Text(
+                f"only a torn tail: the run was interrupted ({report.run_status or 'no run row'}); resuming it "
+                "cuts the uncommitted records"
+            )
+        )
+    raise typer.Exit(1)
 
 
 # -- config ---------------------------------------------------------------------------------------------------

@@ -1,15 +1,21 @@
-"""Verification of an event log: every record re-hashed, every link and sequence number checked, and the tail
-compared with the head the database committed.
+"""Verification of a run's journal: every record re-hashed, every link and sequence number checked, the tail
+compared with the head the database committed, and every row of the database checked against the log.
 
-The database head is what separates the two ways a log can end badly. Records *past* the committed head were
-written but never committed (a crash between the log flush and the database commit): a torn tail, repaired by
-cutting it. A committed record that no longer matches, or a log that ends *before* the committed head, cannot come
-from a crash: that is tampering or corruption, and nothing may be repaired automatically.
+The database head is what separates the ways a log can end badly. Records *past* the committed head were written
+but never committed (a crash between the log flush and the database commit): a torn tail, repaired by cutting it —
+unless the run is complete, because nothing writes to a run after it completed: there they were appended, which is
+tampering. A committed record that no longer matches, or a log that ends *before* the committed head, cannot come
+from a crash either: that is tampering or corruption, and nothing may be repaired automatically.
+
+The log is the evidence, the database a fast index of it: `verify_run` also checks every row against the committed
+records (see `keel.journal.audit`), so a doubled fill price in the database is as visible as an edited record.
+`verify_log` checks a bare log (no database rows).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -29,18 +35,57 @@ class ProblemKind(StrEnum):
     DELETED_TAIL = "deleted_tail"  # the log ends before the committed head
     COMMITTED_MISMATCH = "committed_mismatch"  # the record at the committed head is not the committed one
     TORN_TAIL = "torn_tail"  # uncommitted records or partial lines past the committed head (not tampering)
+    APPENDED = "appended"  # records or lines past the committed head of a complete run: written after it finished
+    ROW_MISMATCH = "row_mismatch"  # a database row holds another value than the log recorded
+    ROW_MISSING = "row_missing"  # the log records a row the database does not hold
+    ROW_UNLOGGED = "row_unlogged"  # a database row that no committed record accounts for
+
+
+#: The kinds that are about database rows rather than the log itself.
+ROW_KINDS = frozenset({ProblemKind.ROW_MISMATCH, ProblemKind.ROW_MISSING, ProblemKind.ROW_UNLOGGED})
 
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    line: int
+    """One problem. Log problems name their line and seq; row problems name the table, the row's key, the column
+    and both values (`stored` in the database, `logged` in the log), with the line and seq of the record that is
+    the evidence for the row (None for a row no record accounts for)."""
+
+    line: int | None
     seq: int | None
     kind: ProblemKind
     detail: str
+    table: str | None = None
+    key: str | None = None
+    column: str | None = None
+    stored: Any = None
+    logged: Any = None
+
+    @property
+    def where(self) -> str:
+        """Where the problem is: `line L, seq S` in the log, or `<table> <key>` in the database."""
+        if self.table is not None:
+            return f"{self.table} {self.key}" if self.key is not None else self.table
+        seq = f", seq {self.seq}" if self.seq is not None else ""
+        return f"line {self.line}{seq}"
+
+    @property
+    def evidence(self) -> str:
+        """For a row problem, where its evidence is in the log (empty when no record accounts for the row)."""
+        if self.table is None or self.line is None:
+            return ""
+        seq = f", seq {self.seq}" if self.seq is not None else ""
+        return f"log line {self.line}{seq}"
 
     def __str__(self) -> str:
-        seq = f", seq {self.seq}" if self.seq is not None else ""
-        return f"line {self.line}{seq}: {self.kind.value}: {self.detail}"
+        evidence = self.evidence
+        return f"{self.where}: {self.kind.value}: {self.detail}" + (f" ({evidence})" if evidence else "")
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"line": self.line, "seq": self.seq, "kind": self.kind.value, "detail": self.detail}
+        if self.table is not None:
+            out.update(table=self.table, key=self.key, column=self.column, stored=self.stored, logged=self.logged)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +95,12 @@ class VerifyReport:
     head: tuple[int, str]
     committed_head: tuple[int, str] | None
     problems: list[Problem] = field(default_factory=list)
+    #: what was checked but is not a problem (e.g. rows an old journal format cannot vouch for)
+    notes: list[str] = field(default_factory=list)
+    #: rows checked per table; None when no database rows were checked (a bare log)
+    rows: dict[str, int] | None = None
+    #: the run's status in the database (`running`, `complete`, …); None when not read or no such run
+    run_status: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -77,10 +128,15 @@ class VerifyReport:
             "committed_head": (
                 {"seq": self.committed_head[0], "hash": self.committed_head[1]} if self.committed_head else None
             ),
-            "problems": [
-                {"line": p.line, "seq": p.seq, "kind": p.kind.value, "detail": p.detail} for p in self.problems
-            ],
+            "run_status": self.run_status,
+            "rows": dict(self.rows) if self.rows is not None else None,
+            "notes": list(self.notes),
+            "problems": [p.as_dict() for p in self.problems],
         }
+
+
+#: Called with (line number, record) for every record up to the committed head (what the rows must match).
+OnRecord = Callable[[int, dict[str, Any]], None]
 
 
 def verify_log(path: str | os.PathLike[str], *, committed_head: tuple[int, str] | None = None) -> VerifyReport:
@@ -90,6 +146,19 @@ def verify_log(path: str | os.PathLike[str], *, committed_head: tuple[int, str] 
     carry the committed hash, the log must reach it, and whatever follows it with a higher seq is reported once as a
     torn tail. A missing log file is an empty log (so a deleted log shows as a deleted tail).
     """
+    return _scan(path, committed_head)
+
+
+def _scan(
+    path: str | os.PathLike[str],
+    committed_head: tuple[int, str] | None,
+    *,
+    complete: bool = False,
+    on_record: OnRecord | None = None,
+) -> VerifyReport:
+    """`verify_log`, reading the log once: `on_record` sees every committed record (those up to the committed head)
+    as it streams past, and `complete` makes whatever lies past the head an `APPENDED` problem instead of a torn
+    tail."""
     problems: list[Problem] = []
     records = 0
     head = (0, ZERO_HASH)
@@ -117,7 +186,8 @@ def verify_log(path: str | os.PathLike[str], *, committed_head: tuple[int, str] 
             continue
 
         seq, stored = record["seq"], record["hash"]
-        body = {k: v for k, v in record.items() if k != "hash"}
+        body = record.copy()
+        del body["hash"]
         expected_line, digest = encode_record(body)
         if digest != stored:
             problems.append(
@@ -146,6 +216,8 @@ def verify_log(path: str | os.PathLike[str], *, committed_head: tuple[int, str] 
                     "a record was inserted, deleted or moved",
                 )
             )
+        if on_record is not None:
+            on_record(number, record)
         prev_seq, prev_hash, prev_line = seq, stored, number
         max_seq = max(max_seq, seq)
         records += 1
@@ -164,7 +236,7 @@ def verify_log(path: str | os.PathLike[str], *, committed_head: tuple[int, str] 
                 )
 
     if torn.lines:
-        problems.append(torn.problem(c_seq or 0))
+        problems.append(torn.problem(c_seq or 0, complete=complete))
     if c_seq is not None and not past_head:
         if max_seq >= c_seq:
             problems.append(
@@ -185,7 +257,7 @@ def verify_log(path: str | os.PathLike[str], *, committed_head: tuple[int, str] 
                     f"records {max_seq + 1}..{c_seq} are missing",
                 )
             )
-    problems.sort(key=lambda p: p.line)
+    problems.sort(key=lambda p: p.line or 0)
     return VerifyReport(str(path), records, head, committed_head, problems)
 
 
@@ -213,13 +285,22 @@ class _Torn:
             self.first_seq = seq
         self.last_seq = seq
 
-    def problem(self, committed_seq: int) -> Problem:
+    def problem(self, committed_seq: int, *, complete: bool = False) -> Problem:
         what = []
         if self.records:
-            what.append(f"{self.records} uncommitted record(s), seq {self.first_seq}..{self.last_seq}")
+            kind = "" if complete else "uncommitted "
+            what.append(f"{self.records} {kind}record(s), seq {self.first_seq}..{self.last_seq}")
         if self.partial:
             what.append(f"{self.partial} partial line(s)")
         span = f"line {self.lines[0]}" if len(self.lines) == 1 else f"lines {self.lines[0]}..{self.lines[-1]}"
+        if complete:
+            return Problem(
+                self.lines[0],
+                self.first_seq,
+                ProblemKind.APPENDED,
+                f"{' and '.join(what)} past the committed head seq {committed_seq} of a complete run ({span}): "
+                "nothing writes to a run after it completed, so they were appended to the log afterwards",
+            )
         return Problem(
             self.lines[0],
             self.first_seq,
@@ -235,14 +316,22 @@ RUN_DB_FILE = "keel.db"
 
 
 def verify_run(folder: str | os.PathLike[str], *, url: str | None = None, log_id: str | None = None) -> VerifyReport:
-    """Verify a run folder's event log against the head its database committed.
+    """Verify a run folder: its event log's chain, the log against the head its database committed, and every row
+    of the database against the committed records (`keel.journal.audit`), in one pass over the log.
 
-    `url` defaults to the folder's own SQLite database (which must exist: verifying never creates one). `log_id`
-    defaults to the run id carried by the log's first record. A log id the database holds no head for is checked
-    against an empty head, so every record shows as uncommitted: the check fails closed, never silently passes.
+    `url` defaults to the folder's own SQLite database (which must exist: verifying never creates one); every row
+    of that database must then be accounted for by the log. A `url` given is taken as a database other runs may
+    share: only this run's rows are checked, and not the trading-state history (there it is the operator's). The
+    run's status decides what records past the committed head are: a torn tail while the run is not complete,
+    tampering once it is. `log_id` defaults to the run id carried by the log's first record. A log id the database
+    holds no head for is checked against an empty head, so every record shows as uncommitted: the check fails
+    closed, never silently passes.
     """
+    from keel.journal.audit import RowAudit, read_snapshot
+
     folder = Path(folder)
     log_path = folder / RUN_LOG_FILE
+    own_database = url is None
     if url is None:
         db = folder / RUN_DB_FILE
         if not db.is_file():
@@ -250,9 +339,23 @@ def verify_run(folder: str | os.PathLike[str], *, url: str | None = None, log_id
         url = f"sqlite:///{db}"
     if log_id is None:
         log_id = _first_run_id(log_path) or folder.name
-    with IntentStore.open(url, write_through=True) as store:
-        committed = store.head(log_id) or (0, ZERO_HASH)
-    return verify_log(log_path, committed_head=committed)
+    IntentStore.open(url, write_through=True).close()  # refuses a database of another schema version
+    with read_snapshot(url) as snapshot:
+        committed = snapshot.head(log_id) or (0, ZERO_HASH)
+        status = snapshot.run_status(log_id)
+        audit = RowAudit(run_id=None if own_database else log_id)
+        report = _scan(log_path, committed, complete=status == "complete", on_record=audit.add)
+        found = audit.check(snapshot, committed_seq=committed[0], trading_state=own_database)
+    return VerifyReport(
+        report.path,
+        report.records,
+        report.head,
+        report.committed_head,
+        [*report.problems, *found.problems],
+        notes=found.notes,
+        rows=found.rows,
+        run_status=status,
+    )
 
 
 def _first_run_id(path: Path) -> str | None:

@@ -1,4 +1,5 @@
-"""Log verification: every kind of tampering is named with its line and seq; a torn tail is not tampering."""
+"""Log verification: every kind of tampering is named with its line and seq; a torn tail is not tampering. (The
+row checks of a whole run are in `test_verify_rows.py`.)"""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from journal_contract import T0
 
 from keel.domain.errors import InputError
-from keel.journal import EventLog, IntentStore, Journal, ProblemKind, verify_log, verify_run
+from keel.journal import EventLog, IntentStore, Journal, ProblemKind, RunStatus, verify_log, verify_run
 from keel.journal.eventlog import encode_record
 from keel.journal.verify import RUN_DB_FILE, RUN_LOG_FILE
 
@@ -184,19 +185,43 @@ def test_verify_run_checks_a_run_folder_against_its_own_database(tmp_path: Path)
     journal = Journal.open(
         url=f"sqlite:///{folder / RUN_DB_FILE}", log_path=folder / RUN_LOG_FILE, log_id="run-1", write_through=True
     )
-    journal.event("runtime", "run.started", {"bars": 3}, ts=T0, run_id="run-1")
-    journal.event("runtime", "run.finished", {"bars": 3}, ts=T0, run_id="run-1")
+    meta = {"bars": 3, "journal_format": 2}
+    journal.store.start_run("run-1", mode="replay", config_hash="run-1", meta=meta, ts=T0)
+    journal.event("runtime", "run.started", meta, ts=T0, run_id="run-1")
+    with journal.atomic():
+        journal.event("runtime", "run.finished", {"bars": 3}, ts=T0, run_id="run-1")
+        journal.store.finish_run("run-1", status=RunStatus.COMPLETE, summary={"bars": 3})
     journal.close()
     report = verify_run(folder)
-    assert report.ok and report.records == 2
+    assert report.ok and report.records == 2 and report.run_status == "complete"
     as_dict = report.as_dict()
     assert as_dict["ok"] is True and as_dict["committed_head"]["seq"] == 2 and as_dict["problems"] == []
+    assert as_dict["rows"]["runs"] == 1 and as_dict["notes"] == []
     assert orjson.loads(orjson.dumps(as_dict)) == as_dict
 
     lines = read(folder / RUN_LOG_FILE)
     write(folder / RUN_LOG_FILE, lines[:1])
     cut = verify_run(folder)
     assert not cut.ok and cut.as_dict()["problems"][0]["kind"] == "deleted_tail"
+    # the run row still says complete, but the record that completed it is gone
+    assert [(p.kind, p.table, p.column) for p in cut.problems] == [
+        (K.DELETED_TAIL, None, None),
+        (K.ROW_MISMATCH, "runs", "status"),
+        (K.ROW_MISMATCH, "runs", "summary"),
+    ]
+
+
+def test_verify_run_names_a_log_without_its_run_row(tmp_path: Path) -> None:
+    journal = Journal.open(
+        url=f"sqlite:///{tmp_path / RUN_DB_FILE}", log_path=tmp_path / RUN_LOG_FILE, log_id="run-1", write_through=True
+    )
+    journal.event("runtime", "run.started", {"bars": 3}, ts=T0, run_id="run-1")
+    journal.close()
+    report = verify_run(tmp_path)
+    assert [(p.line, p.seq, p.kind, p.table, p.key) for p in report.problems] == [
+        (1, 1, K.ROW_MISSING, "runs", "run-1")
+    ]
+    assert str(report.problems[0]).startswith("runs run-1: row_missing: the log records run run-1 (run.started)")
 
 
 def test_verify_run_without_a_database_is_refused_rather_than_creating_one(tmp_path: Path) -> None:
