@@ -131,3 +131,23 @@ def test_a_backtest_never_reads_the_operators_kill_switch(tmp_path):
         store.close()
     halted = _run(tmp_path, tmp_path / "run")
     assert halted.summary.fills > 0  # today: 0 trades, and that result was then reused after the resume
+
+
+def test_a_run_killed_between_its_row_and_its_first_record_starts_cleanly_on_the_next_try(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    from keel.journal.journal import Journal
+
+    real_event = Journal.event
+
+    def dies_at_run_started(self, stage, event, payload, **kw):
+        if event == "run.started":
+            raise KeyboardInterrupt  # the runs row is committed, the first record is not
+        return real_event(self, stage, event, payload, **kw)
+
+    monkeypatch.setattr(Journal, "event", dies_at_run_started)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, out)
+    monkeypatch.setattr(Journal, "event", real_event)
+    again = _run(tmp_path, out)  # before: "its journal holds no run.started record; it cannot be resumed"
+    clean = _run(tmp_path, tmp_path / "clean")
+    assert again.summary.final_equity == clean.summary.final_equity and again.summary.fills == clean.summary.fills

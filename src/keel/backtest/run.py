@@ -32,7 +32,7 @@ from keel.data.frame import OHLCV, ns_to_datetime
 from keel.domain.decisions import ApprovalMode, TradingState
 from keel.domain.errors import InputError, KeelError
 from keel.domain.run import RunSummary
-from keel.journal.eventlog import records_between
+from keel.journal.eventlog import iter_records, records_between
 from keel.journal.journal import Journal
 from keel.journal.reconcile import reconcile
 from keel.journal.store import IntentStore, RunRecord, RunStatus
@@ -186,9 +186,12 @@ def execute_run(
             first_ts = ns_to_datetime(int(ctx.market.timeline[0]))
             journal.recover(ts=first_ts)
             redone, start_after = 0, -1
-            if existing is None:
+            started = existing is not None and _started_seq(journal) is not None
+            if not started:
+                # A run row without its run.started record: killed between the two, nothing else was written.
                 meta = _meta(ctx, frames)
-                journal.store.start_run(run_id, mode=mode.value, config_hash=run_id, meta=meta, ts=first_ts)
+                if existing is None:
+                    journal.store.start_run(run_id, mode=mode.value, config_hash=run_id, meta=meta, ts=first_ts)
                 journal.event("runtime", "run.started", meta, ts=first_ts, run_id=run_id)
                 journal.commit()
             else:
@@ -327,7 +330,7 @@ def _resume(ctx: RunContext) -> tuple[int, int]:
     journal, store = ctx.journal, ctx.journal.store
     saved = store.load_checkpoint(ctx.run_id)
     if saved is None:
-        cursor, seq = -1, _started_seq(journal)
+        cursor, seq = -1, _started_seq(journal) or 0
     else:
         cursor, snap = saved
         ctx.broker = PaperBroker.restore(snap["broker"], finished_orders=store.orders(ctx.run_id))
@@ -372,14 +375,13 @@ def _resume(ctx: RunContext) -> tuple[int, int]:
     return cursor, len(records)
 
 
-def _started_seq(journal: Journal) -> int:
-    """The seq of the run's `run.started` record: where a run without a checkpoint restarts from."""
-    from keel.journal.eventlog import iter_records
-
+def _started_seq(journal: Journal) -> int | None:
+    """The seq of the run's committed `run.started` record (where a run without a checkpoint restarts from), or
+    None when the run's row was committed but the process stopped before its first record."""
     for record in iter_records(journal.log.path, upto_seq=journal.committed_head[0]):
         if record["event"] == "run.started" and record["run_id"] == journal.log_id:
             return int(record["seq"])
-    raise KeelError(f"run {journal.log_id}: its journal holds no run.started record; it cannot be resumed")
+    return None
 
 
 def _finish(ctx: RunContext, run_dir: Path, notes: tuple[str, ...]) -> RunSummary:
