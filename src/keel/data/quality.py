@@ -17,12 +17,13 @@ import numpy as np
 from keel.data.frame import OHLCV, ns_to_datetime
 from keel.domain.errors import DataError
 
-__all__ = ["COLUMNS", "collect_problems", "validate_ohlcv"]
+__all__ = ["COLUMNS", "PRICES", "collect_problems", "validate_ohlcv"]
 
 COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
 """Canonical column names, in the order problems within one row are reported."""
 
-_PRICES = ("open", "high", "low", "close")
+PRICES = ("open", "high", "low", "close")
+"""The price columns: each must be a positive number."""
 
 
 def validate_ohlcv(frame: OHLCV, *, column_names: Mapping[str, str] | None = None, newest_first: bool = False) -> None:
@@ -133,7 +134,7 @@ def _bad_rows(a: dict[str, np.ndarray]) -> np.ndarray:
     bad[1:] = ts[1:] <= ts[:-1]
     for column in COLUMNS[1:]:
         bad |= ~np.isfinite(a[column])
-    for column in _PRICES:
+    for column in PRICES:
         bad |= a[column] <= 0
     bad |= a["volume"] < 0
     bad |= a["high"] < np.maximum(a["open"], a["close"])
@@ -166,11 +167,11 @@ def _row_problems(a: dict[str, np.ndarray], i: int, file_row: Callable[[int], in
         if not finite[column]:
             kind = "missing value (NaN)" if np.isnan(value[column]) else f"infinite value ({value[column]})"
             out.append((column, f"{kind}; every {column} must be a finite number"))
-    for column in _PRICES:
+    for column in PRICES:
         if finite[column] and value[column] <= 0:
             out.append((column, f"{column} {value[column]!r} is not positive; prices must be > 0"))
     o, h, lo, c = value["open"], value["high"], value["low"], value["close"]
-    if all(finite[k] for k in _PRICES):
+    if all(finite[k] for k in PRICES):
         if h < max(o, c):
             out.append(("high", f"high {h!r} is below max(open, close) = {max(o, c)!r}"))
         if lo > min(o, c):

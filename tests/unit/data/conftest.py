@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 
 from keel.data.frame import OHLCV
-
-T0 = 1_704_067_200 * 10**9  # 2024-01-01T00:00:00Z
-MINUTE = 60 * 10**9
+from unit.data.samples import MINUTE, T0
 
 
 def valid_frame(n: int = 10, *, source: str = "bars.csv") -> OHLCV:
