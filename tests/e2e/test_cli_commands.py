@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from helpers.cli import keel
 from keel import cli
+from keel.cli.render import qty
 from keel.domain.reasons import reason_code_table
 
 NARROW = {"COLUMNS": "80"}
@@ -41,8 +42,8 @@ def test_intents_list_shows_only_the_chosen_run_with_filled_quantities_at_80_col
     for line in listed:
         cells = line.split()
         row = shown[cells[0][:8]]
-        filled = cli._qty(row["filled_quantity"]) if row["orders"] else "-"
-        assert row["state"] in cells and cli._qty(row["quantity"]) in cells and filled in cells
+        filled = qty(row["filled_quantity"]) if row["orders"] else "-"
+        assert row["state"] in cells and qty(row["quantity"]) in cells and filled in cells
     # the supervisor cut some sizes: the filled quantity is what traded, not what was proposed
     assert any(r["orders"] and r["filled_quantity"] != r["quantity"] for r in shown.values())
 

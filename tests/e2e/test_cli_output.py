@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from helpers.cli import keel
-from keel import cli
+from keel.cli import runs as cli
 from keel.domain.run import RunSummary
 
 

@@ -40,6 +40,9 @@ from keel.risk.trading_state import SimulatedTradingState, TradingStateGuard
 from keel.runtime.book import Book
 from keel.runtime.clock import ReplayClock
 from keel.runtime.context import RunContext
+from keel.runtime.control import CONTROL_DB as CONTROL_DB
+from keel.runtime.control import control_url as control_url
+from keel.runtime.control import open_guard
 from keel.runtime.graph import run_graph
 from keel.runtime.market import MarketView
 from keel.runtime.schedule import Schedule
@@ -48,7 +51,6 @@ from keel.strategies.base import Signals, Strategy
 
 EVENTS_FILE = "events.jsonl"
 DB_FILE = "keel.db"
-CONTROL_DB = "keel.db"
 #: the event vocabulary of the journal this version writes (2: order events carry the order, trading-state and
 #: resume events); `run.started` records it
 JOURNAL_FORMAT = 2
@@ -102,24 +104,6 @@ def run_id_for(
     if trading_script:
         ident["trading_script"] = [[int(ts), TradingState(st).value, str(why)] for ts, st, why in trading_script]
     return "run-" + hashlib.sha256(orjson.dumps(ident, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
-
-
-def control_url(settings: Settings) -> str:
-    """The database holding the trading state (kill switch) every session reads."""
-    if settings.journal.url is not None:
-        return settings.journal.url.get_secret_value()
-    settings.var_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{settings.var_dir / CONTROL_DB}"
-
-
-def open_guard(settings: Settings) -> tuple[IntentStore, TradingStateGuard]:
-    store = IntentStore.open(control_url(settings), write_through=True)
-
-    def read():
-        rec = store.trading_state()
-        return rec.state, rec.reason
-
-    return store, TradingStateGuard(read, store.change_probe())
 
 
 def execute_run(
@@ -186,8 +170,8 @@ def execute_run(
             first_ts = ns_to_datetime(int(ctx.market.timeline[0]))
             journal.recover(ts=first_ts)
             redone, start_after = 0, -1
-            started = existing is not None and _started_seq(journal) is not None
-            if not started:
+            has_started = existing is not None and _started_seq(journal) is not None
+            if not has_started:
                 # A run row without its run.started record: killed between the two, nothing else was written.
                 meta = _meta(ctx, frames)
                 if existing is None:

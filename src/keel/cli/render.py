@@ -1,0 +1,43 @@
+"""What the commands print with: the two consoles, JSON on stdout, and numbers as a person reads them.
+
+Results go to stdout; errors, problems and progress to stderr, whose lines are never cut in two. Numbers are rounded
+only when shown (JSON keeps full precision), and a value that rounds to zero is shown without a sign.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+
+out = Console()
+err = Console(stderr=True, soft_wrap=True)  # an error line is never cut in two
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _round(value: float, digits: int = 2) -> float:
+    r = round(value, digits)
+    return 0.0 if r == 0 else r  # -0.0 rounds to a zero without a sign
+
+
+def money(value: float, *, signed: bool = False) -> str:
+    r = _round(value)
+    return f"{r:+,.2f}" if signed and r != 0 else f"{r:,.2f}"
+
+
+def pct(value: float, *, signed: bool = False) -> str:
+    r = _round(value)
+    return (f"{r:+.2f}" if signed and r != 0 else f"{r:.2f}") + " %"
+
+
+def qty(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.6g}"
