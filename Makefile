@@ -23,7 +23,7 @@ INSTALL := $(BIN)/python -m pip install --quiet -c $(LOCK) --build-constraint $(
 COMPILE := --quiet --all-extras --all-build-deps --strip-extras --allow-unsafe --no-emit-options --no-config \
            $(if $(filter 1,$(UPGRADE)),--upgrade)
 
-.PHONY: demo test lint format bench clean lock lock-check
+.PHONY: demo test lint format bench clean lock lock-check mutants
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,10 @@ format: $(DEVSTAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/replay_throughput.py
+
+# Mutation run over the guards (docs/mutation.md): each mutant in a temporary copy of src/, never in the work tree.
+mutants: $(DEVSTAMP)
+	$(BIN)/python scripts/mutants.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -3,15 +3,30 @@ exits at the bars a test names. Each test then runs the real pipeline (`execute_
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from keel.backtest.run import RunResult, execute_run
-from keel.data.frame import OHLCV
-from keel.settings import Profile, load_settings
+from keel.agents.hydrate import account_skills
+from keel.backtest.run import RunResult, control_url, execute_run, prepare
+from keel.brokers.paper import PaperBroker
+from keel.data.frame import OHLCV, ns_to_datetime
+from keel.domain.decisions import TradingState
+from keel.domain.market import Quote
+from keel.domain.orders import OrderRequest
+from keel.journal.journal import Journal
+from keel.journal.store import IntentStore
+from keel.risk.trading_state import SimulatedTradingState
+from keel.runtime.book import Book
+from keel.runtime.clock import ReplayClock
+from keel.runtime.context import RunContext
+from keel.runtime.schedule import Schedule
+from keel.runtime.state import new_cycle
+from keel.settings import Mode, Profile, Settings, load_settings
 from keel.strategies.base import Signals, Strategy, StrategyParams, StrategyRules
 
 T0 = 1_704_067_200 * 10**9  # 2024-01-01T00:00:00Z
@@ -138,3 +153,197 @@ def fills(result: RunResult) -> list[tuple]:
 
     with sqlite3.connect(result.run_dir / "keel.db") as con:
         return con.execute("select symbol, side, quantity, price, fee, ts from fills order by ts, fill_id").fetchall()
+
+
+# -- guard scenarios: explicit stops, a broker with scripted faults, a reopened run -------------------------------
+
+
+class PricedParams(ScriptedParams):
+    """`Scripted`'s bars, plus explicit stop prices at entry bars ("AAA:1=98.5,4=nan"; nan: no stop), and whether the
+    strategy declares that its entries carry a stop (then nothing waives a missing one)."""
+
+    stops: str = ""
+    declares_stop: bool = False
+
+
+class Priced(Scripted):
+    """A scripted strategy whose entry stops are given as prices (a stop on the reference, a missing stop)."""
+
+    name: ClassVar[str] = "priced"
+    Params: ClassVar[type[StrategyParams]] = PricedParams
+    params: PricedParams
+
+    @classmethod
+    def make_rules(cls, params: Any) -> StrategyRules:
+        rules = Scripted.make_rules(params)
+        if not params.declares_stop:
+            return rules
+        declared = {"requires_stop": True, "stop_waived": False, "stop_waiver_reason": None}
+        return StrategyRules.model_validate({**rules.model_dump(), **declared})
+
+    def signals(self, frame: OHLCV) -> Signals:
+        sig = super().signals(frame)
+        stop = sig.stop.copy()
+        for part in self.params.stops.split():
+            name, _, spec = part.partition(":")
+            if name != frame.symbol:
+                continue
+            for item in spec.split(","):
+                i, _, price = item.partition("=")
+                stop[int(i)] = float(price)
+        return Signals(sig.entry, sig.exit, stop, sig.target, sig.strength, warmup=sig.warmup)
+
+
+def priced(*, stops: dict[str, dict[int, float]] | None = None, **params: Any) -> Priced:
+    """`priced(entries={"AAA": (1,)}, stops={"AAA": {1: 100.0}}, declares_stop=True)`."""
+    for key in ("entries", "exits"):
+        if key in params:
+            params[key] = _spec(params[key])
+    spec = " ".join(f"{s}:{','.join(f'{i}={p!r}' for i, p in by_bar.items())}" for s, by_bar in (stops or {}).items())
+    return Priced(PricedParams(stops=spec, **params))
+
+
+def settings_for(out: Path, **settings: Any) -> Settings:
+    """The settings `run` would use for a run into `out` (its var folder beside it)."""
+    return load_settings(var_dir=out.parent / "var", **settings)
+
+
+class ScenarioBroker(PaperBroker):
+    """The real paper broker, plus what a guard scenario needs around it: every request it is sent is recorded, its
+    reference feed can lag behind the bars (or run ahead of them), and hooks run on each bar it is fed and each quote
+    it gives (another process tripping the kill switch at a chosen moment). It does all the work itself."""
+
+    def __init__(
+        self,
+        *,
+        quote_lag: timedelta = timedelta(0),
+        on_bar_hook: Callable[[str, datetime], None] | None = None,
+        on_quote_hook: Callable[[str, datetime], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.quote_lag = quote_lag
+        self.on_bar_hook = on_bar_hook
+        self.on_quote_hook = on_quote_hook
+        self.requests: list[OrderRequest] = []
+
+    @classmethod
+    def like(cls, settings: Settings, *, profile: Profile = Profile.PAPER, **kwargs: Any) -> ScenarioBroker:
+        """Configured as the run would configure its own paper broker (research runs have no participation cap)."""
+        b = settings.broker
+        cap = None if profile is Profile.RESEARCH else b.participation_cap
+        return cls(cash=b.cash, fees_bps=b.fees_bps, slippage_bps=b.slippage_bps, participation_cap=cap, **kwargs)
+
+    def sent(self, client_order_id: str) -> list[OrderRequest]:
+        """Every request the broker received under this client order id (an idempotent resubmit included)."""
+        return [r for r in self.requests if r.client_order_id == client_order_id]
+
+    def submit(self, request: OrderRequest):
+        self.requests.append(request)
+        return super().submit(request)
+
+    def on_bar(self, symbol, ts, open, high, low, close, volume):
+        if self.on_bar_hook is not None:
+            self.on_bar_hook(symbol, ts)
+        return super().on_bar(symbol, ts, open, high, low, close, volume)
+
+    def quote(self, symbol: str) -> Quote | None:
+        quote = super().quote(symbol)
+        if quote is None:
+            return None
+        if self.on_quote_hook is not None:
+            self.on_quote_hook(symbol, quote.ts)
+        if not self.quote_lag:
+            return quote
+        return Quote(
+            symbol=symbol,
+            ts=quote.ts - self.quote_lag,
+            bid=quote.bid,
+            ask=quote.ask,
+            last=quote.last,
+            source="bar_close",
+        )
+
+
+def operator(settings: Settings, state: TradingState, why: str, ts: datetime) -> None:
+    """Another process (an operator's `keel kill` / `keel reduce`) changes the trading state in the control store."""
+    store = IntentStore.open(control_url(settings), write_through=True)
+    try:
+        store.set_trading_state(state, reason=why, actor="ops", ts=ts)
+    finally:
+        store.close()
+
+
+def intent_rows(result: RunResult) -> dict[str, tuple]:
+    """intent id -> (symbol, leg, state, quantity, last_reason) of every intent of the run."""
+    import sqlite3
+
+    with sqlite3.connect(result.run_dir / "keel.db") as con:
+        rows = con.execute("select intent_id, symbol, leg, state, quantity, last_reason from intents").fetchall()
+    return {r[0]: r[1:] for r in rows}
+
+
+def table(result: RunResult, sql: str) -> list[tuple]:
+    import sqlite3
+
+    with sqlite3.connect(result.run_dir / "keel.db") as con:
+        return con.execute(sql).fetchall()
+
+
+@contextmanager
+def reopened(
+    result: RunResult,
+    frames: list[OHLCV],
+    settings: Settings,
+    strategy: Strategy,
+    broker: PaperBroker,
+    *,
+    mode: Mode = Mode.REPLAY,
+    profile: Profile = Profile.PAPER,
+) -> Iterator[RunContext]:
+    """The context of a finished run, on its own journal and the broker that ran it (its book as last checkpointed),
+    so a test can drive a node again over decisions the run already took: what a retried or replayed cycle does."""
+    run_id = result.summary.run_id
+    journal = Journal.open(
+        url=f"sqlite:///{result.run_dir / 'keel.db'}",
+        log_path=result.run_dir / "events.jsonl",
+        log_id=run_id,
+        write_through=mode is not Mode.REPLAY,
+    )
+    try:
+        prepared = prepare(frames, strategy, settings, mode)
+        journal.recover(ts=ns_to_datetime(int(prepared.market.timeline[0])))
+        saved = journal.store.load_checkpoint(run_id)
+        assert saved is not None, "the run left no checkpoint"
+        simulated = SimulatedTradingState()
+        yield RunContext(
+            run_id=run_id,
+            mode=mode,
+            profile=profile,
+            settings=settings,
+            clock=ReplayClock(int(prepared.market.timeline[0])),
+            market=prepared.market,
+            strategy=strategy,
+            signals=prepared.signals,
+            outlooks=prepared.outlooks,
+            journal=journal,
+            broker=broker,
+            guard=simulated,
+            schedule=Schedule(np.array([], dtype=np.int64)),
+            book=Book.restore(saved[1]["book"]),
+            costs=broker.costs,
+            simulated=simulated,
+        )
+        journal.commit()
+    finally:
+        journal.close()
+
+
+def cycle_at(ctx: RunContext, t: int, **values: Any) -> dict:
+    """A fresh cycle state at bar t (the clock moved there), trading active, the account as the broker has it."""
+    ts_ns = ctx.market.ts_ns(t)
+    ctx.clock.set_ns(ts_ns)
+    state = new_cycle(t, ts_ns)
+    state.update(trading_state=TradingState.ACTIVE.value, trading_reason="test", skills=account_skills(ctx.broker))
+    state.update(values)
+    return state
