@@ -151,3 +151,18 @@ def test_a_run_killed_between_its_row_and_its_first_record_starts_cleanly_on_the
     again = _run(tmp_path, out)  # before: "its journal holds no run.started record; it cannot be resumed"
     clean = _run(tmp_path, tmp_path / "clean")
     assert again.summary.final_equity == clean.summary.final_equity and again.summary.fills == clean.summary.fills
+
+
+def test_a_run_folder_of_a_version_without_markers_is_adopted_but_a_lookalike_is_not(tmp_path):
+    out = tmp_path / "run"
+    first = _run(tmp_path, out)
+    (out / MARKER).unlink()  # as an earlier version left it
+    again = _run(tmp_path, out, fresh=True)  # `make demo` runs with --fresh
+    assert again.summary == first.summary and (out / MARKER).is_file()
+    lookalike = tmp_path / "lookalike"
+    lookalike.mkdir()
+    (lookalike / "events.jsonl").write_text("my own notes\n")
+    (lookalike / "summary.json").write_text("{}")
+    with pytest.raises(InputError, match="not a Keel run folder"):
+        _run(tmp_path, lookalike, fresh=True)
+    assert sorted(p.name for p in lookalike.iterdir()) == ["events.jsonl", "summary.json"]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from keel.domain.errors import InputError
+from keel.journal.eventlog import parse_record
 
 MARKER = ".keel-run"
 LOCK = ".keel-run.lock"
@@ -65,7 +66,7 @@ class RunFolder:
         if path.exists() and not path.is_dir():
             raise InputError(f"{path}: --out names a file, not a folder", hint="give a folder for the run's outputs")
         marker = path / MARKER
-        if path.is_dir() and not marker.exists():
+        if path.is_dir() and not marker.exists() and not _legacy_run_folder(path):
             foreign = sorted(n for n in os.listdir(path) if n != LOCK)
             if foreign:
                 shown = ", ".join(foreign[:5]) + (", …" if len(foreign) > 5 else "")
@@ -103,7 +104,9 @@ class RunFolder:
 
     def _mark(self, fresh: bool) -> None:
         marker = self.path / MARKER
-        owner = _read_marker(marker) if marker.exists() else None
+        owner = _read_marker(marker) if marker.exists() else _legacy_run_folder(self.path)
+        if owner is not None and not marker.exists():
+            self._write_marker(owner)  # a run folder of a Keel version without markers: adopt it as it is
         if owner is not None and owner != self.run_id and not fresh:
             raise InputError(
                 f"{self.path}: the folder holds another run ({owner}), not {self.run_id}; nothing was written",
@@ -112,10 +115,14 @@ class RunFolder:
         if fresh and marker.exists():
             self.kept = self._clear()
         if not marker.exists() or owner != self.run_id:
-            body = {"kind": MARKER_KIND, "schema_version": MARKER_VERSION, "run_id": self.run_id}
-            tmp = marker.with_name(marker.name + ".tmp")
-            tmp.write_text(json.dumps(body, sort_keys=True) + "\n", encoding="utf-8")
-            os.replace(tmp, marker)
+            self._write_marker(self.run_id)
+
+    def _write_marker(self, run_id: str) -> None:
+        marker = self.path / MARKER
+        body = {"kind": MARKER_KIND, "schema_version": MARKER_VERSION, "run_id": run_id}
+        tmp = marker.with_name(marker.name + ".tmp")
+        tmp.write_text(json.dumps(body, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, marker)
 
     def _clear(self) -> tuple[str, ...]:
         """Remove every file Keel writes (the marker last); keep anything else and say so."""
@@ -137,6 +144,25 @@ class RunFolder:
                 _unlock(self._lock)
             self._lock.close()
             self._lock = None
+
+
+def _legacy_run_folder(path: Path) -> str | None:
+    """The run id of a run folder written before folders were marked, or None. Recognised only when every file in it
+    has the name of a file Keel writes and its event log opens with a Keel event record: a user's folder never
+    passes both, so nothing of a user's is ever adopted (and so never removed by --fresh)."""
+    try:
+        names = [n for n in os.listdir(path) if n != LOCK]
+    except OSError:
+        return None
+    if "events.jsonl" not in names or not all(is_keel_file(n) for n in names):
+        return None
+    try:
+        with open(path / "events.jsonl", "rb") as fh:
+            record = parse_record(fh.readline().rstrip(b"\n"))
+    except OSError:
+        return None
+    run_id = record.get("run_id") if record is not None else None
+    return run_id if isinstance(run_id, str) and run_id.startswith("run-") else None
 
 
 def _read_marker(marker: Path) -> str:
