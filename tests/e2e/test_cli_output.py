@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 import json
 import time
-from types import SimpleNamespace
+from pathlib import Path
 
 import pytest
 from rich.console import Console
 
 from helpers.cli import keel
+from keel.backtest.run import RunResult
 from keel.cli import runs as cli
 from keel.domain.run import RunSummary
 
@@ -57,9 +58,7 @@ def _result(**changes):
         "journal_head": "ab" * 32,
     } | changes
     summary = _NotedSummary(**fields)
-    return SimpleNamespace(
-        summary=summary, run_dir="run", wall_seconds=0.25, resumed=False, reused=False, visited_bars=12
-    )
+    return RunResult(Path("run"), summary, wall_seconds=0.25, resumed=False, reused=False, visited_bars=12)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import numpy as np
 import pytest
 
 from helpers.scenarios import MINUTE, T0, bars, events, fills, scripted
@@ -17,6 +18,7 @@ from keel.domain.decisions import TradingState
 from keel.settings import Profile, load_settings
 from keel.strategies import build_strategy
 
+COLS = ("open", "high", "low", "close", "volume")
 FIVE_MIN = 300
 BARS = 3 * 288  # three days of five-minute bars
 HALT = [
@@ -97,3 +99,24 @@ def test_the_daily_loss_counts_from_midnight_whichever_bars_a_driver_visits(tmp_
     )
     a, _ = both(tmp_path, frames, settings, strategy, Profile.PAPER)
     assert a.summary.blocked_reasons == {"DAILY_LOSS_LIMIT": 1}  # today the replay driver fills it
+
+
+def test_symbols_on_different_timelines_are_marked_alike_by_both_drivers(tmp_path):
+    # BBB trades every minute until 00:09, then only at 00:20 and 00:30; it rises from 100 to 150 while it trades.
+    # AAA's entry at 00:15 is sized against the exposure left, which counts BBB at its latest close (150) in the
+    # graph driver; the replay driver, which last visited BBB at its fill, must mark it the same way.
+    b_minutes = [*range(10), 20, 30]
+    b_closes = [100.0, 100.0, 100.0, 110.0, 120.0, 130.0, 140.0, 150.0, 150.0, 150.0, 150.0, 150.0]
+    bbb = bars("BBB", b_closes)
+    bbb = type(bbb)("BBB", T0 + np.asarray(b_minutes, dtype=np.int64) * MINUTE, *(getattr(bbb, c) for c in COLS))
+    aaa = bars("AAA", [50.0] * 40)
+    strategy = scripted(entries={"BBB": (1,), "AAA": (15,)})
+    settings = load_settings(
+        var_dir=tmp_path / "var",
+        sizing={"method": "fixed_notional", "fixed_notional": 10_000},
+        risk={"max_order_notional": 10_000, "max_exposure": 20_000, "require_stop": False},
+        broker={"fees_bps": 0, "slippage_bps": 0},
+    )
+    a, _ = both(tmp_path, [aaa, bbb], settings, strategy, Profile.PAPER)
+    bought = {f[0]: f[2] for f in fills(a) if f[1] == "buy"}
+    assert bought == {"BBB": 100.0, "AAA": 100.0}  # 5,000 of room left at 150, not 10,000 at BBB's fill price

@@ -166,3 +166,16 @@ def test_a_run_folder_of_a_version_without_markers_is_adopted_but_a_lookalike_is
     with pytest.raises(InputError, match="not a Keel run folder"):
         _run(tmp_path, lookalike, fresh=True)
     assert sorted(p.name for p in lookalike.iterdir()) == ["events.jsonl", "summary.json"]
+
+
+def test_the_command_says_what_it_rebuilt_and_what_fresh_kept(tmp_path):
+    from helpers.cli import keel
+    from keel.data.files import write_csv
+
+    write_csv(FRAMES[0], tmp_path / "d.csv")
+    args = ("backtest", "--data", "d.csv", "--param", "fast=5", "--param", "slow=20", "--out", "run")
+    keel(*args, cwd=tmp_path)
+    (tmp_path / "run" / "trades.csv").unlink()
+    assert "rebuilt from its journal: trades.csv" in keel(*args, cwd=tmp_path).stdout
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    assert "--fresh kept what Keel did not write: notes.txt" in keel(*args, "--fresh", cwd=tmp_path).stdout

@@ -72,7 +72,8 @@ def executor(state: CycleState, ctx: RunContext) -> dict:
         if intent.leg.reduces_risk:
             _cancel_entry(intent.symbol, ctx)
             held = broker.positions().get(intent.symbol)
-            quantity = min(intent.quantity, held.quantity if held is not None else 0.0) or intent.quantity
+            if held is not None and held.quantity > 0:
+                quantity = min(intent.quantity, held.quantity)  # nothing held: the broker refuses it, with its reason
         journal.transition(
             iid, IntentState.APPROVED, IntentState.EXECUTING, ts=now, actor=STAGE, stage=STAGE, run_id=run_id
         )

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from keel.agents.hydrate import account_skills
 from keel.data.frame import datetime_to_ns
-from keel.domain.costs import CostModel, price_band
+from keel.domain.costs import price_band
 from keel.domain.decisions import CriticVerdict, Decision, NoTradeTrigger, TradingState, Verdict
 from keel.domain.intents import IntentState, Side
 from keel.domain.reasons import ReasonCode
@@ -143,13 +143,10 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
         if not intent.leg.reduces_risk and intent.side is Side.BUY:
             cap = intent.notional_cap
             book.reserved[intent.intent_id] = cap if cap is not None else intent.quantity * intent.reference_price
-            book.unsent[intent.intent_id] = cap if cap is not None else buy_estimate(ctx.costs, intent)
+            limit = intent.limit_price is not None
+            price = intent.limit_price if limit else intent.reference_price
+            book.unsent[intent.intent_id] = (
+                cap if cap is not None else ctx.costs.buy_estimate(intent.quantity, price, limit=limit)
+            )
         allowed.append((intent, verdict, detail))
     return {"allowed": allowed}
-
-
-def buy_estimate(costs: CostModel, intent) -> float:
-    """Cash a fixed-size buy will take at the broker: its estimate at the limit price, or at the reference."""
-    if intent.limit_price is not None:
-        return CostModel(costs.fee_rate, 0.0).buy_estimate(intent.quantity, intent.limit_price)
-    return costs.buy_estimate(intent.quantity, intent.reference_price)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ import orjson
 
 from keel.agents.outlook import OutlookSeries, precompute_outlook
 from keel.backtest.folder import RunFolder
-from keel.backtest.outputs import SUMMARY_FILE, missing_outputs, regenerate, write_outputs
+from keel.backtest.outputs import missing_outputs, regenerate, write_outputs
 from keel.backtest.replay import run_replay
 from keel.backtest.report import build_summary, equity_curve, round_trips
 from keel.brokers.paper import PaperBroker
@@ -81,7 +81,7 @@ class Prepared:
     market: MarketView
     signals: dict[str, Signals]
     outlooks: dict[str, OutlookSeries]
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = ()
 
 
 def run_id_for(
@@ -170,8 +170,8 @@ def execute_run(
             first_ts = ns_to_datetime(int(ctx.market.timeline[0]))
             journal.recover(ts=first_ts)
             redone, start_after = 0, -1
-            has_started = existing is not None and _started_seq(journal) is not None
-            if not has_started:
+            started_seq = _started_seq(journal) if existing is not None else None
+            if started_seq is None:
                 # A run row without its run.started record: killed between the two, nothing else was written.
                 meta = _meta(ctx, frames)
                 if existing is None:
@@ -179,7 +179,7 @@ def execute_run(
                 journal.event("runtime", "run.started", meta, ts=first_ts, run_id=run_id)
                 journal.commit()
             else:
-                start_after, redone = _resume(ctx)
+                start_after, redone = _resume(ctx, started_seq)
             total = len(ctx.market)
 
             def progress(t: int) -> None:
@@ -307,14 +307,14 @@ def _meta(ctx: RunContext, frames: list[OHLCV]) -> dict:
     }
 
 
-def _resume(ctx: RunContext) -> tuple[int, int]:
+def _resume(ctx: RunContext, started_seq: int) -> tuple[int, int]:
     """Restore the last checkpoint and arrange the re-run of what followed it; returns (bar to continue after,
     records the re-run must reproduce). Without a checkpoint the run restarts from its first bar, its state the
     initial one, and everything it wrote after `run.started` is reproduced the same way."""
     journal, store = ctx.journal, ctx.journal.store
     saved = store.load_checkpoint(ctx.run_id)
     if saved is None:
-        cursor, seq = -1, _started_seq(journal) or 0
+        cursor, seq = -1, started_seq
     else:
         cursor, snap = saved
         ctx.broker = PaperBroker.restore(snap["broker"], finished_orders=store.orders(ctx.run_id))
@@ -325,8 +325,8 @@ def _resume(ctx: RunContext) -> tuple[int, int]:
             ctx.simulated.restore(snap["simulated"])
         seq = int(snap["journal_seq"])
     head_seq = journal.committed_head[0]
-    records = records_between(journal.log.path, seq - 1, head_seq) if seq > 0 else []
-    start, records = ((records[0]["seq"], records[0]["hash"]), records[1:]) if records else ((0, ""), [])
+    checkpointed, *records = records_between(journal.log.path, seq - 1, head_seq)
+    start = (checkpointed["seq"], checkpointed["hash"])
     carried_on = {
         r["payload"]["intent_id"]
         for r in records
@@ -353,9 +353,7 @@ def _resume(ctx: RunContext) -> tuple[int, int]:
                 hint="nothing new was sent; inspect the run with `keel journal verify` and `keel intents list`",
             )
 
-    journal.begin_redo(records, start=start, on_drained=reconcile_then_go_on)
-    if not journal.redoing:
-        journal.finish_redo()  # nothing to re-run: reconcile now, before the first bar
+    journal.begin_redo(records, start=start, on_drained=reconcile_then_go_on)  # none: reconciles at once
     return cursor, len(records)
 
 
@@ -408,13 +406,11 @@ def _finish(ctx: RunContext, run_dir: Path, notes: tuple[str, ...]) -> RunSummar
 
 
 def _reuse(existing: RunRecord, run_dir: Path, store: IntentStore, market: MarketView) -> tuple[RunSummary, tuple]:
-    """A complete run: its summary as recorded, and any of its files that went missing rebuilt from the journal."""
-    missing = missing_outputs(run_dir)
+    """A complete run: its summary as the journal recorded it, and any of its files that went missing rebuilt."""
     if existing.summary is None:
         raise KeelError(f"run {existing.run_id} is marked complete but its journal holds no summary")
     summary = RunSummary.model_validate(existing.summary)
+    missing = missing_outputs(run_dir)
     if missing:
         summary = regenerate(run_dir, summary, store, market)
-    elif (run_dir / SUMMARY_FILE).is_file():
-        summary = RunSummary.model_validate_json((run_dir / SUMMARY_FILE).read_bytes())
     return summary, tuple(missing)

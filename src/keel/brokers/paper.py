@@ -194,7 +194,6 @@ class PaperBroker:
         #: symbols whose data has no volume: a participation cap cannot apply to them
         self._no_volume = frozenset(no_volume)
         self._costs = CostModel.from_bps(self._fees_bps, self._slippage_bps)
-        self._fee_rate = self._costs.fee_rate
         self._cash = self._initial_cash
         self._fees_paid = 0.0
         self._realized = 0.0
@@ -578,7 +577,7 @@ class PaperBroker:
     def _unit_cost(self, r: OrderRequest) -> float:
         """Estimated all-in cost per unit from what is known at submit (a buy limit never fills above it)."""
         if r.order_type is OrderType.LIMIT and r.limit_price is not None:
-            return r.limit_price * (1.0 + self._fee_rate)
+            return self._costs.unit_estimate(r.limit_price, limit=True)
         return self._costs.unit_estimate(self._quote_px[r.symbol])
 
     def _reserved(self, exclude: _Order | None) -> float:
@@ -698,7 +697,7 @@ class PaperBroker:
             return 0.0
         if rec.whole:
             return min(room, costs.affordable_at_fill(budget, price))
-        units = budget / (price * (1.0 + self._fee_rate))
+        units = budget / (price * (1.0 + costs.fee_rate))
         # Division rounds; step down until the exact same cost expression the fill charges fits the budget.
         while units > 0.0 and costs.fill_cost(units, price) > budget:
             units = math.nextafter(units, 0.0)
@@ -707,7 +706,7 @@ class PaperBroker:
     def _apply(self, rec: _Order, ts: datetime, price: float, units: float, remaining: float) -> Fill:
         r = rec.request
         notional = units * price
-        fee = notional * self._fee_rate  # fill_cost(units, price) == notional + fee, the same two operations
+        fee = notional * self._costs.fee_rate  # fill_cost(units, price) == notional + fee, the same two operations
         pos = self._positions.get(r.symbol)
         if r.side is Side.BUY:
             self._cash -= notional + fee

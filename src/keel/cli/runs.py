@@ -106,6 +106,9 @@ def _summary_data(result, wall_seconds: float, *, profile: str, driver: str) -> 
         run_seconds=round(result.wall_seconds, 3),  # the run's own share
         reused=result.reused,
         resumed=result.resumed,
+        redone_records=result.redone,
+        regenerated=list(result.regenerated),
+        kept=list(result.kept),
         driver=driver,
         visited_bars=result.visited_bars,
     )
@@ -119,8 +122,13 @@ def _render_summary(result, wall_seconds: float, *, profile: str, driver: str) -
             f"[yellow]run {s.run_id} is already complete in {escape(str(result.run_dir))}: nothing was executed "
             "again (use --fresh to run it anew)[/]"
         )
+    if result.regenerated:
+        out.print(f"[yellow]rebuilt from its journal: {escape(', '.join(result.regenerated))}[/]")
     if result.resumed:
-        out.print(f"[yellow]resumed run {s.run_id} from its last checkpoint after an interruption[/]")
+        again = f"; {result.redone:,} record(s) of the interrupted cycle recognised" if result.redone else ""
+        out.print(f"[yellow]resumed run {s.run_id} from its last checkpoint after an interruption{again}[/]")
+    if result.kept:
+        out.print(f"[yellow]--fresh kept what Keel did not write: {escape(', '.join(result.kept))}[/]")
     params = ", ".join(f"{k}={v}" for k, v in s.params.items())
     t = Table(
         title=escape(f"Keel run {s.run_id} — {s.mode}, {profile} profile, {s.strategy}({params})"),

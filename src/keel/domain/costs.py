@@ -36,21 +36,24 @@ class CostModel:
         notional = units * price
         return notional + notional * self.fee_rate
 
-    def unit_estimate(self, reference: float) -> float:
-        """All-in cash per unit of a market buy priced at `reference` (what the broker reserves at submit)."""
-        return reference * (1.0 + self.slip_rate) * (1.0 + self.fee_rate)
+    def unit_estimate(self, price: float, *, limit: bool = False) -> float:
+        """All-in cash per unit of a buy, what the broker reserves at submit: a market buy at its reference with
+        slippage and fees, a limit buy at its limit (it never fills above it) with fees."""
+        if limit:
+            return price * (1.0 + self.fee_rate)
+        return price * (1.0 + self.slip_rate) * (1.0 + self.fee_rate)
 
-    def buy_estimate(self, units: float, reference: float) -> float:
-        """Cash a market buy of `units` is estimated to take at `reference`: the broker's submit-time check."""
-        return units * self.unit_estimate(reference)
+    def buy_estimate(self, units: float, price: float, *, limit: bool = False) -> float:
+        """Cash a buy of `units` is estimated to take: the broker's submit-time check."""
+        return units * self.unit_estimate(price, limit=limit)
 
-    def affordable_units(self, budget: float, reference: float) -> float:
+    def affordable_units(self, budget: float, price: float, *, limit: bool = False) -> float:
         """The most whole units whose `buy_estimate` fits `budget` (0 when not one does)."""
-        unit = self.unit_estimate(reference)
+        unit = self.unit_estimate(price, limit=limit)
         if not (budget > 0.0 and unit > 0.0 and math.isfinite(budget)):
             return 0.0
         units = float(math.floor(budget / unit))
-        while units > 0.0 and self.buy_estimate(units, reference) > budget:  # division rounds: step down until it fits
+        while units > 0.0 and self.buy_estimate(units, price, limit=limit) > budget:  # division rounds: step down
             units -= 1.0
         return units
 

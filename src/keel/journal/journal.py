@@ -494,14 +494,18 @@ class Journal:
         """Resume by re-running from a checkpoint: `records` (the committed records past it, in order) are what the
         re-run will write again, and each is recognised — compared field by field — instead of written twice; a write
         that differs raises `ResumeDiverged`. `start` is the `(seq, hash)` the checkpoint was taken at.
-        `on_drained` runs once, right before the first write past them: the resume's reconciliation and its
-        `run.resumed` event go there, so nothing new is written (nor sent) before the journal is reconciled.
+        `on_drained` runs once, as soon as the last of them is reproduced: the resume's reconciliation and its
+        `run.resumed` event go there, so nothing is sent or written past what the journal held before it is
+        reconciled.
         Startup records (a repair, an earlier resume) are skipped: no cycle writes them. Returns how many are expected.
         """
         self._redo = deque(r for r in records if r["event"] not in STARTUP_EVENTS)
         self._redo_head = start
         self._on_drained = on_drained
-        return len(self._redo)
+        expected = len(self._redo)
+        if not expected:
+            self._drain()  # nothing to reproduce: reconcile now
+        return expected
 
     @property
     def redoing(self) -> int:
@@ -509,10 +513,8 @@ class Journal:
         return len(self._redo) if self._redo is not None else 0
 
     def finish_redo(self) -> None:
-        """End a resume's re-run: every expected record must have been reproduced (else `ResumeDiverged`), and the
-        drain action runs now if no new write has triggered it yet."""
-        if self._redo is None:
-            return
+        """End a resume's re-run: every expected record must have been reproduced, else `ResumeDiverged` (the queue
+        is None once the last one was: the drain action has run)."""
         if self._redo:
             first = self._redo[0]
             raise ResumeDiverged(
@@ -520,16 +522,12 @@ class Journal:
                 f"({first['event']}) and {len(self._redo) - 1} later record(s) it had committed",
                 hint="the inputs or the configuration changed since the run stopped; start it anew with --fresh",
             )
-        self._drain()
 
     def _redone(self, ts: str, run_id: str, stage: str, event: str, payload: Mapping[str, Any]) -> bool:
-        """True when this write is the next record the journal already holds. Past the last one, the drain action
-        runs first and False is returned: the write is new."""
+        """True when this write is the next record the journal already holds, `ResumeDiverged` when it is not; the
+        last one reproduced runs the drain action."""
         redo = self._redo
-        assert redo is not None
-        if not redo:
-            self._drain()
-            return False
+        assert redo  # an empty queue is drained at once (`begin_redo`, and after its last record)
         expected = redo[0]
         same = (
             expected["event"] == event
@@ -548,6 +546,8 @@ class Journal:
             )
         redo.popleft()
         self._redo_head = (expected["seq"], expected["hash"])
+        if not redo:
+            self._drain()
         return True
 
     def _drain(self) -> None:

@@ -198,13 +198,11 @@ def cash(c: CheckInput) -> Outcome:
                 ReasonCode.INSUFFICIENT_CASH, f"cap {c.notional_cap:.2f} < one unit at {unit:.6g} with costs"
             )
         return _fit(c, room, ReasonCode.INSUFFICIENT_CASH)
-    if c.limit_price is None:
-        costs, price = c.costs, c.reference_price
-    else:  # a buy limit is reserved at its limit price, without slippage
-        costs, price = CostModel(c.costs.fee_rate, 0.0), c.limit_price
-    if costs.buy_estimate(c.quantity, price) <= room:
+    limit = c.limit_price is not None
+    price = c.limit_price if limit else c.reference_price
+    if c.costs.buy_estimate(c.quantity, price, limit=limit) <= room:
         return PASS
-    fitted = costs.affordable_units(room, price)
+    fitted = c.costs.affordable_units(room, price, limit=limit)
     if fitted < 1:
         return _reject(ReasonCode.INSUFFICIENT_CASH, f"available {room:.2f} < one unit at {price:.6g} with costs")
     return Outcome(code=ReasonCode.INSUFFICIENT_CASH, quantity=fitted, detail=f"reduced {c.quantity:g} -> {fitted:g}")
