@@ -25,7 +25,6 @@ import orjson
 from keel.agents.outlook import OutlookSeries, precompute_outlook
 from keel.backtest.folder import RunFolder
 from keel.backtest.outputs import missing_outputs, regenerate, write_outputs
-from keel.backtest.replay import run_replay
 from keel.backtest.report import build_summary, equity_curve, round_trips
 from keel.brokers.paper import PaperBroker
 from keel.data.frame import OHLCV, ns_to_datetime
@@ -43,7 +42,8 @@ from keel.runtime.context import RunContext
 from keel.runtime.control import CONTROL_DB as CONTROL_DB
 from keel.runtime.control import control_url as control_url
 from keel.runtime.control import open_guard
-from keel.runtime.graph import run_graph
+from keel.runtime.drivers import DRIVERS
+from keel.runtime.drivers import driver as drive_with
 from keel.runtime.market import MarketView
 from keel.runtime.schedule import Schedule
 from keel.settings import Mode, Profile, Settings
@@ -53,8 +53,8 @@ EVENTS_FILE = "events.jsonl"
 DB_FILE = "keel.db"
 #: the event vocabulary of the journal this version writes (2: order events carry the order, trading-state and
 #: resume events); `run.started` records it
-JOURNAL_FORMAT = 2
-DRIVERS = ("replay", "graph")
+#: 2: order events carry the order; 3: `run.started` says whether transitions are rows too (`transition_rows`)
+JOURNAL_FORMAT = 3
 TradingScript = Sequence[tuple[int, TradingState, str]]
 
 
@@ -158,6 +158,11 @@ def execute_run(
         control = None
         try:
             existing = journal.store.get_run(run_id)
+            # A replay is its database's only writer: its transitions live in the log, its intents are one row each.
+            # A resumed run keeps what it started with.
+            journal.store.transition_rows = (
+                mode is not Mode.REPLAY if existing is None else bool(existing.meta.get("transition_rows", True))
+            )
             if existing is not None and existing.status is RunStatus.COMPLETE:
                 summary, rebuilt = _reuse(existing, run_dir, journal.store, prepared.market)
                 return RunResult(run_dir, summary, time.perf_counter() - started, False, True, 0, rebuilt, folder.kept)
@@ -186,7 +191,7 @@ def execute_run(
                 if on_progress is not None:
                     on_progress(t + 1, total)
 
-            drive = run_replay if driver == "replay" else run_graph
+            drive = drive_with(driver)
             mark = time.perf_counter()
             drive(ctx, start_after=start_after, on_bar=progress)
             journal.finish_redo()
@@ -298,6 +303,7 @@ def _meta(ctx: RunContext, frames: list[OHLCV]) -> dict:
     return {
         "run_id": ctx.run_id,
         "journal_format": JOURNAL_FORMAT,
+        "transition_rows": ctx.journal.store.transition_rows,
         "mode": ctx.mode.value,
         "profile": ctx.profile.value,
         "strategy": ctx.strategy.describe(),

@@ -21,9 +21,7 @@ from keel.cli import STARTED, app
 from keel.cli.options import ConfigOpt, JsonOpt, load_settings
 from keel.cli.render import emit_json, err, money, out, pct
 from keel.domain.errors import InputError
-
-DRIVERS = ("replay", "graph")
-
+from keel.runtime.drivers import DRIVERS
 
 DriverOpt = Annotated[
     str,

@@ -9,7 +9,10 @@ the row's key, the column, the stored value and the logged one. What the log say
   strategy_id, symbol, side, leg and quantity come from it; `created_ts` is the record's ts), then its
   `intent.transition` records: `state` the last `to`, `version` 1 + their number, `updated_ts` and `last_reason`
   the last one's ts and reason;
-* `intent_transitions`: one row per `intent.transition` (from, to, ts, reason, actor), in log order per intent;
+* `intent_transitions`: one row per `intent.transition` (from, to, ts, reason, actor), in log order per intent —
+  unless the run keeps its transitions in the log only (journal format 3, `run.started` payload `transition_rows`
+  false: a replay), when there must be none; its intents' rows still prove every transition through their state,
+  version and last reason;
 * `orders`: the last `order` any record carried for the client order id (journal format 2: every order row change
   is written with an event carrying the order); `intent_id` is the client order id, `run_id` the record's;
 * `fills`: one row per `order.fill` record (its fill fields, the record's run_id and ts), and no other;
@@ -204,6 +207,8 @@ class RowAudit:
         self._trading: list[tuple[Any, ...]] = []
         self._runs: dict[str, _Run] = {}
         self._format: int | None = None
+        #: whether the run writes a row per transition (`run.started`'s `transition_rows`; always before format 3)
+        self._transition_rows = True
         self._malformed: list[str] = []
         self._malformed_count = 0
 
@@ -249,6 +254,7 @@ class RowAudit:
                 if self._format is None:
                     fmt = payload.get("journal_format", 1)
                     self._format = fmt if type(fmt) is int else 1
+                    self._transition_rows = payload.get("transition_rows", True) is not False
             elif event == "run.finished":
                 self._runs.setdefault(record["run_id"], _Run()).finished = (payload, line, record["seq"])
         except (KeyError, TypeError) as exc:
@@ -484,7 +490,8 @@ class RowAudit:
             for k in range(0, len(missing_intents), _CHUNK):
                 ids = list(missing_intents[k : k + _CHUNK])
                 queries.append(select(*cols).where(t.c.intent_id.in_(ids)).order_by(t.c.id))
-        logged = self._transitions
+        # Kept in the log only: every row is one no record calls for.
+        logged = self._transitions if self._transition_rows else {}
         matched: dict[str, int] = {}  # intent → how many of its logged transitions its rows matched, in order
         differ: dict[str, list[tuple[Any, ...]]] = {}  # intent → its rows (from_state…actor), once one did not match
         none: list[_Transition] = []

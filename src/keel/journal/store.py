@@ -12,8 +12,11 @@ Two write modes share one API:
   duplicates raise at once — but held in memory and written in one transaction by `commit()`, in call order,
   with executemany. At commit every compare-and-set is re-checked through the row counts, so a row moved by
   another process in the meantime aborts the whole batch instead of being overwritten. An intent created in the
-  same batch is inserted with its latest state instead (no other writer can hold a row that does not exist yet);
-  each of its transitions is still a row of `intent_transitions`.
+  same batch is inserted with its latest state instead (no other writer can hold a row that does not exist yet).
+
+Each transition is a row of `intent_transitions` unless the store is told otherwise (`transition_rows = False`): a
+replay, the only writer of its own database, keeps one lifecycle row per intent (state, version, last reason) and
+leaves the transitions to the event log, which holds every one of them anyway (journal format 3).
 
 Reads see committed rows only (in buffered mode, call `commit()` first), except `state()`, which also sees the
 buffer. The trading state (kill switch) is never buffered: it is committed at once and always read from the
@@ -141,6 +144,8 @@ class IntentStore:
         self._cur: Any = self._dbapi.cursor()
         self._atomic = 0
         self._closed = False
+        #: whether each transition is also a row of `intent_transitions` (see the module docstring)
+        self.transition_rows = True
         self._compile_dialect = _compile_dialect(engine.dialect)
         sql = _statements(self._compile_dialect)
         # Hot statements as attributes: one lookup each on the per-call path.
@@ -571,20 +576,13 @@ class IntentStore:
             "b_ts": ts,
             "b_reason": reason,
         }
-        record = {
-            "intent_id": intent_id,
-            "from_state": source,
-            "to_state": dest,
-            "ts": ts,
-            "reason": reason,
-            "actor": actor,
-        }
         if self._write_through:
             try:
                 if self._exec(self._upd_intent, update) != 1:
                     found = self._fetch(self._sel_state, {"b_id": intent_id})
                     raise _cas_error(intent_id, expected, found[0][0] if found else None)
-                self._exec(self._ins_transition, record)
+                if self.transition_rows:
+                    self._exec(self._ins_transition, _transition_row(intent_id, source, dest, ts, reason, actor))
                 self._done()
             except BaseException:
                 self._failed()
@@ -599,15 +597,15 @@ class IntentStore:
         pending = self._new_intents.get(intent_id)
         if pending is not None:
             # Created in this batch: no other writer can hold a row that is not in the database yet, so the
-            # compare-and-set was decided above and the insert simply carries the latest state. The transition
-            # row is still written, like every other.
+            # compare-and-set was decided above and the insert simply carries the latest state.
             pending["state"] = dest
             pending["version"] += 1
             pending["updated_ts"] = ts
             pending["last_reason"] = reason
         else:
             self._updates.append(update)
-        self._transitions.append(record)
+        if self.transition_rows:
+            self._transitions.append(_transition_row(intent_id, source, dest, ts, reason, actor))
         self._states[intent_id] = target
 
     def get(self, intent_id: str) -> IntentRecord:
@@ -1082,6 +1080,10 @@ def _same_or_conflict(intent: TradeIntent, payload: str, existing: str) -> None:
     old = stored.model_dump()
     differences = sorted(k for k in new if new[k] != old.get(k))
     raise DuplicateIntentConflict(intent.intent_id, differences=differences)
+
+
+def _transition_row(intent_id: str, source: str, dest: str, ts: str, reason: str | None, actor: str) -> dict[str, Any]:
+    return {"intent_id": intent_id, "from_state": source, "to_state": dest, "ts": ts, "reason": reason, "actor": actor}
 
 
 def _intent_record(row: Any) -> IntentRecord:

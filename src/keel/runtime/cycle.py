@@ -45,6 +45,13 @@ REPORTER = ("reporter", reporter)
 ROUTE_AFTER_MONITOR = route_after_monitor
 
 
+def route_after_commander(state: CycleState) -> str:
+    """Symbols with something to decide go through the decision nodes; otherwise the bar goes straight to the monitor
+    (fills, order ends, protective exits). Those nodes only act on the symbols the commander names, and a fresh cycle
+    state already holds what they answer when there are none, so skipping them changes nothing in the journal."""
+    return "decide" if state["active"] else "monitor"
+
+
 def begin_cycle(ctx: RunContext, t: int) -> CycleState:
     """Move the clock to bar t, apply the simulated trading state's due changes (replay), roll the trading day, and
     let the market act (fills, marks) before deciding."""
@@ -108,9 +115,14 @@ def equity_before(ctx: RunContext, t: int) -> float:
 
 
 def run_cycle(state: CycleState, ctx: RunContext) -> CycleState:
-    """The sequential form of the graph: every role in order, the monitor's exit loop, then the reporter."""
-    for _, node in PIPELINE:
-        state.update(node(state, ctx))
+    """The sequential form of the graph: every role in order (the decision nodes only when a symbol is active), the
+    monitor's exit loop, then the reporter."""
+    pipeline = PIPELINE
+    state.update(pipeline[0][1](state, ctx))
+    if route_after_commander(state) == "decide":
+        for _, node in pipeline[1:-1]:
+            state.update(node(state, ctx))
+    state.update(pipeline[-1][1](state, ctx))
     while ROUTE_AFTER_MONITOR(state) == "critic":
         for _, node in EXIT_LOOP:
             state.update(node(state, ctx))

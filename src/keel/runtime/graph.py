@@ -19,6 +19,7 @@ from keel.runtime.cycle import (
     after_cycle,
     begin_cycle,
     checkpoint,
+    route_after_commander,
 )
 from keel.runtime.state import CycleState
 
@@ -51,7 +52,11 @@ def build_graph(ctx: RunContext):
         graph.add_node(name, _bind(node, ctx))
     graph.add_node(REJECT, _reject_route(ctx))
     graph.add_edge(START, PIPELINE[0][0])
-    for (a, _), (b, _) in itertools.pairwise(PIPELINE):
+    # Nothing active: from the commander straight to the monitor (fills, marks, owed and protective exits).
+    graph.add_conditional_edges(
+        PIPELINE[0][0], route_after_commander, {"decide": PIPELINE[1][0], "monitor": PIPELINE[-1][0]}
+    )
+    for (a, _), (b, _) in itertools.pairwise(PIPELINE[1:]):
         graph.add_edge(a, b)
     routes = {"critic": EXIT_LOOP[0][0], "reporter": REPORTER[0]}
 

@@ -165,8 +165,12 @@ def test_an_untouched_run_verifies_with_every_row_checked(copy_of: Callable[[str
     assert report.ok, [str(p) for p in report.problems]
     assert report.notes == []
     assert report.rows is not None
-    for table in ("runs", "intents", "intent_transitions", "orders", "fills", "checkpoints"):
+    for table in ("runs", "intents", "orders", "fills", "checkpoints"):
         assert report.rows[table] > 0, table
+    # A session writes a row per transition; a replay keeps them in the log only (journal format 3).
+    transitions = one(run, "select count(*) from intent_transitions")
+    assert report.rows["intent_transitions"] == transitions
+    assert (transitions > 0) == (name == "paper")
     assert report.rows["intents"] == one(run, "select count(*) from intents")
     assert report.rows["fills"] == one(run, "select count(*) from fills")
     assert report.run_status == ("running" if name == "interrupted" else "complete")
@@ -319,7 +323,14 @@ def test_a_deleted_intent_row_is_missing_and_a_forged_one_unlogged(run: Path) ->
     ]
 
 
-def test_a_deleted_transition_row_is_missing(run: Path) -> None:
+@pytest.fixture
+def session(copy_of: Callable[[str], Path]) -> Path:
+    """A copy of the complete paper session: the mode that writes a row per transition."""
+    return copy_of("paper")
+
+
+def test_a_deleted_transition_row_is_missing(session: Path) -> None:
+    run = session
     intent_id = an_intent(run)
     doomed = one(
         run, "select id, from_state, to_state from intent_transitions where intent_id = ? order by id", intent_id
@@ -330,7 +341,8 @@ def test_a_deleted_transition_row_is_missing(run: Path) -> None:
     assert f"transition 1 ({doomed[1]} → {doomed[2]}" in report.problems[0].detail
 
 
-def test_an_edited_transition_reason_is_a_mismatch(run: Path) -> None:
+def test_an_edited_transition_reason_is_a_mismatch(session: Path) -> None:
+    run = session
     intent_id = an_intent(run)
     second = one(run, "select id from intent_transitions where intent_id = ? order by id limit 1 offset 1", intent_id)
     sql(run, "update intent_transitions set reason = 'FORGED' where id = ?", second)
@@ -339,15 +351,36 @@ def test_an_edited_transition_reason_is_a_mismatch(run: Path) -> None:
     assert report.problems[0].stored == "FORGED" and "transition 2" in report.problems[0].detail
 
 
-def test_an_inserted_transition_row_is_unlogged(run: Path) -> None:
+def test_an_inserted_transition_row_is_unlogged(session: Path) -> None:
+    run = session
+    intent_id = an_intent(run)
+    sql(
+        run,
+        "insert into intent_transitions (intent_id, from_state, to_state, ts, reason, actor) "
+        "select intent_id, 'executed', 'approved', ts, null, 'mallory' from intent_transitions where intent_id = ? "
+        "limit 1",
+        intent_id,
+    )
+    assert rows(verify_run(run)) == [(K.ROW_UNLOGGED, "intent_transitions", intent_id, None)]
+
+
+def test_a_transition_row_in_a_replay_is_unlogged(run: Path) -> None:
+    """A replay keeps its transitions in the log only: any row is one that no record calls for."""
     intent_id = an_intent(run, "blocked")
     sql(
         run,
         "insert into intent_transitions (intent_id, from_state, to_state, ts, reason, actor) "
-        "select intent_id, 'blocked', 'approved', ts, null, 'mallory' from intent_transitions where intent_id = ?",
+        "select intent_id, 'blocked', 'approved', updated_ts, null, 'mallory' from intents where intent_id = ?",
         intent_id,
     )
     assert rows(verify_run(run)) == [(K.ROW_UNLOGGED, "intent_transitions", intent_id, None)]
+
+
+def test_a_replays_transitions_are_proved_by_its_intent_rows(run: Path) -> None:
+    """Without transition rows, the intent's state, version and last reason still have to match its logged moves."""
+    intent_id = an_intent(run, "blocked")
+    sql(run, "update intents set version = version + 1 where intent_id = ?", intent_id)
+    assert rows(verify_run(run)) == [(K.ROW_MISMATCH, "intents", intent_id, "version")]
 
 
 # -- runs and checkpoints ----------------------------------------------------------------------------------
