@@ -18,6 +18,7 @@ from keel.data.frame import OHLCV, ns_to_datetime
 from keel.domain.decisions import TradingState
 from keel.domain.market import Quote
 from keel.domain.orders import OrderRequest
+from keel.domain.portfolio import Account
 from keel.journal.journal import Journal
 from keel.journal.store import IntentStore
 from keel.risk.trading_state import SimulatedTradingState
@@ -211,7 +212,8 @@ def settings_for(out: Path, **settings: Any) -> Settings:
 class ScenarioBroker(PaperBroker):
     """The real paper broker, plus what a guard scenario needs around it: every request it is sent is recorded, its
     reference feed can lag behind the bars (or run ahead of them), and hooks run on each bar it is fed and each quote
-    it gives (another process tripping the kill switch at a chosen moment). It does all the work itself."""
+    it gives, alone or in the account view a cycle reads (another process tripping the kill switch at a chosen
+    moment). It does all the work itself."""
 
     def __init__(
         self,
@@ -246,6 +248,16 @@ class ScenarioBroker(PaperBroker):
         if self.on_bar_hook is not None:
             self.on_bar_hook(symbol, ts)
         return super().on_bar(symbol, ts, open, high, low, close, volume)
+
+    def account(self) -> Account:
+        account = super().account()
+        if self.on_quote_hook is not None:
+            for symbol, (_, ts) in account.quotes.items():
+                self.on_quote_hook(symbol, ts)
+        if not self.quote_lag:
+            return account
+        lagged = {s: (price, ts - self.quote_lag) for s, (price, ts) in account.quotes.items()}
+        return account._replace(quotes=lagged)
 
     def quote(self, symbol: str) -> Quote | None:
         quote = super().quote(symbol)

@@ -212,7 +212,7 @@ def test_an_operator_halt_between_cycles_stops_the_next_entry_of_a_session_and_a
 @pytest.mark.parametrize("change", [TradingState.HALTED, TradingState.REDUCING])
 def test_a_halt_between_the_approval_and_the_submit_expires_the_intent(tmp_path, change):
     # A paper session. At bar 4 the supervisor approves BBB's entry and AAA's exit under `active`; another process
-    # halts (or reduces) trading while the cycle runs — when the supervisor asks for its first quote — so the executor's
+    # halts (or reduces) trading while the cycle runs — when the cycle first reads the account — so the executor's
     # re-check right before the submit must expire what may no longer be sent: both when halted, the entry when
     # reducing (the exit still closes AAA).
     frames = [bars(s, [100.0] * 10) for s in ("AAA", "BBB")]

@@ -71,9 +71,9 @@ def executor(state: CycleState, ctx: RunContext) -> dict:
         quantity = None
         if intent.leg.reduces_risk:
             _cancel_entry(intent.symbol, ctx)
-            held = broker.positions().get(intent.symbol)
-            if held is not None and held.quantity > 0:
-                quantity = min(intent.quantity, held.quantity)  # nothing held: the broker refuses it, with its reason
+            held = broker.account().positions.get(intent.symbol, 0.0)
+            if held > 0:
+                quantity = min(intent.quantity, held)  # nothing held: the broker refuses it, with its reason
         journal.transition(
             iid, IntentState.APPROVED, IntentState.EXECUTING, ts=now, actor=STAGE, stage=STAGE, run_id=run_id
         )
@@ -86,9 +86,10 @@ def executor(state: CycleState, ctx: RunContext) -> dict:
             continue
         order = result.order
         if result.outcome is SubmitOutcome.REJECTED:
-            detail = {"detail": result.detail}
-            if order is not None:
-                detail["order"] = order_facts(order)
+            detail: dict = {"detail": result.detail}
+            facts = order_facts(order) if order is not None else None
+            if facts is not None:
+                detail["order"] = facts
             with journal.atomic():
                 journal.transition(
                     iid,
@@ -102,9 +103,10 @@ def executor(state: CycleState, ctx: RunContext) -> dict:
                     detail=detail,
                 )
                 if order is not None:
-                    journal.store.record_order(order, intent_id=iid, run_id=run_id)
+                    journal.store.record_order(order, intent_id=iid, run_id=run_id, facts=facts)
             book.release(iid, intent.symbol)
             continue
+        facts = order_facts(order)
         with journal.atomic():
             journal.transition(
                 iid,
@@ -117,10 +119,10 @@ def executor(state: CycleState, ctx: RunContext) -> dict:
                 detail={
                     "broker_order_id": order.broker_order_id,
                     "order_status": order.status.value,
-                    "order": order_facts(order),
+                    "order": facts,
                 },
             )
-            journal.store.record_order(order, intent_id=iid, run_id=run_id)
+            journal.store.record_order(order, intent_id=iid, run_id=run_id, facts=facts)
         book.order_times.append(state["ts_ns"])
         book.working[iid] = {
             "symbol": intent.symbol,

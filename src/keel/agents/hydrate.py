@@ -11,13 +11,13 @@ if TYPE_CHECKING:
 
 
 def account_skills(broker: Broker) -> dict:
-    balance = broker.balance()
+    a = broker.account()
     return {
-        "positions": {s: p.quantity for s, p in broker.positions().items()},
-        "cash": balance.cash,
-        "equity": balance.equity,
-        # cash not held back by working buys (brokers that do not say: all of it)
-        "available": balance.available if balance.available is not None else balance.cash,
+        "positions": a.positions,
+        "cash": a.cash,
+        "equity": a.equity,
+        "available": a.available,
+        "quotes": a.quotes,
     }
 
 

@@ -52,6 +52,7 @@ def _exits(state: CycleState, ctx: RunContext) -> list:
     t = state["t"]
     halted = state.get("trading_state") == TradingState.HALTED.value
     exits = []
+    positions = None  # read once, when a position is first found due
     for symbol, managed in book.managed.items():
         if symbol in book.pending_exit or t < managed.watch_from_t:
             continue
@@ -66,8 +67,10 @@ def _exits(state: CycleState, ctx: RunContext) -> list:
             leg = _due_leg(managed, ctx.market.views[symbol].bars, i, t)
             if leg is None:
                 continue
-        held = ctx.broker.positions().get(symbol)
-        if held is None or held.quantity <= 0:
+        if positions is None:
+            positions = ctx.broker.account().positions
+        held = positions.get(symbol, 0.0)
+        if held <= 0:
             continue
         managed.exit_owed = managed.exit_owed or leg.value
         managed.exit_owed_t = t  # one attempt per bar: the next retry is at a later bar
@@ -78,7 +81,7 @@ def _exits(state: CycleState, ctx: RunContext) -> list:
                 symbol,
                 Side.SELL,
                 leg,
-                held.quantity,
+                held,
                 rationale=f"{leg.value} exit of {managed.entry_intent_id}",
             )
         )
@@ -138,10 +141,9 @@ def _on_fill(fill: Fill, state: CycleState, ctx: RunContext) -> None:
     if not order.status.is_open:
         book.working.pop(coid, None)
         book.release(coid, fill.symbol)
-        if info is not None and info["leg"] != Leg.ENTRY.value:
-            position = ctx.broker.positions().get(fill.symbol)
-            if position is None or position.quantity <= 0:
-                book.managed.pop(fill.symbol, None)
+        exited = info is not None and info["leg"] != Leg.ENTRY.value
+        if exited and ctx.broker.account().positions.get(fill.symbol, 0.0) <= 0:
+            book.managed.pop(fill.symbol, None)
     else:
         wake = ctx.market.next_bar_timeline(fill.symbol, state["t"])
         if wake is not None:

@@ -37,7 +37,7 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
     trading = TradingState(state["trading_state"])
     # Exits the monitor raises after this bar's fills need the account as it is now, not as hydrated.
     skills = account_skills(broker) if state["exits_raised"] or not state.get("skills") else state["skills"]
-    equity, cash, available = skills["equity"], skills["cash"], skills["available"]
+    equity, cash, available, quotes = skills["equity"], skills["cash"], skills["available"], skills["quotes"]
     positions_value = equity - cash  # long-only: what the held positions are worth at their marks
     held = {s for s, q in skills["positions"].items() if q > 0}
     limits = resolve_limits(ctx.settings.risk, ctx.profile, equity=equity, symbols=len(ctx.market.symbols))
@@ -62,7 +62,7 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
             book.pending_exit[symbol] = intent.intent_id
         else:
             book.pending_entry[symbol] = intent.intent_id
-        quote = broker.quote(symbol)
+        quote = quotes.get(symbol)
         reserved = sum(book.reserved.values())
         unsent = sum(book.unsent.values())
         in_flight = {s for s in book.pending_entry if s not in held and s != symbol}
@@ -72,8 +72,8 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
             side=intent.side,
             reduces_risk=intent.leg.reduces_risk,
             quantity=intent.quantity,
-            reference_price=quote.last if quote is not None else float("nan"),
-            reference_age_ns=(ts_ns - datetime_to_ns(quote.ts)) if quote is not None else -1,
+            reference_price=quote[0] if quote is not None else float("nan"),
+            reference_age_ns=(ts_ns - datetime_to_ns(quote[1])) if quote is not None else -1,
             limit_price=intent.limit_price,
             stop=intent.stop,
             stop_waived=ctx.strategy.rules.stop_waived,

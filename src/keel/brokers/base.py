@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 from keel.domain.market import Quote
 from keel.domain.orders import Order, OrderRequest, SubmitOutcome
-from keel.domain.portfolio import Balance, Position
+from keel.domain.portfolio import Account, Balance, Position
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,5 +38,8 @@ class Broker(Protocol):
     def positions(self) -> dict[str, Position]: ...
 
     def balance(self) -> Balance: ...
+
+    def account(self) -> Account:
+        """Balance, positions and reference prices in one plain view: what a decision cycle reads."""
 
     def open_orders(self) -> list[Order]: ...

@@ -35,7 +35,7 @@ from keel.domain.errors import BrokerError, ConfigError
 from keel.domain.intents import OrderType, Side
 from keel.domain.market import Quote
 from keel.domain.orders import Fill, Order, OrderRequest, OrderStatus, SubmitOutcome
-from keel.domain.portfolio import Balance, Position
+from keel.domain.portfolio import Account, Balance, Position
 
 if TYPE_CHECKING:
     from keel.settings import BrokerSettings
@@ -360,6 +360,13 @@ class PaperBroker:
         return Balance.strict(
             cash=self._cash, equity=self.equity(), fees_paid=self._fees_paid, available=self.available_cash()
         )
+
+    def account(self) -> Account:
+        px, cash = self._quote_px, self._cash
+        positions = {s: p.quantity for s, p in self._positions.items()}
+        equity = cash + sum(q * px[s] for s, q in positions.items())
+        ts = self._quote_ts
+        return Account(cash, equity, cash - self._reserved(None), positions, {s: (p, ts[s]) for s, p in px.items()})
 
     def available_cash(self) -> float:
         """Cash not held back by working buys: what a new buy may spend."""

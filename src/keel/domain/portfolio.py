@@ -1,6 +1,10 @@
-"""Positions and balances."""
+"""Positions and balances: as contracts for whoever asks from outside the loop, and as one plain `Account` view for the
+decision cycle, which reads the account many times per bar."""
 
 from __future__ import annotations
+
+from datetime import datetime
+from typing import NamedTuple
 
 from keel.domain.base import Contract
 
@@ -20,3 +24,20 @@ class Balance(Contract):
     equity: float
     fees_paid: float = 0.0
     available: float | None = None
+
+
+class Account(NamedTuple):
+    """The account as a decision cycle reads it: the same facts as `Balance`, `Position` and `Quote`, in plain values.
+
+    A broker builds it from its own state, which it validated on the way in (bars, fills); the cycle reads it once
+    per node instead of building a contract per field per intent. It is a copy: later fills do not change it.
+    """
+
+    cash: float
+    equity: float
+    #: cash not held back by working buys: what a new buy may spend
+    available: float
+    #: symbol -> units held, for symbols with a position only
+    positions: dict[str, float]
+    #: symbol -> (reference price, its time), for every symbol the broker has a price for
+    quotes: dict[str, tuple[float, datetime]]

@@ -214,13 +214,14 @@ class Journal:
         """Record an order (and the fill that changed it) with the event that says what happened, atomically.
 
         The event carries the order as recorded under `order`, so every order row can be checked against the log."""
-        body = {**payload, "order": order_facts(order)}
+        facts = order_facts(order)
+        body = {**payload, "order": facts}
         if self._redo is not None and self._redone(to_iso(ts), run_id, stage, event, body):
             return  # the rows were committed with the event
         with self.atomic():
             if fill is not None:
                 self._store.record_fill(fill, run_id=run_id)
-            self._store.record_order(order, intent_id=order.client_order_id, run_id=run_id)
+            self._store.record_order(order, intent_id=order.client_order_id, run_id=run_id, facts=facts)
             self.event(stage, event, body, ts=ts, run_id=run_id)
 
     def _after_failure(self) -> None:

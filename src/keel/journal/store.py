@@ -173,7 +173,7 @@ class IntentStore:
         self._transitions: list[dict[str, Any]] = []
         #: buffered orders: the latest version of each, turned into a row only at commit (an order usually
         #: changes two or three times within one batch)
-        self._orders: dict[str, tuple[Order, str, str]] = {}
+        self._orders: dict[str, tuple[Order, str, str, Mapping[str, Any] | None]] = {}
         self._fills: dict[str, dict[str, Any]] = {}
         self._approvals: dict[str, dict[str, Any]] = {}
         self._checkpoints: dict[str, dict[str, Any]] = {}
@@ -688,12 +688,17 @@ class IntentStore:
             self._failed()
             raise
 
-    def record_order(self, order: Order, *, intent_id: str, run_id: str) -> None:
-        """Insert an order, or update its status, fills, average price, fees and timestamp if it is known."""
+    def record_order(
+        self, order: Order, *, intent_id: str, run_id: str, facts: Mapping[str, Any] | None = None
+    ) -> None:
+        """Insert an order, or update its status, fills, average price, fees and timestamp if it is known.
+
+        `facts` is the order in JSON form (`order.model_dump(mode="json")`) when the caller already has it, as the
+        journal does for the event that describes the change: it is stored as the row's payload as it is."""
         if self._write_through:
-            self._write(self._upsert_order, _order_row(order, intent_id, run_id))
+            self._write(self._upsert_order, _order_row(order, intent_id, run_id, facts))
         else:
-            self._orders[order.client_order_id] = (order, intent_id, run_id)
+            self._orders[order.client_order_id] = (order, intent_id, run_id, facts)
 
     def record_fill(self, fill: Fill, *, run_id: str) -> None:
         """Insert a fill; a fill id already recorded is ignored, so a re-reported fill is never counted twice."""
@@ -1097,7 +1102,7 @@ def _intent_record(row: Any) -> IntentRecord:
     )
 
 
-def _order_row(order: Order, intent_id: str, run_id: str) -> dict[str, Any]:
+def _order_row(order: Order, intent_id: str, run_id: str, facts: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return {
         "client_order_id": order.client_order_id,
         "intent_id": intent_id,
@@ -1112,5 +1117,5 @@ def _order_row(order: Order, intent_id: str, run_id: str) -> dict[str, Any]:
         "fees": order.fees,
         "submitted_ts": to_iso(order.submitted_ts),
         "updated_ts": to_iso(order.updated_ts),
-        "payload": order.model_dump_json(),
+        "payload": order.model_dump_json() if facts is None else orjson.dumps(facts).decode(),
     }

@@ -106,11 +106,12 @@ def advance_market(ctx: RunContext, t: int) -> list:
 def equity_before(ctx: RunContext, t: int) -> float:
     """Account equity at the close of the bar before t, from the data: positions only change at fills, and fills
     only at visited bars, so this is the same whichever bars a driver visited in between."""
-    equity = ctx.broker.balance().cash
-    for symbol, position in ctx.broker.positions().items():
+    account = ctx.broker.account()
+    equity = account.cash
+    for symbol, quantity in account.positions.items():
         j = ctx.market.last_bar_index(symbol, t - 1) if t > 0 else -1
         if j >= 0:
-            equity += position.quantity * float(ctx.market.views[symbol].bars.close[j])
+            equity += quantity * float(ctx.market.views[symbol].bars.close[j])
     return equity
 
 
