@@ -29,7 +29,7 @@ from keel.domain.intents import IntentState, TradeIntent
 from keel.domain.orders import Fill, Order
 from keel.journal.errors import ResumeDiverged
 from keel.journal.eventlog import ZERO_HASH, Cut, EventLog, canonical, record_hash
-from keel.journal.schema import to_iso
+from keel.journal.schema import json_ts, to_iso
 from keel.journal.store import IntentStore
 from keel.journal.verify import VerifyReport, verify_log
 
@@ -42,8 +42,30 @@ STARTUP_EVENTS = frozenset({"journal.repair", "run.resumed"})
 
 
 def order_facts(order: Order) -> dict[str, Any]:
-    """An order as the journal records it, in JSON form: what an order event carries and its row must equal."""
-    return order.model_dump(mode="json")
+    """An order as the journal records it, in JSON form: what an order event carries and its row must equal.
+
+    Exactly `order.model_dump(mode="json")` (a test holds the two equal for every field), read field by field: it runs
+    twice per intent on the hot path, where pydantic's serialiser costs about as much as building the order."""
+    band = order.price_band
+    return {
+        "schema_version": order.schema_version,
+        "client_order_id": order.client_order_id,
+        "broker_order_id": order.broker_order_id,
+        "symbol": order.symbol,
+        "side": order.side._value_,
+        "order_type": order.order_type._value_,
+        "quantity": order.quantity,
+        "limit_price": order.limit_price,
+        "notional_cap": order.notional_cap,
+        "price_band": None if band is None else [band[0], band[1]],
+        "status": order.status._value_,
+        "filled_quantity": order.filled_quantity,
+        "average_price": order.average_price,
+        "fees": order.fees,
+        "submitted_ts": json_ts(order.submitted_ts),
+        "updated_ts": json_ts(order.updated_ts),
+        "reject_reason": order.reject_reason,
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -181,6 +181,28 @@ def _remember(ts: datetime, text: str) -> None:
     _ISO_CACHE[ts] = text
 
 
+_JSON_TS_CACHE: dict[datetime, str] = {}
+
+
+def json_ts(ts: datetime) -> str:
+    """A timestamp as pydantic writes it in JSON (`isoformat()`, a zero offset as `Z`): how contracts dumped to JSON
+    spell their times, for code that builds the same JSON by hand. Recent UTC conversions are remembered (equal instants
+    in other zones compare equal but are spelled otherwise, so only UTC is cached)."""
+    utc = ts.tzinfo is UTC
+    if utc:
+        text = _JSON_TS_CACHE.get(ts)
+        if text is not None:
+            return text
+    text = ts.isoformat()
+    if text.endswith("+00:00"):
+        text = text[:-6] + "Z"
+    if utc:
+        if len(_JSON_TS_CACHE) >= _ISO_CACHE_MAX:
+            _JSON_TS_CACHE.clear()
+        _JSON_TS_CACHE[ts] = text
+    return text
+
+
 def from_iso(text: str) -> datetime:
     """Inverse of `to_iso`."""
     return datetime.fromisoformat(text)
