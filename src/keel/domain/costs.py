@@ -54,7 +54,7 @@ class CostModel:
             return 0.0
         units = float(math.floor(budget / unit))
         while units > 0.0 and self.buy_estimate(units, price, limit=limit) > budget:  # division rounds: step down
-            units -= 1.0
+            units = _one_less(units)
         return units
 
     def affordable_at_fill(self, budget: float, price: float) -> float:
@@ -63,8 +63,15 @@ class CostModel:
             return 0.0
         units = float(math.floor(budget / (price * (1.0 + self.fee_rate))))
         while units > 0.0 and self.fill_cost(units, price) > budget:
-            units -= 1.0
+            units = _one_less(units)
         return units
+
+
+def _one_less(units: float) -> float:
+    """The next whole number of units below `units`. From 2**53 up a float cannot hold `units - 1` (it rounds back to
+    `units`, and a loop stepping down by one would never end): there the next float below is the next whole number."""
+    less = units - 1.0
+    return less if less < units else math.nextafter(units, 0.0)
 
 
 def price_band(reference: float, collar_pct: float) -> tuple[float, float]:
