@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING
 from keel.domain.costs import price_band
 from keel.domain.decisions import TradingState
 from keel.domain.intents import IntentState
-from keel.domain.orders import OrderRequest, SubmitOutcome
+from keel.domain.orders import OrderRequest, SubmitOutcome, order_facts
 from keel.domain.reasons import ReasonCode
-from keel.journal.journal import order_facts
 
 if TYPE_CHECKING:
     from keel.domain.intents import TradeIntent
@@ -103,7 +102,7 @@ def executor(state: CycleState, ctx: RunContext) -> dict:
                     detail=detail,
                 )
                 if order is not None:
-                    journal.store.record_order(order, intent_id=iid, run_id=run_id, facts=facts)
+                    journal.store.record_order_facts(facts, intent_id=iid, run_id=run_id)
             book.release(iid, intent.symbol)
             continue
         facts = order_facts(order)
@@ -122,7 +121,7 @@ def executor(state: CycleState, ctx: RunContext) -> dict:
                     "order": facts,
                 },
             )
-            journal.store.record_order(order, intent_id=iid, run_id=run_id, facts=facts)
+            journal.store.record_order_facts(facts, intent_id=iid, run_id=run_id)
         book.order_times.append(state["ts_ns"])
         book.working[iid] = {
             "symbol": intent.symbol,

@@ -20,6 +20,7 @@ import numpy as np
 from keel.agents.strategist import make_intent
 from keel.domain.decisions import TradingState
 from keel.domain.intents import Leg, Side
+from keel.domain.orders import OPEN_STATUSES
 from keel.runtime.book import ManagedPosition
 
 if TYPE_CHECKING:
@@ -116,7 +117,9 @@ def route_after_monitor(state: CycleState) -> str:
 def _on_fill(fill: Fill, state: CycleState, ctx: RunContext) -> None:
     journal, book = ctx.journal, ctx.book
     coid = fill.client_order_id
-    order = ctx.broker.status(coid)
+    order = ctx.broker.order_facts(coid)
+    assert order is not None  # the broker reported a fill of it
+    status = order["status"]
     journal.order_event(
         STAGE,
         "order.fill",
@@ -129,7 +132,7 @@ def _on_fill(fill: Fill, state: CycleState, ctx: RunContext) -> None:
             "quantity": fill.quantity,
             "price": fill.price,
             "fee": fill.fee,
-            "order_status": order.status.value,
+            "order_status": status,
         },
         ts=ctx.clock.now(),
         run_id=ctx.run_id,
@@ -138,7 +141,7 @@ def _on_fill(fill: Fill, state: CycleState, ctx: RunContext) -> None:
     info = book.working.get(coid)
     if info is not None and info["leg"] == Leg.ENTRY.value and fill.symbol not in book.managed:
         _manage(fill.symbol, coid, info, state["t"], ctx)
-    if not order.status.is_open:
+    if status not in OPEN_STATUSES:
         book.working.pop(coid, None)
         book.release(coid, fill.symbol)
         exited = info is not None and info["leg"] != Leg.ENTRY.value

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from keel.domain.market import Quote
 from keel.domain.orders import Order, OrderRequest, SubmitOutcome
@@ -30,6 +30,9 @@ class Broker(Protocol):
         """Idempotent on `request.client_order_id`: a second submit returns the existing order."""
 
     def status(self, client_order_id: str) -> Order | None: ...
+
+    def order_facts(self, client_order_id: str) -> dict[str, Any] | None:
+        """The order as the journal records it (`keel.journal.facts`: `status()` in JSON form), or None."""
 
     def cancel(self, client_order_id: str) -> Order | None: ...
 

@@ -30,16 +30,18 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from keel.brokers.base import SubmitResult
+from keel.domain.base import json_ts
 from keel.domain.costs import CostModel
 from keel.domain.errors import BrokerError, ConfigError
 from keel.domain.intents import OrderType, Side
 from keel.domain.market import Quote
-from keel.domain.orders import Fill, Order, OrderRequest, OrderStatus, SubmitOutcome
+from keel.domain.orders import Fill, Order, OrderFacts, OrderRequest, OrderStatus, SubmitOutcome, order_facts
 from keel.domain.portfolio import Account, Balance, Position
 
 if TYPE_CHECKING:
     from keel.settings import BrokerSettings
 
+ORDER_SCHEMA_VERSION = Order.model_fields["schema_version"].default
 SNAPSHOT_KIND = "keel.paper_broker"
 SNAPSHOT_VERSION = 1
 
@@ -70,15 +72,17 @@ _IDENTITY_FIELDS = (
 
 
 class _Order:
-    """Mutable working state of one order; the frozen `Order` contract is rebuilt only when it changes."""
+    """Mutable working state of one order. Its `Order` contract and its facts (the journal's JSON form) are built
+    when first asked for after a change, not at every change: an order usually changes on a bar nobody asks about."""
 
     __slots__ = (
+        "_facts",
+        "_model",
         "broker_order_id",
         "cost",
         "fees",
         "filled",
         "fills",
-        "model",
         "reject_reason",
         "request",
         "status",
@@ -117,10 +121,44 @@ class _Order:
         self.fees = fees
         self.fills = fills
         self.whole = request.notional_cap is not None or float(request.quantity).is_integer()
-        self.model = self._build()
+        self._model: Order | None = None
+        self._facts: OrderFacts | None = None
+
+    @property
+    def model(self) -> Order:
+        model = self._model
+        if model is None:
+            model = self._model = self._build()
+        return model
+
+    def facts(self) -> OrderFacts:
+        """`order_facts(self.model)`, from the plain state (a test holds the two equal)."""
+        facts = self._facts
+        if facts is None:
+            r = self.request
+            band = r.price_band
+            facts = self._facts = {
+                "schema_version": ORDER_SCHEMA_VERSION,
+                "client_order_id": r.client_order_id,
+                "broker_order_id": self.broker_order_id,
+                "symbol": r.symbol,
+                "side": r.side._value_,
+                "order_type": r.order_type._value_,
+                "quantity": r.quantity,
+                "limit_price": r.limit_price,
+                "notional_cap": r.notional_cap,
+                "price_band": None if band is None else [band[0], band[1]],
+                "status": self.status._value_,
+                "filled_quantity": self.filled,
+                "average_price": self.cost / self.filled if self.filled > 0 else None,
+                "fees": self.fees,
+                "submitted_ts": json_ts(self.submitted_ts),
+                "updated_ts": json_ts(self.updated_ts),
+                "reject_reason": self.reject_reason,
+            }
+        return facts
 
     def _build(self) -> Order:
-        # Every field is the broker's own, already-validated state: construct without re-validating (hot path).
         r = self.request
         return Order.strict(
             client_order_id=r.client_order_id,
@@ -142,7 +180,9 @@ class _Order:
         )
 
     def refresh(self) -> None:
-        self.model = self._build()
+        """The state changed: the contract and the facts are built again when next asked for."""
+        self._model = None
+        self._facts = None
 
     def reservation(self) -> float:
         """Cash this buy still holds back from other buys: its unfilled estimate, bounded by its notional cap."""
@@ -310,6 +350,13 @@ class PaperBroker:
     def status(self, client_order_id: str) -> Order | None:
         rec = self._orders.get(client_order_id)
         return self._settled.get(client_order_id) if rec is None else rec.model
+
+    def order_facts(self, client_order_id: str) -> OrderFacts | None:
+        rec = self._orders.get(client_order_id)
+        if rec is not None:
+            return rec.facts()
+        settled = self._settled.get(client_order_id)
+        return order_facts(settled) if settled is not None else None
 
     def cancel(self, client_order_id: str) -> Order | None:
         """Cancel a working or partially filled order; a finished order is returned unchanged."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict
@@ -33,3 +34,26 @@ class Contract(BaseModel):
     def but(self, **changes: Any) -> Self:
         """A copy with some fields changed, validated like `strict`."""
         return type(self).model_validate({**self.__dict__, **changes}, strict=True)
+
+
+_JSON_TS_CACHE_MAX = 4_096
+_JSON_TS_CACHE: dict[datetime, str] = {}
+
+
+def json_ts(ts: datetime) -> str:
+    """A timestamp as pydantic writes it in JSON (`isoformat()`, a zero offset as `Z`): how contracts dumped to JSON
+    spell their times, for code that builds the same JSON by hand. Recent UTC conversions are remembered (equal instants
+    in other zones compare equal but are spelled otherwise, so only UTC is cached)."""
+    utc = ts.tzinfo is UTC
+    if utc:
+        text = _JSON_TS_CACHE.get(ts)
+        if text is not None:
+            return text
+    text = ts.isoformat()
+    if text.endswith("+00:00"):
+        text = text[:-6] + "Z"
+    if utc:
+        if len(_JSON_TS_CACHE) >= _JSON_TS_CACHE_MAX:
+            _JSON_TS_CACHE.clear()
+        _JSON_TS_CACHE[ts] = text
+    return text

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from pydantic import AwareDatetime, Field
 
-from keel.domain.base import Contract
+from keel.domain.base import Contract, json_ts
 from keel.domain.intents import OrderType, Side
 
 
@@ -19,7 +20,12 @@ class OrderStatus(StrEnum):
 
     @property
     def is_open(self) -> bool:
-        return self in (OrderStatus.WORKING, OrderStatus.PARTIAL_FILL)
+        return self in OPEN_STATUSES
+
+
+#: The statuses of an order that can still fill (members compare equal to their strings: a status read from an
+#: order's facts can be tested too).
+OPEN_STATUSES = frozenset({OrderStatus.WORKING, OrderStatus.PARTIAL_FILL})
 
 
 class OrderRequest(Contract):
@@ -83,3 +89,33 @@ class SubmitOutcome(StrEnum):
     ACKNOWLEDGED = "acknowledged"
     REJECTED = "rejected"
     UNKNOWN = "unknown"
+
+
+#: An order in JSON form, as the journal records it: what every order event carries and its row must equal.
+OrderFacts = dict[str, Any]
+
+
+def order_facts(order: Order) -> OrderFacts:
+    """Exactly `order.model_dump(mode="json")` (a property test holds the two equal for every field), read field by
+    field: pydantic's serialiser costs about as much as building the order, and this runs for every order event.
+    Brokers keeping plain records build the same dict without the contract (`PaperBroker.order_facts`)."""
+    band = order.price_band
+    return {
+        "schema_version": order.schema_version,
+        "client_order_id": order.client_order_id,
+        "broker_order_id": order.broker_order_id,
+        "symbol": order.symbol,
+        "side": order.side._value_,
+        "order_type": order.order_type._value_,
+        "quantity": order.quantity,
+        "limit_price": order.limit_price,
+        "notional_cap": order.notional_cap,
+        "price_band": None if band is None else [band[0], band[1]],
+        "status": order.status._value_,
+        "filled_quantity": order.filled_quantity,
+        "average_price": order.average_price,
+        "fees": order.fees,
+        "submitted_ts": json_ts(order.submitted_ts),
+        "updated_ts": json_ts(order.updated_ts),
+        "reject_reason": order.reject_reason,
+    }

@@ -26,10 +26,10 @@ from typing import Any
 from keel.domain.decisions import TradingState
 from keel.domain.errors import InputError, JournalIntegrityError
 from keel.domain.intents import IntentState, TradeIntent
-from keel.domain.orders import Fill, Order
+from keel.domain.orders import Fill, Order, OrderFacts, order_facts
 from keel.journal.errors import ResumeDiverged
 from keel.journal.eventlog import ZERO_HASH, Cut, EventLog, canonical, record_hash
-from keel.journal.schema import json_ts, to_iso
+from keel.journal.schema import to_iso
 from keel.journal.store import IntentStore
 from keel.journal.verify import VerifyReport, verify_log
 
@@ -39,33 +39,6 @@ _TRANSITION_KEYS = frozenset({"intent_id", "from", "to", "reason", "actor"})
 RESERVED_EVENTS = frozenset({"intent.proposed", "intent.transition", "journal.repair", "trading_state.changed"})
 #: Events a start-up writes itself; re-running a cycle never reproduces them (see `begin_redo`).
 STARTUP_EVENTS = frozenset({"journal.repair", "run.resumed"})
-
-
-def order_facts(order: Order) -> dict[str, Any]:
-    """An order as the journal records it, in JSON form: what an order event carries and its row must equal.
-
-    Exactly `order.model_dump(mode="json")` (a test holds the two equal for every field), read field by field: it runs
-    twice per intent on the hot path, where pydantic's serialiser costs about as much as building the order."""
-    band = order.price_band
-    return {
-        "schema_version": order.schema_version,
-        "client_order_id": order.client_order_id,
-        "broker_order_id": order.broker_order_id,
-        "symbol": order.symbol,
-        "side": order.side._value_,
-        "order_type": order.order_type._value_,
-        "quantity": order.quantity,
-        "limit_price": order.limit_price,
-        "notional_cap": order.notional_cap,
-        "price_band": None if band is None else [band[0], band[1]],
-        "status": order.status._value_,
-        "filled_quantity": order.filled_quantity,
-        "average_price": order.average_price,
-        "fees": order.fees,
-        "submitted_ts": json_ts(order.submitted_ts),
-        "updated_ts": json_ts(order.updated_ts),
-        "reject_reason": order.reject_reason,
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +199,7 @@ class Journal:
         self,
         stage: str,
         event: str,
-        order: Order,
+        order: Order | OrderFacts,
         payload: Mapping[str, Any],
         *,
         ts: datetime,
@@ -235,15 +208,16 @@ class Journal:
     ) -> None:
         """Record an order (and the fill that changed it) with the event that says what happened, atomically.
 
-        The event carries the order as recorded under `order`, so every order row can be checked against the log."""
-        facts = order_facts(order)
+        `order` is the contract or its facts (`keel.journal.facts`), as a broker keeping plain records gives them. The
+        event carries the facts under `order`, so every order row can be checked against the log."""
+        facts = order if type(order) is dict else order_facts(order)  # type: ignore[arg-type]
         body = {**payload, "order": facts}
         if self._redo is not None and self._redone(to_iso(ts), run_id, stage, event, body):
             return  # the rows were committed with the event
         with self.atomic():
             if fill is not None:
                 self._store.record_fill(fill, run_id=run_id)
-            self._store.record_order(order, intent_id=order.client_order_id, run_id=run_id, facts=facts)
+            self._store.record_order_facts(facts, intent_id=facts["client_order_id"], run_id=run_id)
             self.event(stage, event, body, ts=ts, run_id=run_id)
 
     def _after_failure(self) -> None:

@@ -21,10 +21,10 @@ from typing import Any
 
 from keel.domain.errors import StaleState
 from keel.domain.intents import TRANSITIONS, IntentState
-from keel.domain.orders import Order, OrderStatus
+from keel.domain.orders import Order, OrderStatus, order_facts
 from keel.domain.reasons import ReasonCode
 from keel.journal.eventlog import iter_records
-from keel.journal.journal import Journal, order_facts
+from keel.journal.journal import Journal
 
 ACTOR = "reconcile"
 STAGE = "reconcile"

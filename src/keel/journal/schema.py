@@ -181,26 +181,18 @@ def _remember(ts: datetime, text: str) -> None:
     _ISO_CACHE[ts] = text
 
 
-_JSON_TS_CACHE: dict[datetime, str] = {}
+_FROM_JSON_CACHE: dict[str, str] = {}
 
 
-def json_ts(ts: datetime) -> str:
-    """A timestamp as pydantic writes it in JSON (`isoformat()`, a zero offset as `Z`): how contracts dumped to JSON
-    spell their times, for code that builds the same JSON by hand. Recent UTC conversions are remembered (equal instants
-    in other zones compare equal but are spelled otherwise, so only UTC is cached)."""
-    utc = ts.tzinfo is UTC
-    if utc:
-        text = _JSON_TS_CACHE.get(ts)
-        if text is not None:
-            return text
-    text = ts.isoformat()
-    if text.endswith("+00:00"):
-        text = text[:-6] + "Z"
-    if utc:
-        if len(_JSON_TS_CACHE) >= _ISO_CACHE_MAX:
-            _JSON_TS_CACHE.clear()
-        _JSON_TS_CACHE[ts] = text
-    return text
+def iso_from_json(text: str) -> str:
+    """The storage form (`to_iso`) of a time written as JSON (`json_ts`, or any ISO-8601 text with a zone)."""
+    stored = _FROM_JSON_CACHE.get(text)
+    if stored is None:
+        stored = to_iso(datetime.fromisoformat(text))
+        if len(_FROM_JSON_CACHE) >= _ISO_CACHE_MAX:
+            _FROM_JSON_CACHE.clear()
+        _FROM_JSON_CACHE[text] = stored
+    return stored
 
 
 def from_iso(text: str) -> datetime:

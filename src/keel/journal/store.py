@@ -48,10 +48,10 @@ from sqlalchemy.engine import make_url
 from keel.domain.decisions import ApprovalDecision, ApprovalMode, TradingState
 from keel.domain.errors import InputError, JournalIntegrityError, StaleState, UnknownIntent
 from keel.domain.intents import IntentState, Side, TradeIntent, check_transition
-from keel.domain.orders import Fill, Order
+from keel.domain.orders import Fill, Order, OrderFacts, order_facts
 from keel.journal import schema as s
 from keel.journal.errors import DuplicateIntentConflict, DuplicateRun, JournalSchemaError, UnknownRun
-from keel.journal.schema import from_iso, to_iso
+from keel.journal.schema import from_iso, iso_from_json, to_iso
 
 _PROPOSED = IntentState.PROPOSED.value
 #: States whose `last_reason` explains why an intent did not trade (what `reason_counts` reports).
@@ -173,7 +173,7 @@ class IntentStore:
         self._transitions: list[dict[str, Any]] = []
         #: buffered orders: the latest version of each, turned into a row only at commit (an order usually
         #: changes two or three times within one batch)
-        self._orders: dict[str, tuple[Order, str, str, Mapping[str, Any] | None]] = {}
+        self._orders: dict[str, tuple[OrderFacts, str, str]] = {}
         self._fills: dict[str, dict[str, Any]] = {}
         self._approvals: dict[str, dict[str, Any]] = {}
         self._checkpoints: dict[str, dict[str, Any]] = {}
@@ -688,17 +688,17 @@ class IntentStore:
             self._failed()
             raise
 
-    def record_order(
-        self, order: Order, *, intent_id: str, run_id: str, facts: Mapping[str, Any] | None = None
-    ) -> None:
-        """Insert an order, or update its status, fills, average price, fees and timestamp if it is known.
+    def record_order(self, order: Order, *, intent_id: str, run_id: str) -> None:
+        """Insert an order, or update its status, fills, average price, fees and timestamp if it is known."""
+        self.record_order_facts(order_facts(order), intent_id=intent_id, run_id=run_id)
 
-        `facts` is the order in JSON form (`order.model_dump(mode="json")`) when the caller already has it, as the
-        journal does for the event that describes the change: it is stored as the row's payload as it is."""
+    def record_order_facts(self, facts: OrderFacts, *, intent_id: str, run_id: str) -> None:
+        """`record_order` from the order's facts (its JSON form, `keel.journal.facts`): the payload as it is, and the
+        columns read from it, so the row is what the event carrying the same facts says."""
         if self._write_through:
-            self._write(self._upsert_order, _order_row(order, intent_id, run_id, facts))
+            self._write(self._upsert_order, _order_row(facts, intent_id, run_id))
         else:
-            self._orders[order.client_order_id] = (order, intent_id, run_id, facts)
+            self._orders[facts["client_order_id"]] = (facts, intent_id, run_id)
 
     def record_fill(self, fill: Fill, *, run_id: str) -> None:
         """Insert a fill; a fill id already recorded is ignored, so a re-reported fill is never counted twice."""
@@ -1102,20 +1102,20 @@ def _intent_record(row: Any) -> IntentRecord:
     )
 
 
-def _order_row(order: Order, intent_id: str, run_id: str, facts: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def _order_row(facts: OrderFacts, intent_id: str, run_id: str) -> dict[str, Any]:
     return {
-        "client_order_id": order.client_order_id,
+        "client_order_id": facts["client_order_id"],
         "intent_id": intent_id,
         "run_id": run_id,
-        "symbol": order.symbol,
-        "side": order.side.value,
-        "order_type": order.order_type.value,
-        "quantity": order.quantity,
-        "status": order.status.value,
-        "filled_quantity": order.filled_quantity,
-        "average_price": order.average_price,
-        "fees": order.fees,
-        "submitted_ts": to_iso(order.submitted_ts),
-        "updated_ts": to_iso(order.updated_ts),
-        "payload": order.model_dump_json() if facts is None else orjson.dumps(facts).decode(),
+        "symbol": facts["symbol"],
+        "side": facts["side"],
+        "order_type": facts["order_type"],
+        "quantity": facts["quantity"],
+        "status": facts["status"],
+        "filled_quantity": facts["filled_quantity"],
+        "average_price": facts["average_price"],
+        "fees": facts["fees"],
+        "submitted_ts": iso_from_json(facts["submitted_ts"]),
+        "updated_ts": iso_from_json(facts["updated_ts"]),
+        "payload": orjson.dumps(facts).decode(),
     }

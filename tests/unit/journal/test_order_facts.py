@@ -8,10 +8,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
+from keel.domain.base import json_ts
 from keel.domain.intents import OrderType, Side
-from keel.domain.orders import Order, OrderStatus
-from keel.journal.journal import order_facts
-from keel.journal.schema import json_ts
+from keel.domain.orders import Order, OrderStatus, order_facts
 
 prices = st.floats(min_value=1e-6, max_value=1e9, allow_nan=False, allow_infinity=False)
 zones = st.sampled_from([UTC, timezone(timedelta(0)), timezone(timedelta(hours=2)), timezone(-timedelta(hours=5))])
@@ -77,3 +76,48 @@ def test_equal_instants_in_other_zones_keep_their_own_spelling() -> None:
     assert utc == east
     assert json_ts(utc) == "2024-01-01T00:00:00Z"
     assert json_ts(east) == "2024-01-01T02:00:00+02:00"
+
+
+def test_the_paper_brokers_own_facts_are_the_facts_of_its_orders_at_every_step() -> None:
+    """The paper broker builds an order's facts from its plain records; they must equal `order_facts(status())` after
+    the submit, a partial fill, a fill, a cancel and a rejection."""
+    from keel.brokers.paper import PaperBroker
+    from keel.domain.orders import OrderRequest
+
+    broker = PaperBroker(cash=20_000.0, fees_bps=5.0, slippage_bps=2.0, participation_cap=0.5)
+    t = datetime(2024, 1, 1, tzinfo=UTC)
+    broker.on_bar("AAA", t, 100.0, 101.0, 99.0, 100.0, 100.0)
+    broker.on_bar("BBB", t, 100.0, 101.0, 99.0, 100.0, 1e6)
+    requests = [
+        OrderRequest.strict(
+            client_order_id="buy", symbol="AAA", side=Side.BUY, quantity=120.0, price_band=(90.0, 110.0)
+        ),
+        OrderRequest.strict(
+            client_order_id="cap",
+            symbol="BBB",
+            side=Side.BUY,
+            quantity=10.0,
+            notional_cap=900.0,
+            price_band=(90.0, 110.0),
+        ),
+        OrderRequest.strict(client_order_id="bad", symbol="AAA", side=Side.SELL, quantity=5.0),
+    ]
+    seen = []
+
+    def check() -> None:
+        for r in requests:
+            facts = broker.order_facts(r.client_order_id)
+            assert facts == order_facts(broker.status(r.client_order_id))
+            seen.append(facts["status"])
+
+    for r in requests:
+        broker.submit(r)
+    check()
+    for minute in (1, 2):
+        broker.on_bar("AAA", t + timedelta(minutes=minute), 100.0, 101.0, 99.0, 100.0, 100.0)
+        broker.on_bar("BBB", t + timedelta(minutes=minute), 100.0, 101.0, 99.0, 100.0, 1e6)
+        check()
+    broker.cancel("buy")
+    check()
+    assert {"working", "partial_fill", "filled", "cancelled", "rejected"} <= set(seen)
+    assert broker.order_facts("unknown") is None
