@@ -37,7 +37,7 @@ def approval(state: CycleState, ctx: RunContext) -> dict:
     journal = ctx.journal
     now = ctx.clock.now()
     approved = []
-    for intent, _verdict, verdict_detail in state["allowed"]:
+    for intent, verdict_detail in state["allowed"]:
         detail = dict(verdict_detail)
         if ctx.mode is Mode.SHADOW:
             target, reason, actor = IntentState.SHADOWED, ReasonCode.SHADOW_MODE, STAGE

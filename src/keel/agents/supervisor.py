@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from keel.agents.hydrate import account_skills
 from keel.data.frame import datetime_to_ns
 from keel.domain.costs import price_band
-from keel.domain.decisions import CriticVerdict, Decision, NoTradeTrigger, TradingState, Verdict
+from keel.domain.decisions import CriticVerdict, Decision, NoTradeTrigger, TradingState
 from keel.domain.intents import IntentState, Side
 from keel.domain.reasons import ReasonCode
 from keel.risk.checks import CheckInput, run_checks
@@ -104,25 +104,16 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
             key = f"modify:{code.value}"
             tally[key] = tally.get(key, 0) + 1
         checks = {name: (code.value if code else ("pass: " + d if d else "pass")) for name, code, d in run.results}
-        verdict = Verdict.strict(
-            intent_id=intent.intent_id,
-            decision=decision,
-            reasons=reasons,
-            checks=checks,
-            requested_quantity=intent.quantity,
-            approved_quantity=0.0 if rejected else run.quantity,
-            approved_notional=None if rejected else run.notional_cap,
-        )
-        # The verdict travels with the intent's next transition (blocked here, or the approval's), so each
-        # decision is one journal event that names every check.
+        # The verdict travels with the intent's next transition (blocked here, or the approval's), so each decision
+        # is one journal event that names every check and what may be sent (units, and an all-in buy's notional).
         detail = {
             "verdict": decision.value,
             "reasons": [r.value for r in reasons],
             "checks": checks,
             "critic": review.verdict.value if review is not None else None,
             "requested_quantity": intent.quantity,
-            "approved_quantity": verdict.approved_quantity,
-            "approved_notional": verdict.approved_notional,
+            "approved_quantity": 0.0 if rejected else run.quantity,
+            "approved_notional": None if rejected else run.notional_cap,
         }
         if rejected:
             journal.transition(
@@ -148,5 +139,5 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
             book.unsent[intent.intent_id] = (
                 cap if cap is not None else ctx.costs.buy_estimate(intent.quantity, price, limit=limit)
             )
-        allowed.append((intent, verdict, detail))
+        allowed.append((intent, detail))
     return {"allowed": allowed}

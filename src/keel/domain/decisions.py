@@ -66,25 +66,6 @@ class Decision(StrEnum):
     REJECT = "reject"
 
 
-class Verdict(Contract):
-    """The L5 hard gate's answer. Fixed precedence; the first failing check decides."""
-
-    schema_version: int = 2
-    intent_id: str
-    decision: Decision
-    reasons: tuple[ReasonCode, ...] = ()
-    #: every check that ran, in precedence order: "pass" (with a note, e.g. an advisory trigger) or its code
-    checks: dict[str, str] = Field(default_factory=dict)
-    requested_quantity: float
-    #: what may be sent: the units, and for an all-in buy the notional it may spend (fees included)
-    approved_quantity: float
-    approved_notional: float | None = None
-
-    @property
-    def allowed(self) -> bool:
-        return self.decision is not Decision.REJECT
-
-
 class ApprovalMode(StrEnum):
     AUTO = "auto"
     MANUAL = "manual"

@@ -20,7 +20,7 @@ class CycleState(TypedDict, total=False):
     candidates: list[str]  # ranked symbols
     proposals: list[Any]  # TradeIntent, not yet judged
     reviews: dict[str, Any]  # intent id -> CriticReview
-    allowed: list[Any]  # (TradeIntent, Verdict, verdict detail for the journal) the supervisor let through
+    allowed: list[Any]  # (TradeIntent, the verdict as the journal records it) let through
     approved: list[Any]  # TradeIntent ready for the executor
     fills: list[Any]  # Fill seen at this bar
     ended: list[Any]  # Order that ended at this bar without a fill (e.g. rejected at the fill for cash)
