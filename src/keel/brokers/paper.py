@@ -72,11 +72,10 @@ _IDENTITY_FIELDS = (
 
 
 class _Order:
-    """Mutable working state of one order. Its `Order` contract and its facts (the journal's JSON form) are built
-    when first asked for after a change, not at every change: an order usually changes on a bar nobody asks about."""
+    """Mutable working state of one order. Its `Order` contract is built when first asked for after a change, not at
+    every change (an order usually changes on a bar nobody asks about), and forgotten at the next one."""
 
     __slots__ = (
-        "_facts",
         "_model",
         "broker_order_id",
         "cost",
@@ -122,7 +121,6 @@ class _Order:
         self.fills = fills
         self.whole = request.notional_cap is not None or float(request.quantity).is_integer()
         self._model: Order | None = None
-        self._facts: OrderFacts | None = None
 
     @property
     def model(self) -> Order:
@@ -132,31 +130,29 @@ class _Order:
         return model
 
     def facts(self) -> OrderFacts:
-        """`order_facts(self.model)`, from the plain state (a test holds the two equal)."""
-        facts = self._facts
-        if facts is None:
-            r = self.request
-            band = r.price_band
-            facts = self._facts = {
-                "schema_version": ORDER_SCHEMA_VERSION,
-                "client_order_id": r.client_order_id,
-                "broker_order_id": self.broker_order_id,
-                "symbol": r.symbol,
-                "side": r.side._value_,
-                "order_type": r.order_type._value_,
-                "quantity": r.quantity,
-                "limit_price": r.limit_price,
-                "notional_cap": r.notional_cap,
-                "price_band": None if band is None else [band[0], band[1]],
-                "status": self.status._value_,
-                "filled_quantity": self.filled,
-                "average_price": self.cost / self.filled if self.filled > 0 else None,
-                "fees": self.fees,
-                "submitted_ts": json_ts(self.submitted_ts),
-                "updated_ts": json_ts(self.updated_ts),
-                "reject_reason": self.reject_reason,
-            }
-        return facts
+        """`order_facts(self.model)`, from the plain state (a test holds the two equal). Built on every call: it is
+        asked for once per change, and a run keeps every order it ever sent."""
+        r = self.request
+        band = r.price_band
+        return {
+            "schema_version": ORDER_SCHEMA_VERSION,
+            "client_order_id": r.client_order_id,
+            "broker_order_id": self.broker_order_id,
+            "symbol": r.symbol,
+            "side": r.side._value_,
+            "order_type": r.order_type._value_,
+            "quantity": r.quantity,
+            "limit_price": r.limit_price,
+            "notional_cap": r.notional_cap,
+            "price_band": None if band is None else [band[0], band[1]],
+            "status": self.status._value_,
+            "filled_quantity": self.filled,
+            "average_price": self.cost / self.filled if self.filled > 0 else None,
+            "fees": self.fees,
+            "submitted_ts": json_ts(self.submitted_ts),
+            "updated_ts": json_ts(self.updated_ts),
+            "reject_reason": self.reject_reason,
+        }
 
     def _build(self) -> Order:
         r = self.request
@@ -180,9 +176,8 @@ class _Order:
         )
 
     def refresh(self) -> None:
-        """The state changed: the contract and the facts are built again when next asked for."""
+        """The state changed: the contract is built again when next asked for."""
         self._model = None
-        self._facts = None
 
     def reservation(self) -> float:
         """Cash this buy still holds back from other buys: its unfilled estimate, bounded by its notional cap."""

@@ -7,6 +7,7 @@ working orders — is the environment, not a decision, so both drivers call the 
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,8 +46,10 @@ class MarketView:
             self.views[f.symbol] = SymbolView(f, at, to_tl)
         #: every symbol has a bar at every instant of the timeline
         self.aligned = aligned
-        # Plain-list copies make scalar reads in the hot path cheap (numpy scalar access costs ~100 ns each).
-        self._ts_list: list[int] = self.timeline.tolist()
+        # An `array` copy makes scalar reads in the hot path cheap (numpy scalar access costs ~100 ns each; an array's
+        # item is a plain int, as fast as a list's, at 8 bytes a bar instead of a list's 36).
+        self._ts_list = array("q")
+        self._ts_list.frombytes(np.ascontiguousarray(self.timeline, dtype=np.int64).tobytes())
 
     def __len__(self) -> int:
         return len(self._ts_list)
