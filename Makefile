@@ -64,8 +64,12 @@ format: $(DEVSTAMP)
 	$(BIN)/ruff format src tests benchmarks scripts
 	$(BIN)/ruff check --fix src tests benchmarks scripts
 
+# The issue-13 targets, side by side with backtesting.py (its own venv, created on first use): about 10 minutes.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/replay_throughput.py
+	$(BIN)/python benchmarks/process_throughput.py
+	$(BIN)/python benchmarks/scaling.py
+	$(BIN)/python benchmarks/session_latency.py
 
 # Mutation run over the guards (docs/mutation.md): each mutant in a temporary copy of src/, never in the work tree.
 mutants: $(DEVSTAMP)
