@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from hashlib import sha256
@@ -37,6 +37,8 @@ from keel.journal.verify import VerifyReport, verify_log
 _TRANSITION_KEYS = frozenset({"intent_id", "from", "to", "reason", "actor"})
 #: Events only the journal itself writes, each together with the row change it describes.
 RESERVED_EVENTS = frozenset({"intent.proposed", "intent.transition", "journal.repair", "trading_state.changed"})
+#: Buffered mode's `atomic()`: the writes simply join the batch (a context manager with nothing to do, made once).
+_JOIN_BATCH: AbstractContextManager[None] = nullcontext()
 #: Events a start-up writes itself; re-running a cycle never reproduces them (see `begin_redo`).
 STARTUP_EVENTS = frozenset({"journal.repair", "run.resumed"})
 
@@ -183,17 +185,14 @@ class Journal:
             self._depth = 0
         self._committed = log.flushed_head
 
-    @contextmanager
-    def atomic(self) -> Iterator[None]:
+    def atomic(self) -> AbstractContextManager[None]:
         """Group the writes that describe one fact (a transition and the order it sent; a fill, its order and its
         event) so they commit together: in write-through mode one transaction with the log head, the log flushed
         first; in buffered mode they join the batch as every write does. A failure inside discards them all."""
         if self._write_through:
-            with self._unit():
-                yield
-            return
+            return self._unit()
         self._check_usable()
-        yield
+        return _JOIN_BATCH
 
     def order_event(
         self,
@@ -311,8 +310,8 @@ class Journal:
             "actor": actor,
         }
         if detail:
-            clash = _TRANSITION_KEYS & detail.keys()
-            if clash:
+            if not _TRANSITION_KEYS.isdisjoint(detail):
+                clash = _TRANSITION_KEYS & detail.keys()
                 raise InputError(f"transition detail may not redefine {', '.join(sorted(clash))}")
             payload.update(detail)
         ts_text = to_iso(ts)

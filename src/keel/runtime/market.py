@@ -75,6 +75,8 @@ class MarketView:
     def next_bar_timeline(self, symbol: str, t: int) -> int | None:
         """Timeline index of this symbol's first bar strictly after timeline index t."""
         view = self.views[symbol]
+        if view.at is view.to_timeline:  # aligned: the next instant
+            return t + 1 if t + 1 < len(self._ts_list) else None
         i = int(np.searchsorted(view.to_timeline, t, side="right"))
         return int(view.to_timeline[i]) if i < len(view.to_timeline) else None
 
