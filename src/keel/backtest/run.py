@@ -376,6 +376,10 @@ def _finish(ctx: RunContext, run_dir: Path, notes: tuple[str, ...]) -> RunSummar
     """Report, write the files, and only then mark the run complete — together with the event that says so."""
     journal, store = ctx.journal, ctx.journal.store
     journal.commit()
+    # The report needs the bars and the journal, not the decision inputs: let them go first (at a million bars they
+    # are ~45 MB, and the report is where a run's memory peaks).
+    ctx.signals.clear()
+    ctx.outlooks.clear()
     fills = store.fill_rows(ctx.run_id)
     initial_cash = ctx.settings.broker.cash
     curve = equity_curve(ctx.market, fills, initial_cash)

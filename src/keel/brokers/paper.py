@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from keel.settings import BrokerSettings
 
 ORDER_SCHEMA_VERSION = Order.model_fields["schema_version"].default
+REQUEST_SCHEMA_VERSION = OrderRequest.model_fields["schema_version"].default
 SNAPSHOT_KIND = "keel.paper_broker"
 SNAPSHOT_VERSION = 1
 
@@ -71,6 +72,51 @@ _IDENTITY_FIELDS = (
 )
 
 
+class _Request:
+    """What an order asked for, as plain values: a run keeps every order it ever sent (idempotency must outlive the
+    order), and a validated `OrderRequest` costs eight times the memory. Built from one at submit, turned back into
+    its JSON form for a snapshot."""
+
+    __slots__ = (
+        "client_order_id",
+        "limit_price",
+        "notional_cap",
+        "order_type",
+        "price_band",
+        "quantity",
+        "reduce_only",
+        "side",
+        "symbol",
+    )
+
+    def __init__(self, r: OrderRequest) -> None:
+        self.client_order_id = r.client_order_id
+        self.symbol = r.symbol
+        self.side = r.side
+        self.quantity = r.quantity
+        self.order_type = r.order_type
+        self.limit_price = r.limit_price
+        self.reduce_only = r.reduce_only
+        self.notional_cap = r.notional_cap
+        self.price_band = r.price_band
+
+    def to_json(self) -> dict[str, Any]:
+        """`OrderRequest.model_dump(mode="json")` of the request this came from (a test holds the two equal)."""
+        band = self.price_band
+        return {
+            "schema_version": REQUEST_SCHEMA_VERSION,
+            "client_order_id": self.client_order_id,
+            "symbol": self.symbol,
+            "side": self.side._value_,
+            "quantity": self.quantity,
+            "order_type": self.order_type._value_,
+            "limit_price": self.limit_price,
+            "reduce_only": self.reduce_only,
+            "notional_cap": self.notional_cap,
+            "price_band": None if band is None else [band[0], band[1]],
+        }
+
+
 class _Order:
     """Mutable working state of one order. Its `Order` contract is built when first asked for after a change, not at
     every change (an order usually changes on a bar nobody asks about), and forgotten at the next one."""
@@ -93,7 +139,7 @@ class _Order:
 
     def __init__(
         self,
-        request: OrderRequest,
+        request: _Request,
         broker_order_id: str,
         *,
         status: OrderStatus,
@@ -326,7 +372,7 @@ class PaperBroker:
             unit_cost = self._unit_cost(request)
         now = self._now()
         rec = _Order(
-            request,
+            _Request(request),
             f"paper-{self._next_id}",
             status=OrderStatus.REJECTED if reason else OrderStatus.WORKING,
             unit_cost=unit_cost,
@@ -451,7 +497,7 @@ class PaperBroker:
             },
             "orders": [
                 {
-                    "request": r.request.model_dump(mode="json"),
+                    "request": r.request.to_json(),
                     "broker_order_id": r.broker_order_id,
                     "status": r.status.value,
                     "unit_cost": r.unit_cost,
@@ -535,7 +581,7 @@ class PaperBroker:
         for o in snap["orders"]:
             request = OrderRequest.model_validate(o["request"])
             rec = _Order(
-                request,
+                _Request(request),
                 o["broker_order_id"],
                 status=OrderStatus(o["status"]),
                 unit_cost=float(o["unit_cost"]),

@@ -59,7 +59,7 @@ class SmaCross(Strategy):
         fast, slow = sma_many(close, (self.params.fast, self.params.slow))
         entry = crossed_above(fast, slow)
         exit_ = crossed_below(fast, slow)
-        nan = np.full(close.shape[0], np.nan)
+        nan = np.broadcast_to(np.nan, close.shape)  # no stop, no target: one value, no memory per bar
         return Signals(
             entry=entry,
             exit=exit_,

@@ -121,3 +121,28 @@ def test_the_paper_brokers_own_facts_are_the_facts_of_its_orders_at_every_step()
     check()
     assert {"working", "partial_fill", "filled", "cancelled", "rejected"} <= set(seen)
     assert broker.order_facts("unknown") is None
+
+
+@given(st.data())
+def test_the_paper_brokers_plain_request_is_its_order_request_in_json(data: st.DataObject) -> None:
+    """A paper broker keeps each order's request as plain values and writes it back into its snapshots: exactly the
+    `OrderRequest`'s JSON dump, or a restore would rebuild another order."""
+    from keel.brokers.paper import _Request
+    from keel.domain.orders import OrderRequest
+
+    low = data.draw(prices)
+    request = OrderRequest.strict(
+        client_order_id=data.draw(st.text(min_size=1, max_size=30)),
+        symbol=data.draw(st.text(min_size=1, max_size=8)),
+        side=data.draw(st.sampled_from(Side)),
+        quantity=data.draw(prices),
+        order_type=data.draw(st.sampled_from(OrderType)),
+        limit_price=data.draw(st.none() | prices),
+        reduce_only=data.draw(st.booleans()),
+        notional_cap=data.draw(st.none() | prices),
+        price_band=data.draw(st.none() | st.just((low, low * 1.1))),
+    )
+    plain = _Request(request).to_json()
+    assert plain == request.model_dump(mode="json")
+    assert list(plain) == list(OrderRequest.model_fields)
+    assert OrderRequest.model_validate(plain) == request
