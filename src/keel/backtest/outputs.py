@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from keel.backtest.report import EquityCurve, equity_curve, round_trips
+from keel.domain.orders import units_text
 from keel.domain.run import RunSummary, Trade
 from keel.journal.store import IntentStore
 from keel.runtime.market import MarketView
@@ -43,7 +44,7 @@ def write_outputs(run_dir: Path, summary: RunSummary, curve: EquityCurve) -> Non
     tmp.replace(run_dir / EQUITY_FILE)
     rows = ["symbol,entry_ts,exit_ts,quantity,entry_price,exit_price,pnl,fees,exit_leg"]
     rows += [
-        f"{t.symbol},{t.entry_ts},{t.exit_ts},{t.quantity:g},{price(t.entry_price)},{price(t.exit_price)},"
+        f"{t.symbol},{t.entry_ts},{t.exit_ts},{units_text(t.quantity)},{price(t.entry_price)},{price(t.exit_price)},"
         f"{money(t.pnl)},{money(t.fees)},{t.exit_leg}"
         for t in summary.trade_list
     ]

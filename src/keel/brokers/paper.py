@@ -35,7 +35,16 @@ from keel.domain.costs import CostModel
 from keel.domain.errors import BrokerError, ConfigError
 from keel.domain.intents import OrderType, Side
 from keel.domain.market import Quote
-from keel.domain.orders import Fill, Order, OrderFacts, OrderRequest, OrderStatus, SubmitOutcome, order_facts
+from keel.domain.orders import (
+    Fill,
+    Order,
+    OrderFacts,
+    OrderRequest,
+    OrderStatus,
+    SubmitOutcome,
+    order_facts,
+    units_text,
+)
 from keel.domain.portfolio import Account, Balance, Position
 
 if TYPE_CHECKING:
@@ -656,8 +665,8 @@ class PaperBroker:
             )
             if r.quantity > held - committed:
                 return (
-                    f"sell exceeds position (long-only, no shorting): position {held:g}, "
-                    f"committed to working sells {committed:g}, requested {r.quantity:g}"
+                    f"sell exceeds position (long-only, no shorting): position {units_text(held)}, "
+                    f"committed to working sells {units_text(committed)}, requested {units_text(r.quantity)}"
                 )
             return None
         if r.reduce_only:

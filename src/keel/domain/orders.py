@@ -11,6 +11,15 @@ from keel.domain.base import Contract, json_ts
 from keel.domain.intents import OrderType, Side
 
 
+def units_text(quantity: float) -> str:
+    """A quantity as text, exactly: whole units as an integer (1004844, where `:g` would write 1.00484e+06), other
+    amounts as their shortest round-trip form. For files, reasons and messages alike: a count of units is never
+    rounded in text."""
+    if quantity.is_integer() and abs(quantity) < 2.0**63:
+        return str(int(quantity))
+    return repr(quantity)
+
+
 class OrderStatus(StrEnum):
     WORKING = "working"
     PARTIAL_FILL = "partial_fill"

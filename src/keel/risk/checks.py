@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from keel.domain.costs import CostModel, max_units
 from keel.domain.decisions import NoTradeTrigger, TradingState
 from keel.domain.intents import Side
+from keel.domain.orders import units_text
 from keel.domain.reasons import ReasonCode
 from keel.risk.limits import EffectiveLimits
 
@@ -155,7 +156,7 @@ def _fit(c: CheckInput, room: float, code: ReasonCode) -> Outcome:
     fitted = math.floor(max(room, 0.0) / price)
     if fitted < 1:
         return _reject(code, f"room {room:.2f} < one unit at {price:.6g}")
-    return Outcome(code=code, quantity=float(fitted), detail=f"reduced {c.quantity:g} -> {fitted}")
+    return Outcome(code=code, quantity=float(fitted), detail=f"reduced {units_text(c.quantity)} -> {fitted}")
 
 
 def order_notional(c: CheckInput) -> Outcome:
@@ -205,7 +206,11 @@ def cash(c: CheckInput) -> Outcome:
     fitted = c.costs.affordable_units(room, price, limit=limit)
     if fitted < 1:
         return _reject(ReasonCode.INSUFFICIENT_CASH, f"available {room:.2f} < one unit at {price:.6g} with costs")
-    return Outcome(code=ReasonCode.INSUFFICIENT_CASH, quantity=fitted, detail=f"reduced {c.quantity:g} -> {fitted:g}")
+    return Outcome(
+        code=ReasonCode.INSUFFICIENT_CASH,
+        quantity=fitted,
+        detail=f"reduced {units_text(c.quantity)} -> {units_text(fitted)}",
+    )
 
 
 #: The precedence of the design. The duplicate check is the journal's: an intent id it already holds is
