@@ -15,6 +15,7 @@ def units_text(quantity: float) -> str:
     """A quantity as text, exactly: whole units as an integer (1004844, where `:g` would write 1.00484e+06), other
     amounts as their shortest round-trip form. For files, reasons and messages alike: a count of units is never
     rounded in text."""
+    quantity = float(quantity)  # an int total (e.g. a sum over no orders) is a count too
     if quantity.is_integer() and abs(quantity) < 2.0**63:
         return str(int(quantity))
     return repr(quantity)
