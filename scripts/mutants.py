@@ -782,6 +782,14 @@ CATALOGUE: tuple[Mutant, ...] = (
         "two orders for one intent are not a break",
     ),
     m(
+        "claim-not-durable-before-submit",
+        EXE,
+        "        journal.durable()  # the claim",
+        "        pass  # the claim",
+        [g("test_a_session_commits_the_claim_before_the_order_leaves")],
+        "a session sends an order before its claim (the intent executing) is committed",
+    ),
+    m(
         "unknown-submit-guessed-executed",
         REC,
         "target, reason = IntentState.FAILED, ReasonCode.SUBMIT_UNKNOWN.value",

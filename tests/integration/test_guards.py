@@ -10,6 +10,7 @@ the operator's kill switch from inside the cycle.
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import timedelta
 
 import orjson
@@ -152,6 +153,32 @@ def test_a_replayed_proposal_is_recognised_as_a_duplicate_and_never_judged_or_se
     assert [e["payload"]["intent_id"] for e in events(result, "intent.proposed")] == [iid]
     assert len(broker.sent(iid)) == 1
     assert intent_rows(result)[iid][2] == "executed"
+
+
+@pytest.mark.parametrize("driver", ["graph", "replay"])
+def test_a_session_commits_the_claim_before_the_order_leaves(tmp_path, driver):
+    # Write-ahead: a session commits a decision cycle's writes together (`Journal.cycle`), but the claim to send an
+    # order — its intent `executing` — before the broker receives it. Another connection must already see it then.
+    frames = [bars("AAA", [100.0] * 8)]
+    strategy = scripted(entries={"AAA": (1,)}, exits={"AAA": (4,)})
+    db = tmp_path / "run" / "keel.db"
+    seen: list = []
+
+    class Peeking(ScenarioBroker):
+        def submit(self, request):
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            try:
+                row = con.execute("select state from intents where intent_id = ?", (request.client_order_id,))
+                seen.append(row.fetchone())
+            finally:
+                con.close()
+            return super().submit(request)
+
+    result, made = _run(
+        frames, tmp_path / "run", strategy, mode=Mode.PAPER, driver=driver, sizing=FIXED, make_broker=Peeking.like
+    )
+    assert len(made.requests) == 2 and seen == [("executing",), ("executing",)]
+    assert sorted(row[2] for row in intent_rows(result).values()) == ["executed", "executed"]
 
 
 # -- the trading state -------------------------------------------------------------------------------------------------

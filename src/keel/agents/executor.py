@@ -76,6 +76,7 @@ def executor(state: CycleState, ctx: RunContext) -> dict:
         journal.transition(
             iid, IntentState.APPROVED, IntentState.EXECUTING, ts=now, actor=STAGE, stage=STAGE, run_id=run_id
         )
+        journal.durable()  # the claim, and the decision behind it, are on disk before the order leaves
         result = broker.submit(order_request(intent, collar, quantity=quantity))
         book.unsent.pop(iid, None)  # from here on the broker's own reservation holds the cash
         if result.outcome is SubmitOutcome.UNKNOWN:

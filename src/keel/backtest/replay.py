@@ -23,9 +23,10 @@ def run_replay(ctx: RunContext, *, start_after: int = -1, on_bar: Callable[[int]
     last = start_after
     t = schedule.next_after(start_after)
     while t is not None:
-        run_cycle(begin_cycle(ctx, t), ctx)
+        with ctx.journal.cycle():
+            run_cycle(begin_cycle(ctx, t), ctx)
+            after_cycle(ctx, t)
         last = t
-        after_cycle(ctx, t)
         if on_bar is not None:
             on_bar(t)
         t = schedule.next_after(t)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from hashlib import sha256
@@ -70,6 +70,8 @@ class Journal:
         self._needs_recovery = log.torn_tail or log.head != self._committed
         self._closed = False
         self._depth = 0  # nesting of write-through units (see `atomic`)
+        #: the open unit of a write-through decision cycle (see `cycle`), None outside one
+        self._cycle_unit: ExitStack | None = None
         #: resuming (see `begin_redo`): records the re-run must reproduce, the head of the last one reproduced, and
         #: what to do before the first new write; None when not resuming
         self._redo: deque[dict[str, Any]] | None = None
@@ -184,6 +186,47 @@ class Journal:
         finally:
             self._depth = 0
         self._committed = log.flushed_head
+
+    @contextmanager
+    def cycle(self) -> Iterator[None]:
+        """One decision cycle's writes as one write-through unit: committed by `durable()` right before an order is
+        sent, and when the cycle ends; rolled back, all of it, if the cycle raises.
+
+        Every write of a session used to commit on its own, three units (proposed, approved, executing) before each
+        submit. What must be on disk before an order leaves is the claim to send it, and it still is (`durable`);
+        what a crash loses before that moment sent nothing, and the resumed run decides it again. Buffered mode (a
+        replay): nothing changes, the writes join the batch."""
+        if not self._write_through or self._cycle_unit is not None:
+            yield
+            return
+        self._open_cycle_unit()
+        try:
+            yield
+        except BaseException as exc:
+            self._close_cycle_unit(exc)
+            raise
+        self._close_cycle_unit(None)
+
+    def durable(self) -> None:
+        """Commit everything the cycle has written so far (log flushed and fsynced first, then the rows with the new
+        head): the executor calls it between claiming an intent and sending its order. Outside a write-through cycle
+        every write is committed already, and this does nothing."""
+        if self._cycle_unit is not None:
+            self._close_cycle_unit(None)
+            self._open_cycle_unit()
+
+    def _open_cycle_unit(self) -> None:
+        stack = ExitStack()
+        stack.enter_context(self._unit())
+        self._cycle_unit = stack
+
+    def _close_cycle_unit(self, exc: BaseException | None) -> None:
+        stack, self._cycle_unit = self._cycle_unit, None
+        assert stack is not None
+        if exc is None:
+            stack.close()
+        else:
+            stack.__exit__(type(exc), exc, exc.__traceback__)
 
     def atomic(self) -> AbstractContextManager[None]:
         """Group the writes that describe one fact (a transition and the order it sent; a fill, its order and its

@@ -133,7 +133,7 @@ def run_cycle(state: CycleState, ctx: RunContext) -> CycleState:
 
 def after_cycle(ctx: RunContext, t: int) -> None:
     """The commit policy, after each visited bar. Replay commits a batch (with its checkpoint) once it is large;
-    write-through modes have committed every write already and checkpoint after every cycle that wrote something,
+    write-through modes checkpoint after every cycle that wrote something, in the cycle's own unit (`Journal.cycle`),
     so a crash resumes from the last complete cycle instead of from the start."""
     journal = ctx.journal
     if journal.write_through:

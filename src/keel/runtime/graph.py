@@ -75,9 +75,10 @@ def run_graph(ctx: RunContext, *, start_after: int = -1, on_bar: Callable[[int],
     graph = build_graph(ctx)
     last = start_after
     for t in range(start_after + 1, len(ctx.market)):
-        graph.invoke(begin_cycle(ctx, t), {"recursion_limit": RECURSION_LIMIT})
+        with ctx.journal.cycle():
+            graph.invoke(begin_cycle(ctx, t), {"recursion_limit": RECURSION_LIMIT})
+            after_cycle(ctx, t)
         last = t
-        after_cycle(ctx, t)
         if on_bar is not None:
             on_bar(t)
     if last >= 0:
