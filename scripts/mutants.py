@@ -125,6 +125,8 @@ LIM = "keel/risk/limits.py"
 TST = "keel/risk/trading_state.py"
 KSW = "keel/risk/kill_switch.py"
 BRK = "keel/brokers/paper.py"
+FIL = "keel/brokers/paper_fills.py"
+SNP = "keel/brokers/paper_snapshot.py"
 STO = "keel/journal/store.py"
 JRN = "keel/journal/journal.py"
 LOG = "keel/journal/eventlog.py"
@@ -222,7 +224,7 @@ CATALOGUE: tuple[Mutant, ...] = (
     ),
     m(
         "restored-cash-drifts",
-        BRK,
+        SNP,
         'self._cash = float(snap["cash"])',
         'self._cash = float(snap["cash"]) + 1.0',
         [MONEY],
@@ -606,7 +608,7 @@ CATALOGUE: tuple[Mutant, ...] = (
     # -- the paper broker -------------------------------------------------------------------------------------------------
     m(
         "band-check-removed",
-        BRK,
+        FIL,
         "if band is not None and not band[0] <= price <= band[1]:",
         "if False:",
         [APPROVED],
@@ -614,7 +616,7 @@ CATALOGUE: tuple[Mutant, ...] = (
     ),
     m(
         "restored-fees-lost",
-        BRK,
+        SNP,
         'self._fees_paid = float(snap["fees_paid"])',
         "self._fees_paid = 0.0",
         [MONEY],
@@ -622,7 +624,7 @@ CATALOGUE: tuple[Mutant, ...] = (
     ),
     m(
         "restored-positions-lost",
-        BRK,
+        SNP,
         'for s, p in snap["positions"].items():',
         "for s, p in {}.items():",
         [MONEY],

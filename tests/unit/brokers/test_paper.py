@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from keel.brokers.base import Broker
-from keel.brokers.paper import DUPLICATE_DETAIL, INSUFFICIENT_CASH_AT_FILL, PaperBroker
+from keel.brokers.paper import DUPLICATE_DETAIL, PaperBroker
+from keel.brokers.paper_fills import INSUFFICIENT_CASH_AT_FILL
 from keel.domain.errors import BrokerError, ConfigError
 from keel.domain.intents import OrderType, Side
 from keel.domain.orders import OrderRequest, OrderStatus, SubmitOutcome

@@ -127,7 +127,7 @@ def test_the_paper_brokers_own_facts_are_the_facts_of_its_orders_at_every_step()
 def test_the_paper_brokers_plain_request_is_its_order_request_in_json(data: st.DataObject) -> None:
     """A paper broker keeps each order's request as plain values and writes it back into its snapshots: exactly the
     `OrderRequest`'s JSON dump, or a restore would rebuild another order."""
-    from keel.brokers.paper import _Request
+    from keel.brokers.paper_records import RequestRecord
     from keel.domain.orders import OrderRequest
 
     low = data.draw(prices)
@@ -142,7 +142,7 @@ def test_the_paper_brokers_plain_request_is_its_order_request_in_json(data: st.D
         notional_cap=data.draw(st.none() | prices),
         price_band=data.draw(st.none() | st.just((low, low * 1.1))),
     )
-    plain = _Request(request).to_json()
+    plain = RequestRecord(request).to_json()
     assert plain == request.model_dump(mode="json")
     assert list(plain) == list(OrderRequest.model_fields)
     assert OrderRequest.model_validate(plain) == request
