@@ -128,6 +128,7 @@ BRK = "keel/brokers/paper.py"
 FIL = "keel/brokers/paper_fills.py"
 SNP = "keel/brokers/paper_snapshot.py"
 STO = "keel/journal/store.py"
+SQL = "keel/journal/statements.py"
 JRN = "keel/journal/journal.py"
 LOG = "keel/journal/eventlog.py"
 VER = "keel/journal/verify.py"
@@ -649,7 +650,7 @@ CATALOGUE: tuple[Mutant, ...] = (
     # -- the journal: compare-and-set, duplicates, recovery, verification, reconciliation --------------------------------
     m(
         "cas-dropped-write-through",
-        STO,
+        SQL,
         '.where(i.c.intent_id == bindparam("b_id"), i.c.state == bindparam("b_expected"))',
         '.where(i.c.intent_id == bindparam("b_id"))',
         [ONCE, *u(CONTRACT, "test_cas_loses_when_state_moved_underneath")],

@@ -13,7 +13,7 @@ from keel.data.frame import datetime_to_ns, ns_to_datetime
 from keel.domain.intents import Side
 from keel.domain.orders import Fill
 from keel.domain.run import RunSummary, Trade
-from keel.journal.store import FillRow
+from keel.journal.records import FillRow
 from keel.runtime.market import MarketView
 
 TOP_REASONS = 10

@@ -34,7 +34,8 @@ from keel.domain.run import RunSummary
 from keel.journal.eventlog import iter_records, records_between
 from keel.journal.journal import Journal
 from keel.journal.reconcile import reconcile
-from keel.journal.store import IntentStore, RunRecord, RunStatus
+from keel.journal.records import RunRecord, RunStatus
+from keel.journal.store import IntentStore
 from keel.risk.trading_state import SimulatedTradingState, TradingStateGuard
 from keel.runtime.book import Book
 from keel.runtime.clock import ReplayClock

@@ -7,15 +7,15 @@ from keel.journal.errors import DuplicateIntentConflict, DuplicateRun, JournalSc
 from keel.journal.eventlog import ZERO_HASH, Cut, EventLog, canonical, record_hash
 from keel.journal.journal import Journal, RecoveryReport
 from keel.journal.reconcile import Break, BreakKind, ReconciliationReport, Resolution, reconcile
-from keel.journal.store import (
+from keel.journal.records import (
     ApprovalRecord,
     IntentRecord,
-    IntentStore,
     RunRecord,
     RunStatus,
     TradingStateRecord,
     TransitionRecord,
 )
+from keel.journal.store import IntentStore
 from keel.journal.verify import Problem, ProblemKind, VerifyReport, verify_log, verify_run
 
 __all__ = [

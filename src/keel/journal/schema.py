@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import orjson
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -151,6 +152,11 @@ journal_head = Table(
     Column("seq", BigInteger, nullable=False),
     Column("hash", String, nullable=False),
 )
+
+
+def stored_json(obj: object) -> str:
+    """The storage form of a JSON column: orjson with sorted keys, so equal content is equal text on every backend."""
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode()
 
 
 _ISO_CACHE: dict[datetime, str] = {}

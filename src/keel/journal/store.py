@@ -28,112 +28,43 @@ driver's own work per statement here (and rebuilds each row's parameters of an e
 most of a write-through lifecycle. No column type of these tables needs a bind or result processor, so nothing is
 lost. Transactions are therefore the driver's: one opens with the first statement and lasts until the store
 commits or rolls it back.
+
+This module holds the connection, the transactions, the batch and the intents; `store_orders` the rows of orders,
+fills and approvals, `store_runs` those of runs, checkpoints, log heads and the trading state (both mixins of
+`IntentStore` over the same connection and batch), `statements` the compiled SQL and `records` what reads return.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-import orjson
-from sqlalchemy import Connection, Engine, bindparam, create_engine, event, exists, func, literal_column, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, create_engine, event, func, or_, select
 from sqlalchemy.engine import make_url
 
-from keel.domain.decisions import ApprovalDecision, ApprovalMode, TradingState
 from keel.domain.errors import InputError, JournalIntegrityError, StaleState, UnknownIntent
-from keel.domain.intents import IntentState, Side, TradeIntent, check_transition
-from keel.domain.orders import Fill, Order, OrderFacts, order_facts
+from keel.domain.intents import IntentState, TradeIntent, check_transition
+from keel.domain.orders import OrderFacts
 from keel.journal import schema as s
-from keel.journal.errors import DuplicateIntentConflict, DuplicateRun, JournalSchemaError, UnknownRun
-from keel.journal.schema import from_iso, iso_from_json, to_iso
+from keel.journal.errors import DuplicateIntentConflict, JournalSchemaError
+from keel.journal.records import (
+    IntentRecord,
+    TransitionRecord,
+)
+from keel.journal.schema import from_iso, stored_json, to_iso
+from keel.journal.statements import _compile_dialect, _sqlite_pragmas, _statements
+from keel.journal.store_orders import OrderRows, _order_row
+from keel.journal.store_runs import RunRows
 
 _PROPOSED = IntentState.PROPOSED.value
 #: States whose `last_reason` explains why an intent did not trade (what `reason_counts` reports).
 _REFUSED = (IntentState.BLOCKED.value, IntentState.REJECTED.value)
 
 
-class RunStatus(StrEnum):
-    RUNNING = "running"
-    COMPLETE = "complete"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True, slots=True)
-class IntentRecord:
-    intent: TradeIntent
-    state: IntentState
-    version: int
-    created_ts: datetime
-    updated_ts: datetime
-    last_reason: str | None
-
-
-class FillRow(NamedTuple):
-    """A committed fill as a plain row (see `IntentStore.fill_rows`); the fields of `Fill` a report reads."""
-
-    fill_id: str
-    client_order_id: str
-    symbol: str
-    side: Side
-    quantity: float
-    price: float
-    fee: float
-    ts: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class TransitionRecord:
-    intent_id: str
-    from_state: IntentState
-    to_state: IntentState
-    ts: datetime
-    reason: str | None
-    actor: str
-
-
-@dataclass(frozen=True, slots=True)
-class TradingStateRecord:
-    """The current trading state; `ts` is None for the implicit initial `active` (no row written yet)."""
-
-    state: TradingState
-    reason: str
-    actor: str
-    ts: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class RunRecord:
-    run_id: str
-    created_ts: datetime
-    mode: str
-    config_hash: str
-    status: RunStatus
-    meta: dict[str, Any]
-    summary: dict[str, Any] | None
-
-
-@dataclass(frozen=True, slots=True)
-class ApprovalRecord:
-    intent_id: str
-    mode: ApprovalMode
-    outcome: str
-    approver: str
-    reason: str | None
-    ts: datetime
-    expires_ts: datetime | None
-
-
-def _json(obj: Any) -> str:
-    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode()
-
-
-class IntentStore:
+class IntentStore(OrderRows, RunRows):
     """One connection to the journal database. Not thread-safe; several processes may share the database."""
 
     def __init__(self, engine: Engine, *, write_through: bool) -> None:
@@ -477,7 +408,7 @@ class IntentStore:
         """`create_intent` with a stored-form timestamp (and the intent's JSON when the caller already has it);
         returns the payload written, None for a replay. The journal facade calls this to serialise only once."""
         if payload is None:
-            payload = _json(intent.__dict__)  # the journal's form: canonical JSON of the fields
+            payload = stored_json(intent.__dict__)  # the journal's form: canonical JSON of the fields
         intent_id = intent.intent_id
         row = {
             "intent_id": intent_id,
@@ -678,392 +609,6 @@ class IntentStore:
         )
         return {row["last_reason"]: int(row["n"]) for row in rows}
 
-    # -- orders, fills, approvals --------------------------------------------------------------------
-
-    def _write(self, sql: str, row: dict[str, Any]) -> None:
-        try:
-            self._exec(sql, row)
-            self._done()
-        except BaseException:
-            self._failed()
-            raise
-
-    def record_order(self, order: Order, *, intent_id: str, run_id: str) -> None:
-        """Insert an order, or update its status, fills, average price, fees and timestamp if it is known."""
-        self.record_order_facts(order_facts(order), intent_id=intent_id, run_id=run_id)
-
-    def record_order_facts(self, facts: OrderFacts, *, intent_id: str, run_id: str) -> None:
-        """`record_order` from the order's facts (its JSON form, `keel.journal.facts`): the payload as it is, and the
-        columns read from it, so the row is what the event carrying the same facts says."""
-        if self._write_through:
-            self._write(self._upsert_order, _order_row(facts, intent_id, run_id))
-        else:
-            self._orders[facts["client_order_id"]] = (facts, intent_id, run_id)
-
-    def record_fill(self, fill: Fill, *, run_id: str) -> None:
-        """Insert a fill; a fill id already recorded is ignored, so a re-reported fill is never counted twice."""
-        row = {
-            "fill_id": fill.fill_id,
-            "client_order_id": fill.client_order_id,
-            "run_id": run_id,
-            "symbol": fill.symbol,
-            "side": fill.side.value,
-            "quantity": fill.quantity,
-            "price": fill.price,
-            "fee": fill.fee,
-            "ts": to_iso(fill.ts),
-        }
-        if self._write_through:
-            self._write(self._ins_fill, row)
-        else:
-            self._fills.setdefault(fill.fill_id, row)
-
-    def orders(self, run_id: str | None = None) -> list[Order]:
-        """Committed orders, by submission time then client order id."""
-        o = s.orders
-        stmt = select(o.c.payload).order_by(o.c.submitted_ts, o.c.client_order_id)
-        if run_id is not None:
-            stmt = stmt.where(o.c.run_id == run_id)
-        return [Order.model_validate_json(row["payload"]) for row in self._query(stmt)]
-
-    def count_orders(self, run_id: str) -> int:
-        """How many orders of a run are committed (without decoding them)."""
-        o = s.orders
-        return int(self._query(select(func.count().label("n")).where(o.c.run_id == run_id))[0]["n"])
-
-    def orders_by_intent(self, run_id: str | None = None) -> dict[str, list[Order]]:
-        """Committed orders grouped by the intent they were recorded for (reconciliation checks one per intent)."""
-        o = s.orders
-        stmt = select(o.c.intent_id, o.c.payload).order_by(o.c.submitted_ts, o.c.client_order_id)
-        if run_id is not None:
-            stmt = stmt.where(o.c.run_id == run_id)
-        grouped: dict[str, list[Order]] = {}
-        for row in self._query(stmt):
-            grouped.setdefault(row["intent_id"], []).append(Order.model_validate_json(row["payload"]))
-        return grouped
-
-    def fills(self, run_id: str | None = None) -> list[Fill]:
-        """Committed fills, by time then fill id, each validated as a `Fill`."""
-        return [
-            Fill(
-                fill_id=r.fill_id,
-                client_order_id=r.client_order_id,
-                symbol=r.symbol,
-                side=r.side,
-                quantity=r.quantity,
-                price=r.price,
-                fee=r.fee,
-                ts=r.ts,
-            )
-            for r in self.fill_rows(run_id)
-        ]
-
-    def fill_rows(self, run_id: str | None = None) -> list[FillRow]:
-        """Committed fills, by time then fill id, as plain typed rows: what a report reading tens of thousands
-        of fills needs, without building a model for each. A column of the wrong type still raises."""
-        f = s.fills
-        stmt = select(f.c.fill_id, f.c.client_order_id, f.c.symbol, f.c.side, f.c.quantity, f.c.price, f.c.fee, f.c.ts)
-        stmt = stmt.order_by(f.c.ts, f.c.fill_id)
-        if run_id is not None:
-            stmt = stmt.where(f.c.run_id == run_id)
-        _, rows = self._tuples(stmt)
-        side = Side
-        try:
-            return [
-                FillRow(fid, coid, sym, side(sd), float(q), float(px), float(fee), from_iso(ts))
-                for fid, coid, sym, sd, q, px, fee, ts in rows
-            ]
-        except (TypeError, ValueError) as exc:
-            raise JournalIntegrityError(f"fills table: a row does not hold a valid fill ({exc})") from exc
-
-    def record_approval(self, decision: ApprovalDecision, *, ts: datetime) -> None:
-        """Record (or replace) the approval outcome of an intent: a pending approval is later approved, say."""
-        row = {
-            "intent_id": decision.intent_id,
-            "mode": decision.mode.value,
-            "outcome": decision.outcome,
-            "approver": decision.approver,
-            "reason": decision.reason.value if decision.reason is not None else None,
-            "ts": to_iso(ts),
-            "expires_ts": to_iso(decision.expires_at) if decision.expires_at is not None else None,
-        }
-        if self._write_through:
-            self._write(self._upsert_approval, row)
-        else:
-            self._approvals[decision.intent_id] = row
-
-    def approval(self, intent_id: str) -> ApprovalRecord | None:
-        """The committed approval of an intent, if any."""
-        rows = self._query(select(s.approvals).where(s.approvals.c.intent_id == intent_id))
-        if not rows:
-            return None
-        row = rows[0]
-        return ApprovalRecord(
-            intent_id=row["intent_id"],
-            mode=ApprovalMode(row["mode"]),
-            outcome=row["outcome"],
-            approver=row["approver"],
-            reason=row["reason"],
-            ts=from_iso(row["ts"]),
-            expires_ts=from_iso(row["expires_ts"]) if row["expires_ts"] is not None else None,
-        )
-
-    # -- trading state -------------------------------------------------------------------------------
-
-    def trading_state(self) -> TradingStateRecord:
-        """The current trading state, read from the database every time (another process may have changed it)."""
-        rows = self._read(self._sel_trading_state, {})
-        if not rows:
-            return TradingStateRecord(TradingState.ACTIVE, "initial", "system", None)
-        state, reason, actor, ts = rows[0]
-        return TradingStateRecord(TradingState(state), reason, actor, from_iso(ts))
-
-    def set_trading_state(self, state: TradingState, *, reason: str, actor: str, ts: datetime) -> None:
-        """Append a trading-state change and commit it at once, in every mode: a kill switch never waits in a
-        buffer. Every change names who made it and why."""
-        if not reason.strip() or not actor.strip():
-            raise InputError("a trading state change needs a non-empty reason and actor")
-        if self._atomic:
-            raise InputError("set_trading_state cannot join an atomic() block: it always commits on its own")
-        row = {"state": TradingState(state).value, "reason": reason, "actor": actor, "ts": to_iso(ts)}
-        try:
-            self._exec(self._ins_kill_switch, row)
-            self._dbapi.commit()
-        except BaseException:
-            self._dbapi.rollback()
-            raise
-
-    def change_probe(self) -> Callable[[], int] | None:
-        """A cheap function whose value changes whenever *another* connection commits to this database, so a reader
-        can re-read the trading state only then (SQLite's `PRAGMA data_version`). None where no such probe exists
-        (PostgreSQL): read every time. Commits made through this same store do not move the probe."""
-        if self.dialect != "sqlite":
-            return None
-        cursor = self._dbapi.cursor()
-
-        def probe() -> int:
-            return int(cursor.execute("PRAGMA data_version").fetchone()[0])
-
-        return probe
-
-    # -- runs, checkpoints, head ---------------------------------------------------------------------
-
-    def start_run(self, run_id: str, *, mode: str, config_hash: str, meta: Mapping[str, Any], ts: datetime) -> None:
-        """Record a new run in status `running`, committed at once in every mode (like the trading state, a run's
-        existence is control data: another process must see it); `DuplicateRun` if the id is taken (a run is
-        resumed from its checkpoint, never started twice)."""
-        row = {
-            "run_id": run_id,
-            "created_ts": to_iso(ts),
-            "mode": mode,
-            "config_hash": config_hash,
-            "status": RunStatus.RUNNING.value,
-            "meta": _json(dict(meta)),
-            "summary": None,
-        }
-        if self._write_row(self._ins_run, row) != 1:
-            raise DuplicateRun(run_id)
-
-    def finish_run(self, run_id: str, *, status: RunStatus | str, summary: Mapping[str, Any]) -> None:
-        """Close a run with its final status and summary. Write-through: at once (or with the open `atomic()`
-        block). Buffered: with the batch, so `complete` is committed together with the last events it summarises
-        and never without them."""
-        row = {"b_run": run_id, "b_status": RunStatus(status).value, "b_summary": _json(dict(summary))}
-        if not self._write_through:
-            if self.get_run(run_id) is None:
-                raise UnknownRun(run_id)
-            self._run_updates[run_id] = row
-            return
-        if self._write_row(self._upd_run, row) != 1:
-            raise UnknownRun(run_id)
-
-    def _write_row(self, sql: str, row: dict[str, Any]) -> int:
-        """One statement committed at once (or joined to the open `atomic()` block); returns its row count.
-        Safe in buffered mode too: buffered writes live in Python until `commit()`, never in the connection."""
-        try:
-            count = self._exec(sql, row)
-            self._done()
-        except BaseException:
-            self._failed()
-            raise
-        return count
-
-    def get_run(self, run_id: str) -> RunRecord | None:
-        rows = self._query(select(s.runs).where(s.runs.c.run_id == run_id))
-        if not rows:
-            return None
-        row = rows[0]
-        return RunRecord(
-            run_id=row["run_id"],
-            created_ts=from_iso(row["created_ts"]),
-            mode=row["mode"],
-            config_hash=row["config_hash"],
-            status=RunStatus(row["status"]),
-            meta=orjson.loads(row["meta"]),
-            summary=orjson.loads(row["summary"]) if row["summary"] is not None else None,
-        )
-
-    def save_checkpoint(self, run_id: str, cursor: int, snapshot: Mapping[str, Any], ts: datetime) -> None:
-        """Record where a run got to. Buffered mode commits it with the batch it describes, so a resumed run never
-        skips intents that were lost, nor redoes intents that were kept."""
-        row = {"run_id": run_id, "cursor": int(cursor), "snapshot": _json(dict(snapshot)), "ts": to_iso(ts)}
-        if self._write_through:
-            self._write(self._upsert_checkpoint, row)
-        else:
-            self._checkpoints[run_id] = row
-
-    def load_checkpoint(self, run_id: str) -> tuple[int, dict[str, Any]] | None:
-        """The last committed checkpoint of a run as `(cursor, snapshot)`, or None."""
-        c = s.checkpoints
-        rows = self._query(select(c.c.cursor, c.c.snapshot).where(c.c.run_id == run_id))
-        if not rows:
-            return None
-        return int(rows[0]["cursor"]), orjson.loads(rows[0]["snapshot"])
-
-    def set_head(self, log_id: str, seq: int, hash: str) -> None:
-        """Record the event-log head that the rows being committed correspond to (buffered with the batch)."""
-        row = {"log_id": log_id, "seq": int(seq), "hash": hash}
-        if self._write_through:
-            self._write(self._upsert_head, row)
-        else:
-            self._heads[log_id] = row
-
-    def head(self, log_id: str) -> tuple[int, str] | None:
-        """The committed event-log head of `log_id`, or None when nothing was committed for it."""
-        rows = self._read(self._sel_head, {"b_log": log_id})
-        if not rows:
-            return None
-        return int(rows[0][0]), rows[0][1]
-
-
-# -- helpers -------------------------------------------------------------------------------------------
-
-
-#: Compiled SQL per dialect and driver: compiling costs more than opening a connection, and never changes.
-_SQL_CACHE: dict[tuple[str, str, str], dict[str, str]] = {}
-
-
-def _compile_dialect(dialect: Any) -> Any:
-    """The dialect statements are compiled for: SQLite with named parameters (the DBAPI takes dicts either way,
-    and named style needs no reordering), PostgreSQL with the engine's own psycopg dialect."""
-    return sqlite.dialect(paramstyle="named") if dialect.name == "sqlite" else dialect
-
-
-def _statements(dialect: Any) -> dict[str, str]:
-    """Every hot statement, built with Core and compiled once per dialect (see the module docstring)."""
-    key = (dialect.name, dialect.driver, dialect.paramstyle)
-    cached = _SQL_CACHE.get(key)
-    if cached is None:
-        cached = _SQL_CACHE[key] = _build_statements(dialect)
-    return cached
-
-
-def _build_statements(dialect: Any) -> dict[str, str]:
-    insert = sqlite.insert if dialect.name == "sqlite" else postgresql.insert
-    out: dict[str, str] = {}
-
-    def cols(table: Any) -> list[str]:
-        return [c.name for c in table.c if not (c.primary_key and c.autoincrement is True)]
-
-    def compile_(stmt: Any, keys: list[str] | None = None) -> str:
-        kw = {"column_keys": keys} if keys is not None else {}
-        compiled = stmt.compile(dialect=dialect, **kw)
-        # Every parameter must come from the rows passed at run time: a bound constant would be missing.
-        unknown = sorted(n for n in compiled.binds if n not in (keys or ()) and not n.startswith("b_"))
-        if unknown:
-            raise RuntimeError(f"precompiled statement has parameters {unknown} that no row supplies: {compiled}")
-        return str(compiled)
-
-    i = s.intents
-    out["ins_intent"] = compile_(insert(i).on_conflict_do_nothing(index_elements=[i.c.intent_id]), cols(i))
-    out["upd_intent"] = compile_(
-        i.update()
-        .where(i.c.intent_id == bindparam("b_id"), i.c.state == bindparam("b_expected"))
-        .values(
-            state=bindparam("b_target"),
-            version=i.c.version + literal_column("1"),
-            updated_ts=bindparam("b_ts"),
-            last_reason=bindparam("b_reason"),
-        )
-    )
-    out["ins_transition"] = compile_(s.intent_transitions.insert(), cols(s.intent_transitions))
-    ins_order = insert(s.orders)
-    out["upsert_order"] = compile_(
-        ins_order.on_conflict_do_update(
-            index_elements=[s.orders.c.client_order_id],
-            set_={
-                c: ins_order.excluded[c]
-                for c in ("status", "filled_quantity", "average_price", "fees", "updated_ts", "payload")
-            },
-        ),
-        cols(s.orders),
-    )
-    out["ins_fill"] = compile_(
-        insert(s.fills).on_conflict_do_nothing(index_elements=[s.fills.c.fill_id]), cols(s.fills)
-    )
-    ins_approval = insert(s.approvals)
-    out["upsert_approval"] = compile_(
-        ins_approval.on_conflict_do_update(
-            index_elements=[s.approvals.c.intent_id],
-            set_={c.name: ins_approval.excluded[c.name] for c in s.approvals.c if c.name != "intent_id"},
-        ),
-        cols(s.approvals),
-    )
-    out["ins_run"] = compile_(insert(s.runs).on_conflict_do_nothing(index_elements=[s.runs.c.run_id]), cols(s.runs))
-    out["upd_run"] = compile_(
-        s.runs.update()
-        .where(s.runs.c.run_id == bindparam("b_run"))
-        .values(status=bindparam("b_status"), summary=bindparam("b_summary"))
-    )
-    ins_cp = insert(s.checkpoints)
-    out["upsert_checkpoint"] = compile_(
-        ins_cp.on_conflict_do_update(
-            index_elements=[s.checkpoints.c.run_id],
-            set_={c: ins_cp.excluded[c] for c in ("cursor", "snapshot", "ts")},
-        ),
-        cols(s.checkpoints),
-    )
-    ins_head = insert(s.journal_head)
-    out["upsert_head"] = compile_(
-        ins_head.on_conflict_do_update(
-            index_elements=[s.journal_head.c.log_id],
-            set_={"seq": ins_head.excluded.seq, "hash": ins_head.excluded.hash},
-        ),
-        cols(s.journal_head),
-    )
-    out["sel_state"] = compile_(select(i.c.state).where(i.c.intent_id == bindparam("b_id")))
-    out["sel_payload"] = compile_(select(i.c.payload).where(i.c.intent_id == bindparam("b_id")))
-    out["sel_run_has_intents"] = compile_(select(exists().where(i.c.run_id == bindparam("b_run"))))
-    k = s.kill_switch
-    out["ins_kill_switch"] = compile_(k.insert(), cols(k))
-    out["sel_trading_state"] = compile_(
-        select(k.c.state, k.c.reason, k.c.actor, k.c.ts).where(k.c.id == select(func.max(k.c.id)).scalar_subquery())
-    )
-    h = s.journal_head
-    out["sel_head"] = compile_(select(h.c.seq, h.c.hash).where(h.c.log_id == bindparam("b_log")))
-    return out
-
-
-#: SQLite page cache per connection (KiB), allocated only as pages are used. 32 MiB holds the id indexes' pages of a
-#: long replay; 128 MiB ran no faster at 1M bars and held 45 MiB more.
-_CACHE_KIB = 32_768
-
-
-def _sqlite_pragmas(busy_timeout_ms: int, *, full_sync: bool) -> Any:
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA synchronous={'FULL' if full_sync else 'NORMAL'}")
-            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-            # Intent, order and fill ids are hashes, so their index pages are hit at random: a cache that holds
-            # a batch's pages writes each of them once per commit instead of spilling and rewriting them.
-            cursor.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
-        finally:
-            cursor.close()
-
-    return on_connect
-
 
 def _cas_error(intent_id: str, expected: IntentState, actual: str | None) -> Exception:
     if actual is None:
@@ -1101,22 +646,3 @@ def _intent_record(row: Any) -> IntentRecord:
         updated_ts=from_iso(row["updated_ts"]),
         last_reason=row["last_reason"],
     )
-
-
-def _order_row(facts: OrderFacts, intent_id: str, run_id: str) -> dict[str, Any]:
-    return {
-        "client_order_id": facts["client_order_id"],
-        "intent_id": intent_id,
-        "run_id": run_id,
-        "symbol": facts["symbol"],
-        "side": facts["side"],
-        "order_type": facts["order_type"],
-        "quantity": facts["quantity"],
-        "status": facts["status"],
-        "filled_quantity": facts["filled_quantity"],
-        "average_price": facts["average_price"],
-        "fees": facts["fees"],
-        "submitted_ts": iso_from_json(facts["submitted_ts"]),
-        "updated_ts": iso_from_json(facts["updated_ts"]),
-        "payload": orjson.dumps(facts).decode(),
-    }

@@ -8,7 +8,7 @@ import pytest
 
 from keel.domain.decisions import TradingState
 from keel.domain.errors import InputError, KeelError
-from keel.journal.store import TradingStateRecord
+from keel.journal.records import TradingStateRecord
 from keel.risk.kill_switch import halt, reduce, resume
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

@@ -1,0 +1,169 @@
+"""Orders, fills and approvals: the intent store's rows of what was sent and what came back (a mixin of
+`IntentStore`, working on its connection and its buffer)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import func, select
+
+from keel.domain.decisions import ApprovalDecision, ApprovalMode
+from keel.domain.errors import JournalIntegrityError
+from keel.domain.intents import Side
+from keel.domain.orders import Fill, Order, OrderFacts, order_facts
+from keel.journal import schema as s
+from keel.journal.records import ApprovalRecord, FillRow
+from keel.journal.schema import from_iso, iso_from_json, to_iso
+
+
+class OrderRows:
+    """Orders, fills and approvals of `IntentStore`."""
+
+    def _write(self, sql: str, row: dict[str, Any]) -> None:
+        try:
+            self._exec(sql, row)
+            self._done()
+        except BaseException:
+            self._failed()
+            raise
+
+    def record_order(self, order: Order, *, intent_id: str, run_id: str) -> None:
+        """Insert an order, or update its status, fills, average price, fees and timestamp if it is known."""
+        self.record_order_facts(order_facts(order), intent_id=intent_id, run_id=run_id)
+
+    def record_order_facts(self, facts: OrderFacts, *, intent_id: str, run_id: str) -> None:
+        """`record_order` from the order's facts (its JSON form, `keel.journal.facts`): the payload as it is, and the
+        columns read from it, so the row is what the event carrying the same facts says."""
+        if self._write_through:
+            self._write(self._upsert_order, _order_row(facts, intent_id, run_id))
+        else:
+            self._orders[facts["client_order_id"]] = (facts, intent_id, run_id)
+
+    def record_fill(self, fill: Fill, *, run_id: str) -> None:
+        """Insert a fill; a fill id already recorded is ignored, so a re-reported fill is never counted twice."""
+        row = {
+            "fill_id": fill.fill_id,
+            "client_order_id": fill.client_order_id,
+            "run_id": run_id,
+            "symbol": fill.symbol,
+            "side": fill.side.value,
+            "quantity": fill.quantity,
+            "price": fill.price,
+            "fee": fill.fee,
+            "ts": to_iso(fill.ts),
+        }
+        if self._write_through:
+            self._write(self._ins_fill, row)
+        else:
+            self._fills.setdefault(fill.fill_id, row)
+
+    def orders(self, run_id: str | None = None) -> list[Order]:
+        """Committed orders, by submission time then client order id."""
+        o = s.orders
+        stmt = select(o.c.payload).order_by(o.c.submitted_ts, o.c.client_order_id)
+        if run_id is not None:
+            stmt = stmt.where(o.c.run_id == run_id)
+        return [Order.model_validate_json(row["payload"]) for row in self._query(stmt)]
+
+    def count_orders(self, run_id: str) -> int:
+        """How many orders of a run are committed (without decoding them)."""
+        o = s.orders
+        return int(self._query(select(func.count().label("n")).where(o.c.run_id == run_id))[0]["n"])
+
+    def orders_by_intent(self, run_id: str | None = None) -> dict[str, list[Order]]:
+        """Committed orders grouped by the intent they were recorded for (reconciliation checks one per intent)."""
+        o = s.orders
+        stmt = select(o.c.intent_id, o.c.payload).order_by(o.c.submitted_ts, o.c.client_order_id)
+        if run_id is not None:
+            stmt = stmt.where(o.c.run_id == run_id)
+        grouped: dict[str, list[Order]] = {}
+        for row in self._query(stmt):
+            grouped.setdefault(row["intent_id"], []).append(Order.model_validate_json(row["payload"]))
+        return grouped
+
+    def fills(self, run_id: str | None = None) -> list[Fill]:
+        """Committed fills, by time then fill id, each validated as a `Fill`."""
+        return [
+            Fill(
+                fill_id=r.fill_id,
+                client_order_id=r.client_order_id,
+                symbol=r.symbol,
+                side=r.side,
+                quantity=r.quantity,
+                price=r.price,
+                fee=r.fee,
+                ts=r.ts,
+            )
+            for r in self.fill_rows(run_id)
+        ]
+
+    def fill_rows(self, run_id: str | None = None) -> list[FillRow]:
+        """Committed fills, by time then fill id, as plain typed rows: what a report reading tens of thousands
+        of fills needs, without building a model for each. A column of the wrong type still raises."""
+        f = s.fills
+        stmt = select(f.c.fill_id, f.c.client_order_id, f.c.symbol, f.c.side, f.c.quantity, f.c.price, f.c.fee, f.c.ts)
+        stmt = stmt.order_by(f.c.ts, f.c.fill_id)
+        if run_id is not None:
+            stmt = stmt.where(f.c.run_id == run_id)
+        _, rows = self._tuples(stmt)
+        side = Side
+        try:
+            return [
+                FillRow(fid, coid, sym, side(sd), float(q), float(px), float(fee), from_iso(ts))
+                for fid, coid, sym, sd, q, px, fee, ts in rows
+            ]
+        except (TypeError, ValueError) as exc:
+            raise JournalIntegrityError(f"fills table: a row does not hold a valid fill ({exc})") from exc
+
+    def record_approval(self, decision: ApprovalDecision, *, ts: datetime) -> None:
+        """Record (or replace) the approval outcome of an intent: a pending approval is later approved, say."""
+        row = {
+            "intent_id": decision.intent_id,
+            "mode": decision.mode.value,
+            "outcome": decision.outcome,
+            "approver": decision.approver,
+            "reason": decision.reason.value if decision.reason is not None else None,
+            "ts": to_iso(ts),
+            "expires_ts": to_iso(decision.expires_at) if decision.expires_at is not None else None,
+        }
+        if self._write_through:
+            self._write(self._upsert_approval, row)
+        else:
+            self._approvals[decision.intent_id] = row
+
+    def approval(self, intent_id: str) -> ApprovalRecord | None:
+        """The committed approval of an intent, if any."""
+        rows = self._query(select(s.approvals).where(s.approvals.c.intent_id == intent_id))
+        if not rows:
+            return None
+        row = rows[0]
+        return ApprovalRecord(
+            intent_id=row["intent_id"],
+            mode=ApprovalMode(row["mode"]),
+            outcome=row["outcome"],
+            approver=row["approver"],
+            reason=row["reason"],
+            ts=from_iso(row["ts"]),
+            expires_ts=from_iso(row["expires_ts"]) if row["expires_ts"] is not None else None,
+        )
+
+
+def _order_row(facts: OrderFacts, intent_id: str, run_id: str) -> dict[str, Any]:
+    return {
+        "client_order_id": facts["client_order_id"],
+        "intent_id": intent_id,
+        "run_id": run_id,
+        "symbol": facts["symbol"],
+        "side": facts["side"],
+        "order_type": facts["order_type"],
+        "quantity": facts["quantity"],
+        "status": facts["status"],
+        "filled_quantity": facts["filled_quantity"],
+        "average_price": facts["average_price"],
+        "fees": facts["fees"],
+        "submitted_ts": iso_from_json(facts["submitted_ts"]),
+        "updated_ts": iso_from_json(facts["updated_ts"]),
+        "payload": orjson.dumps(facts).decode(),
+    }
