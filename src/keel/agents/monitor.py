@@ -19,6 +19,7 @@ import numpy as np
 
 from keel.agents.strategist import make_intent
 from keel.domain.decisions import TradingState
+from keel.domain.errors import BrokerError
 from keel.domain.intents import Leg, Side
 from keel.domain.orders import OPEN_STATUSES
 from keel.runtime.book import ManagedPosition
@@ -118,7 +119,10 @@ def _on_fill(fill: Fill, state: CycleState, ctx: RunContext) -> None:
     journal, book = ctx.journal, ctx.book
     coid = fill.client_order_id
     order = ctx.broker.order_facts(coid)
-    assert order is not None  # the broker reported a fill of it
+    if order is None:  # a venue reporting a fill of an order it does not know: stop, never journal half a fill
+        raise BrokerError(
+            f"broker {ctx.broker.name} reported fill {fill.fill_id} of order {coid}, which it does not know"
+        )
     status = order["status"]
     journal.order_event(
         STAGE,

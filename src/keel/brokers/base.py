@@ -32,7 +32,7 @@ class Broker(Protocol):
     def status(self, client_order_id: str) -> Order | None: ...
 
     def order_facts(self, client_order_id: str) -> dict[str, Any] | None:
-        """The order as the journal records it (`keel.journal.facts`: `status()` in JSON form), or None."""
+        """The order as the journal records it (`keel.domain.orders.order_facts`: `status()` in JSON form), or None."""
 
     def cancel(self, client_order_id: str) -> Order | None: ...
 

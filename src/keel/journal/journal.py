@@ -222,7 +222,8 @@ class Journal:
 
     def _close_cycle_unit(self, exc: BaseException | None) -> None:
         stack, self._cycle_unit = self._cycle_unit, None
-        assert stack is not None
+        if stack is None:  # a `durable()` whose commit failed closed it already: its error is the one raised
+            return
         if exc is None:
             stack.close()
         else:
@@ -250,7 +251,8 @@ class Journal:
     ) -> None:
         """Record an order (and the fill that changed it) with the event that says what happened, atomically.
 
-        `order` is the contract or its facts (`keel.journal.facts`), as a broker keeping plain records gives them. The
+        `order` is the contract or its facts (`keel.domain.orders.order_facts`), as a broker keeping plain records gives
+        them. The
         event carries the facts under `order`, so every order row can be checked against the log."""
         facts = order if type(order) is dict else order_facts(order)  # type: ignore[arg-type]
         body = {**payload, "order": facts}

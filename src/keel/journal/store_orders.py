@@ -34,8 +34,8 @@ class OrderRows:
         self.record_order_facts(order_facts(order), intent_id=intent_id, run_id=run_id)
 
     def record_order_facts(self, facts: OrderFacts, *, intent_id: str, run_id: str) -> None:
-        """`record_order` from the order's facts (its JSON form, `keel.journal.facts`): the payload as it is, and the
-        columns read from it, so the row is what the event carrying the same facts says."""
+        """`record_order` from the order's facts (its JSON form, `keel.domain.orders.order_facts`): the payload as it
+        is, and the columns read from it, so the row is what the event carrying the same facts says."""
         if self._write_through:
             self._write(self._upsert_order, _order_row(facts, intent_id, run_id))
         else:
