@@ -348,3 +348,66 @@ def test_head_counts_appended_events_and_pending_measures_the_batch(open_journal
     assert journal.pending == 3 and journal.head[0] == 3 and journal.committed_head[0] == 0
     journal.commit()
     assert journal.pending == 0 and journal.head == journal.committed_head
+
+
+# -- a write-through decision cycle: one unit, committed before each order leaves -----------------------------------
+
+
+def test_a_cycle_commits_at_durable_and_at_its_end_and_nothing_before(open_journal: OpenJournal, db_url: str) -> None:
+    journal = open_journal(write_through=True)
+    other = IntentStore.open(db_url, write_through=True)
+    a, b = make_intent(1), make_intent(2)
+    with journal.cycle():
+        journal.create_intent(a, ts=T0, stage="strategist")
+        journal.transition(a.intent_id, S.PROPOSED, S.APPROVED, ts=T0, actor="auto", stage="approval", run_id=RUN)
+        assert other.list_intents() == [] and other.head(RUN) is None  # not yet on disk
+        journal.transition(a.intent_id, S.APPROVED, S.EXECUTING, ts=T0, actor="ex", stage="executor", run_id=RUN)
+        journal.durable()  # where the executor sends the order
+        assert other.state(a.intent_id) is S.EXECUTING and other.head(RUN) == journal.log.head
+        assert len(records(journal)) == 3
+        journal.create_intent(b, ts=T0, stage="strategist")
+        assert [r.intent.intent_id for r in other.list_intents()] == [a.intent_id]
+    assert other.state(b.intent_id) is S.PROPOSED and other.head(RUN) == journal.committed_head == journal.log.head
+    assert journal.verify().ok
+    other.close()
+
+
+def test_a_cycle_that_raises_leaves_nothing_written_after_its_last_durable_point(
+    open_journal: OpenJournal, db_url: str
+) -> None:
+    journal = open_journal(write_through=True)
+    a, b = make_intent(1), make_intent(2)
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom), journal.cycle():
+        journal.create_intent(a, ts=T0, stage="strategist")
+        journal.durable()
+        journal.create_intent(b, ts=T0, stage="strategist")
+        raise Boom
+    assert [r.intent.intent_id for r in journal.store.list_intents()] == [a.intent_id]
+    assert len(records(journal)) == 1 and not journal.needs_recovery
+    assert journal.create_intent(b, ts=T0, stage="strategist") is True  # the journal goes on
+    assert journal.verify().ok
+
+
+def test_a_commit_that_fails_at_durable_is_the_error_the_cycle_raises(open_journal: OpenJournal) -> None:
+    journal = open_journal(write_through=True)
+    journal.store._dbapi = _CommitFailsOnce(journal.store._dbapi)
+    with pytest.raises(OSError, match="disk gone"), journal.cycle():
+        journal.create_intent(make_intent(1), ts=T0, stage="strategist")
+        journal.durable()  # the order would go out after this: it must not
+        pytest.fail("durable() returned although its commit failed")
+    assert journal.needs_recovery  # the log was flushed past the head: recovery cuts it before anything else
+    assert journal.recover(ts=T0).cut is not None and journal.store.list_intents() == []
+
+
+def test_a_buffered_journal_ignores_cycles_and_durable_points(open_journal: OpenJournal, db_url: str) -> None:
+    journal = open_journal(write_through=False)
+    with journal.cycle():
+        journal.create_intent(make_intent(1), ts=T0, stage="strategist")
+        journal.durable()
+    assert journal.pending == 1  # still in the batch, committed with it
+    journal.commit()
+    assert journal.pending == 0 and len(journal.store.list_intents()) == 1
