@@ -34,11 +34,17 @@ def write_outputs(run_dir: Path, summary: RunSummary, curve: EquityCurve) -> Non
     tmp = run_dir / (EQUITY_FILE + ".tmp")
     with tmp.open("w", encoding="ascii", newline="\n") as fh:  # streamed: a long run's curve is never all in memory
         fh.write("timestamp,cash,equity\n")
+        # Cash only changes at fills: its text is made once per value. Equity changes at every bar held.
+        cash_text: dict[float, str] = {}
         for lo in range(0, len(curve.ts), EQUITY_CHUNK):
             hi = lo + EQUITY_CHUNK
             iso = np.datetime_as_string(curve.ts[lo:hi].astype("datetime64[ns]"), unit="s").tolist()
-            cash, equity = curve.cash[lo:hi].tolist(), curve.equity[lo:hi].tolist()
-            fh.write("".join(f"{t}Z,{money(c)},{money(e)}\n" for t, c, e in zip(iso, cash, equity, strict=True)))
+            if len(cash_text) > EQUITY_CHUNK:
+                cash_text.clear()
+            cash = [cash_text.get(c) or cash_text.setdefault(c, money(c)) for c in curve.cash[lo:hi].tolist()]
+            equity = [f"{e:.2f}" for e in curve.equity[lo:hi].tolist()]
+            equity = [e if e != "-0.00" else "0.00" for e in equity]  # `money`, inlined: a million calls
+            fh.write("".join([f"{t}Z,{c},{e}\n" for t, c, e in zip(iso, cash, equity, strict=True)]))
         fh.flush()
         os.fsync(fh.fileno())
     tmp.replace(run_dir / EQUITY_FILE)
