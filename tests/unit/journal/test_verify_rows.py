@@ -604,3 +604,13 @@ def test_the_command_reports_ok_with_the_rows_it_checked(run: Path, tmp_path: Pa
     intents = one(run, "select count(*) from intents")
     fills = one(run, "select count(*) from fills")
     assert f"rows checked: 1 run(s), {intents} intents" in text and f"{fills} fills" in text
+    assert "intent transitions: in the log only" in text  # a replay keeps no transition rows
+
+
+def test_the_command_counts_a_sessions_transition_rows(session: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli.app, ["journal", "verify", str(session)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    transitions = one(session, "select count(*) from intent_transitions")
+    assert f"{transitions:,} transitions" in text and "in the log only" not in text
