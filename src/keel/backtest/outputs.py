@@ -42,8 +42,7 @@ def write_outputs(run_dir: Path, summary: RunSummary, curve: EquityCurve) -> Non
             if len(cash_text) > EQUITY_CHUNK:
                 cash_text.clear()
             cash = [cash_text.get(c) or cash_text.setdefault(c, money(c)) for c in curve.cash[lo:hi].tolist()]
-            equity = [f"{e:.2f}" for e in curve.equity[lo:hi].tolist()]
-            equity = [e if e != "-0.00" else "0.00" for e in equity]  # `money`, inlined: a million calls
+            equity = money_column(curve.equity[lo:hi].tolist())
             fh.write("".join([f"{t}Z,{c},{e}\n" for t, c, e in zip(iso, cash, equity, strict=True)]))
         fh.flush()
         os.fsync(fh.fileno())
@@ -73,7 +72,16 @@ def regenerate(run_dir: Path, summary: RunSummary, store: IntentStore, market: M
 def money(x: float) -> str:
     """Two decimals, and never a negative zero (-0.004 is "0.00")."""
     text = f"{x:.2f}"
-    return "0.00" if text == "-0.00" else text
+    return _ZERO if text == _NEGATIVE_ZERO else text
+
+
+def money_column(values: list[float]) -> list[str]:
+    """`money` of every value, without a call per value (an equity curve has a row per bar)."""
+    texts = [f"{x:.2f}" for x in values]
+    return [_ZERO if t == _NEGATIVE_ZERO else t for t in texts]
+
+
+_ZERO, _NEGATIVE_ZERO = "0.00", "-0.00"
 
 
 def price(x: float) -> str:

@@ -17,15 +17,11 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from keel.brokers.paper_records import OrderRecord, PositionRecord
 from keel.domain.errors import BrokerError
 from keel.domain.intents import OrderType, Side
 from keel.domain.orders import Fill, OrderStatus
-
-if TYPE_CHECKING:
-    pass
 
 INSUFFICIENT_CASH_AT_FILL = "insufficient cash at fill"
 OUTSIDE_BAND = "fill price outside the order's price band"

@@ -9,8 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from keel.domain.base import json_ts
-from keel.domain.orders import Order, OrderFacts, OrderRequest, OrderStatus
+from keel.domain.orders import Order, OrderFacts, OrderRequest, OrderStatus, facts_of
 
 ORDER_SCHEMA_VERSION = Order.model_fields["schema_version"].default
 REQUEST_SCHEMA_VERSION = OrderRequest.model_fields["schema_version"].default
@@ -120,50 +119,35 @@ class OrderRecord:
         return model
 
     def facts(self) -> OrderFacts:
-        """`order_facts(self.model)`, from the plain state (a test holds the two equal). Built on every call: it is
-        asked for once per change, and a run keeps every order it ever sent."""
+        """`order_facts(self.model)`, from the plain state. Built on every call: it is asked for once per change, and
+        a run keeps every order it ever sent."""
+        return facts_of(self._fields())
+
+    def _build(self) -> Order:
+        return Order.strict(**self._fields())
+
+    def _fields(self) -> dict[str, Any]:
+        """The order's fields as `Order` holds them, from the broker's own state."""
         r = self.request
-        band = r.price_band
         return {
             "schema_version": ORDER_SCHEMA_VERSION,
             "client_order_id": r.client_order_id,
             "broker_order_id": self.broker_order_id,
             "symbol": r.symbol,
-            "side": r.side._value_,
-            "order_type": r.order_type._value_,
+            "side": r.side,
+            "order_type": r.order_type,
             "quantity": r.quantity,
             "limit_price": r.limit_price,
             "notional_cap": r.notional_cap,
-            "price_band": None if band is None else [band[0], band[1]],
-            "status": self.status._value_,
+            "price_band": r.price_band,
+            "status": self.status,
             "filled_quantity": self.filled,
             "average_price": self.cost / self.filled if self.filled > 0 else None,
             "fees": self.fees,
-            "submitted_ts": json_ts(self.submitted_ts),
-            "updated_ts": json_ts(self.updated_ts),
+            "submitted_ts": self.submitted_ts,
+            "updated_ts": self.updated_ts,
             "reject_reason": self.reject_reason,
         }
-
-    def _build(self) -> Order:
-        r = self.request
-        return Order.strict(
-            client_order_id=r.client_order_id,
-            broker_order_id=self.broker_order_id,
-            symbol=r.symbol,
-            side=r.side,
-            order_type=r.order_type,
-            quantity=r.quantity,
-            limit_price=r.limit_price,
-            notional_cap=r.notional_cap,
-            price_band=r.price_band,
-            status=self.status,
-            filled_quantity=self.filled,
-            average_price=self.cost / self.filled if self.filled > 0 else None,
-            fees=self.fees,
-            submitted_ts=self.submitted_ts,
-            updated_ts=self.updated_ts,
-            reject_reason=self.reject_reason,
-        )
 
     def refresh(self) -> None:
         """The state changed: the contract is built again when next asked for."""

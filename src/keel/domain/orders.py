@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -107,25 +108,30 @@ OrderFacts = dict[str, Any]
 
 def order_facts(order: Order) -> OrderFacts:
     """Exactly `order.model_dump(mode="json")` (a property test holds the two equal for every field), read field by
-    field: pydantic's serialiser costs about as much as building the order, and this runs for every order event.
-    Brokers keeping plain records build the same dict without the contract (`PaperBroker.order_facts`)."""
-    band = order.price_band
+    field: pydantic's serialiser costs about as much as building the order, and this runs for every order event."""
+    return facts_of(order.__dict__)
+
+
+def facts_of(fields: Mapping[str, Any]) -> OrderFacts:
+    """The facts of an order given its fields as `Order` holds them (enum members, aware datetimes, a band tuple): a
+    contract's, or a broker's own plain record of one (`PaperBroker.order_facts`), which need not build the contract."""
+    band = fields["price_band"]
     return {
-        "schema_version": order.schema_version,
-        "client_order_id": order.client_order_id,
-        "broker_order_id": order.broker_order_id,
-        "symbol": order.symbol,
-        "side": order.side._value_,
-        "order_type": order.order_type._value_,
-        "quantity": order.quantity,
-        "limit_price": order.limit_price,
-        "notional_cap": order.notional_cap,
+        "schema_version": fields["schema_version"],
+        "client_order_id": fields["client_order_id"],
+        "broker_order_id": fields["broker_order_id"],
+        "symbol": fields["symbol"],
+        "side": fields["side"]._value_,
+        "order_type": fields["order_type"]._value_,
+        "quantity": fields["quantity"],
+        "limit_price": fields["limit_price"],
+        "notional_cap": fields["notional_cap"],
         "price_band": None if band is None else [band[0], band[1]],
-        "status": order.status._value_,
-        "filled_quantity": order.filled_quantity,
-        "average_price": order.average_price,
-        "fees": order.fees,
-        "submitted_ts": json_ts(order.submitted_ts),
-        "updated_ts": json_ts(order.updated_ts),
-        "reject_reason": order.reject_reason,
+        "status": fields["status"]._value_,
+        "filled_quantity": fields["filled_quantity"],
+        "average_price": fields["average_price"],
+        "fees": fields["fees"],
+        "submitted_ts": json_ts(fields["submitted_ts"]),
+        "updated_ts": json_ts(fields["updated_ts"]),
+        "reject_reason": fields["reject_reason"],
     }

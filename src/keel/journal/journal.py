@@ -187,8 +187,7 @@ class Journal:
             self._depth = 0
         self._committed = log.flushed_head
 
-    @contextmanager
-    def cycle(self) -> Iterator[None]:
+    def cycle(self) -> AbstractContextManager[None]:
         """One decision cycle's writes as one write-through unit: committed by `durable()` right before an order is
         sent, and when the cycle ends; rolled back, all of it, if the cycle raises.
 
@@ -197,8 +196,11 @@ class Journal:
         what a crash loses before that moment sent nothing, and the resumed run decides it again. Buffered mode (a
         replay): nothing changes, the writes join the batch."""
         if not self._write_through or self._cycle_unit is not None:
-            yield
-            return
+            return _JOIN_BATCH
+        return self._cycle()
+
+    @contextmanager
+    def _cycle(self) -> Iterator[None]:
         self._open_cycle_unit()
         try:
             yield

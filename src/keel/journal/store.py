@@ -229,6 +229,17 @@ class IntentStore(OrderRows, RunRows):
         cur.execute(sql, params)
         return cur.rowcount
 
+    def _write_row(self, sql: str, row: dict[str, Any]) -> int:
+        """One statement committed at once (or joined to the open `atomic()` block); returns its row count.
+        Safe in buffered mode too: buffered writes live in Python until `commit()`, never in the connection."""
+        try:
+            count = self._exec(sql, row)
+            self._done()
+        except BaseException:
+            self._failed()
+            raise
+        return count
+
     def _many(self, sql: str, rows: list[dict[str, Any]]) -> int:
         """executemany; returns the total row count (both drivers sum it over the parameter sets)."""
         cur = self._cur

@@ -21,14 +21,6 @@ from keel.journal.schema import from_iso, iso_from_json, to_iso
 class OrderRows:
     """Orders, fills and approvals of `IntentStore`."""
 
-    def _write(self, sql: str, row: dict[str, Any]) -> None:
-        try:
-            self._exec(sql, row)
-            self._done()
-        except BaseException:
-            self._failed()
-            raise
-
     def record_order(self, order: Order, *, intent_id: str, run_id: str) -> None:
         """Insert an order, or update its status, fills, average price, fees and timestamp if it is known."""
         self.record_order_facts(order_facts(order), intent_id=intent_id, run_id=run_id)
@@ -37,7 +29,7 @@ class OrderRows:
         """`record_order` from the order's facts (its JSON form, `keel.domain.orders.order_facts`): the payload as it
         is, and the columns read from it, so the row is what the event carrying the same facts says."""
         if self._write_through:
-            self._write(self._upsert_order, _order_row(facts, intent_id, run_id))
+            self._write_row(self._upsert_order, _order_row(facts, intent_id, run_id))
         else:
             self._orders[facts["client_order_id"]] = (facts, intent_id, run_id)
 
@@ -55,7 +47,7 @@ class OrderRows:
             "ts": to_iso(fill.ts),
         }
         if self._write_through:
-            self._write(self._ins_fill, row)
+            self._write_row(self._ins_fill, row)
         else:
             self._fills.setdefault(fill.fill_id, row)
 
@@ -129,7 +121,7 @@ class OrderRows:
             "expires_ts": to_iso(decision.expires_at) if decision.expires_at is not None else None,
         }
         if self._write_through:
-            self._write(self._upsert_approval, row)
+            self._write_row(self._upsert_approval, row)
         else:
             self._approvals[decision.intent_id] = row
 

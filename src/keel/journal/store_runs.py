@@ -88,17 +88,6 @@ class RunRows:
         if self._write_row(self._upd_run, row) != 1:
             raise UnknownRun(run_id)
 
-    def _write_row(self, sql: str, row: dict[str, Any]) -> int:
-        """One statement committed at once (or joined to the open `atomic()` block); returns its row count.
-        Safe in buffered mode too: buffered writes live in Python until `commit()`, never in the connection."""
-        try:
-            count = self._exec(sql, row)
-            self._done()
-        except BaseException:
-            self._failed()
-            raise
-        return count
-
     def get_run(self, run_id: str) -> RunRecord | None:
         rows = self._query(select(s.runs).where(s.runs.c.run_id == run_id))
         if not rows:
@@ -119,7 +108,7 @@ class RunRows:
         skips intents that were lost, nor redoes intents that were kept."""
         row = {"run_id": run_id, "cursor": int(cursor), "snapshot": stored_json(dict(snapshot)), "ts": to_iso(ts)}
         if self._write_through:
-            self._write(self._upsert_checkpoint, row)
+            self._write_row(self._upsert_checkpoint, row)
         else:
             self._checkpoints[run_id] = row
 
@@ -135,7 +124,7 @@ class RunRows:
         """Record the event-log head that the rows being committed correspond to (buffered with the batch)."""
         row = {"log_id": log_id, "seq": int(seq), "hash": hash}
         if self._write_through:
-            self._write(self._upsert_head, row)
+            self._write_row(self._upsert_head, row)
         else:
             self._heads[log_id] = row
 

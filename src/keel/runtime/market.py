@@ -48,14 +48,14 @@ class MarketView:
         self.aligned = aligned
         # An `array` copy makes scalar reads in the hot path cheap (numpy scalar access costs ~100 ns each; an array's
         # item is a plain int, as fast as a list's, at 8 bytes a bar instead of a list's 36).
-        self._ts_list = array("q")
-        self._ts_list.frombytes(np.ascontiguousarray(self.timeline, dtype=np.int64).tobytes())
+        self._times = array("q")
+        self._times.frombytes(np.ascontiguousarray(self.timeline, dtype=np.int64).tobytes())
 
     def __len__(self) -> int:
-        return len(self._ts_list)
+        return len(self._times)
 
     def ts_ns(self, t: int) -> int:
-        return self._ts_list[t]
+        return self._times[t]
 
     def first_at_or_after(self, ts_ns: int) -> int:
         """Timeline index of the first instant at or after `ts_ns` (len(self) when there is none)."""
@@ -76,7 +76,7 @@ class MarketView:
         """Timeline index of this symbol's first bar strictly after timeline index t."""
         view = self.views[symbol]
         if view.at is view.to_timeline:  # aligned: the next instant
-            return t + 1 if t + 1 < len(self._ts_list) else None
+            return t + 1 if t + 1 < len(self._times) else None
         i = int(np.searchsorted(view.to_timeline, t, side="right"))
         return int(view.to_timeline[i]) if i < len(view.to_timeline) else None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from keel.backtest.outputs import TRADES_FILE, money, price, write_outputs
+from keel.backtest.outputs import TRADES_FILE, money, money_column, price, write_outputs
 from keel.backtest.report import EquityCurve
 from keel.domain.orders import units_text
 from keel.domain.run import RunSummary
@@ -48,6 +48,7 @@ def test_prices_carry_no_floating_point_noise(value, text):
 @pytest.mark.parametrize(("value", "text"), [(-0.004, "0.00"), (-0.005, "-0.01"), (1234.5, "1234.50"), (0.0, "0.00")])
 def test_money_has_two_decimals_and_no_negative_zero(value, text):
     assert money(value) == text
+    assert money_column([value, value]) == [text, text]
 
 
 @pytest.mark.parametrize(
