@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LEFT_OUT = (".git", ".venv*", "var", "build", "dist", "mutants", "__pycache__", "*.pyc", "*.egg-info")
 LEFT_OUT += (".pytest_cache", ".ruff_cache", ".hypothesis")
 IGNORE = shutil.ignore_patterns(*LEFT_OUT)
-TIMEOUT = 600  # seconds per mutant: a selection that hangs is reported as killed by its time-out
+TIMEOUT = 120  # seconds per mutant (selections take under 10): a selection that hangs is killed by its time-out
 
 GUARDS = "tests/integration/test_guards.py"
 APPROVED = "tests/integration/test_orders_as_approved.py"
@@ -134,6 +134,7 @@ LOG = "keel/journal/eventlog.py"
 VER = "keel/journal/verify.py"
 REC = "keel/journal/reconcile.py"
 RUN = "keel/backtest/run.py"
+CST = "keel/domain/costs.py"
 
 CATALOGUE: tuple[Mutant, ...] = (
     # -- the ten the guard tests were written for ---------------------------------------------------------------------
@@ -791,6 +792,30 @@ CATALOGUE: tuple[Mutant, ...] = (
         "        pass  # the claim",
         [g("test_a_session_commits_the_claim_before_the_order_leaves")],
         "a session sends an order before its claim (the intent executing) is committed",
+    ),
+    m(
+        "resumed-run-drops-transition-rows",
+        RUN,
+        '    return bool(existing.meta.get("transition_rows", True))',
+        "    return mode is not Mode.REPLAY",
+        [g("test_a_run_begun_with_a_row_per_transition_keeps_writing_them_when_resumed")],
+        "a run begun with a row per transition stops writing them when resumed, and fails its audit",
+    ),
+    m(
+        "fill-of-unknown-order-journalled",
+        MON,
+        "    if order is None:  # a venue",
+        "    if False:  # a venue",
+        [g("test_a_fill_of_an_order_the_broker_cannot_name_stops_the_run_before_it_is_journalled")],
+        "a fill of an order the broker cannot name is journalled anyway (or fails without saying why)",
+    ),
+    m(
+        "sizing-stalls-past-2-to-the-53",
+        CST,
+        "> budget:  # division rounds: step down\n            units = _one_less(units)",
+        "> budget:  # division rounds: step down\n            units -= 1.0",
+        ["tests/unit/domain/test_costs.py"],
+        "all-in sizing steps down by 1.0, which a float past 2**53 cannot: the run hangs (a timeout kills it)",
     ),
     m(
         "unknown-submit-guessed-executed",

@@ -38,8 +38,9 @@ from keel.agents.supervisor import supervisor
 from keel.backtest.run import execute_run
 from keel.data.frame import ns_to_datetime
 from keel.domain.decisions import TradingState
-from keel.domain.errors import KeelError, StaleState
+from keel.domain.errors import BrokerError, KeelError, StaleState
 from keel.journal.schema import to_iso
+from keel.journal.verify import verify_run
 from keel.settings import Mode, Profile
 
 FIXED = {"method": "fixed_notional", "fixed_notional": 10_000}
@@ -179,6 +180,22 @@ def test_a_session_commits_the_claim_before_the_order_leaves(tmp_path, driver):
     )
     assert len(made.requests) == 2 and seen == [("executing",), ("executing",)]
     assert sorted(row[2] for row in intent_rows(result).values()) == ["executed", "executed"]
+
+
+def test_a_fill_of_an_order_the_broker_cannot_name_stops_the_run_before_it_is_journalled(tmp_path):
+    # A venue that reports a fill but cannot say which order it belongs to: nothing about that fill is journalled
+    # and the run stops with the broker's error, instead of writing half a fact.
+    frames = [bars("AAA", [100.0] * 6)]
+    strategy = scripted(entries={"AAA": (1,)})
+
+    class Forgetful(ScenarioBroker):
+        def order_facts(self, client_order_id):
+            return None
+
+    with pytest.raises(BrokerError, match="which it does not know"):
+        _run(frames, tmp_path / "run", strategy, sizing=FIXED, make_broker=Forgetful.like)
+    log = (tmp_path / "run" / "events.jsonl").read_bytes()
+    assert b'"order.fill"' not in log
 
 
 # -- the trading state -------------------------------------------------------------------------------------------------
@@ -458,6 +475,23 @@ def test_a_run_killed_mid_way_resumes_to_the_same_money_as_one_never_interrupted
     assert resumed.summary.model_dump(exclude={"events", "journal_head"}) == clean.summary.model_dump(
         exclude={"events", "journal_head"}
     )
+
+
+def test_a_run_begun_with_a_row_per_transition_keeps_writing_them_when_resumed(tmp_path, monkeypatch):
+    # A replay begun before journal format 3 wrote a row per transition, and its audit expects every one. Resumed by
+    # this version, it must go on writing them; a replay begun now writes none.
+    from keel.backtest import run as run_module
+
+    monkeypatch.setattr(run_module, "transition_rows", lambda mode, existing: True)  # as an older version did
+    rerun = _money_run(tmp_path, "older", kill_after=5)
+    monkeypatch.undo()
+    resumed = rerun()
+    assert resumed.resumed
+    ((rows,),) = table(resumed, "select count(*) from intent_transitions")
+    assert rows == len(events(resumed, "intent.transition")) > 0
+    assert verify_run(resumed.run_dir).ok
+    fresh = _money_run(tmp_path, "new")()
+    assert table(fresh, "select count(*) from intent_transitions") == [(0,)] and verify_run(fresh.run_dir).ok
 
 
 def _edit_executed(db):

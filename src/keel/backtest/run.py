@@ -159,11 +159,7 @@ def execute_run(
         control = None
         try:
             existing = journal.store.get_run(run_id)
-            # A replay is its database's only writer: its transitions live in the log, its intents are one row each.
-            # A resumed run keeps what it started with.
-            journal.store.transition_rows = (
-                mode is not Mode.REPLAY if existing is None else bool(existing.meta.get("transition_rows", True))
-            )
+            journal.store.transition_rows = transition_rows(mode, existing)
             if existing is not None and existing.status is RunStatus.COMPLETE:
                 summary, rebuilt = _reuse(existing, run_dir, journal.store, prepared.market)
                 return RunResult(run_dir, summary, time.perf_counter() - started, False, True, 0, rebuilt, folder.kept)
@@ -298,6 +294,15 @@ def _context(
         costs=broker.costs,
         simulated=simulated,
     )
+
+
+def transition_rows(mode: Mode, existing: RunRecord | None) -> bool:
+    """Whether the run writes a row per intent transition. A replay is its database's only writer: its transitions
+    live in the log and its intents are one row each. A resumed run keeps what it started with (a run begun before
+    journal format 3 has a row for every transition, and its audit expects every one)."""
+    if existing is None:
+        return mode is not Mode.REPLAY
+    return bool(existing.meta.get("transition_rows", True))
 
 
 def _meta(ctx: RunContext, frames: list[OHLCV]) -> dict:
