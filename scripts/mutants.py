@@ -61,6 +61,7 @@ PAPER = "tests/unit/brokers/test_paper.py"
 JOURNAL = "tests/unit/journal/test_journal.py"
 EXACTLY_ONCE = "tests/unit/journal/test_exactly_once.py"
 RECONCILE = "tests/unit/journal/test_reconcile.py"
+FAULTS = "tests/integration/test_submit_faults.py"
 VERIFY = "tests/unit/journal/test_verify.py"
 DURABILITY = "tests/unit/journal/test_durability.py"
 REDO = "tests/unit/journal/test_redo.py"
@@ -135,6 +136,7 @@ VER = "keel/journal/verify.py"
 REC = "keel/journal/reconcile.py"
 RUN = "keel/backtest/run.py"
 CST = "keel/domain/costs.py"
+CYC = "keel/runtime/cycle.py"
 
 CATALOGUE: tuple[Mutant, ...] = (
     # -- the ten the guard tests were written for ---------------------------------------------------------------------
@@ -830,6 +832,47 @@ CATALOGUE: tuple[Mutant, ...] = (
             EXACTLY_ONCE,
         ],
         "a stuck execution the broker never saw is marked executed",
+    ),
+    # -- unknown submit outcomes, settled by lookup (issue 14, item 4) ---------------------------------------------
+    m(
+        "unknown-submit-not-looked-up-in-the-session",
+        CYC,
+        "    if book.unknown:  # before",
+        "    if False:  # before",
+        u(FAULTS, "test_an_unknown_submit_is_looked_up_at_the_next_bar_and_never_sent_again"),
+        "an unknown submit waits for the end of the run (or a restart) to be looked up",
+    ),
+    m(
+        "unknown-submit-failed-without-the-grace",
+        EXE,
+        '        if order is None and not final and ts_ns - info["since_ns"] < grace_ns:',
+        "        if False:",
+        u(FAULTS, "test_an_order_the_venue_never_took_waits_out_the_grace_before_it_fails"),
+        "an order the venue has not shown yet is failed at the first lookup, before it could have arrived",
+    ),
+    m(
+        "settled-unknown-order-not-watched",
+        EXE,
+        '    if facts is None or facts["status"] == OrderStatus.REJECTED.value:',
+        "    if True:",
+        u(FAULTS, "test_an_entry_whose_submit_was_unknown_still_has_its_stop_watched"),
+        "an order found after an unknown submit is not taken into the book: its position's stop is never watched",
+    ),
+    m(
+        "fill-does-not-settle-its-unknown-submit",
+        MON,
+        "    if coid in book.unknown:  # the fill",
+        "    if False:  # the fill",
+        u(FAULTS, "test_a_fill_proves_an_order_whose_lookup_failed"),
+        "a fill of an order whose submit was unknown is journalled while its intent is still executing",
+    ),
+    m(
+        "unknown-submit-left-when-the-bars-run-out",
+        RUN,
+        "    if ctx.book.unknown:  # submits",
+        "    if False:  # submits",
+        u(FAULTS, "test_a_submit_still_unanswered_when_the_bars_run_out_is_settled_before_the_run_completes"),
+        "a run completes with an intent still executing: its submit was never looked up",
     ),
 )
 

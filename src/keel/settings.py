@@ -91,6 +91,12 @@ class BrokerSettings(_Section):
         allow_inf_nan=False,
         description="max fraction of a bar's volume one order may fill; empty: no cap",
     )
+    unknown_grace_seconds: float = Field(
+        30.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="a submit whose outcome was unknown fails only if the broker still has no such order this long after",
+    )
 
 
 class ApprovalSettings(_Section):

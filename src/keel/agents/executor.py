@@ -6,8 +6,9 @@ around the decision's reference (the collar), so the broker refuses a fill at a 
 cancels the symbol's working entry (a partial entry must not keep filling behind it) and sells what is held then.
 
 A submit has three outcomes: acknowledged (`executed`), definitively rejected (`failed`), or unknown — a
-timeout or a disconnect — which stays `executing` until reconciliation finds the order by its client order
-id. It is never marked failed and never resubmitted blindly.
+timeout, a disconnect, a 5xx — which stays `executing` until the order is looked up by its client order id
+(`settle_unknown`, from the next bar; a restart's reconciliation does the same). It is never resubmitted, and it
+is marked failed only when the broker says it holds no such order after the grace period.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import TYPE_CHECKING
 
 from keel.domain.costs import price_band
 from keel.domain.decisions import TradingState
+from keel.domain.errors import BrokerError
 from keel.domain.intents import IntentState
-from keel.domain.orders import OrderRequest, SubmitOutcome, order_facts
+from keel.domain.orders import OrderFacts, OrderRequest, OrderStatus, SubmitOutcome, order_facts
 from keel.domain.reasons import ReasonCode
 
 if TYPE_CHECKING:
@@ -83,6 +85,9 @@ def executor(state: CycleState, ctx: RunContext) -> dict:
             journal.event(
                 STAGE, "order.submit_unknown", {"intent_id": iid, "detail": result.detail}, ts=now, run_id=run_id
             )
+            # Still in flight for every limit (its reservation stays); `settle_unknown` looks it up from the next bar.
+            book.unknown[iid] = {**_working_info(intent), "since_ns": state["ts_ns"]}
+            _wake_next(ctx, intent.symbol, state["t"])
             continue
         order = result.order
         if result.outcome is SubmitOutcome.REJECTED:
@@ -124,16 +129,68 @@ def executor(state: CycleState, ctx: RunContext) -> dict:
             )
             journal.store.record_order_facts(facts, intent_id=iid, run_id=run_id)
         book.order_times.append(state["ts_ns"])
-        book.working[iid] = {
-            "symbol": intent.symbol,
-            "leg": intent.leg.value,
-            "stop": intent.stop,
-            "target": intent.target,
-        }
-        wake = ctx.market.next_bar_timeline(intent.symbol, state["t"])
-        if wake is not None:
-            ctx.schedule.wake(wake)
+        book.working[iid] = _working_info(intent)
+        _wake_next(ctx, intent.symbol, state["t"])
     return {}
+
+
+def _working_info(intent: TradeIntent) -> dict:
+    return {"symbol": intent.symbol, "leg": intent.leg.value, "stop": intent.stop, "target": intent.target}
+
+
+def _wake_next(ctx: RunContext, symbol: str, t: int) -> None:
+    wake = ctx.market.next_bar_timeline(symbol, t)
+    if wake is not None:
+        ctx.schedule.wake(wake)
+
+
+def settle_unknown(ctx: RunContext, t: int, ts_ns: int, *, final: bool = False) -> None:
+    """Resolve the submits whose outcome was unknown, before the market moves at bar t: each order is looked up at the
+    broker by its client order id (the intent id) and its intent moved to what the broker says — `executed` when the
+    venue holds the order, `failed` when it has none once `broker.unknown_grace_seconds` have passed (an order that
+    late can no longer arrive; `final`: the run is over, and so is the simulated venue's session). It is never sent
+    again. A lookup that fails leaves the intent `executing`, its reservation held, and asks again at the symbol's
+    next bar (or, after the last bar, at the next start-up's reconciliation)."""
+    book = ctx.book
+    grace_ns = int(ctx.settings.broker.unknown_grace_seconds * 1e9)
+    for iid, info in list(book.unknown.items()):
+        try:
+            order = ctx.broker.status(iid)
+        except BrokerError as exc:
+            ctx.journal.event(
+                STAGE,
+                "order.lookup_failed",
+                {"intent_id": iid, "detail": exc.message},
+                ts=ctx.clock.now(),
+                run_id=ctx.run_id,
+            )
+            _wake_next(ctx, info["symbol"], t)
+            continue
+        if order is None and not final and ts_ns - info["since_ns"] < grace_ns:
+            _wake_next(ctx, info["symbol"], t)
+            continue
+        facts = order_facts(order) if order is not None else None
+        adopt_unknown(ctx, iid, facts, t, ts_ns, how="looked up after an unknown submit")
+
+
+def adopt_unknown(ctx: RunContext, iid: str, facts: OrderFacts | None, t: int, ts_ns: int, *, how: str) -> None:
+    """Settle one unknown submit from the broker's answer (`facts`, None: it has no such order; `how` it was learnt)
+    and take the order into the book as if its submit had been acknowledged: working, or released when it will never
+    trade."""
+    from keel.journal.reconcile import resolve_execution
+
+    book = ctx.book
+    info = book.unknown.pop(iid)
+    info.pop("since_ns", None)
+    symbol = info["symbol"]
+    if ctx.journal.store.state(iid) is IntentState.EXECUTING:  # a restart's reconciliation may have settled it
+        resolve_execution(ctx.journal, iid, facts, run_id=ctx.run_id, ts=ctx.clock.now(), how=how)
+    if facts is None or facts["status"] == OrderStatus.REJECTED.value:
+        book.release(iid, symbol)
+        return
+    book.order_times.append(ts_ns)
+    book.working[iid] = info
+    _wake_next(ctx, symbol, t)
 
 
 def _cancel_entry(symbol: str, ctx: RunContext) -> None:

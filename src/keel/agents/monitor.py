@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from keel.agents.executor import adopt_unknown
 from keel.agents.strategist import make_intent
 from keel.domain.decisions import TradingState
 from keel.domain.errors import BrokerError
 from keel.domain.intents import Leg, Side
 from keel.domain.orders import OPEN_STATUSES
+from keel.journal.schema import to_iso
 from keel.runtime.book import ManagedPosition
 
 if TYPE_CHECKING:
@@ -40,6 +42,8 @@ def monitor(state: CycleState, ctx: RunContext) -> dict:
             _on_fill(fill, state, ctx)
         for order in state.get("ended", ()):
             _on_end(order, ctx)
+        if ctx.book.working:
+            wake_for_working_orders(state, ctx)
     if not ctx.book.managed or state["exits_raised"] >= MAX_EXIT_ROUNDS:
         wake_for_owed_exits(state, ctx)
         return {"proposals": []}
@@ -110,6 +114,16 @@ def wake_for_owed_exits(state: CycleState, ctx: RunContext) -> None:
                 ctx.schedule.wake(wake)
 
 
+def wake_for_working_orders(state: CycleState, ctx: RunContext) -> None:
+    """Ask for the next bar of every symbol with an order still working: it may fill there, or its fill may be
+    reported there (a venue can report late), and the replay driver skips every bar nobody asked for."""
+    t = state["t"]
+    for symbol in {info["symbol"] for info in ctx.book.working.values()}:
+        wake = ctx.market.next_bar_timeline(symbol, t)
+        if wake is not None:
+            ctx.schedule.wake(wake)
+
+
 def route_after_monitor(state: CycleState) -> str:
     """Exits the monitor raised go back through the gate; otherwise the cycle reports and ends."""
     return "critic" if state.get("proposals") else "reporter"
@@ -123,25 +137,23 @@ def _on_fill(fill: Fill, state: CycleState, ctx: RunContext) -> None:
         raise BrokerError(
             f"broker {ctx.broker.name} reported fill {fill.fill_id} of order {coid}, which it does not know"
         )
+    if coid in book.unknown:  # the fill proves the venue took the order its submit never heard back about
+        adopt_unknown(ctx, coid, order, state["t"], state["ts_ns"], how="through its fill, after an unknown submit")
     status = order["status"]
-    journal.order_event(
-        STAGE,
-        "order.fill",
-        order,
-        {
-            "client_order_id": coid,
-            "fill_id": fill.fill_id,
-            "symbol": fill.symbol,
-            "side": fill.side.value,
-            "quantity": fill.quantity,
-            "price": fill.price,
-            "fee": fill.fee,
-            "order_status": status,
-        },
-        ts=ctx.clock.now(),
-        run_id=ctx.run_id,
-        fill=fill,
-    )
+    now = ctx.clock.now()
+    payload = {
+        "client_order_id": coid,
+        "fill_id": fill.fill_id,
+        "symbol": fill.symbol,
+        "side": fill.side.value,
+        "quantity": fill.quantity,
+        "price": fill.price,
+        "fee": fill.fee,
+        "order_status": status,
+    }
+    if fill.ts != now:  # reported later than it happened: the fill's own time is the one its row keeps
+        payload["filled_ts"] = to_iso(fill.ts)
+    journal.order_event(STAGE, "order.fill", order, payload, ts=now, run_id=ctx.run_id, fill=fill)
     info = book.working.get(coid)
     if info is not None and info["leg"] == Leg.ENTRY.value and fill.symbol not in book.managed:
         _manage(fill.symbol, coid, info, state["t"], ctx)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from keel.agents.executor import settle_unknown
 from keel.agents.outlook import OutlookSeries, precompute_outlook
 from keel.backtest.folder import RunFolder
 from keel.backtest.outputs import missing_outputs, regenerate, write_outputs
@@ -381,6 +382,8 @@ def _started_seq(journal: Journal) -> int | None:
 def _finish(ctx: RunContext, run_dir: Path, notes: tuple[str, ...]) -> RunSummary:
     """Report, write the files, and only then mark the run complete — together with the event that says so."""
     journal, store = ctx.journal, ctx.journal.store
+    if ctx.book.unknown:  # submits still unanswered when the bars ran out: ask the broker once more
+        settle_unknown(ctx, ctx.market.first_at_or_after(ctx.clock.ns), ctx.clock.ns, final=True)
     journal.commit()
     # The report needs the bars and the journal, not the decision inputs: let them go first (at a million bars they
     # are ~45 MB, and the report is where a run's memory peaks).

@@ -15,7 +15,8 @@ the row's key, the column, the stored value and the logged one. What the log say
   version and last reason;
 * `orders`: the last `order` any record carried for the client order id (journal format 2: every order row change
   is written with an event carrying the order); `intent_id` is the client order id, `run_id` the record's;
-* `fills`: one row per `order.fill` record (its fill fields, the record's run_id and ts), and no other;
+* `fills`: one row per `order.fill` record (its fill fields, the record's run_id, and its ts — or `filled_ts` when
+  the venue reported the fill later than it happened), and no other;
 * `kill_switch`: one row per `trading_state.changed` record, in order — only in a run's own database (a shared
   database holds the operator's trading state, which no run's log records);
 * `runs`: `meta` is the `run.started` payload and `created_ts` its ts; `complete` with the `run.finished` payload
@@ -300,7 +301,7 @@ class RowAudit:
             payload["quantity"],
             payload["price"],
             payload["fee"],
-            record["ts"],
+            payload.get("filled_ts", record["ts"]),
             line,
             record["seq"],
         )

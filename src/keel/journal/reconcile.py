@@ -21,7 +21,7 @@ from typing import Any
 
 from keel.domain.errors import StaleState
 from keel.domain.intents import TRANSITIONS, IntentState
-from keel.domain.orders import Order, OrderStatus, order_facts
+from keel.domain.orders import Order, OrderFacts, OrderStatus, order_facts
 from keel.domain.reasons import ReasonCode
 from keel.journal.eventlog import iter_records
 from keel.journal.journal import Journal
@@ -204,37 +204,55 @@ def _legal(source: object, target: str) -> bool:
 
 
 def _resolve(journal: Journal, intent_id: str, order: Order | None, *, run_id: str, ts: datetime) -> Resolution | Break:
-    """Move one stuck execution to its outcome. A definitive broker rejection is a failure, not an execution."""
-    if order is None:
-        target, reason = IntentState.FAILED, ReasonCode.SUBMIT_UNKNOWN.value
-        detail = {"resolution": "not found at broker after restart"}
-    elif order.status is OrderStatus.REJECTED:
-        target, reason = IntentState.FAILED, ReasonCode.BROKER_REJECTED.value
-        detail = {"resolution": "rejected at broker", "broker_order_id": order.broker_order_id}
-    else:
-        target, reason = IntentState.EXECUTED, None
-        detail = {
-            "resolution": "found at broker after restart",
-            "broker_order_id": order.broker_order_id,
-            "order_status": order.status.value,
-        }
-    if order is not None:
-        detail["order"] = order_facts(order)
+    """Move one stuck execution to its outcome (see `resolve_execution`)."""
     try:
-        with journal.atomic():  # the resolution and the order it found commit together
-            journal.transition(
-                intent_id,
-                IntentState.EXECUTING,
-                target,
-                ts=ts,
-                actor=ACTOR,
-                reason=reason,
-                stage=STAGE,
-                run_id=run_id,
-                detail=detail,
-            )
-            if order is not None:
-                journal.store.record_order(order, intent_id=intent_id, run_id=run_id)
+        target, reason = resolve_execution(
+            journal,
+            intent_id,
+            order_facts(order) if order is not None else None,
+            run_id=run_id,
+            ts=ts,
+            how="after restart",
+        )
     except StaleState as exc:
         return Break(intent_id, BreakKind.UNRESOLVED, f"moved by another process while reconciling: {exc.message}")
     return Resolution(intent_id=intent_id, to_state=target, reason=reason, order=order)
+
+
+def resolve_execution(
+    journal: Journal, intent_id: str, facts: OrderFacts | None, *, run_id: str, ts: datetime, how: str
+) -> tuple[IntentState, str | None]:
+    """Move an `executing` intent whose submit outcome was unknown to what the broker says of its order (`facts`,
+    looked up by client order id; None: the broker holds no such order), with the order recorded in the same unit.
+    A definitive broker rejection is a failure, not an execution; `how` says when it was looked up. Raises
+    `StaleState` when the intent is no longer `executing`. Returns the state reached and its reason."""
+    if facts is None:
+        target, reason = IntentState.FAILED, ReasonCode.SUBMIT_UNKNOWN.value
+        detail: dict[str, Any] = {"resolution": f"not found at broker {how}"}
+    elif facts["status"] == OrderStatus.REJECTED.value:
+        target, reason = IntentState.FAILED, ReasonCode.BROKER_REJECTED.value
+        detail = {"resolution": "rejected at broker", "broker_order_id": facts["broker_order_id"]}
+    else:
+        target, reason = IntentState.EXECUTED, None
+        detail = {
+            "resolution": f"found at broker {how}",
+            "broker_order_id": facts["broker_order_id"],
+            "order_status": facts["status"],
+        }
+    if facts is not None:
+        detail["order"] = facts
+    with journal.atomic():  # the resolution and the order it found commit together
+        journal.transition(
+            intent_id,
+            IntentState.EXECUTING,
+            target,
+            ts=ts,
+            actor=ACTOR,
+            reason=reason,
+            stage=STAGE,
+            run_id=run_id,
+            detail=detail,
+        )
+        if facts is not None:
+            journal.store.record_order_facts(facts, intent_id=intent_id, run_id=run_id)
+    return target, reason

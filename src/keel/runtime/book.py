@@ -44,6 +44,9 @@ class Book:
     pending_approvals: dict[str, PendingApproval] = field(default_factory=dict)
     #: client order id (= intent id) -> {"symbol", "leg", "stop", "target"} for orders still working
     working: dict[str, dict] = field(default_factory=dict)
+    #: client order id -> the same, plus "since_ns", for submits whose outcome was unknown (timeout, disconnect, 5xx):
+    #: still in flight for every limit until the broker is asked (`keel.agents.executor.settle_unknown`)
+    unknown: dict[str, dict] = field(default_factory=dict)
     #: intent id -> notional reserved by an entry in flight (pending approval, approved, working): exposure
     reserved: dict[str, float] = field(default_factory=dict)
     #: intent id -> cash an allowed buy will take once sent (pending approval or approved, not yet at the broker;
@@ -71,6 +74,7 @@ class Book:
             "pending_exit": dict(self.pending_exit),
             "pending_approvals": {k: asdict(v) for k, v in self.pending_approvals.items()},
             "working": {k: dict(v) for k, v in self.working.items()},
+            "unknown": {k: dict(v) for k, v in self.unknown.items()},
             "reserved": dict(self.reserved),
             "unsent": dict(self.unsent),
             "order_times": list(self.order_times),
@@ -87,6 +91,7 @@ class Book:
             pending_exit=dict(snap["pending_exit"]),
             pending_approvals={k: PendingApproval(**v) for k, v in snap["pending_approvals"].items()},
             working={k: dict(v) for k, v in snap["working"].items()},
+            unknown={k: dict(v) for k, v in snap.get("unknown", {}).items()},  # absent in checkpoints before it
             reserved=dict(snap["reserved"]),
             unsent=dict(snap["unsent"]),
             order_times=deque(snap["order_times"]),

@@ -10,7 +10,7 @@ from keel.agents.allocator import allocator
 from keel.agents.approval import approval
 from keel.agents.commander import commander
 from keel.agents.critic import critic
-from keel.agents.executor import executor
+from keel.agents.executor import executor, settle_unknown
 from keel.agents.hydrate import hydrate
 from keel.agents.monitor import monitor, route_after_monitor
 from keel.agents.outlook import outlook
@@ -75,6 +75,8 @@ def begin_cycle(ctx: RunContext, t: int) -> CycleState:
         # The day starts at midnight, not at the first bar a driver happens to visit: mark at the boundary.
         book.day_start_equity = equity_before(ctx, market.first_at_or_after(day * DAY_NS))
     state = new_cycle(t, ts_ns)
+    if book.unknown:  # before the market moves: a fill must find its order's intent settled
+        settle_unknown(ctx, t, ts_ns)
     state["fills"] = advance_market(ctx, t)
     state["ended"] = ctx.broker.drain_silent_updates()
     return state
