@@ -62,6 +62,7 @@ JOURNAL = "tests/unit/journal/test_journal.py"
 EXACTLY_ONCE = "tests/unit/journal/test_exactly_once.py"
 RECONCILE = "tests/unit/journal/test_reconcile.py"
 FAULTS = "tests/integration/test_submit_faults.py"
+TRIPS = "tests/integration/test_tripwire.py"
 VERIFY = "tests/unit/journal/test_verify.py"
 DURABILITY = "tests/unit/journal/test_durability.py"
 REDO = "tests/unit/journal/test_redo.py"
@@ -137,6 +138,8 @@ REC = "keel/journal/reconcile.py"
 RUN = "keel/backtest/run.py"
 CST = "keel/domain/costs.py"
 CYC = "keel/runtime/cycle.py"
+TRP = "keel/runtime/tripwire.py"
+TRG = "keel/risk/triggers.py"
 
 CATALOGUE: tuple[Mutant, ...] = (
     # -- the ten the guard tests were written for ---------------------------------------------------------------------
@@ -199,8 +202,8 @@ CATALOGUE: tuple[Mutant, ...] = (
     m(
         "resume-ignores-breaks",
         RUN,
-        "        if not report.ok:\n            raise KeelError(",
-        "        if False:\n            raise KeelError(",
+        "        if not report.ok:\n            if ctx.simulated is None:",
+        "        if False:\n            if ctx.simulated is None:",
         [REFUSE],
         "a resumed run carries on although reconciliation found breaks",
     ),
@@ -873,6 +876,47 @@ CATALOGUE: tuple[Mutant, ...] = (
         "    if False:  # submits",
         u(FAULTS, "test_a_submit_still_unanswered_when_the_bars_run_out_is_settled_before_the_run_completes"),
         "a run completes with an intent still executing: its submit was never looked up",
+    ),
+    # -- the kill switch's own triggers (issue 14, item 2) -----------------------------------------------------------
+    m(
+        "money-trip-not-looked-ahead",
+        TRP,
+        "    if first is not None:\n        ctx.schedule.wake(int(ahead[first]))",
+        "    if False:\n        pass",
+        u(TRIPS, "test_a_drawdown_past_the_limit_halts_at_the_bar_it_happens_in_both_drivers"),
+        "the replay driver never visits the quiet bar where a position drifts into its limit: it trips late or never",
+    ),
+    m(
+        "peak-misses-skipped-bars",
+        TRP,
+        "        peak = max(peak, float(skipped.max()))",
+        "        pass",
+        u(TRIPS, "test_a_drawdown_past_the_limit_halts_at_the_bar_it_happens_in_both_drivers"),
+        "the equity peak ignores the bars the replay driver skipped: its drawdown is measured from a lower peak",
+    ),
+    m(
+        "daily-loss-trips-only-past-the-limit",
+        TRG,
+        "    if loss >= max_daily_loss:",
+        "    if loss > max_daily_loss:",
+        u(TRIPS, "test_the_days_loss_reduces_trading_to_exits_and_nothing_lifts_it_at_midnight"),
+        "a loss reaching the daily limit exactly does not trip",
+    ),
+    m(
+        "broker-failures-never-reset",
+        TRP,
+        "        book.broker_failures = 0\n        return",
+        "        return",
+        u(TRIPS, "test_a_broker_call_that_succeeds_resets_the_count"),
+        "failures that were not in a row trip the kill switch",
+    ),
+    m(
+        "session-ignores-its-own-trip",
+        RUN,
+        "        guard.refresh()",
+        "        pass",
+        u(TRIPS, "test_a_sessions_trip_halts_the_control_plane_every_process_reads"),
+        "a session halts the control plane but keeps trading: its guard never sees its own write",
     ),
 )
 

@@ -71,6 +71,13 @@ class RiskLimits(_Section):
     max_reference_age_seconds: float = Field(300.0, gt=0, description="older reference prices fail closed")
     require_stop: bool = Field(True, description="entries must carry a protective stop (unless waived)")
     resume_cooldown_seconds: float = Field(300.0, ge=0, description="how long a halt lasts before resume is allowed")
+    max_drawdown_pct: float = Field(
+        15.0, gt=0, le=100, allow_inf_nan=False, description="equity this far below its peak trips the kill switch, %"
+    )
+    max_broker_failures: int = Field(3, ge=1, description="broker failures in a row that trip the kill switch")
+    trip_on_daily_loss: bool = Field(
+        True, description="reaching max_daily_loss also trips the kill switch to reducing (an operator resumes)"
+    )
 
 
 class JournalSettings(_Section):

@@ -63,7 +63,8 @@ def test_graph_and_replay_drivers_leave_identical_journals(tmp_path, name, param
     a, b = both(tmp_path, frames, settings, strategy, profile, trading_script=HALT)
     assert a.summary.orders > 0 or approval == "manual"
     assert sum(a.summary.intents_by_state.values()) > 5
-    assert len(events(a, "trading_state.simulated")) == 4
+    # the drill's four changes, less any that found the state its own trigger (the day's loss) had already set
+    assert len(events(a, "trading_state.simulated")) + len(events(a, "kill_switch.tripped")) >= 4
     assert a.visited_bars < b.visited_bars  # the replay driver skipped quiet bars
 
 
@@ -94,7 +95,7 @@ def test_the_daily_loss_counts_from_midnight_whichever_bars_a_driver_visits(tmp_
     settings = load_settings(
         var_dir=tmp_path / "var",
         sizing={"method": "fixed_notional", "fixed_notional": 10_000},
-        risk={"max_daily_loss": 200, "require_stop": False},
+        risk={"max_daily_loss": 200, "require_stop": False, "trip_on_daily_loss": False},  # the check alone
         broker={"fees_bps": 0, "slippage_bps": 0},
     )
     a, _ = both(tmp_path, frames, settings, strategy, Profile.PAPER)

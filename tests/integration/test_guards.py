@@ -90,7 +90,8 @@ def test_the_daily_loss_blocks_new_risk_once_the_loss_reaches_the_limit_and_coun
         bars("CCC", [20.0] * n, start_ns=start),
     ]
     strategy = scripted(entries={"AAA": (1,), "BBB": (4,), "CCC": (12,)})
-    result, _ = _run(frames, tmp_path / "run", strategy, sizing=FIXED, broker=FREE, risk={"max_daily_loss": limit})
+    risk = {"max_daily_loss": limit, "trip_on_daily_loss": False}  # the check alone (the trip: test_tripwire.py)
+    result, _ = _run(frames, tmp_path / "run", strategy, sizing=FIXED, broker=FREE, risk=risk)
     intents = _by_symbol(result)
     if blocked:
         assert result.summary.blocked_reasons == {"DAILY_LOSS_LIMIT": 1}
@@ -225,14 +226,19 @@ def test_the_scripted_trading_state_is_read_at_every_cycle_of_a_replay(tmp_path,
 
 
 class _Operator:
-    """Trips the operator's kill switch from another connection, once, at the first bar (or quote) at or after `at`."""
+    """Trips the operator's kill switch from another connection, once, at the first bar (or quote) at or after `at`;
+    with `after` > 0, only once that many calls at or after it have passed."""
 
-    def __init__(self, cfg, changes):
+    def __init__(self, cfg, changes, *, after: int = 0):
         self.cfg = cfg
         self.changes = sorted(changes, key=lambda c: c[0])
+        self.after = after
 
     def __call__(self, symbol, ts) -> None:
         while self.changes and ts >= ns_to_datetime(self.changes[0][0]):
+            if self.after:
+                self.after -= 1
+                return
             _, state, why = self.changes.pop(0)
             operator(self.cfg, state, why, ts)
 
@@ -256,14 +262,15 @@ def test_an_operator_halt_between_cycles_stops_the_next_entry_of_a_session_and_a
 @pytest.mark.parametrize("change", [TradingState.HALTED, TradingState.REDUCING])
 def test_a_halt_between_the_approval_and_the_submit_expires_the_intent(tmp_path, change):
     # A paper session. At bar 4 the supervisor approves BBB's entry and AAA's exit under `active`; another process
-    # halts (or reduces) trading while the cycle runs — when the cycle first reads the account — so the executor's
+    # halts (or reduces) trading while the cycle runs — when the cycle's nodes first read the account (the kill
+    # switch's money watch read it before them, after the market moved: one quote per symbol) — so the executor's
     # re-check right before the submit must expire what may no longer be sent: both when halted, the entry when
     # reducing (the exit still closes AAA).
     frames = [bars(s, [100.0] * 10) for s in ("AAA", "BBB")]
     strategy = scripted(entries={"AAA": (1,), "BBB": (4,)}, exits={"AAA": (4,)})
 
     def broker(cfg):
-        return ScenarioBroker.like(cfg, on_quote_hook=_Operator(cfg, [(T0 + 4 * MINUTE, change, "ops")]))
+        return ScenarioBroker.like(cfg, on_quote_hook=_Operator(cfg, [(T0 + 4 * MINUTE, change, "ops")], after=2))
 
     result, made = _run(frames, tmp_path / "run", strategy, mode=Mode.PAPER, sizing=FIXED, make_broker=broker)
     intents = _by_symbol(result)

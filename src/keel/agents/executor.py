@@ -21,6 +21,7 @@ from keel.domain.errors import BrokerError
 from keel.domain.intents import IntentState
 from keel.domain.orders import OrderFacts, OrderRequest, OrderStatus, SubmitOutcome, order_facts
 from keel.domain.reasons import ReasonCode
+from keel.runtime.tripwire import count_broker_failure
 
 if TYPE_CHECKING:
     from keel.domain.intents import TradeIntent
@@ -88,7 +89,9 @@ def executor(state: CycleState, ctx: RunContext) -> dict:
             # Still in flight for every limit (its reservation stays); `settle_unknown` looks it up from the next bar.
             book.unknown[iid] = {**_working_info(intent), "since_ns": state["ts_ns"]}
             _wake_next(ctx, intent.symbol, state["t"])
+            count_broker_failure(ctx, True)
             continue
+        count_broker_failure(ctx, False)
         order = result.order
         if result.outcome is SubmitOutcome.REJECTED:
             detail: dict = {"detail": result.detail}
@@ -165,7 +168,9 @@ def settle_unknown(ctx: RunContext, t: int, ts_ns: int, *, final: bool = False) 
                 run_id=ctx.run_id,
             )
             _wake_next(ctx, info["symbol"], t)
+            count_broker_failure(ctx, True)
             continue
+        count_broker_failure(ctx, False)
         if order is None and not final and ts_ns - info["since_ns"] < grace_ns:
             _wake_next(ctx, info["symbol"], t)
             continue

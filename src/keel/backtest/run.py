@@ -31,6 +31,7 @@ from keel.brokers.paper import PaperBroker
 from keel.data.frame import OHLCV, ns_to_datetime
 from keel.domain.decisions import ApprovalMode, TradingState
 from keel.domain.errors import InputError, KeelError
+from keel.domain.reasons import ReasonCode
 from keel.domain.run import RunSummary
 from keel.journal.eventlog import iter_records, records_between
 from keel.journal.journal import Journal
@@ -48,6 +49,7 @@ from keel.runtime.drivers import DRIVERS
 from keel.runtime.drivers import driver as drive_with
 from keel.runtime.market import MarketView
 from keel.runtime.schedule import Schedule
+from keel.runtime.tripwire import trip
 from keel.settings import Mode, Profile, Settings
 from keel.strategies.base import Signals, Strategy
 
@@ -169,6 +171,8 @@ def execute_run(
             else:
                 guard = None
             ctx = _context(run_id, prepared, settings, strategy, mode, profile, journal, guard, broker, trading_script)
+            if control is not None:
+                ctx.extras["trip"] = _control_trip(control, guard)
             timings["setup"] = time.perf_counter() - started
             first_ts = ns_to_datetime(int(ctx.market.timeline[0]))
             journal.recover(ts=first_ts)
@@ -297,6 +301,23 @@ def _context(
     )
 
 
+def _control_trip(control: IntentStore, guard: TradingStateGuard) -> Callable[[ReasonCode, TradingState, str], None]:
+    """How a session trips the operator's kill switch: the control plane every process reads, changed in wall time
+    (an operator's cooldown runs in wall time), and this session's guard made to read it again at once."""
+    from keel.risk.kill_switch import halt, reduce
+    from keel.runtime.clock import WallClock
+
+    def tripped(code: ReasonCode, state: TradingState, reason: str) -> None:
+        now, actor = WallClock().now(), f"keel:{code.value}"
+        if state is TradingState.HALTED:
+            halt(control, reason=reason, actor=actor, ts=now)
+        else:
+            reduce(control, reason=reason, actor=actor, ts=now, cooldown_seconds=0.0)
+        guard.refresh()
+
+    return tripped
+
+
 def transition_rows(mode: Mode, existing: RunRecord | None) -> bool:
     """Whether the run writes a row per intent transition. A replay is its database's only writer: its transitions
     live in the log and its intents are one row each. A resumed run keeps what it started with (a run begun before
@@ -360,6 +381,9 @@ def _resume(ctx: RunContext, started_seq: int) -> tuple[int, int]:
         )
         ctx.journal.commit()
         if not report.ok:
+            if ctx.simulated is None:  # a session: every process must stop, not only this one
+                trip(ctx, ReasonCode.RECONCILIATION_BREAK, f"{len(report.breaks)} break(s) after restart")
+                ctx.journal.commit()
             raise KeelError(
                 f"run {ctx.run_id}: reconciliation found {len(report.breaks)} break(s) after restart: "
                 + "; ".join(str(b) for b in report.breaks[:5]),

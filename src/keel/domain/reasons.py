@@ -50,6 +50,13 @@ class ReasonCode(StrEnum):
     APPROVAL_REJECTED = ("APPROVAL_REJECTED", "An approver rejected the intent.")
     AUTO_POLICY_EXCEEDED = ("AUTO_POLICY_EXCEEDED", "The intent is outside the auto-approval policy.")
     SHADOW_MODE = ("SHADOW_MODE", "Shadow mode: the intent is recorded, never sent.")
+    # -- kill switch triggers (the run halts itself) ------------------------------------------------
+    MAX_DRAWDOWN = ("MAX_DRAWDOWN", "Equity fell the configured percentage below its peak: the kill switch tripped.")
+    BROKER_FAILURES = ("BROKER_FAILURES", "Consecutive broker failures reached the limit: the kill switch tripped.")
+    RECONCILIATION_BREAK = (
+        "RECONCILIATION_BREAK",
+        "The journal and the broker disagree (an order or fill nobody sent): the kill switch tripped.",
+    )
     # -- executor -----------------------------------------------------------------------------------
     TRADING_STATE_CHANGED = ("TRADING_STATE_CHANGED", "The trading state changed right before submit.")
     BROKER_REJECTED = ("BROKER_REJECTED", "The broker definitively rejected the order.")

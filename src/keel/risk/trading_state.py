@@ -33,6 +33,11 @@ class TradingStateGuard:
             self._version = version
         return self._state, self._reason
 
+    def refresh(self) -> None:
+        """Read the state again at the next `current()`: this process changed it itself, which the version probe of
+        its own connection does not see."""
+        self._version = object()
+
 
 class SimulatedTradingState:
     """A replay's own trading state. A replay is a simulation: it never reads the operator's control plane (a
@@ -47,6 +52,11 @@ class SimulatedTradingState:
 
     def current(self) -> tuple[TradingState, str]:
         return self._state, self._reason
+
+    def trip(self, state: TradingState, reason: str) -> None:
+        """The run's own kill-switch trigger fired: `state` (halted or reducing) from now on; only a scripted change
+        lifts it, as only an operator lifts a session's."""
+        self._state, self._reason = TradingState(state), reason
 
     @property
     def change_times(self) -> list[int]:

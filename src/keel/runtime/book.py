@@ -57,6 +57,12 @@ class Book:
     verdicts: dict[str, int] = field(default_factory=dict)
     day: int = -1
     day_start_equity: float = 0.0
+    #: the highest equity at any bar's close so far (the drawdown trigger's reference)
+    peak_equity: float = 0.0
+    #: (bar, cash, positions held) at the end of the last cycle: what the bars skipped after it were marked with
+    watch: tuple[int, float, dict[str, float]] | None = None
+    #: broker failures in a row (unknown submits, failed lookups)
+    broker_failures: int = 0
 
     def release(self, intent_id: str, symbol: str) -> None:
         """Forget an intent that will never trade, or has finished trading, from the in-flight maps."""
@@ -81,6 +87,9 @@ class Book:
             "verdicts": dict(self.verdicts),
             "day": self.day,
             "day_start_equity": self.day_start_equity,
+            "peak_equity": self.peak_equity,
+            "watch": [self.watch[0], self.watch[1], dict(self.watch[2])] if self.watch is not None else None,
+            "broker_failures": self.broker_failures,
         }
 
     @classmethod
@@ -98,4 +107,8 @@ class Book:
             verdicts=dict(snap["verdicts"]),
             day=snap["day"],
             day_start_equity=snap["day_start_equity"],
+            # absent in checkpoints written before the kill switch's own triggers
+            peak_equity=snap.get("peak_equity", 0.0),
+            watch=(int(w[0]), float(w[1]), dict(w[2])) if (w := snap.get("watch")) is not None else None,
+            broker_failures=snap.get("broker_failures", 0),
         )

@@ -20,6 +20,7 @@ from keel.agents.strategist import strategist
 from keel.agents.supervisor import supervisor
 from keel.data.frame import ns_to_datetime
 from keel.runtime.state import CycleState, new_cycle
+from keel.runtime.tripwire import look_ahead, watch_money
 
 if TYPE_CHECKING:
     from keel.runtime.context import RunContext
@@ -79,6 +80,7 @@ def begin_cycle(ctx: RunContext, t: int) -> CycleState:
         settle_unknown(ctx, t, ts_ns)
     state["fills"] = advance_market(ctx, t)
     state["ended"] = ctx.broker.drain_silent_updates()
+    watch_money(ctx, t)
     return state
 
 
@@ -137,6 +139,7 @@ def after_cycle(ctx: RunContext, t: int) -> None:
     """The commit policy, after each visited bar. Replay commits a batch (with its checkpoint) once it is large;
     write-through modes checkpoint after every cycle that wrote something, in the cycle's own unit (`Journal.cycle`),
     so a crash resumes from the last complete cycle instead of from the start."""
+    look_ahead(ctx, t)
     journal = ctx.journal
     if journal.write_through:
         if journal.head != ctx.extras.get("checkpointed_head"):

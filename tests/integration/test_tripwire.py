@@ -1,0 +1,139 @@
+"""The kill switch trips itself (CONTROLS #8, #21, #22), through the real pipeline: on the day's loss (to reducing),
+on the drawdown from the equity peak (halted), and on consecutive broker failures (halted) — at the same bar in both
+drivers, although the replay driver skips the quiet bars where a position drifts into its limit — and nothing but an
+operator (a scripted change, in a replay) ever lifts it."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers.scenarios import MINUTE, T0, ScenarioBroker, bars, events, fills, intent_rows, scripted, settings_for
+from keel.backtest.run import execute_run
+from keel.brokers.faults import Fault, FaultPlan, FaultyBroker
+from keel.runtime.control import open_guard
+from keel.settings import Mode, Profile
+
+FREE = {"fees_bps": 0, "slippage_bps": 0, "participation_cap": None}
+#: limits wide enough for an all-in position of the whole account, so only the trigger under test acts
+WIDE = {"max_order_notional": 1e7, "max_exposure": 1e7, "require_stop": False}
+#: the peak is 120,000 (1,000 units at 120); 15 % below it is 102,000: the close of 101.9 at bar 11 trips
+DRAWDOWN = [100.0] * 3 + [110.0, 120.0, 120.0, 115.0, 110.0, 105.0, 103.0, 102.5, 101.9, 101.0, 100.0, 99.0, 99.0]
+
+
+def _run(tmp_path, frames, strategy, *, driver="replay", profile=Profile.PAPER, mode=None, broker=None, **settings):
+    cfg = settings_for(tmp_path / "run", **{"broker": FREE, **settings})
+    made = broker(cfg) if broker is not None else None
+    return execute_run(
+        frames, cfg, strategy, out_dir=tmp_path / "run", profile=profile, mode=mode, driver=driver, broker=made
+    ), cfg
+
+
+def _tripped(result) -> list[tuple[str, str, str]]:
+    return [
+        (e["ts"][11:16], e["payload"]["trigger"], e["payload"]["state"]) for e in events(result, "kill_switch.tripped")
+    ]
+
+
+def _drawdown_run(tmp_path, driver="replay", profile=Profile.PAPER):
+    frames = [bars("AAA", DRAWDOWN)]
+    strategy = scripted(entries={"AAA": (1,)}, exits={"AAA": (14,)})  # the exit comes after the trip
+    risk = {**WIDE, "max_daily_loss": 1e7}
+    return _run(
+        tmp_path / driver, frames, strategy, driver=driver, profile=profile, sizing={"method": "all_in"}, risk=risk
+    )
+
+
+def test_a_drawdown_past_the_limit_halts_at_the_bar_it_happens_in_both_drivers(tmp_path):
+    replay, _ = _drawdown_run(tmp_path, "replay")
+    graph, _ = _drawdown_run(tmp_path, "graph")
+    assert (replay.run_dir / "events.jsonl").read_bytes() == (graph.run_dir / "events.jsonl").read_bytes()
+    assert _tripped(replay) == [("00:11", "MAX_DRAWDOWN", "halted")]  # a bar nothing else made the replay visit
+    assert replay.visited_bars < graph.visited_bars
+    (trip,) = events(replay, "kill_switch.tripped")
+    assert "15.08 % below its peak 120,000.00" in trip["payload"]["detail"]
+    exits = [row for row in intent_rows(replay).values() if row[1] == "exit"]
+    assert [(r[2], r[4]) for r in exits] == [("blocked", "KILL_SWITCH_ACTIVE")]  # nothing passes a halt
+    assert [f[1] for f in fills(replay)] == ["buy"]  # halted, not flattened: the position is still held
+
+
+def test_the_research_profile_measures_a_strategy_as_written_and_never_trips(tmp_path):
+    result, _ = _drawdown_run(tmp_path, profile=Profile.RESEARCH)
+    assert _tripped(result) == []
+    assert result.summary.blocked_reasons == {}
+
+
+def test_the_days_loss_reduces_trading_to_exits_and_nothing_lifts_it_at_midnight(tmp_path):
+    # 23:50: AAA is bought at 100 (100 units) and marks at 98 from 23:53, a loss of 200 on the day: reducing. BBB's
+    # entry at 23:54 is blocked; AAA's exit at 23:56 still goes; CCC's entry at 00:02 — a new day — is still blocked.
+    start = T0 - 10 * MINUTE
+    n = 20
+    frames = [
+        bars("AAA", [100.0] * 3 + [98.0] * (n - 3), start_ns=start),
+        bars("BBB", [50.0] * n, start_ns=start),
+        bars("CCC", [20.0] * n, start_ns=start),
+    ]
+    strategy = scripted(entries={"AAA": (1,), "BBB": (4,), "CCC": (12,)}, exits={"AAA": (6,)})
+    fixed = {"method": "fixed_notional", "fixed_notional": 10_000}
+    result, _ = _run(tmp_path, frames, strategy, sizing=fixed, risk={"max_daily_loss": 200.0})
+    assert _tripped(result) == [("23:53", "DAILY_LOSS_LIMIT", "reducing")]
+    assert result.summary.blocked_reasons == {"REDUCING_ONLY": 2}
+    assert [(f[0], f[1]) for f in fills(result)] == [("AAA", "buy"), ("AAA", "sell")]
+
+
+def _three_symbols_at_once(tmp_path, script, n_symbols=3, **settings):
+    frames = [bars(s, [100.0] * 10) for s in ("AAA", "BBB", "CCC", "DDD", "EEE")[:n_symbols]]
+    entries = {s.symbol: (1,) for s in frames}
+    entries[frames[0].symbol] = (1, 6)  # one more entry after the others
+    strategy = scripted(entries=entries)
+    fixed = {"method": "fixed_notional", "fixed_notional": 1_000}
+
+    def faulty(cfg):
+        return FaultyBroker(ScenarioBroker.like(cfg, profile=Profile.PAPER), FaultPlan(script=script))
+
+    return _run(tmp_path, frames, strategy, sizing=fixed, broker=faulty, risk={**WIDE, **settings})
+
+
+def test_three_broker_failures_in_a_row_halt_trading(tmp_path):
+    unknown = {n: Fault.TIMEOUT_BEFORE_ACCEPT for n in (1, 2, 3)}
+    result, _ = _three_symbols_at_once(tmp_path, unknown)
+    assert _tripped(result) == [("00:01", "BROKER_FAILURES", "halted")]
+    (trip,) = events(result, "kill_switch.tripped")
+    assert trip["payload"]["detail"] == "3 broker failures in a row (limit 3)"
+    assert result.summary.blocked_reasons == {"KILL_SWITCH_ACTIVE": 1}  # AAA's entry at bar 6
+
+
+def test_a_broker_call_that_succeeds_resets_the_count(tmp_path):
+    # failures, failures, a success, failures, failures: never three in a row
+    script = {1: Fault.TIMEOUT_BEFORE_ACCEPT, 2: Fault.TIMEOUT_BEFORE_ACCEPT, 4: Fault.RATE_LIMITED}
+    script |= {n: Fault.TIMEOUT_BEFORE_ACCEPT for n in (4, 5)}
+    result, _ = _three_symbols_at_once(tmp_path, script, n_symbols=5, max_open_positions=10)
+    assert _tripped(result) == []
+
+
+def test_a_sessions_trip_halts_the_control_plane_every_process_reads(tmp_path):
+    result, cfg = _run(
+        tmp_path,
+        [bars("AAA", DRAWDOWN)],
+        scripted(entries={"AAA": (1,)}, exits={"AAA": (14,)}),
+        mode=Mode.PAPER,
+        sizing={"method": "all_in"},
+        risk={**WIDE, "max_daily_loss": 1e7},
+    )
+    assert _tripped(result) == [("00:11", "MAX_DRAWDOWN", "halted")]
+    store, _ = open_guard(cfg)
+    try:
+        state = store.trading_state()
+    finally:
+        store.close()
+    assert (state.state.value, state.actor) == ("halted", "keel:MAX_DRAWDOWN")
+    assert "below its peak" in state.reason
+    assert result.summary.blocked_reasons == {"KILL_SWITCH_ACTIVE": 1}  # the session obeyed its own trip at once
+
+
+@pytest.mark.parametrize("limit", [0.0, -1.0, 101.0])
+def test_a_drawdown_limit_outside_0_to_100_is_refused(tmp_path, limit):
+    from keel.domain.errors import ConfigError
+    from keel.settings import load_settings
+
+    with pytest.raises((ConfigError, ValueError), match="max_drawdown_pct"):
+        load_settings(var_dir=tmp_path / "var", risk={"max_drawdown_pct": limit})
