@@ -139,6 +139,13 @@ class OutlookSettings(_Section):
     high_vol_ratio: float = Field(2.0, gt=1)
 
 
+class ReportSettings(_Section):
+    """What a run writes into its folder besides its journal. Not part of the run's identity: asking a complete run
+    for another file rebuilds it from the journal instead of running again."""
+
+    equity_csv: bool = Field(False, description="also write equity.csv (cents, for spreadsheets) beside equity.parquet")
+
+
 class DemoSettings(_Section):
     symbols: int = Field(3, ge=1, le=50)
     bars: int = Field(50_000, ge=100)
@@ -164,6 +171,7 @@ class Settings(BaseSettings):
     sizing: SizingSettings = Field(default_factory=SizingSettings)
     strategy: StrategySettings = Field(default_factory=StrategySettings)
     outlook: OutlookSettings = Field(default_factory=OutlookSettings)
+    report: ReportSettings = Field(default_factory=ReportSettings)
     demo: DemoSettings = Field(default_factory=DemoSettings)
 
     @field_validator("var_dir")

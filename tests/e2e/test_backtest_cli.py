@@ -121,6 +121,19 @@ def test_any_command_with_a_broken_config_exits_2(tmp_path):
     assert proc.returncode == 2 and "risk.max_exposure" in proc.stderr
 
 
+@pytest.mark.parametrize("where", ["keel.toml", "env"])
+def test_a_bad_equity_csv_setting_exits_2_naming_the_key_and_writes_nothing(tmp_path, data, where):
+    env = {}
+    if where == "env":
+        env["KEEL_REPORT__EQUITY_CSV"] = "sometimes"
+    else:
+        (tmp_path / "keel.toml").write_text('[report]\nequity_csv = "sometimes"\n')
+    proc = keel("backtest", "--data", str(data[0]), "--out", "run", cwd=tmp_path, env=env, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "report.equity_csv" in proc.stderr and "'sometimes'" in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_intents_list_rejects_an_unknown_state(tmp_path):
     keel("demo", "--bars", "500", "--out", "run", cwd=tmp_path)
     proc = keel("intents", "list", "--run", "run", "--state", "limbo", cwd=tmp_path, check=False)

@@ -71,3 +71,23 @@ def test_typed_option_beats_env_beats_file(tmp_path, data):
     assert rows["broker.cash"] == {"key": "broker.cash", "value": 2000.0, "source": "env KEEL_BROKER__CASH"}
     assert rows["profile"]["source"] == "env KEEL_PROFILE" and rows["profile"]["value"] == "paper"
     assert rows["strategy.name"]["source"] == "keel.toml"
+
+
+def test_equity_csv_typed_beats_env_beats_file_and_costs_no_second_run(tmp_path, data):
+    (tmp_path / "keel.toml").write_text("[report]\nequity_csv = true\n")
+    args = ("backtest", "--data", str(data), "--json")
+    keel(*args, "--out", "file", cwd=tmp_path)
+    assert (tmp_path / "file" / "equity.csv").is_file() and (tmp_path / "file" / "equity.parquet").is_file()
+    off = {"KEEL_REPORT__EQUITY_CSV": "false"}
+    keel(*args, "--out", "env", cwd=tmp_path, env=off)
+    assert not (tmp_path / "env" / "equity.csv").exists()  # env beats file
+    again = json.loads(keel(*args, "--out", "env", "--equity-csv", cwd=tmp_path, env=off).stdout)
+    assert again["reused"] and again["regenerated"] == ["equity.csv"]  # typed beats env; the same run, not a new one
+    keel(*args, "--out", "typed", "--no-equity-csv", cwd=tmp_path)
+    assert not (tmp_path / "typed" / "equity.csv").exists()  # typed beats file
+    rows = _sources(tmp_path, off)
+    assert rows["report.equity_csv"] == {
+        "key": "report.equity_csv",
+        "value": False,
+        "source": "env KEEL_REPORT__EQUITY_CSV",
+    }

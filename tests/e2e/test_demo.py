@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pyarrow.parquet as pq
+
 from helpers.cli import keel
 
 
@@ -26,13 +28,21 @@ def test_demo_default_runs_the_whole_pipeline_and_verifies(tmp_path):
     assert summary["bars"] >= 150_000 and len(summary["symbols"]) >= 3
     assert summary["orders"] > 0 and summary["fills"] > 0
     assert sum(summary["intents_by_state"].values()) > 100
-    for name in ("events.jsonl", "summary.json", "equity.csv", "keel.db"):
+    for name in ("events.jsonl", "summary.json", "equity.parquet", "trades.csv", "keel.db"):
         assert (run / name).exists(), name
+    assert not (run / "equity.csv").exists()  # only on request
     assert keel("journal", "verify", str(run), cwd=tmp_path).returncode == 0
     listed = json.loads(keel("intents", "list", "--run", str(run), "--json", "--limit", "5", cwd=tmp_path).stdout)
     assert len(listed) == 5 and all(r["intent_id"].startswith("it-") for r in listed)
     again = keel("demo", cwd=tmp_path)  # same run: recognised, nothing executed twice
     assert "already complete" in again.stdout
+
+
+def test_demo_writes_the_equity_csv_on_request_a_row_per_instant(tmp_path):
+    keel("demo", "--bars", "500", "--out", "run", "--equity-csv", cwd=tmp_path)
+    rows = (tmp_path / "run" / "equity.csv").read_text().splitlines()
+    assert rows[0] == "timestamp,cash,equity" and rows[1] == "2024-01-01T00:00:00Z,100000.00,100000.00"
+    assert len(rows) == 1 + pq.read_metadata(tmp_path / "run" / "equity.parquet").num_rows
 
 
 def test_tampered_journal_fails_verification_naming_the_record(tmp_path):

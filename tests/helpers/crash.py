@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from keel.data.synthetic import generate_regime_ohlcv, write_csv
 
 KILLS = 12
@@ -103,7 +105,7 @@ def sigkill_and_compare(tmp_path: Path, bars: int, env: dict[str, str]) -> None:
     # Money first: every fill, the equity curve at every bar, the round trips, the summary.
     q_fills = "select fill_id, client_order_id, symbol, side, quantity, price, fee, ts from fills order by fill_id"
     assert table(crashed / "keel.db", q_fills) == table(clean_dir / "keel.db", q_fills)
-    assert (crashed / "equity.csv").read_bytes() == (clean_dir / "equity.csv").read_bytes()
+    assert pq.read_table(crashed / "equity.parquet").equals(pq.read_table(clean_dir / "equity.parquet"))
     assert (crashed / "trades.csv").read_bytes() == (clean_dir / "trades.csv").read_bytes()
     assert summary(crashed) == summary(clean_dir)
     # Then decisions: nothing lost, nothing extra, no order twice.

@@ -3,12 +3,18 @@ every file it promised is on disk. Nothing a user put somewhere is ever deleted 
 
 from __future__ import annotations
 
+import signal
 import sqlite3
+import subprocess
+import sys
 
+import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from keel.backtest import outputs
 from keel.backtest.folder import MARKER, RunFolder
+from keel.backtest.outputs import write_outputs
 from keel.backtest.run import execute_run, open_guard
 from keel.data.synthetic import generate_regime_ohlcv
 from keel.domain.errors import InputError
@@ -91,10 +97,10 @@ def test_a_complete_run_whose_files_went_missing_gets_them_back_from_its_journal
     out = tmp_path / "run"
     first = _run(tmp_path, out)
     files = {name: (out / name).read_bytes() for name in outputs.OUTPUT_FILES}
-    (out / "equity.csv").unlink()
+    (out / "equity.parquet").unlink()
     (out / "trades.csv").unlink()
     again = _run(tmp_path, out)
-    assert again.reused and again.regenerated == ("equity.csv", "trades.csv")
+    assert again.reused and again.regenerated == ("equity.parquet", "trades.csv")
     assert {name: (out / name).read_bytes() for name in outputs.OUTPUT_FILES} == files
     assert again.summary == first.summary
 
@@ -103,7 +109,7 @@ def test_a_run_is_marked_complete_only_after_its_files_are_written(tmp_path, mon
     out = tmp_path / "run"
     real = outputs.write_outputs
 
-    def dies_after_the_summary(run_dir, summary, curve):
+    def dies_after_the_summary(run_dir, summary, curve, names):
         outputs._atomic(run_dir / outputs.SUMMARY_FILE, summary.model_dump_json(indent=2).encode() + b"\n")
         raise KeyboardInterrupt  # killed between the summary and the other files
 
@@ -117,9 +123,102 @@ def test_a_run_is_marked_complete_only_after_its_files_are_written(tmp_path, mon
     assert resumed.resumed and not resumed.reused
     assert all((out / name).is_file() for name in outputs.OUTPUT_FILES)
     clean = _run(tmp_path, tmp_path / "clean")
-    for name in ("equity.csv", "trades.csv"):
+    for name in ("equity.parquet", "trades.csv"):
         assert (out / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
     assert resumed.summary.final_equity == clean.summary.final_equity
+
+
+def test_a_run_folder_from_before_equity_parquet_is_still_keels_and_gets_its_curve_back(tmp_path):
+    out = tmp_path / "run"
+    first = _run(tmp_path, out, report={"equity_csv": True})
+    parquet = (out / "equity.parquet").read_bytes()
+    csv = (out / "equity.csv").read_bytes()
+    (out / "equity.parquet").unlink()
+    (out / MARKER).unlink()  # as a version before markers and before equity.parquet left it
+    again = _run(tmp_path, out)
+    assert again.reused and again.regenerated == ("equity.parquet",) and again.summary == first.summary
+    assert (out / "equity.parquet").read_bytes() == parquet and (out / "equity.csv").read_bytes() == csv
+    assert (out / MARKER).is_file()
+    fresh = _run(tmp_path, out, fresh=True)
+    assert fresh.kept == () and not (out / "equity.csv").exists()  # Keel's own file: --fresh may remove it
+
+
+def test_a_run_interrupted_by_a_version_before_equity_parquet_resumes(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+
+    def dies_as_the_version_before_did(run_dir, summary, curve, names):
+        write_outputs(run_dir, summary, curve, ["summary.json", "equity.csv"])  # its first two files
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("keel.backtest.run.write_outputs", dies_as_the_version_before_did)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, out)
+    monkeypatch.undo()
+    resumed = _run(tmp_path, out)
+    clean = _run(tmp_path, tmp_path / "clean")
+    assert resumed.resumed and resumed.summary.final_equity == clean.summary.final_equity
+    for name in ("equity.parquet", "trades.csv"):  # the summary counts the resume's own records too
+        assert (out / name).read_bytes() == (tmp_path / "clean" / name).read_bytes(), name
+
+
+def test_equity_csv_asked_of_a_complete_run_is_rebuilt_from_its_journal_not_run_again(tmp_path):
+    out = tmp_path / "run"
+    first = _run(tmp_path, out)
+    assert not (out / "equity.csv").exists()
+    again = _run(tmp_path, out, report={"equity_csv": True})  # the same run: what it writes is not its identity
+    assert again.reused and again.regenerated == ("equity.csv",) and again.summary == first.summary
+    table = pq.read_table(out / "equity.parquet")
+    iso = np.datetime_as_string(table["timestamp"].to_numpy().astype("datetime64[ns]"), unit="s")
+    rows = zip(iso, table["cash"].to_pylist(), table["equity"].to_pylist(), strict=True)
+    cents = "".join(f"{t}Z,{outputs.money(c)},{outputs.money(e)}\n" for t, c, e in rows)
+    assert (out / "equity.csv").read_text() == "timestamp,cash,equity\n" + cents
+    written = _run(tmp_path, tmp_path / "with-csv", report={"equity_csv": True})  # written at the end of a run
+    assert (
+        not written.reused and (tmp_path / "with-csv" / "equity.csv").read_bytes() == (out / "equity.csv").read_bytes()
+    )
+
+
+#: a run of FRAMES and STRATEGY (as `_run` makes it) killed while it writes equity.parquet, after its first row group
+KILLED_WRITING_THE_CURVE = """
+import os, signal, sys
+from pathlib import Path
+from keel.backtest import outputs
+from keel.backtest.run import execute_run
+from keel.data.synthetic import generate_regime_ohlcv
+from keel.settings import Profile, load_settings
+from keel.strategies import build_strategy
+
+real = outputs._equity_batches
+
+def dies_after_the_first_row_group(curve):
+    batches = real(curve)
+    yield next(batches)
+    os.kill(os.getpid(), signal.SIGKILL)  # as a power cut would: no clean-up runs
+
+outputs.EQUITY_ROW_GROUP = 100
+outputs._equity_batches = dies_after_the_first_row_group
+tmp = Path(sys.argv[1])
+frames = generate_regime_ohlcv(1, 1_500, seed=3)
+strategy = build_strategy("sma_cross", {"fast": 5, "slow": 20})
+execute_run(frames, load_settings(var_dir=tmp / "var"), strategy, out_dir=tmp / "run", profile=Profile.RESEARCH)
+"""
+
+
+def test_a_crash_while_the_curve_is_written_leaves_no_half_file_and_the_run_resumes(tmp_path):
+    from helpers.cli import keel_env
+
+    out = tmp_path / "run"
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_WRITING_THE_CURVE)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path)], cwd=tmp_path, env=keel_env(cwd=tmp_path))
+    assert proc.returncode == -signal.SIGKILL
+    assert (out / "summary.json").is_file() and not (out / "equity.parquet").exists()  # died writing it
+    with sqlite3.connect(out / "keel.db") as con:
+        assert con.execute("select status from runs").fetchone()[0] == "running"
+    resumed = _run(tmp_path, out)
+    _run(tmp_path, tmp_path / "clean")
+    assert resumed.resumed and not (out / "equity.parquet.tmp").exists()
+    assert (out / "equity.parquet").read_bytes() == (tmp_path / "clean" / "equity.parquet").read_bytes()
 
 
 def test_a_backtest_never_reads_the_operators_kill_switch(tmp_path):

@@ -34,7 +34,8 @@ KEEL_FILES = (
     "keel.db-shm",
     "keel.db-journal",
     "summary.json",
-    "equity.csv",
+    "equity.parquet",
+    "equity.csv",  # on request, and in every run folder of a version before equity.parquet
     "trades.csv",
     "*.tmp",
 )

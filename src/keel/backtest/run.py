@@ -25,7 +25,7 @@ import orjson
 from keel.agents.executor import settle_unknown
 from keel.agents.outlook import OutlookSeries, precompute_outlook
 from keel.backtest.folder import RunFolder
-from keel.backtest.outputs import missing_outputs, regenerate, write_outputs
+from keel.backtest.outputs import missing_outputs, output_files, regenerate, write_outputs
 from keel.backtest.report import build_summary, equity_curve, round_trips
 from keel.brokers.paper import PaperBroker
 from keel.data.frame import OHLCV, ns_to_datetime
@@ -96,8 +96,11 @@ def run_id_for(
     profile: Profile,
     trading_script: TradingScript = (),
 ) -> str:
-    """Everything that decides the run, hashed. Paths and the journal URL are not part of it."""
-    config = settings.model_dump(mode="json", exclude={"var_dir": True, "journal": {"url"}, "demo": True})
+    """Everything that decides the run, hashed. Paths, the journal URL and which files the report writes are not
+    part of it (the demo's settings are, through the data they generate)."""
+    config = settings.model_dump(
+        mode="json", exclude={"var_dir": True, "journal": {"url"}, "demo": True, "report": True}
+    )
     ident = {
         "mode": mode.value,
         "profile": profile.value,
@@ -164,7 +167,7 @@ def execute_run(
             existing = journal.store.get_run(run_id)
             journal.store.transition_rows = transition_rows(mode, existing)
             if existing is not None and existing.status is RunStatus.COMPLETE:
-                summary, rebuilt = _reuse(existing, run_dir, journal.store, prepared.market)
+                summary, rebuilt = _reuse(existing, run_dir, journal.store, prepared.market, settings)
                 return RunResult(run_dir, summary, time.perf_counter() - started, False, True, 0, rebuilt, folder.kept)
             if mode is not Mode.REPLAY:
                 control, guard = open_guard(settings)
@@ -439,7 +442,7 @@ def _finish(ctx: RunContext, run_dir: Path, notes: tuple[str, ...]) -> RunSummar
         journal_head=head_hash,
         notes=notes,
     )
-    write_outputs(run_dir, summary, curve)
+    write_outputs(run_dir, summary, curve, output_files(equity_csv=ctx.settings.report.equity_csv))
     last = ns_to_datetime(int(ctx.market.timeline[-1]))
     with journal.atomic():
         journal.event("reporter", "run.finished", summary.model_dump(mode="json"), ts=last, run_id=ctx.run_id)
@@ -448,12 +451,15 @@ def _finish(ctx: RunContext, run_dir: Path, notes: tuple[str, ...]) -> RunSummar
     return summary
 
 
-def _reuse(existing: RunRecord, run_dir: Path, store: IntentStore, market: MarketView) -> tuple[RunSummary, tuple]:
-    """A complete run: its summary as the journal recorded it, and any of its files that went missing rebuilt."""
+def _reuse(
+    existing: RunRecord, run_dir: Path, store: IntentStore, market: MarketView, settings: Settings
+) -> tuple[RunSummary, tuple]:
+    """A complete run: its summary as the journal recorded it, and any of its files that went missing (or that are
+    asked for now, `report.equity_csv`) rebuilt."""
     if existing.summary is None:
         raise KeelError(f"run {existing.run_id} is marked complete but its journal holds no summary")
     summary = RunSummary.model_validate(existing.summary)
-    missing = missing_outputs(run_dir)
+    missing = missing_outputs(run_dir, equity_csv=settings.report.equity_csv)
     if missing:
-        summary = regenerate(run_dir, summary, store, market)
+        summary = regenerate(run_dir, summary, store, market, missing)
     return summary, tuple(missing)

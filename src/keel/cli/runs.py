@@ -32,6 +32,18 @@ DriverOpt = Annotated[
 ]
 FreshOpt = Annotated[bool, typer.Option(help="discard an existing run folder of the same run first")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="run folder (default: var/runs/<run_id>)")]
+EquityCsvOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--equity-csv/--no-equity-csv",
+        help="also write equity.csv (cents, for a spreadsheet) beside equity.parquet (default: report.equity_csv)",
+    ),
+]
+
+
+def _report_overrides(equity_csv: bool | None) -> dict[str, Any]:
+    """The report settings the user typed; an option not typed leaves env and keel.toml to decide."""
+    return {"report": {"equity_csv": equity_csv}} if equity_csv is not None else {}
 
 
 def _bad_options(problems: list[str]) -> None:
@@ -175,6 +187,7 @@ def demo(
     bars: Annotated[int | None, typer.Option(help="bars per symbol (default: demo.bars)")] = None,
     driver: DriverOpt = "replay",
     fresh: FreshOpt = False,
+    equity_csv: EquityCsvOpt = None,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -186,7 +199,7 @@ def demo(
     from keel.data.synthetic import generate_regime_ohlcv
     from keel.strategies import build_strategy
 
-    settings = load_settings(config)
+    settings = load_settings(config, **_report_overrides(equity_csv))
     demo_cfg = settings.demo.model_copy(
         update={k: v for k, v in {"seed": seed, "symbols": symbols, "bars": bars}.items() if v is not None}
     )
@@ -257,6 +270,7 @@ def backtest(
     driver: DriverOpt = "replay",
     out_dir: OutOpt = None,
     fresh: FreshOpt = False,
+    equity_csv: EquityCsvOpt = None,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -289,7 +303,7 @@ def backtest(
 
     base = load_settings(config)
     configured = setting_sources(config)  # what env and keel.toml set: the command's defaults yield to it
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = _report_overrides(equity_csv)
     if typed_profile is not None:
         prof = overrides["profile"] = typed_profile
     elif "profile" in configured:
