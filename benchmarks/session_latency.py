@@ -129,6 +129,7 @@ def main() -> None:
         work = Path(tmp)
         settings = load_settings(
             var_dir=work / "var",
+            home=work / "home",  # a control plane of its own: never the user's, whose halt would stop the session
             broker={"cash": common.CASH, "fees_bps": 0, "slippage_bps": 0},
             sizing={"method": "fixed_notional"},
             strategy={"name": "sma_cross", "params": params},

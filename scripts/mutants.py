@@ -67,6 +67,12 @@ VERIFY = "tests/unit/journal/test_verify.py"
 DURABILITY = "tests/unit/journal/test_durability.py"
 REDO = "tests/unit/journal/test_redo.py"
 CONTRACT = "tests/unit/journal/test_store_sqlite.py::TestStoreContractOnSqlite"
+CONTROL_CONTRACT = "tests/unit/control/test_control_store.py::TestControlStoreContractOnSqlite"
+LEGACY = "tests/unit/control/test_legacy.py"
+CONTROL_E2E = "tests/e2e/test_control.py"
+ELSEWHERE = (
+    "tests/integration/test_control_plane.py::test_keel_kill_from_another_directory_halts_a_running_paper_session"
+)
 
 
 def u(path: str, *tests: str) -> list[str]:
@@ -140,6 +146,11 @@ CST = "keel/domain/costs.py"
 CYC = "keel/runtime/cycle.py"
 TRP = "keel/runtime/tripwire.py"
 TRG = "keel/risk/triggers.py"
+CTL = "keel/runtime/control.py"
+CTS = "keel/control/store.py"
+LGC = "keel/control/legacy.py"
+CLI_CTL = "keel/cli/control.py"
+SET = "keel/settings.py"
 
 CATALOGUE: tuple[Mutant, ...] = (
     # -- the ten the guard tests were written for ---------------------------------------------------------------------
@@ -917,6 +928,156 @@ CATALOGUE: tuple[Mutant, ...] = (
         "        pass",
         u(TRIPS, "test_a_sessions_trip_halts_the_control_plane_every_process_reads"),
         "a session halts the control plane but keeps trading: its guard never sees its own write",
+    ),
+    # -- the control plane (one store, kill with a broken config, the risk role, incidents, the old place) -----------
+    m(
+        "control-store-under-the-working-directory",
+        CTL,
+        "    file = cfg.home / CONTROL_DB\n",
+        "    file = (cfg.var_dir / CONTROL_DB).absolute()\n",
+        [ELSEWHERE, *u(CONTROL_E2E, "test_kill_in_one_directory_is_the_state_seen_from_every_other")],
+        "the control store is under the working directory again: a kill typed elsewhere stops nothing",
+    ),
+    m(
+        "control-kill-needs-a-valid-config",
+        CLI_CTL,
+        "    except ConfigError as exc:\n        return _Target(salvage_control_config(config), exc)",
+        "    except ConfigError:\n        raise",
+        u(CONTROL_E2E, "test_kill_with_a_broken_config_halts_the_default_home_and_says_why_and_where"),
+        "`keel kill` refuses to halt when the configuration is broken",
+    ),
+    m(
+        "control-salvage-ignores-the-file",
+        SET,
+        "            candidates.append((node, str(path)))",
+        "            pass",
+        [
+            *u(CONTROL_E2E, "test_kill_with_a_broken_config_halts_the_home_the_file_still_names"),
+            "tests/unit/test_settings_control.py",
+        ],
+        "a broken config's kill halts the default home although the file still names another one",
+    ),
+    m(
+        "control-release-with-a-broken-config",
+        CLI_CTL,
+        "        raise\n\n\n@contextmanager\ndef _opened",
+        "        from keel.settings import Settings\n\n        return Settings()\n\n\n@contextmanager\ndef _opened",
+        u(CONTROL_E2E, "test_reduce_and_resume_with_a_broken_config_refuse_with_exit_2_and_change_nothing"),
+        "resume and reduce go on with default settings when the configuration is broken",
+    ),
+    m(
+        "control-status-writes-with-a-broken-config",
+        CLI_CTL,
+        "read_only=target.problem is not None) as plane:",
+        "read_only=False) as plane:",
+        u(CONTROL_E2E, "test_status_and_incidents_with_a_broken_config_only_read_and_say_so"),
+        "`keel status` with a broken configuration creates the store and carries the old place over",
+    ),
+    m(
+        "control-resume-without-the-risk-role",
+        KSW,
+        '    role.require(actor, to=f"resume trading from {current.state.value}")',
+        "    pass",
+        [
+            *u(KILL, "test_a_release_by_an_actor_without_the_risk_role_is_refused_and_changes_nothing"),
+            *u(CONTROL_E2E, "test_resume_by_an_actor_without_the_risk_role_is_refused_and_changes_nothing"),
+        ],
+        "anyone may resume trading",
+    ),
+    m(
+        "control-reduce-from-halted-without-the-risk-role",
+        KSW,
+        '        role.require(actor, to="lift the halt to reducing")',
+        "        pass",
+        u(KILL, "test_a_release_by_an_actor_without_the_risk_role_is_refused_and_changes_nothing"),
+        "anyone may loosen a halt to reducing",
+    ),
+    m(
+        "control-resume-not-decided-on-what-was-read",
+        KSW,
+        "        expected_change=current.change_id,\n        detail=detail,\n    )\n\n\ndef _cooldown_passed",
+        "        expected_change=None,\n        detail=detail,\n    )\n\n\ndef _cooldown_passed",
+        u(KILL, "test_a_release_decided_on_a_state_that_moved_meanwhile_is_refused_and_the_new_halt_stands"),
+        "a resume overwrites a halt another operator made while it was being judged",
+    ),
+    m(
+        "control-store-cas-dropped",
+        CTS,
+        "if expected_change is not None and before.change_id != expected_change:",
+        "if False:",
+        [CONTROL_CONTRACT],
+        "the control store writes a change decided on a state that has moved since",
+    ),
+    m(
+        "control-store-unlocked",
+        CTS,
+        "            cur.execute(self._lock)\n",
+        "",
+        u(CONTROL_CONTRACT, "test_of_two_releases_decided_on_the_same_state_exactly_one_is_written"),
+        "two releases decided on the same state are both written (no write lock around the compare-and-set)",
+    ),
+    m(
+        "control-no-incident-record",
+        CTS,
+        "            cur.execute(self._ins_record, row)\n",
+        "",
+        [CONTROL_CONTRACT],
+        "a change of the trading state leaves no incident record",
+    ),
+    m(
+        "control-incident-never-continues",
+        CTS,
+        "incident_id = int(last[0][1]) if continues else record_id",
+        "incident_id = record_id",
+        [CONTROL_CONTRACT, KILL],
+        "a release is not linked to the incident it lifts (every record opens an incident)",
+    ),
+    m(
+        "control-old-halt-forgotten",
+        LGC,
+        "        if not newer or severity(found.state) <= severity(current.state):",
+        "        if True:",
+        [
+            LEGACY,
+            *u(CONTROL_E2E, "test_a_halt_in_the_old_var_keel_db_is_carried_over_and_holds_sessions_started_anywhere"),
+        ],
+        "a halt recorded in the old var/keel.db is not carried over: a session started anywhere trades",
+    ),
+    m(
+        "control-old-place-loosens",
+        LGC,
+        "        if not newer or severity(found.state) <= severity(current.state):",
+        "        if not newer:",
+        u(LEGACY, "test_the_old_place_never_loosens_the_store"),
+        "a newer reduce in the old place loosens a halt of the control store",
+    ),
+    m(
+        "control-old-halt-overrides-later-changes",
+        LGC,
+        "        newer = current.ts is None or found.ts > current.ts",
+        "        newer = True",
+        u(LEGACY, "test_an_old_halt_older_than_the_stores_last_change_is_reported_not_carried"),
+        "an old halt is carried over although the operator resumed in the control store after it",
+    ),
+    m(
+        "control-old-halt-warned-forever",
+        LGC,
+        "already=store is not None and _carried_before(store, found)",
+        "already=False",
+        [
+            *u(LEGACY, "test_it_is_carried_over_once_and_then_neither_again_nor_reported"),
+            *u(CONTROL_E2E, "test_a_halt_in_the_old_var_keel_db_is_carried_over_and_holds_sessions_started_anywhere"),
+        ],
+        "a halt carried over is reported as never carried at every later opening",
+    ),
+    Mutant(
+        "control-home-not-private",
+        (
+            (CTL, "        home.mkdir(mode=0o700)\n", "        home.mkdir()\n"),
+            (CTL, "    os.chmod(home, 0o700)  # whatever the umask\n", ""),
+        ),
+        ("tests/unit/runtime/test_control.py::test_home_is_created_private_to_its_user_when_first_written",),
+        "home is created readable by everyone",
     ),
 )
 

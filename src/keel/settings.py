@@ -8,6 +8,7 @@ so a user fixes a config in one pass.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import os
 import re
 import tomllib
@@ -34,6 +35,8 @@ ENV_NESTED = "__"
 #: The one environment variable that is not a setting: where to find the config file.
 CONFIG_ENV = "KEEL_CONFIG"
 DEFAULT_CONFIG_FILE = Path("keel.toml")
+#: The folder the user's state lives in when `home` is not set: `$XDG_STATE_HOME/keel`, else this.
+DEFAULT_STATE_HOME = Path("~/.local/state")
 
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("keel_config_file", default=None)
 
@@ -52,6 +55,35 @@ class Profile(StrEnum):
 
     RESEARCH = "research"
     PAPER = "paper"
+
+
+def default_home() -> Path:
+    """Where the control plane lives unless `home` says otherwise: `$XDG_STATE_HOME/keel` when that variable holds an
+    absolute path (the XDG rule: a relative one is ignored), else `~/.local/state/keel`. Never the current directory."""
+    xdg = os.environ.get("XDG_STATE_HOME", "").strip()
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "keel"
+    try:
+        return DEFAULT_STATE_HOME.expanduser() / "keel"
+    except RuntimeError:  # no home directory to expand `~` to: the validator says so
+        return DEFAULT_STATE_HOME / "keel"
+
+
+def check_home(value: Path | str) -> Path:
+    """`home` as an absolute path (`~` expanded); a relative one would move with the working directory."""
+    text = str(value).strip()
+    if not text:
+        raise ValueError("must not be empty")
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError:
+        raise ValueError(f"cannot expand '~' in {text!r}: no home directory is known; give an absolute path") from None
+    if not path.is_absolute():
+        raise ValueError(
+            f"must be an absolute path (or start with ~), got {text!r}: the control store must not depend on the "
+            "working directory"
+        )
+    return path
 
 
 class _Section(BaseModel):
@@ -75,9 +107,22 @@ class RiskLimits(_Section):
         15.0, gt=0, le=100, allow_inf_nan=False, description="equity this far below its peak trips the kill switch, %"
     )
     max_broker_failures: int = Field(3, ge=1, description="broker failures in a row that trip the kill switch")
+    max_missed_heartbeats: int = Field(3, ge=1, description="sessions: broker heartbeats missed in a row that halt")
     trip_on_daily_loss: bool = Field(
         True, description="reaching max_daily_loss also trips the kill switch to reducing (an operator resumes)"
     )
+    operators: list[str] = Field(
+        default_factory=list,
+        description="actor ids with the risk role (may lift a halt or a reduce); empty: the local OS user only",
+    )
+
+    @field_validator("operators")
+    @classmethod
+    def _operator_ids(cls, v: list[str]) -> list[str]:
+        ids = [str(a).strip() for a in v]
+        if any(not a for a in ids):
+            raise ValueError("an actor id must not be empty")
+        return ids
 
 
 class JournalSettings(_Section):
@@ -164,6 +209,10 @@ class Settings(BaseSettings):
     mode: Mode = Mode.REPLAY
     profile: Profile = Profile.PAPER
     var_dir: Path = Field(Path("var"), description="runs, databases and signal files live here")
+    home: Path = Field(
+        default_factory=default_home,
+        description="the control plane (trading state, kill-switch history, incidents): <home>/control.db; absolute",
+    )
     journal: JournalSettings = Field(default_factory=JournalSettings)
     risk: RiskLimits = Field(default_factory=RiskLimits)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
@@ -180,6 +229,11 @@ class Settings(BaseSettings):
         if str(v).strip() == "":
             raise ValueError("must not be empty")
         return v
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, v: Path) -> Path:
+        return check_home(v)
 
     @classmethod
     def settings_customise_sources(
@@ -298,6 +352,83 @@ def semantic_problems(settings: Settings) -> list[str]:
     if settings.approval.auto_max_notional is not None and settings.approval.mode is ApprovalMode.MANUAL:
         problems.append("approval.auto_max_notional: only meaningful with approval.mode auto or shadow-auto")
     return problems
+
+
+# -- where the control plane is, even when the configuration cannot be loaded ------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ControlConfig:
+    """What locates the control plane: `home` (its SQLite store), `journal.url` (when it names PostgreSQL, the store is
+    that database) and `var_dir` (where versions before `home` kept it, `<var_dir>/keel.db`: read only to carry a
+    halt over). `sources` says where each came from when the configuration could not be loaded
+    (`salvage_control_config`); `complete` is False when a control key may be set where it could not be read, so that
+    the store named here may not be the one the sessions read."""
+
+    home: Path
+    journal_url: SecretStr | None
+    var_dir: Path
+    sources: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    complete: bool = True
+
+    @classmethod
+    def of(cls, settings: Settings) -> ControlConfig:
+        return cls(settings.home, settings.journal.url, settings.var_dir)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str | Path) or not str(value).strip():
+        raise ValueError("must be a non-empty string")
+    return str(value).strip()
+
+
+#: The keys that locate the control plane: how a salvaged value is checked, and its default.
+_CONTROL_KEYS: dict[str, tuple[Any, Any]] = {
+    "home": (lambda v: check_home(_text(v)), default_home),
+    "journal.url": (lambda v: SecretStr(_text(v)), lambda: None),
+    "var_dir": (lambda v: Path(_text(v)), lambda: Path("var")),
+}
+
+
+def salvage_control_config(config_file: Path | str | None = None) -> ControlConfig:
+    """Where the control plane is, from whatever can still be read when the configuration as a whole cannot be loaded
+    (a syntax error, an invalid value, an unknown key): `keel kill` must halt anyway. Each control key comes, in the
+    usual precedence, from its `KEEL_*` variable, else from the config file if the file is still valid TOML, else
+    from its default; a value that is itself invalid is skipped. `complete` is False when the file could not be read
+    as TOML or a control key held an invalid value: the sessions may then read another store."""
+    data: Mapping[str, Any] = {}
+    complete = True
+    try:
+        path = resolve_config_file(config_file)
+    except ConfigError:
+        path, complete = None, False
+    if path is not None:
+        try:
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            complete = False
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key, (check, default) in _CONTROL_KEYS.items():
+        env = ENV_PREFIX + key.upper().replace(".", ENV_NESTED)
+        candidates: list[tuple[Any, str]] = []
+        if os.environ.get(env, "").strip():
+            candidates.append((os.environ[env], f"env {env}"))
+        node: Any = data
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if node is not None:
+            candidates.append((node, str(path)))
+        for raw, source in candidates:
+            try:
+                values[key], sources[key] = check(raw), source
+                break
+            except ValueError:
+                complete = False
+        else:
+            values[key], sources[key] = default(), "default"
+    return ControlConfig(values["home"], values["journal.url"], values["var_dir"], sources, complete)
 
 
 # -- introspection for `keel config show` -------------------------------------------------------------

@@ -115,9 +115,13 @@ def test_config_show_json_names_sources(tmp_path):
     assert rows["risk.max_exposure"]["source"] == "default"
 
 
-def test_any_command_with_a_broken_config_exits_2(tmp_path):
+@pytest.mark.parametrize(
+    "args", [("config", "show"), ("demo", "--bars", "200"), ("resume", "--reason", "x"), ("reduce", "--reason", "x")]
+)
+def test_any_command_with_a_broken_config_exits_2(tmp_path, args):
+    # all but the ones that only halt or read the control plane: `kill`, `status`, `incidents` (tests/e2e/test_control)
     (tmp_path / "keel.toml").write_text("[risk]\nmax_exposure = 'lots'\n")
-    proc = keel("status", cwd=tmp_path, check=False)
+    proc = keel(*args, cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "risk.max_exposure" in proc.stderr
 
 

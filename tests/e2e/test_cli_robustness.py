@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -12,18 +14,21 @@ from helpers.cli import keel, spawn
 
 
 def test_status_on_a_fresh_install_says_active_and_where_the_control_store_is(tmp_path):
+    home = Path(os.environ["XDG_STATE_HOME"]) / "keel"  # the default home (tests/conftest.py isolates it)
     proc = keel("status", cwd=tmp_path)
     assert "active" in proc.stdout and "no change recorded yet" in proc.stdout
-    assert "keel.db" in proc.stdout and "Traceback" not in proc.stderr
+    assert f"control store: {home / 'control.db'}" in proc.stdout and "Traceback" not in proc.stderr
     data = json.loads(keel("status", "--json", cwd=tmp_path).stdout)
-    assert data["state"] == "active" and data["since"] is None
-    assert data["store"].endswith("keel.db")
+    assert data["state"] == "active" and data["since"] is None and data["incident"] is None
+    assert data["store"] == str(home / "control.db")
+    assert not (tmp_path / "var").exists()  # nothing is written under the working directory
 
 
 def test_an_internal_error_is_one_line_and_a_crash_file(tmp_path):
-    (tmp_path / "var").mkdir()
-    (tmp_path / "var" / "keel.db").write_text("this is not a database " * 10)  # the control store is garbage
-    proc = keel("status", cwd=tmp_path, check=False, env={"TMPDIR": str(tmp_path)})
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "control.db").write_text("this is not a database " * 10)  # the control store is garbage
+    proc = keel("status", cwd=tmp_path, check=False, env={"TMPDIR": str(tmp_path), "KEEL_HOME": str(home)})
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()

@@ -14,13 +14,13 @@ import numpy as np
 from keel.agents.hydrate import account_skills
 from keel.backtest.run import RunResult, control_url, execute_run, prepare
 from keel.brokers.paper import PaperBroker
+from keel.control.store import ControlStore
 from keel.data.frame import OHLCV, ns_to_datetime
 from keel.domain.decisions import TradingState
 from keel.domain.market import Quote
 from keel.domain.orders import OrderRequest
 from keel.domain.portfolio import Account
 from keel.journal.journal import Journal
-from keel.journal.store import IntentStore
 from keel.risk.trading_state import SimulatedTradingState
 from keel.runtime.book import Book
 from keel.runtime.clock import ReplayClock
@@ -279,9 +279,9 @@ class ScenarioBroker(PaperBroker):
 
 def operator(settings: Settings, state: TradingState, why: str, ts: datetime) -> None:
     """Another process (an operator's `keel kill` / `keel reduce`) changes the trading state in the control store."""
-    store = IntentStore.open(control_url(settings), write_through=True)
+    store = ControlStore.open(control_url(settings))
     try:
-        store.set_trading_state(state, reason=why, actor="ops", ts=ts)
+        store.change_state(state, trigger="operator", actor="ops", reason=why, ts=ts, expected_change=None)
     finally:
         store.close()
 

@@ -123,10 +123,14 @@ def test_a_sessions_trip_halts_the_control_plane_every_process_reads(tmp_path):
     store, _ = open_guard(cfg)
     try:
         state = store.trading_state()
+        (record,) = store.records()
     finally:
         store.close()
     assert (state.state.value, state.actor) == ("halted", "keel:MAX_DRAWDOWN")
     assert "below its peak" in state.reason
+    # an incident record: a trip by the drawdown trigger, naming the run
+    assert (record.kind.value, record.trigger, record.state_after.value) == ("trip", "drawdown", "halted")
+    assert record.detail == {"run_id": result.summary.run_id, "code": "MAX_DRAWDOWN"}
     assert result.summary.blocked_reasons == {"KILL_SWITCH_ACTIVE": 1}  # the session obeyed its own trip at once
 
 

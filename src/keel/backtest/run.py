@@ -28,6 +28,8 @@ from keel.backtest.folder import RunFolder
 from keel.backtest.outputs import missing_outputs, output_files, regenerate, write_outputs
 from keel.backtest.report import build_summary, equity_curve, round_trips
 from keel.brokers.paper import PaperBroker
+from keel.control.records import Trigger
+from keel.control.store import ControlStore
 from keel.data.frame import OHLCV, ns_to_datetime
 from keel.domain.decisions import ApprovalMode, TradingState
 from keel.domain.errors import InputError, KeelError
@@ -96,11 +98,10 @@ def run_id_for(
     profile: Profile,
     trading_script: TradingScript = (),
 ) -> str:
-    """Everything that decides the run, hashed. Paths, the journal URL and which files the report writes are not
-    part of it (the demo's settings are, through the data they generate)."""
-    config = settings.model_dump(
-        mode="json", exclude={"var_dir": True, "journal": {"url"}, "demo": True, "report": True}
-    )
+    """Everything that decides the run, hashed. Paths, the journal URL, who may lift a halt and which files the report
+    writes are not part of it (the demo's settings are, through the data they generate)."""
+    exclude = {"var_dir": True, "home": True, "journal": {"url"}, "risk": {"operators"}, "demo": True, "report": True}
+    config = settings.model_dump(mode="json", exclude=exclude)
     ident = {
         "mode": mode.value,
         "profile": profile.value,
@@ -175,7 +176,7 @@ def execute_run(
                 guard = None
             ctx = _context(run_id, prepared, settings, strategy, mode, profile, journal, guard, broker, trading_script)
             if control is not None:
-                ctx.extras["trip"] = _control_trip(control, guard)
+                ctx.extras["trip"] = _control_trip(control, guard, run_id)
             timings["setup"] = time.perf_counter() - started
             first_ts = ns_to_datetime(int(ctx.market.timeline[0]))
             journal.recover(ts=first_ts)
@@ -304,18 +305,40 @@ def _context(
     )
 
 
-def _control_trip(control: IntentStore, guard: TradingStateGuard) -> Callable[[ReasonCode, TradingState, str], None]:
+#: the control plane's trigger for each of the run's own kill-switch triggers
+_TRIGGERS = {
+    ReasonCode.DAILY_LOSS_LIMIT: Trigger.DAILY_LOSS,
+    ReasonCode.MAX_DRAWDOWN: Trigger.DRAWDOWN,
+    ReasonCode.BROKER_FAILURES: Trigger.BROKER_FAILURES,
+    ReasonCode.HEARTBEAT_LOST: Trigger.MISSED_HEARTBEATS,
+    ReasonCode.RECONCILIATION_BREAK: Trigger.RECONCILIATION_BREAK,
+}
+
+
+def _control_trip(control: ControlStore, guard: TradingStateGuard, run_id: str) -> Callable[..., None]:
     """How a session trips the operator's kill switch: the control plane every process reads, changed in wall time
-    (an operator's cooldown runs in wall time), and this session's guard made to read it again at once."""
+    (an operator's cooldown runs in wall time) as an incident record naming the trigger and the run, and this
+    session's guard made to read it again at once (its own write does not move its connection's version probe)."""
     from keel.risk.kill_switch import halt, reduce
+    from keel.risk.roles import RiskRole
     from keel.runtime.clock import WallClock
 
     def tripped(code: ReasonCode, state: TradingState, reason: str) -> None:
-        now, actor = WallClock().now(), f"keel:{code.value}"
+        now, actor, trigger = WallClock().now(), f"keel:{code.value}", _TRIGGERS[code]
+        detail = {"run_id": run_id, "code": code.value}
         if state is TradingState.HALTED:
-            halt(control, reason=reason, actor=actor, ts=now)
-        else:
-            reduce(control, reason=reason, actor=actor, ts=now, cooldown_seconds=0.0)
+            halt(control, reason=reason, actor=actor, ts=now, trigger=trigger, detail=detail)
+        else:  # a trip to reducing only ever tightens (see `tripwire.trip`): no role, no cooldown is consulted
+            reduce(
+                control,
+                reason=reason,
+                actor=actor,
+                ts=now,
+                cooldown_seconds=0.0,
+                role=RiskRole.of(()),
+                trigger=trigger,
+                detail=detail,
+            )
         guard.refresh()
 
     return tripped

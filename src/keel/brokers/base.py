@@ -46,3 +46,6 @@ class Broker(Protocol):
         """Balance, positions and reference prices in one plain view: what a decision cycle reads."""
 
     def open_orders(self) -> list[Order]: ...
+
+    def heartbeat(self) -> None:
+        """Return when the venue answers; raise `BrokerError` when it does not (sessions count the misses)."""

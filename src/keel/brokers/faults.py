@@ -4,7 +4,7 @@
 through or injects one `Fault`: a timeout after the venue accepted the order, a timeout or a dropped connection before
 it did, HTTP 429 (refused, not accepted), HTTP 5xx (it may or may not have been accepted), a duplicate
 acknowledgement (the request reached the venue twice), a fill reported a bar late, or a status lookup that times
-out. Faults come from a script (the Nth submit gets this fault) and/or from seeded rates, so the same plan and seed
+out; and, outside submits, heartbeats the venue does not answer and cancel-alls it ignores. Faults come from a script (the Nth submit gets this fault) and/or from seeded rates, so the same plan and seed
 always inject the same faults at the same calls.
 
 The wrapper only lies about *outcomes*; the inner broker stays the truth of what the venue holds. That is what lets
@@ -48,6 +48,10 @@ class FaultPlan:
     seed: int = 0
     rates: Mapping[Fault, float] = field(default_factory=dict)
     script: Mapping[int, Fault] = field(default_factory=dict)
+    #: 1-based heartbeat calls the venue does not answer
+    heartbeat_misses: frozenset[int] = frozenset()
+    #: how many `cancel_all` calls the venue ignores (acknowledges, cancels nothing) before it obeys again
+    cancel_misses: int = 0
 
     def __post_init__(self) -> None:
         total = 0.0
@@ -62,6 +66,10 @@ class FaultPlan:
             Fault(fault)
             if n < 1:
                 raise InputError(f"scripted fault {fault} at submit {n}: submits are numbered from 1")
+        if any(n < 1 for n in self.heartbeat_misses):
+            raise InputError("heartbeat misses are numbered from 1")
+        if self.cancel_misses < 0:
+            raise InputError(f"cancel_misses must be 0 or more, got {self.cancel_misses}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +93,8 @@ class FaultyBroker:
         self._delayed: set[str] = set()
         self._held: dict[str, list[Fill]] = {}  # symbol -> fills reported at its next bar
         self._lookup_fails: set[str] = set()
+        self._heartbeats = 0
+        self._cancel_misses = plan.cancel_misses
         self.injected: list[Injected] = []
 
     @property
@@ -133,6 +143,18 @@ class FaultyBroker:
             self._lookup_fails.discard(client_order_id)
             raise BrokerUnavailable(f"status of {client_order_id}: timed out (injected)")
         return self._inner.status(client_order_id)
+
+    def heartbeat(self) -> None:
+        self._heartbeats += 1
+        if self._heartbeats in self._plan.heartbeat_misses:
+            raise BrokerUnavailable(f"heartbeat {self._heartbeats}: no answer (injected)")
+        self._inner.heartbeat()
+
+    def cancel_all(self, symbol: str | None = None) -> list[Order]:
+        if self._cancel_misses > 0:
+            self._cancel_misses -= 1
+            return []  # acknowledged, nothing cancelled: the orders are still working
+        return self._inner.cancel_all(symbol)
 
     def on_bar(self, symbol: str, ts: Any, *bar: float) -> list[Fill]:
         held = self._held.pop(symbol, [])

@@ -244,6 +244,9 @@ class PaperBroker(FillModel, Snapshots):
     def open_orders(self) -> list[Order]:
         return [r.model for r in self._open.values()]
 
+    def heartbeat(self) -> None:
+        """The paper venue lives in this process: it always answers."""
+
     def drain_silent_updates(self) -> list[Order]:
         """Orders that bars ended without any fill since the last call (e.g. rejected: insufficient cash at fill).
 

@@ -60,6 +60,12 @@ def _check_driver(driver: str, problems: list[str]) -> None:
 
 def _run(frames, settings, strategy, *, out_dir, profile, fresh, driver, as_json, title):
     from keel.backtest.run import execute_run
+    from keel.settings import Mode
+
+    if settings.mode is not Mode.REPLAY:  # a session obeys the control plane: say so if the old place held a halt
+        from keel.cli.control import before_session
+
+        before_session(settings)
 
     total_bars = max(len(f) for f in frames)
     progress = Progress(

@@ -53,6 +53,7 @@ class ReasonCode(StrEnum):
     # -- kill switch triggers (the run halts itself) ------------------------------------------------
     MAX_DRAWDOWN = ("MAX_DRAWDOWN", "Equity fell the configured percentage below its peak: the kill switch tripped.")
     BROKER_FAILURES = ("BROKER_FAILURES", "Consecutive broker failures reached the limit: the kill switch tripped.")
+    HEARTBEAT_LOST = ("HEARTBEAT_LOST", "The broker missed consecutive heartbeats: the kill switch tripped.")
     RECONCILIATION_BREAK = (
         "RECONCILIATION_BREAK",
         "The journal and the broker disagree (an order or fill nobody sent): the kill switch tripped.",

@@ -1,46 +1,130 @@
 """The kill switch: one audited way to halt trading, one to reduce it to exits, and one deliberate way back.
 
-Halting and reducing are always allowed from `active` and take effect at the next state check (every executor
-submit re-checks). `reducing` lets through only exits that shrink risk. Leaving `halted` is never automatic:
-it needs an operator, a reason, and the cooldown to have passed — whether the way out is `resume` (to
-`active`) or `reduce` (to `reducing`, which also loosens a halt). Leaving `reducing` for `active` needs an
-operator and a reason but no cooldown: `reducing` never stopped the exits, so there is nothing to settle.
+Tripping is never gated: a halt is allowed from every state, by anyone, and a reduce from `active` or `reducing`;
+they take effect at the next state check (every executor submit re-checks). `reducing` lets through only exits that
+shrink risk. Releasing — any change to a looser state — needs an actor with the risk role (`keel.risk.roles`) and a
+reason, and is never automatic. Leaving `halted`, whether by `resume` (to `active`) or by `reduce` (to `reducing`,
+which also loosens a halt), also waits for the cooldown; leaving `reducing` for `active` does not: `reducing` never
+stopped the exits, so there is nothing to settle.
+
+Every change goes to the control store as one incident record (`keel.control.records`), decided on the state it
+read: if another process changed the state in between, the store refuses the change (`StaleState`) instead of
+overwriting it. Only a halt decides on nothing, and always goes through.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any, Protocol
 
+from keel.control.records import ControlState, IncidentRecord, Trigger
 from keel.domain.decisions import TradingState
 from keel.domain.errors import InputError, KeelError
+from keel.risk.roles import RiskRole
 
 
-def halt(store, *, reason: str, actor: str, ts: datetime) -> None:
+class ControlStoreLike(Protocol):
+    def trading_state(self) -> ControlState: ...
+
+    def change_state(
+        self,
+        state: TradingState,
+        *,
+        trigger: str,
+        actor: str,
+        reason: str,
+        ts: datetime,
+        expected_change: int | None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> IncidentRecord: ...
+
+
+def halt(
+    store: ControlStoreLike,
+    *,
+    reason: str,
+    actor: str,
+    ts: datetime,
+    trigger: str = Trigger.OPERATOR,
+    detail: Mapping[str, Any] | None = None,
+) -> IncidentRecord:
+    """Halt now, from any state: nothing is sent from the next state check on."""
     _need_reason(reason)
-    store.set_trading_state(TradingState.HALTED, reason=reason.strip(), actor=actor, ts=ts)
+    _need_actor(actor)
+    return store.change_state(
+        TradingState.HALTED,
+        trigger=trigger,
+        actor=actor,
+        reason=reason.strip(),
+        ts=ts,
+        expected_change=None,
+        detail=detail,
+    )
 
 
-def reduce(store, *, reason: str, actor: str, ts: datetime, cooldown_seconds: float) -> None:
-    """Only exits that shrink risk pass from now on. From `halted` this loosens the halt, so the cooldown applies."""
+def reduce(
+    store: ControlStoreLike,
+    *,
+    reason: str,
+    actor: str,
+    ts: datetime,
+    cooldown_seconds: float,
+    role: RiskRole,
+    trigger: str = Trigger.OPERATOR,
+    detail: Mapping[str, Any] | None = None,
+) -> IncidentRecord:
+    """Only exits that shrink risk pass from now on. From `halted` this loosens the halt: the risk role and the
+    cooldown apply."""
     _need_reason(reason)
+    _need_actor(actor)
     current = store.trading_state()
     if current.state is TradingState.HALTED:
+        role.require(actor, to="lift the halt to reducing")
         _cooldown_passed(current, ts, cooldown_seconds, then="reduce")
-    store.set_trading_state(TradingState.REDUCING, reason=reason.strip(), actor=actor, ts=ts)
+    return store.change_state(
+        TradingState.REDUCING,
+        trigger=trigger,
+        actor=actor,
+        reason=reason.strip(),
+        ts=ts,
+        expected_change=current.change_id,
+        detail=detail,
+    )
 
 
-def resume(store, *, reason: str, actor: str, ts: datetime, cooldown_seconds: float) -> None:
-    """Back to `active`: from `halted` after the cooldown, from `reducing` at once."""
+def resume(
+    store: ControlStoreLike,
+    *,
+    reason: str,
+    actor: str,
+    ts: datetime,
+    cooldown_seconds: float,
+    role: RiskRole,
+    trigger: str = Trigger.OPERATOR,
+    detail: Mapping[str, Any] | None = None,
+) -> IncidentRecord:
+    """Back to `active`, by an actor with the risk role: from `halted` after the cooldown, from `reducing` at once."""
     _need_reason(reason)
+    _need_actor(actor)
     current = store.trading_state()
     if current.state is TradingState.ACTIVE:
         raise InputError("trading is already active; nothing to resume")
+    role.require(actor, to=f"resume trading from {current.state.value}")
     if current.state is TradingState.HALTED:
         _cooldown_passed(current, ts, cooldown_seconds, then="resume")
-    store.set_trading_state(TradingState.ACTIVE, reason=reason.strip(), actor=actor, ts=ts)
+    return store.change_state(
+        TradingState.ACTIVE,
+        trigger=trigger,
+        actor=actor,
+        reason=reason.strip(),
+        ts=ts,
+        expected_change=current.change_id,
+        detail=detail,
+    )
 
 
-def _cooldown_passed(current, ts: datetime, cooldown_seconds: float, *, then: str) -> None:
+def _cooldown_passed(current: ControlState, ts: datetime, cooldown_seconds: float, *, then: str) -> None:
     waited = (ts - current.ts).total_seconds() if current.ts is not None else float("inf")
     if waited < cooldown_seconds:
         raise KeelError(
@@ -52,3 +136,8 @@ def _cooldown_passed(current, ts: datetime, cooldown_seconds: float, *, then: st
 def _need_reason(reason: str) -> None:
     if not reason or not reason.strip():
         raise InputError("a reason is required (--reason TEXT): every change of trading state is audited")
+
+
+def _need_actor(actor: str) -> None:
+    if not actor or not actor.strip():
+        raise InputError("an actor is required (--actor ID): every change of trading state names who made it")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from keel.control.records import severity
 from keel.domain.decisions import TradingState
 from keel.domain.reasons import ReasonCode
 from keel.risk.triggers import first_money_trip, money_trip
@@ -30,14 +31,10 @@ STAGE = "risk"
 HORIZON = 4_096
 
 
-#: how far each state is from `active`: a trip only ever moves further
-SEVERITY = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
-
-
 def trip(ctx: RunContext, code: ReasonCode, detail: str, *, state: TradingState = TradingState.HALTED) -> None:
     """Move the trading state this run obeys to `state` (halted, or reducing), now, with the trigger and why;
     journalled. A state already as severe is left as it is."""
-    if SEVERITY[ctx.guard.current()[0]] >= SEVERITY[state]:
+    if severity(ctx.guard.current()[0]) >= severity(state):  # a trip only ever tightens
         return
     ctx.journal.event(
         STAGE,

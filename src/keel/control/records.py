@@ -1,0 +1,145 @@
+"""What the control store answers with: the current trading state and the incident records, plain and frozen.
+
+An **incident** is one episode away from `active`: it opens with the trip that leaves `active` and closes with the
+release that returns to it. Every change of the trading state is one record of it: a *trip* (to a state as strict as
+the one before or stricter: halt, reduce from active, a halt repeated) or a *release* (to a looser state: resume,
+reduce from halted). Each record names its trigger, its actor, its reason and the states before and after, and links
+to its incident by `incident_id` (the id of the record that opened it) — so a release says which incident it lifts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from keel.domain.decisions import TradingState
+from keel.domain.errors import InputError
+
+#: How strict each state is: a change to a stricter (or equally strict) state is a trip, to a looser one a release.
+_SEVERITY = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+
+
+def severity(state: TradingState) -> int:
+    return _SEVERITY[TradingState(state)]
+
+
+class Trigger(StrEnum):
+    """What changed the trading state: a person, or one of the run's own triggers (`keel.runtime.tripwire`); each is
+    a record like any other."""
+
+    OPERATOR = "operator"  # a person, through the CLI (later: the API, the console, a signal file)
+    LEGACY_STORE = "legacy-store"  # a halt found in the place versions before `home` kept the trading state
+    DAILY_LOSS = "daily-loss"  # the day's loss reached risk.max_daily_loss: reducing
+    DRAWDOWN = "drawdown"  # equity risk.max_drawdown_pct below its peak: halted
+    BROKER_FAILURES = "broker-failures"  # risk.max_broker_failures unknown submits or failed lookups in a row
+    MISSED_HEARTBEATS = "missed-heartbeats"  # risk.max_missed_heartbeats heartbeats in a row went unanswered
+    RECONCILIATION_BREAK = "reconciliation-break"  # the journal and the broker disagreed after a restart
+
+
+class RecordKind(StrEnum):
+    TRIP = "trip"
+    RELEASE = "release"
+
+
+def to_iso(ts: datetime) -> str:
+    """The storage form of a time: fixed-width ISO-8601 in UTC, the journal's own format (`keel.journal.schema`), so
+    the two agree where they share a database. A naive time is refused, not guessed."""
+    if ts.utcoffset() is None:
+        raise InputError(f"time {ts.isoformat()} has no time zone; the control store keeps UTC-aware times only")
+    return ts.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True, slots=True)
+class ControlState:
+    """The current trading state. `change_id` is the id of the change that set it (0, and `ts` None, for the implicit
+    initial `active`: nothing recorded yet); a change made on what was read names it, so that a change made meanwhile
+    by another process is never overwritten."""
+
+    state: TradingState
+    reason: str
+    actor: str
+    ts: datetime | None
+    change_id: int = 0
+
+
+INITIAL = ControlState(TradingState.ACTIVE, "initial", "system", None, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRecord:
+    record_id: int
+    incident_id: int
+    ts: datetime
+    kind: RecordKind
+    trigger: str
+    actor: str
+    reason: str
+    state_before: TradingState
+    state_after: TradingState
+    #: the id of the trading-state change this record describes (a row of `kill_switch`)
+    change_id: int
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "record_id": self.record_id,
+            "incident_id": self.incident_id,
+            "ts": self.ts.isoformat(),
+            "kind": self.kind.value,
+            "trigger": self.trigger,
+            "actor": self.actor,
+            "reason": self.reason,
+            "state_before": self.state_before.value,
+            "state_after": self.state_after.value,
+            "change_id": self.change_id,
+            "detail": dict(self.detail),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """The records of one incident, in order: the trip that opened it first."""
+
+    incident_id: int
+    records: tuple[IncidentRecord, ...]
+
+    @property
+    def opened(self) -> IncidentRecord:
+        return self.records[0]
+
+    @property
+    def latest(self) -> IncidentRecord:
+        return self.records[-1]
+
+    @property
+    def is_open(self) -> bool:
+        return self.latest.state_after is not TradingState.ACTIVE
+
+    @property
+    def closed_at(self) -> datetime | None:
+        return None if self.is_open else self.latest.ts
+
+    def as_dict(self) -> dict[str, Any]:
+        closed = self.closed_at
+        return {
+            "incident_id": self.incident_id,
+            "opened_at": self.opened.ts.isoformat(),
+            "trigger": self.opened.trigger,
+            "opened_by": self.opened.actor,
+            "reason": self.opened.reason,
+            "state": self.latest.state_after.value,
+            "open": self.is_open,
+            "closed_at": closed.isoformat() if closed is not None else None,
+            "records": [r.as_dict() for r in self.records],
+        }
+
+
+def incidents_of(records: Iterable[IncidentRecord]) -> list[Incident]:
+    """The records grouped into their incidents, each in record order, incidents in the order they opened."""
+    grouped: dict[int, list[IncidentRecord]] = {}
+    for rec in sorted(records, key=lambda r: r.record_id):
+        grouped.setdefault(rec.incident_id, []).append(rec)
+    return [Incident(iid, tuple(recs)) for iid, recs in sorted(grouped.items())]
