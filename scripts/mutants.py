@@ -144,6 +144,7 @@ REC = "keel/journal/reconcile.py"
 RUN = "keel/backtest/run.py"
 CST = "keel/domain/costs.py"
 CYC = "keel/runtime/cycle.py"
+CMD_CANCEL = "keel/agents/commander.py"
 TRP = "keel/runtime/tripwire.py"
 TRG = "keel/risk/triggers.py"
 CTL = "keel/runtime/control.py"
@@ -546,7 +547,7 @@ CATALOGUE: tuple[Mutant, ...] = (
     m(
         "halt-leaves-orders-working",
         CMD,
-        "if trading is TradingState.HALTED and book.working:",
+        "if trading is TradingState.HALTED and (book.working or book.unknown):",
         "if False:",
         [HALT_CANCELS],
         "a halt leaves working orders to keep filling",
@@ -928,6 +929,38 @@ CATALOGUE: tuple[Mutant, ...] = (
         "        pass",
         u(TRIPS, "test_a_sessions_trip_halts_the_control_plane_every_process_reads"),
         "a session halts the control plane but keeps trading: its guard never sees its own write",
+    ),
+    m(
+        "heartbeat-never-asked",
+        CYC,
+        "    if sim is None:  # a session",
+        "    if False:  # a session",
+        u(TRIPS, "test_three_missed_heartbeats_halt_a_session_and_cancel_what_rests_at_the_broker"),
+        "a session never asks its broker for a heartbeat: a venue gone silent never halts it",
+    ),
+    m(
+        "heartbeat-misses-never-reset",
+        TRP,
+        "        return\n    book.missed_heartbeats = 0",
+        "        return",
+        u(TRIPS, "test_a_heartbeat_that_answers_resets_the_count"),
+        "misses that were not in a row halt the session",
+    ),
+    m(
+        "halt-never-verified",
+        CMD_CANCEL,
+        "        still = ctx.broker.open_orders()",
+        "        still = []",
+        u(TRIPS, "test_a_halt_whose_cancel_all_leaves_orders_working_escalates_and_tries_again"),
+        "a halt whose cancel-all the venue ignored is reported done while its orders still fill",
+    ),
+    m(
+        "halt-escalation-not-an-incident",
+        RUN,
+        '                ctx.extras["escalate"] = _control_escalate(control, run_id)',
+        "                pass",
+        u(TRIPS, "test_a_halt_whose_cancel_all_leaves_orders_working_escalates_and_tries_again"),
+        "a halt that did not verify leaves no incident record: only the run's journal knows",
     ),
     # -- the control plane (one store, kill with a broken config, the risk role, incidents, the old place) -----------
     m(

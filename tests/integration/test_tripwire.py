@@ -20,9 +20,11 @@ WIDE = {"max_order_notional": 1e7, "max_exposure": 1e7, "require_stop": False}
 DRAWDOWN = [100.0] * 3 + [110.0, 120.0, 120.0, 115.0, 110.0, 105.0, 103.0, 102.5, 101.9, 101.0, 100.0, 99.0, 99.0]
 
 
-def _run(tmp_path, frames, strategy, *, driver="replay", profile=Profile.PAPER, mode=None, broker=None, **settings):
+def _run(
+    tmp_path, frames, strategy, *, driver="replay", profile=Profile.PAPER, mode=None, make_broker=None, **settings
+):
     cfg = settings_for(tmp_path / "run", **{"broker": FREE, **settings})
-    made = broker(cfg) if broker is not None else None
+    made = make_broker(cfg) if make_broker is not None else None
     return execute_run(
         frames, cfg, strategy, out_dir=tmp_path / "run", profile=profile, mode=mode, driver=driver, broker=made
     ), cfg
@@ -90,7 +92,7 @@ def _three_symbols_at_once(tmp_path, script, n_symbols=3, **settings):
     def faulty(cfg):
         return FaultyBroker(ScenarioBroker.like(cfg, profile=Profile.PAPER), FaultPlan(script=script))
 
-    return _run(tmp_path, frames, strategy, sizing=fixed, broker=faulty, risk={**WIDE, **settings})
+    return _run(tmp_path, frames, strategy, sizing=fixed, make_broker=faulty, risk={**WIDE, **settings})
 
 
 def test_three_broker_failures_in_a_row_halt_trading(tmp_path):
@@ -141,3 +143,64 @@ def test_a_drawdown_limit_outside_0_to_100_is_refused(tmp_path, limit):
 
     with pytest.raises((ConfigError, ValueError), match="max_drawdown_pct"):
         load_settings(var_dir=tmp_path / "var", risk={"max_drawdown_pct": limit})
+
+
+def _resting_order_session(tmp_path, plan: FaultPlan, **risk):
+    """A paper session whose only entry (bar 1, 1,000 units) fills 100 units a bar (a 10 % participation cap of 1,000
+    a bar), so an order is still working at the broker for ten bars."""
+    frames = [bars("AAA", [100.0] * 20, volumes=[1_000.0] * 20)]
+    strategy = scripted(entries={"AAA": (1,)})
+
+    def faulty(cfg):
+        return FaultyBroker(ScenarioBroker.like(cfg, profile=Profile.PAPER), plan)
+
+    return _run(
+        tmp_path,
+        frames,
+        strategy,
+        mode=Mode.PAPER,
+        make_broker=faulty,
+        sizing={"method": "fixed_notional", "fixed_notional": 100_000},
+        broker={**FREE, "participation_cap": 0.1},
+        risk={**WIDE, **risk},
+    )
+
+
+def test_three_missed_heartbeats_halt_a_session_and_cancel_what_rests_at_the_broker(tmp_path):
+    result, _ = _resting_order_session(tmp_path, FaultPlan(heartbeat_misses=frozenset({3, 4, 5})))
+    assert _tripped(result) == [("00:05", "HEARTBEAT_LOST", "halted")]  # the 5th cycle: bars 1..5
+    assert len(events(result, "broker.heartbeat_missed")) == 3
+    (cancelled,) = events(result, "order.cancelled")
+    assert cancelled["ts"][11:16] == "00:05" and cancelled["payload"]["why"] == "halted"
+    assert sum(f[2] for f in fills(result)) == 400.0  # bars 2..5 filled 100 each; nothing after the halt
+    (verified,) = events(result, "kill_switch.verified")
+    assert verified["payload"] == {"cancelled": 1, "attempts": 1, "open_orders": 0}
+
+
+def test_a_heartbeat_that_answers_resets_the_count(tmp_path):
+    result, _ = _resting_order_session(tmp_path, FaultPlan(heartbeat_misses=frozenset({2, 3, 5, 6})))
+    assert _tripped(result) == []
+    assert sum(f[2] for f in fills(result)) == 1_000.0
+
+
+def test_a_halt_whose_cancel_all_leaves_orders_working_escalates_and_tries_again(tmp_path):
+    # The venue ignores the first three cancel-alls: the halt does not verify at bar 5, escalates (an incident
+    # record of its own), and verifies at bar 6, where the fourth cancel-all works. The order filled 100 more there.
+    plan = FaultPlan(heartbeat_misses=frozenset({3, 4, 5}), cancel_misses=3)
+    result, cfg = _resting_order_session(tmp_path, plan)
+    (escalated,) = events(result, "kill_switch.escalated")
+    assert escalated["ts"][11:16] == "00:05"
+    assert "1 order(s) still open after 3 cancel-alls" in escalated["payload"]["detail"]
+    (verified,) = events(result, "kill_switch.verified")
+    assert verified["ts"][11:16] == "00:06"
+    assert sum(f[2] for f in fills(result)) == 500.0
+    store, _ = open_guard(cfg)
+    try:
+        records = store.records()
+    finally:
+        store.close()
+    assert [(r.trigger, r.state_after.value) for r in records] == [
+        ("missed-heartbeats", "halted"),
+        ("trip-verification", "halted"),
+    ]
+    assert records[0].incident_id == records[1].incident_id  # one incident, escalated

@@ -1,5 +1,5 @@
-"""Commander: routes the cycle. Reads the trading state, expires stale approvals, cancels on halt, and
-names the symbols that have something to do at this bar."""
+"""Commander: routes the cycle. Reads the trading state, expires stale approvals, cancels on halt (and verifies
+that nothing is left working), and names the symbols that have something to do at this bar."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ from typing import TYPE_CHECKING
 from keel.domain.decisions import TradingState
 from keel.domain.intents import IntentState
 from keel.domain.reasons import ReasonCode
+from keel.runtime.tripwire import escalate
 
 if TYPE_CHECKING:
     from keel.runtime.context import RunContext
     from keel.runtime.state import CycleState
 
 STAGE = "commander"
+#: cancel-alls a halt tries in one cycle before it escalates
+CANCEL_ATTEMPTS = 3
 
 
 def commander(state: CycleState, ctx: RunContext) -> dict:
@@ -38,19 +41,49 @@ def commander(state: CycleState, ctx: RunContext) -> dict:
             )
             book.release(p.intent_id, p.symbol)
             del book.pending_approvals[p.intent_id]
-    if trading is TradingState.HALTED and book.working:
+    if trading is TradingState.HALTED and (book.working or book.unknown):
+        cancel_all_and_verify(state, ctx)
+    return {"trading_state": trading.value, "trading_reason": reason, "active": active_symbols(state, ctx)}
+
+
+def cancel_all_and_verify(state: CycleState, ctx: RunContext) -> None:
+    """Halted: cancel every order at the broker, then make sure none is left. The halt verifies itself: the broker must
+    report no open order; otherwise the cancel-all is repeated (`CANCEL_ATTEMPTS` times), and what still rests is
+    escalated — journalled, an incident record in a session — and tried again at the next bar. A halt is never
+    reported done while an order can still fill."""
+    book, now = ctx.book, ctx.clock.now()
+    cancelled = 0
+    for attempt in range(1, CANCEL_ATTEMPTS + 1):
         for order in ctx.broker.cancel_all():
-            ctx.journal.order_event(
+            cancelled += 1
+            coid = order.client_order_id
+            if coid in book.working:  # the journal knows it; an unknown submit's order is settled by its lookup
+                ctx.journal.order_event(
+                    STAGE,
+                    "order.cancelled",
+                    order,
+                    {"client_order_id": coid, "status": order.status.value, "why": "halted"},
+                    ts=now,
+                    run_id=ctx.run_id,
+                )
+                book.working.pop(coid, None)
+                book.release(coid, order.symbol)
+        still = ctx.broker.open_orders()
+        if not still:
+            ctx.journal.event(
                 STAGE,
-                "order.cancelled",
-                order,
-                {"client_order_id": order.client_order_id, "status": order.status.value, "why": "halted"},
+                "kill_switch.verified",
+                {"cancelled": cancelled, "attempts": attempt, "open_orders": 0},
                 ts=now,
                 run_id=ctx.run_id,
             )
-            book.working.pop(order.client_order_id, None)
-            book.release(order.client_order_id, order.symbol)
-    return {"trading_state": trading.value, "trading_reason": reason, "active": active_symbols(state, ctx)}
+            return
+    ids = sorted(o.client_order_id for o in still)
+    escalate(ctx, f"{len(ids)} order(s) still open after {CANCEL_ATTEMPTS} cancel-alls: {', '.join(ids[:10])}")
+    for symbol in {o.symbol for o in still}:
+        wake = ctx.market.next_bar_timeline(symbol, state["t"])
+        if wake is not None:
+            ctx.schedule.wake(wake)
 
 
 def active_symbols(state: CycleState, ctx: RunContext) -> list[str]:

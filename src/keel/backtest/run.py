@@ -177,6 +177,7 @@ def execute_run(
             ctx = _context(run_id, prepared, settings, strategy, mode, profile, journal, guard, broker, trading_script)
             if control is not None:
                 ctx.extras["trip"] = _control_trip(control, guard, run_id)
+                ctx.extras["escalate"] = _control_escalate(control, run_id)
             timings["setup"] = time.perf_counter() - started
             first_ts = ns_to_datetime(int(ctx.market.timeline[0]))
             journal.recover(ts=first_ts)
@@ -342,6 +343,24 @@ def _control_trip(control: ControlStore, guard: TradingStateGuard, run_id: str) 
         guard.refresh()
 
     return tripped
+
+
+def _control_escalate(control: ControlStore, run_id: str) -> Callable[[str], None]:
+    """A halt that did not verify itself: halted again, which joins the open incident as a record of its own."""
+    from keel.risk.kill_switch import halt
+    from keel.runtime.clock import WallClock
+
+    def escalated(detail: str) -> None:
+        halt(
+            control,
+            reason=f"escalation: {detail}",
+            actor="keel:trip-verification",
+            ts=WallClock().now(),
+            trigger=Trigger.TRIP_VERIFICATION,
+            detail={"run_id": run_id, "level": 1},
+        )
+
+    return escalated
 
 
 def transition_rows(mode: Mode, existing: RunRecord | None) -> bool:

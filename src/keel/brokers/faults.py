@@ -4,8 +4,9 @@
 through or injects one `Fault`: a timeout after the venue accepted the order, a timeout or a dropped connection before
 it did, HTTP 429 (refused, not accepted), HTTP 5xx (it may or may not have been accepted), a duplicate
 acknowledgement (the request reached the venue twice), a fill reported a bar late, or a status lookup that times
-out; and, outside submits, heartbeats the venue does not answer and cancel-alls it ignores. Faults come from a script (the Nth submit gets this fault) and/or from seeded rates, so the same plan and seed
-always inject the same faults at the same calls.
+out; and, outside submits, heartbeats the venue does not answer and cancel-alls it ignores. Submit faults come from
+a script (the Nth submit gets this fault) and/or from seeded rates, so the same plan and seed always inject the same
+faults at the same calls.
 
 The wrapper only lies about *outcomes*; the inner broker stays the truth of what the venue holds. That is what lets
 a test prove the exactly-once properties (CONTROLS #22): zero duplicate orders, no acknowledged order lost, and

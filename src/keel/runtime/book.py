@@ -63,6 +63,8 @@ class Book:
     watch: tuple[int, float, dict[str, float]] | None = None
     #: broker failures in a row (unknown submits, failed lookups)
     broker_failures: int = 0
+    #: broker heartbeats missed in a row (sessions)
+    missed_heartbeats: int = 0
 
     def release(self, intent_id: str, symbol: str) -> None:
         """Forget an intent that will never trade, or has finished trading, from the in-flight maps."""
@@ -90,6 +92,7 @@ class Book:
             "peak_equity": self.peak_equity,
             "watch": [self.watch[0], self.watch[1], dict(self.watch[2])] if self.watch is not None else None,
             "broker_failures": self.broker_failures,
+            "missed_heartbeats": self.missed_heartbeats,
         }
 
     @classmethod
@@ -111,4 +114,5 @@ class Book:
             peak_equity=snap.get("peak_equity", 0.0),
             watch=(int(w[0]), float(w[1]), dict(w[2])) if (w := snap.get("watch")) is not None else None,
             broker_failures=snap.get("broker_failures", 0),
+            missed_heartbeats=snap.get("missed_heartbeats", 0),
         )

@@ -20,7 +20,7 @@ from keel.agents.strategist import strategist
 from keel.agents.supervisor import supervisor
 from keel.data.frame import ns_to_datetime
 from keel.runtime.state import CycleState, new_cycle
-from keel.runtime.tripwire import look_ahead, watch_money
+from keel.runtime.tripwire import check_heartbeat, look_ahead, watch_money
 
 if TYPE_CHECKING:
     from keel.runtime.context import RunContext
@@ -76,6 +76,8 @@ def begin_cycle(ctx: RunContext, t: int) -> CycleState:
         # The day starts at midnight, not at the first bar a driver happens to visit: mark at the boundary.
         book.day_start_equity = equity_before(ctx, market.first_at_or_after(day * DAY_NS))
     state = new_cycle(t, ts_ns)
+    if sim is None:  # a session: is the venue still there?
+        check_heartbeat(ctx)
     if book.unknown:  # before the market moves: a fill must find its order's intent settled
         settle_unknown(ctx, t, ts_ns)
     state["fills"] = advance_market(ctx, t)

@@ -20,6 +20,7 @@ import numpy as np
 
 from keel.control.records import severity
 from keel.domain.decisions import TradingState
+from keel.domain.errors import BrokerError
 from keel.domain.reasons import ReasonCode
 from keel.risk.triggers import first_money_trip, money_trip
 
@@ -134,6 +135,38 @@ def _equity_path(ctx: RunContext, cash: float, held: dict[str, float], timeline:
         j = np.searchsorted(view.to_timeline, timeline, side="right") - 1
         equity += quantity * view.bars.close[np.maximum(j, 0)]
     return equity
+
+
+def check_heartbeat(ctx: RunContext) -> None:
+    """A session asks its broker for a heartbeat at every cycle; `risk.max_missed_heartbeats` unanswered in a row halt
+    trading, which cancels what rests at the broker and blocks every intent. A replay's venue is in-process: it is
+    not asked."""
+    book = ctx.book
+    try:
+        ctx.broker.heartbeat()
+    except BrokerError as exc:
+        book.missed_heartbeats += 1
+        ctx.journal.event(
+            STAGE,
+            "broker.heartbeat_missed",
+            {"missed": book.missed_heartbeats, "detail": exc.message},
+            ts=ctx.clock.now(),
+            run_id=ctx.run_id,
+        )
+        limit = ctx.settings.risk.max_missed_heartbeats
+        if book.missed_heartbeats >= limit:
+            trip(ctx, ReasonCode.HEARTBEAT_LOST, f"{book.missed_heartbeats} heartbeats missed in a row (limit {limit})")
+        return
+    book.missed_heartbeats = 0
+
+
+def escalate(ctx: RunContext, detail: str) -> None:
+    """A halt failed to verify itself (orders still working after the cancel-all): journalled, and in a session an
+    incident record of its own on the open incident, so nobody reads the halt as done."""
+    ctx.journal.event(STAGE, "kill_switch.escalated", {"detail": detail}, ts=ctx.clock.now(), run_id=ctx.run_id)
+    escalated = ctx.extras.get("escalate")
+    if escalated is not None:
+        escalated(detail)
 
 
 def count_broker_failure(ctx: RunContext, failed: bool) -> None:
