@@ -931,6 +931,22 @@ CATALOGUE: tuple[Mutant, ...] = (
         "a session halts the control plane but keeps trading: its guard never sees its own write",
     ),
     m(
+        "repeated-orders-never-throttled",
+        EXE,
+        '        throttle_repeats(ctx, intent, state["ts_ns"])  # may halt',
+        "        pass  # may halt",
+        u(TRIPS, "test_the_fourth_identical_order_in_the_window_halts_execution_and_no_timer_re_enables_it"),
+        "a loop sending the same order again and again is never stopped",
+    ),
+    m(
+        "repeat-throttle-one-late",
+        TRP,
+        "    if same >= risk.max_repeated_orders:",
+        "    if same > risk.max_repeated_orders:",
+        u(TRIPS, "test_the_fourth_identical_order_in_the_window_halts_execution_and_no_timer_re_enables_it"),
+        "one identical order more than the limit is sent before the throttle halts",
+    ),
+    m(
         "heartbeat-never-asked",
         CYC,
         "    if sim is None:  # a session",

@@ -108,6 +108,12 @@ class RiskLimits(_Section):
     )
     max_broker_failures: int = Field(3, ge=1, description="broker failures in a row that trip the kill switch")
     max_missed_heartbeats: int = Field(3, ge=1, description="sessions: broker heartbeats missed in a row that halt")
+    max_repeated_orders: int = Field(
+        10,
+        ge=1,
+        description="identical orders (symbol, side, size, price) allowed in the repeat window; one more halts",
+    )
+    repeat_window_seconds: float = Field(60.0, gt=0, allow_inf_nan=False, description="the repeat window")
     trip_on_daily_loss: bool = Field(
         True, description="reaching max_daily_loss also trips the kill switch to reducing (an operator resumes)"
     )

@@ -21,13 +21,31 @@ DRAWDOWN = [100.0] * 3 + [110.0, 120.0, 120.0, 115.0, 110.0, 105.0, 103.0, 102.5
 
 
 def _run(
-    tmp_path, frames, strategy, *, driver="replay", profile=Profile.PAPER, mode=None, make_broker=None, **settings
+    tmp_path,
+    frames,
+    strategy,
+    *,
+    driver="replay",
+    profile=Profile.PAPER,
+    mode=None,
+    make_broker=None,
+    trading_script=(),
+    **settings,
 ):
     cfg = settings_for(tmp_path / "run", **{"broker": FREE, **settings})
     made = make_broker(cfg) if make_broker is not None else None
-    return execute_run(
-        frames, cfg, strategy, out_dir=tmp_path / "run", profile=profile, mode=mode, driver=driver, broker=made
-    ), cfg
+    result = execute_run(
+        frames,
+        cfg,
+        strategy,
+        out_dir=tmp_path / "run",
+        profile=profile,
+        mode=mode,
+        driver=driver,
+        broker=made,
+        trading_script=trading_script,
+    )
+    return result, cfg
 
 
 def _tripped(result) -> list[tuple[str, str, str]]:
@@ -204,3 +222,42 @@ def test_a_halt_whose_cancel_all_leaves_orders_working_escalates_and_tries_again
         ("trip-verification", "halted"),
     ]
     assert records[0].incident_id == records[1].incident_id  # one incident, escalated
+
+
+def _repeating(tmp_path, profile=Profile.PAPER, **kwargs):
+    """The same 10-unit entry and exit of AAA every 10 s (bars 5 s apart): identical orders, over and over."""
+    n = 60
+    frames = [bars("AAA", [100.0] * n, step_ns=5 * 10**9)]
+    strategy = scripted(entries={"AAA": tuple(range(1, n - 2, 2))}, exits={"AAA": tuple(range(2, n - 2, 2))})
+    fixed = {"method": "fixed_notional", "fixed_notional": 1_000}
+    risk = {**WIDE, "max_repeated_orders": 3, "repeat_window_seconds": 60, "max_orders_per_minute": 1_000}
+    return _run(tmp_path, frames, strategy, profile=profile, sizing=fixed, risk=risk, **kwargs)
+
+
+def test_the_fourth_identical_order_in_the_window_halts_execution_and_no_timer_re_enables_it(tmp_path):
+    result, _ = _repeating(tmp_path)
+    # entries at 5 s, 15 s, 25 s were sent; the fourth, at 35 s, halts
+    assert _tripped(result) == [("00:00", "REPEATED_EXECUTION", "halted")]
+    (trip,) = events(result, "kill_switch.tripped")
+    assert trip["ts"][11:19] == "00:00:35"
+    assert "3 identical orders (AAA|buy|10.0|None|None) in 60 s (limit 3)" in trip["payload"]["detail"]
+    buys = [f for f in fills(result) if f[1] == "buy"]
+    assert len(buys) == 3
+    # the window passed long ago by the last bar: still halted, everything after the trip blocked or expired
+    rows = intent_rows(result).values()
+    assert {r[4] for r in rows if r[2] != "executed"} == {"TRADING_STATE_CHANGED", "KILL_SWITCH_ACTIVE"}
+
+
+def test_only_a_person_re_enables_execution_after_the_throttle(tmp_path):
+    from keel.domain.decisions import TradingState
+
+    script = [(T0 + 120 * 10**9, TradingState.ACTIVE, "ops: reviewed the loop, re-enabled")]
+    result, _ = _repeating(tmp_path, trading_script=script)
+    trips = _tripped(result)
+    assert len(trips) == 2  # halted at 35 s; re-enabled at 120 s; the loop goes on, and is halted again
+    assert all(t[1] == "REPEATED_EXECUTION" for t in trips)
+
+
+def test_the_research_profile_has_no_repeat_throttle(tmp_path):
+    result, _ = _repeating(tmp_path, profile=Profile.RESEARCH)
+    assert _tripped(result) == []

@@ -21,7 +21,7 @@ from keel.domain.errors import BrokerError
 from keel.domain.intents import IntentState
 from keel.domain.orders import OrderFacts, OrderRequest, OrderStatus, SubmitOutcome, order_facts
 from keel.domain.reasons import ReasonCode
-from keel.runtime.tripwire import count_broker_failure
+from keel.runtime.tripwire import count_broker_failure, note_sent, throttle_repeats
 
 if TYPE_CHECKING:
     from keel.domain.intents import TradeIntent
@@ -55,6 +55,7 @@ def executor(state: CycleState, ctx: RunContext) -> dict:
     collar = ctx.settings.risk.price_collar_pct
     for intent in state["approved"]:
         iid = intent.intent_id
+        throttle_repeats(ctx, intent, state["ts_ns"])  # may halt: the re-check below then expires the intent
         trading, why = ctx.guard.current()
         if trading is TradingState.HALTED or (trading is TradingState.REDUCING and not intent.leg.reduces_risk):
             journal.transition(
@@ -90,6 +91,7 @@ def executor(state: CycleState, ctx: RunContext) -> dict:
             book.unknown[iid] = {**_working_info(intent), "since_ns": state["ts_ns"]}
             _wake_next(ctx, intent.symbol, state["t"])
             count_broker_failure(ctx, True)
+            note_sent(ctx, intent, state["ts_ns"])
             continue
         count_broker_failure(ctx, False)
         order = result.order
@@ -132,6 +134,7 @@ def executor(state: CycleState, ctx: RunContext) -> dict:
             )
             journal.store.record_order_facts(facts, intent_id=iid, run_id=run_id)
         book.order_times.append(state["ts_ns"])
+        note_sent(ctx, intent, state["ts_ns"])
         book.working[iid] = _working_info(intent)
         _wake_next(ctx, intent.symbol, state["t"])
     return {}

@@ -37,6 +37,7 @@ class Trigger(StrEnum):
     BROKER_FAILURES = "broker-failures"  # risk.max_broker_failures unknown submits or failed lookups in a row
     MISSED_HEARTBEATS = "missed-heartbeats"  # risk.max_missed_heartbeats heartbeats in a row went unanswered
     RECONCILIATION_BREAK = "reconciliation-break"  # the journal and the broker disagreed after a restart
+    REPEATED_EXECUTION = "repeated-execution"  # risk.max_repeated_orders identical orders in the repeat window
     TRIP_VERIFICATION = "trip-verification"  # a halt's cancel-all left orders working at the broker: escalated
 
 

@@ -53,6 +53,10 @@ class ReasonCode(StrEnum):
     # -- kill switch triggers (the run halts itself) ------------------------------------------------
     MAX_DRAWDOWN = ("MAX_DRAWDOWN", "Equity fell the configured percentage below its peak: the kill switch tripped.")
     BROKER_FAILURES = ("BROKER_FAILURES", "Consecutive broker failures reached the limit: the kill switch tripped.")
+    REPEATED_EXECUTION = (
+        "REPEATED_EXECUTION",
+        "Too many identical orders in the repeat window: execution halted until a person re-enables it.",
+    )
     HEARTBEAT_LOST = ("HEARTBEAT_LOST", "The broker missed consecutive heartbeats: the kill switch tripped.")
     RECONCILIATION_BREAK = (
         "RECONCILIATION_BREAK",

@@ -65,6 +65,8 @@ class Book:
     broker_failures: int = 0
     #: broker heartbeats missed in a row (sessions)
     missed_heartbeats: int = 0
+    #: [ns, order key] of the orders sent in the repeat window (the repeated-execution throttle)
+    sent: deque[list] = field(default_factory=deque)
 
     def release(self, intent_id: str, symbol: str) -> None:
         """Forget an intent that will never trade, or has finished trading, from the in-flight maps."""
@@ -93,6 +95,7 @@ class Book:
             "watch": [self.watch[0], self.watch[1], dict(self.watch[2])] if self.watch is not None else None,
             "broker_failures": self.broker_failures,
             "missed_heartbeats": self.missed_heartbeats,
+            "sent": [list(x) for x in self.sent],
         }
 
     @classmethod
@@ -115,4 +118,5 @@ class Book:
             watch=(int(w[0]), float(w[1]), dict(w[2])) if (w := snap.get("watch")) is not None else None,
             broker_failures=snap.get("broker_failures", 0),
             missed_heartbeats=snap.get("missed_heartbeats", 0),
+            sent=deque(list(x) for x in snap.get("sent", ())),
         )

@@ -25,6 +25,7 @@ from keel.domain.reasons import ReasonCode
 from keel.risk.triggers import first_money_trip, money_trip
 
 if TYPE_CHECKING:
+    from keel.domain.intents import TradeIntent
     from keel.runtime.context import RunContext
 
 STAGE = "risk"
@@ -167,6 +168,39 @@ def escalate(ctx: RunContext, detail: str) -> None:
     escalated = ctx.extras.get("escalate")
     if escalated is not None:
         escalated(detail)
+
+
+def order_key(intent: TradeIntent) -> str:
+    """What makes two orders the same order, for the repeated-execution throttle."""
+    return f"{intent.symbol}|{intent.side.value}|{intent.quantity!r}|{intent.notional_cap!r}|{intent.limit_price!r}"
+
+
+def throttle_repeats(ctx: RunContext, intent: TradeIntent, ts_ns: int) -> None:
+    """Before a submit: when `risk.max_repeated_orders` identical orders were sent in the last
+    `risk.repeat_window_seconds`, one more halts execution (RTS 6 art. 15(3)) — a runaway loop sending the same order
+    stops here, and only a person with the risk role re-enables it (`keel resume`); no timer does. The research
+    profile measures a strategy as written: no throttle."""
+    from keel.settings import Profile
+
+    if ctx.profile is Profile.RESEARCH:
+        return
+    risk, sent = ctx.settings.risk, ctx.book.sent
+    horizon = ts_ns - int(risk.repeat_window_seconds * 1e9)
+    while sent and sent[0][0] <= horizon:
+        sent.popleft()
+    key = order_key(intent)
+    same = sum(1 for _, k in sent if k == key)
+    if same >= risk.max_repeated_orders:
+        trip(
+            ctx,
+            ReasonCode.REPEATED_EXECUTION,
+            f"{same} identical orders ({key}) in {risk.repeat_window_seconds:g} s (limit {risk.max_repeated_orders})",
+        )
+
+
+def note_sent(ctx: RunContext, intent: TradeIntent, ts_ns: int) -> None:
+    """An order left for the broker (acknowledged or unknown): it counts for the repeated-execution throttle."""
+    ctx.book.sent.append([ts_ns, order_key(intent)])
 
 
 def count_broker_failure(ctx: RunContext, failed: bool) -> None:
