@@ -947,6 +947,14 @@ CATALOGUE: tuple[Mutant, ...] = (
         "one identical order more than the limit is sent before the throttle halts",
     ),
     m(
+        "bounded-live-floor-ignored",
+        SET,
+        "            if getattr(r, name) > floor\n",
+        "            if False\n",
+        ["tests/unit/test_settings.py::test_live_refuses_any_limit_looser_than_the_bounded_live_floor"],
+        "live accepts limits looser than the phase-1 floor",
+    ),
+    m(
         "heartbeat-never-asked",
         CYC,
         "    if sim is None:  # a session",

@@ -205,6 +205,16 @@ class DemoSettings(_Section):
     interval_seconds: int = Field(60, ge=1)
 
 
+#: Bounded live, phase 1 (seed runbook): the loosest limits `live` may run with. Configuration can tighten them and
+#: never loosen them; there is no switch that turns them off.
+BOUNDED_LIVE_FLOOR: dict[str, float] = {
+    "max_order_notional": 50.0,
+    "max_exposure": 500.0,
+    "max_daily_loss": 100.0,
+    "max_open_positions": 3,
+}
+
+
 class Settings(BaseSettings):
     """The effective configuration of one Keel process."""
 
@@ -348,6 +358,12 @@ def semantic_problems(settings: Settings) -> list[str]:
     r = settings.risk
     if r.max_order_notional > r.max_exposure:
         problems.append("risk.max_order_notional: must not exceed risk.max_exposure")
+    if settings.mode is Mode.LIVE:  # bounded live: configuration tightens the floor, never loosens it
+        problems += [
+            f"risk.{name}: {getattr(r, name):g} is looser than the bounded-live floor ({floor:g}); live allows at most that"
+            for name, floor in BOUNDED_LIVE_FLOOR.items()
+            if getattr(r, name) > floor
+        ]
     if settings.mode in (Mode.TESTNET, Mode.LIVE):
         problems.append(
             f"mode: '{settings.mode.value}' needs a real venue, which this version does not ship yet; "

@@ -92,6 +92,36 @@ def test_semantic_problems_are_reported(in_tmp):
     assert any(p.startswith("mode:") for p in problems)
 
 
+@pytest.mark.parametrize(
+    ("limit", "value", "floor"),
+    [
+        ("max_order_notional", 51, 50),
+        ("max_exposure", 501, 500),
+        ("max_daily_loss", 101, 100),
+        ("max_open_positions", 4, 3),
+    ],
+)
+def test_live_refuses_any_limit_looser_than_the_bounded_live_floor(in_tmp, limit, value, floor):
+    tight = {"max_order_notional": 50, "max_exposure": 500, "max_daily_loss": 100, "max_open_positions": 3}
+    risk = "\n".join(f"{k} = {value if k == limit else v}" for k, v in tight.items())
+    (in_tmp / "keel.toml").write_text(f'mode = "live"\n[risk]\n{risk}\n')
+    problems = [p for p in check_settings() if not p.startswith("mode:")]
+    assert problems == [
+        f"risk.{limit}: {value:g} is looser than the bounded-live floor ({floor:g}); live allows at most that"
+    ]
+
+
+def test_live_may_tighten_the_bounded_live_floor(in_tmp):
+    tight = "max_order_notional = 20\nmax_exposure = 100\nmax_daily_loss = 30\nmax_open_positions = 1\n"
+    (in_tmp / "keel.toml").write_text(f'mode = "live"\n[risk]\n{tight}')
+    assert [p for p in check_settings() if not p.startswith("mode:")] == []
+
+
+def test_the_floor_binds_live_only(in_tmp):
+    (in_tmp / "keel.toml").write_text('mode = "paper"\n[risk]\nmax_exposure = 1000000\nmax_order_notional = 10000\n')
+    assert check_settings() == []
+
+
 def test_approver_may_not_be_the_proposer(in_tmp):
     (in_tmp / "keel.toml").write_text('[approval]\nauto_approver = "sma_cross"\n')
     assert any("approver must never be the proposer" in p for p in check_settings())
