@@ -63,6 +63,8 @@ EXACTLY_ONCE = "tests/unit/journal/test_exactly_once.py"
 RECONCILE = "tests/unit/journal/test_reconcile.py"
 FAULTS = "tests/integration/test_submit_faults.py"
 TRIPS = "tests/integration/test_tripwire.py"
+OVERRIDES = "tests/unit/risk/test_overrides.py"
+OVERRIDE_SESSION = "tests/integration/test_override_session.py"
 VERIFY = "tests/unit/journal/test_verify.py"
 DURABILITY = "tests/unit/journal/test_durability.py"
 REDO = "tests/unit/journal/test_redo.py"
@@ -145,6 +147,8 @@ RUN = "keel/backtest/run.py"
 CST = "keel/domain/costs.py"
 CYC = "keel/runtime/cycle.py"
 CMD_CANCEL = "keel/agents/commander.py"
+REC_CTL = "keel/control/records.py"
+OVR = "keel/risk/overrides.py"
 TRP = "keel/runtime/tripwire.py"
 TRG = "keel/risk/triggers.py"
 CTL = "keel/runtime/control.py"
@@ -953,6 +957,47 @@ CATALOGUE: tuple[Mutant, ...] = (
         "            if False\n",
         ["tests/unit/test_settings.py::test_live_refuses_any_limit_looser_than_the_bounded_live_floor"],
         "live accepts limits looser than the phase-1 floor",
+    ),
+    # -- temporary, dual-authorised limit overrides (issue 14, item 5; CONTROLS #11) ------------------------------
+    m(
+        "override-in-force-unapproved",
+        REC_CTL,
+        "        return self.approved_by is not None and now < self.expires_ts",
+        "        return now < self.expires_ts",
+        [f"{OVERRIDE_SESSION}::test_without_an_override_in_force_the_configured_limit_holds", OVERRIDES],
+        "an override nobody approved is in force: one person loosens a limit alone",
+    ),
+    m(
+        "override-never-expires",
+        REC_CTL,
+        "        return self.approved_by is not None and now < self.expires_ts",
+        "        return self.approved_by is not None",
+        [f"{OVERRIDE_SESSION}::test_without_an_override_in_force_the_configured_limit_holds", OVERRIDES],
+        "an override stays in force after its time is up",
+    ),
+    m(
+        "override-approved-by-its-proposer",
+        CTS,
+        "o.c.approved_by.is_(None), o.c.proposed_by != actor)",
+        "o.c.approved_by.is_(None))",
+        u(OVERRIDES, "test_the_store_itself_refuses_the_proposer_as_approver"),
+        "the store lets the proposer approve their own override",
+    ),
+    m(
+        "override-in-live",
+        OVR,
+        "    if mode is Mode.LIVE:\n        return risk, ()",
+        "    if False:\n        return risk, ()",
+        u(OVERRIDES, "test_live_takes_no_override_even_an_approved_one"),
+        "live takes an approved override past the bounded-live floor",
+    ),
+    m(
+        "session-ignores-overrides",
+        SUP,
+        "    limits = resolve_limits(ctx.risk(), ctx.profile",
+        "    limits = resolve_limits(ctx.settings.risk, ctx.profile",
+        u(OVERRIDE_SESSION, "test_an_approved_override_loosens_the_limit_and_is_journalled"),
+        "a session never applies an approved override",
     ),
     m(
         "heartbeat-never-asked",

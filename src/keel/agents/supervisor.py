@@ -40,7 +40,7 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
     equity, cash, available, quotes = skills["equity"], skills["cash"], skills["available"], skills["quotes"]
     positions_value = equity - cash  # long-only: what the held positions are worth at their marks
     held = {s for s, q in skills["positions"].items() if q > 0}
-    limits = resolve_limits(ctx.settings.risk, ctx.profile, equity=equity, symbols=len(ctx.market.symbols))
+    limits = resolve_limits(ctx.risk(), ctx.profile, equity=equity, symbols=len(ctx.market.symbols))
     times = book.order_times
     while times and times[0] <= ts_ns - WINDOW_NS:
         times.popleft()

@@ -52,7 +52,7 @@ from keel.runtime.drivers import driver as drive_with
 from keel.runtime.market import MarketView
 from keel.runtime.schedule import Schedule
 from keel.runtime.tripwire import trip
-from keel.settings import Mode, Profile, Settings
+from keel.settings import Mode, Profile, RiskLimits, Settings
 from keel.strategies.base import Signals, Strategy
 
 EVENTS_FILE = "events.jsonl"
@@ -178,6 +178,7 @@ def execute_run(
             if control is not None:
                 ctx.extras["trip"] = _control_trip(control, guard, run_id)
                 ctx.extras["escalate"] = _control_escalate(control, run_id)
+                ctx.limits_now = _limits_now(control, ctx)
             timings["setup"] = time.perf_counter() - started
             first_ts = ns_to_datetime(int(ctx.market.timeline[0]))
             journal.recover(ts=first_ts)
@@ -362,6 +363,37 @@ def _control_escalate(control: ControlStore, run_id: str) -> Callable[[str], Non
         )
 
     return escalated
+
+
+def _limits_now(control: ControlStore, ctx: RunContext) -> Callable[[], RiskLimits]:
+    """A session's risk limits at this moment: its configured ones, loosened by the approved overrides not yet expired
+    (wall time: an override's hour is an operator's hour). The overrides are read again only when another process
+    changed the store (on SQLite; every time elsewhere); each change of what is in force is journalled."""
+    from keel.risk.overrides import effective_limits
+    from keel.runtime.clock import WallClock
+
+    probe = control.change_probe()
+    clock = WallClock()
+    seen: list = [object(), [], ()]  # probe version, overrides read, the ids last in force
+
+    def limits_now() -> RiskLimits:
+        version = probe() if probe is not None else object()
+        if version != seen[0]:
+            seen[0], seen[1] = version, control.overrides()
+        risk, applied = effective_limits(ctx.settings.risk, seen[1], now=clock.now(), mode=ctx.mode)
+        ids = tuple(o.override_id for o in applied)
+        if ids != seen[2]:
+            seen[2] = ids
+            ctx.journal.event(
+                "risk",
+                "risk.overrides_in_force",
+                {"overrides": [o.as_dict() for o in applied]},
+                ts=ctx.clock.now(),
+                run_id=ctx.run_id,
+            )
+        return risk
+
+    return limits_now
 
 
 def transition_rows(mode: Mode, existing: RunRecord | None) -> bool:

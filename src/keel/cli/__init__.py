@@ -89,13 +89,18 @@ app = _Typer(
 config_app = _Typer(help="Show or check the effective configuration.", no_args_is_help=True)
 journal_app = _Typer(help="Inspect and verify journals.", no_args_is_help=True)
 intents_app = _Typer(help="Inspect intents.", no_args_is_help=True)
+override_app = _Typer(
+    help="Loosen a risk limit for a while: proposed by one holder of the risk role, in force once a second approves.",
+    no_args_is_help=True,
+)
 app.add_typer(config_app, name="config")
 app.add_typer(journal_app, name="journal")
 app.add_typer(intents_app, name="intents")
+app.add_typer(override_app, name="override")
 
 # The commands register themselves on the app as they are imported, in the order `keel --help` lists them.
 # isort: off
-from keel.cli import runs, control, journal, config, reference  # noqa: E402, F401
+from keel.cli import runs, control, overrides, journal, config, reference  # noqa: E402, F401
 # isort: on
 
 

@@ -145,3 +145,35 @@ def incidents_of(records: Iterable[IncidentRecord]) -> list[Incident]:
     for rec in sorted(records, key=lambda r: r.record_id):
         grouped.setdefault(rec.incident_id, []).append(rec)
     return [Incident(iid, tuple(recs)) for iid, recs in sorted(grouped.items())]
+
+
+@dataclass(frozen=True, slots=True)
+class LimitOverride:
+    """A temporary override of one risk limit (`keel.risk.overrides`): in force from its approval by a second actor
+    until `expires_ts`, never before, never after."""
+
+    override_id: int
+    limit: str
+    value: float
+    reason: str
+    proposed_by: str
+    proposed_ts: datetime
+    expires_ts: datetime
+    approved_by: str | None = None
+    approved_ts: datetime | None = None
+
+    def in_force(self, now: datetime) -> bool:
+        return self.approved_by is not None and now < self.expires_ts
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "override_id": self.override_id,
+            "limit": self.limit,
+            "value": self.value,
+            "reason": self.reason,
+            "proposed_by": self.proposed_by,
+            "proposed_ts": self.proposed_ts.isoformat(),
+            "expires_ts": self.expires_ts.isoformat(),
+            "approved_by": self.approved_by,
+            "approved_ts": self.approved_ts.isoformat() if self.approved_ts is not None else None,
+        }

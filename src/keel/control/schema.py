@@ -1,4 +1,5 @@
-"""The control store's tables (SQLAlchemy Core): the trading-state history and the incident records.
+"""The control store's tables (SQLAlchemy Core): the trading-state history, the incident records, and the temporary
+limit overrides.
 
 `kill_switch` is the journal's table of the same name, column for column (`keel.journal.schema`; a test holds the two
 equal): where the control store is the journal's PostgreSQL database, the two share it, and a history written before
@@ -9,10 +10,12 @@ the incident it lifts.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, Float, Integer, MetaData, String, Table, Text
 
-#: Bump with a migration whenever a table changes shape.
-CONTROL_SCHEMA_VERSION = 1
+#: Bump with a migration whenever a table changes shape (`ControlStore._ensure_schema`). 2: `limit_overrides`.
+CONTROL_SCHEMA_VERSION = 2
+#: Versions the store migrates from: each only lacked tables that `create_all` adds.
+MIGRATES_FROM = frozenset({1})
 
 metadata = MetaData()
 
@@ -52,4 +55,20 @@ incident_records = Table(
     Column("state_after", String, nullable=False),
     Column("change_id", BigInteger, nullable=False),
     Column("detail", Text, nullable=False),  # JSON object, sorted keys
+)
+
+#: A temporary override of one risk limit: proposed by one actor with the risk role, in force only once a second,
+#: distinct one approved it, and never after `expires_ts`. `approved_by` is set once (compare-and-set on NULL).
+limit_overrides = Table(
+    "limit_overrides",
+    metadata,
+    Column("id", _AutoId, primary_key=True, autoincrement=True),
+    Column("limit_name", String, nullable=False),
+    Column("value", Float, nullable=False),
+    Column("reason", String, nullable=False),
+    Column("proposed_by", String, nullable=False),
+    Column("proposed_ts", String, nullable=False),
+    Column("expires_ts", String, nullable=False),
+    Column("approved_by", String, nullable=True),
+    Column("approved_ts", String, nullable=True),
 )

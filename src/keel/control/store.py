@@ -30,6 +30,7 @@ from keel.control.records import (
     ControlState,
     Incident,
     IncidentRecord,
+    LimitOverride,
     RecordKind,
     incidents_of,
     severity,
@@ -108,6 +109,8 @@ class ControlStore:
         versions = conn.execute(select(s.control_schema.c.version)).scalars().all()
         if not versions:
             conn.execute(s.control_schema.insert(), {"version": s.CONTROL_SCHEMA_VERSION})
+        elif len(versions) == 1 and versions[0] in s.MIGRATES_FROM:  # its missing tables were just created
+            conn.execute(s.control_schema.update().values(version=s.CONTROL_SCHEMA_VERSION))
         elif versions != [s.CONTROL_SCHEMA_VERSION]:
             conn.rollback()
             raise ControlSchemaError(
@@ -256,6 +259,68 @@ class ControlStore:
             raise
         return _record_of(tuple(row[c.name] for c in s.incident_records.c))
 
+    # -- limit overrides (the policy is `keel.risk.overrides`) -------------------------------------------
+
+    def add_override(
+        self, *, limit: str, value: float, reason: str, actor: str, ts: datetime, expires: datetime
+    ) -> LimitOverride:
+        """Record a proposed override, not yet in force."""
+        o = s.limit_overrides
+        row = {
+            "limit_name": limit,
+            "value": float(value),
+            "reason": reason,
+            "proposed_by": actor,
+            "proposed_ts": to_iso(ts),
+            "expires_ts": to_iso(expires),
+        }
+        try:
+            self._cur.execute(self._compile(o.insert().returning(o.c.id), keys=list(row)), row)
+            override_id = int(self._cur.fetchone()[0])
+            self._dbapi.commit()
+        except BaseException:
+            self._dbapi.rollback()
+            raise
+        return self.override(override_id)
+
+    def approve_override(self, override_id: int, *, actor: str, ts: datetime) -> bool:
+        """Set the approver of a proposed override, once, and never to its proposer: a compare-and-set on
+        `approved_by IS NULL`; False when the row was not there to approve (unknown, approved, or the proposer)."""
+        o = s.limit_overrides
+        stmt = (
+            o.update()
+            .where(o.c.id == override_id, o.c.approved_by.is_(None), o.c.proposed_by != actor)
+            .values(approved_by=actor, approved_ts=to_iso(ts))
+        )
+        compiled = stmt.compile(dialect=self._dialect)
+        try:
+            self._cur.execute(str(compiled), compiled.params)
+            changed = self._cur.rowcount
+            self._dbapi.commit()
+        except BaseException:
+            self._dbapi.rollback()
+            raise
+        return changed == 1
+
+    def override(self, override_id: int) -> LimitOverride:
+        """One override; `InputError` when there is none with that id."""
+        rows = self._overrides(s.limit_overrides.c.id == override_id)
+        if not rows:
+            raise InputError(f"no override with id {override_id}", hint="`keel override list` shows them")
+        return rows[0]
+
+    def overrides(self) -> list[LimitOverride]:
+        """Every override ever proposed, oldest first."""
+        return self._overrides(None)
+
+    def _overrides(self, where: Any) -> list[LimitOverride]:
+        o = s.limit_overrides
+        stmt = select(*o.c).order_by(o.c.id)
+        if where is not None:
+            stmt = stmt.where(where)
+        compiled = stmt.compile(dialect=self._dialect)
+        return [_override_of(row) for row in self._read(str(compiled), compiled.params)]
+
     # -- closing ---------------------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -282,6 +347,21 @@ def _state_of(rows: list[Any]) -> ControlState:
         return INITIAL
     change_id, state, reason, actor, ts = rows[0]
     return ControlState(TradingState(state), reason, actor, datetime.fromisoformat(ts), int(change_id))
+
+
+def _override_of(row: Any) -> LimitOverride:
+    oid, limit, value, reason, by, ts, expires, approver, approved = row
+    return LimitOverride(
+        override_id=int(oid),
+        limit=limit,
+        value=float(value),
+        reason=reason,
+        proposed_by=by,
+        proposed_ts=datetime.fromisoformat(ts),
+        expires_ts=datetime.fromisoformat(expires),
+        approved_by=approver,
+        approved_ts=datetime.fromisoformat(approved) if approved is not None else None,
+    )
 
 
 def _record_of(row: Any) -> IncidentRecord:

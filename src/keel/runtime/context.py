@@ -6,6 +6,7 @@ never checkpointed, and both drivers build it the same way (`keel.runtime.build`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,7 @@ from keel.runtime.book import Book
 from keel.runtime.clock import ReplayClock
 from keel.runtime.market import MarketView
 from keel.runtime.schedule import Schedule
-from keel.settings import Mode, Profile, Settings
+from keel.settings import Mode, Profile, RiskLimits, Settings
 
 if TYPE_CHECKING:
     from keel.agents.outlook import OutlookSeries
@@ -46,3 +47,9 @@ class RunContext:
     extras: dict[str, Any] = field(default_factory=dict)
     #: a replay's own trading state (the same object as `guard`), None in sessions
     simulated: SimulatedTradingState | None = None
+    #: sessions: the risk limits in force now (the configured ones, loosened by approved overrides); None: configured
+    limits_now: Callable[[], RiskLimits] | None = None
+
+    def risk(self) -> RiskLimits:
+        """The risk limits in force at this moment (`keel.risk.overrides`)."""
+        return self.settings.risk if self.limits_now is None else self.limits_now()

@@ -53,16 +53,18 @@ def trip(ctx: RunContext, code: ReasonCode, detail: str, *, state: TradingState 
 
 
 def _money_limits(ctx: RunContext) -> tuple[float, float]:
+    """(daily loss, drawdown %) that trip: the limits in force now (a session's may be loosened by an override)."""
     limits = ctx.extras.get("money_limits")
     if limits is None:
         from keel.settings import Profile
 
-        risk = ctx.settings.risk
+        risk = ctx.risk()
         if ctx.profile is Profile.RESEARCH:
             limits = (math.inf, math.inf)  # measured as written: see `keel.risk.limits`
         else:
             limits = (risk.max_daily_loss if risk.trip_on_daily_loss else math.inf, risk.max_drawdown_pct)
-        ctx.extras["money_limits"] = limits
+        if ctx.limits_now is None:  # fixed for the run: computed once
+            ctx.extras["money_limits"] = limits
     return limits
 
 
@@ -184,7 +186,7 @@ def throttle_repeats(ctx: RunContext, intent: TradeIntent, ts_ns: int) -> None:
 
     if ctx.profile is Profile.RESEARCH:
         return
-    risk, sent = ctx.settings.risk, ctx.book.sent
+    risk, sent = ctx.risk(), ctx.book.sent
     horizon = ts_ns - int(risk.repeat_window_seconds * 1e9)
     while sent and sent[0][0] <= horizon:
         sent.popleft()

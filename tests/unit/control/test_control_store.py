@@ -57,6 +57,7 @@ def test_the_file_is_sqlite_in_wal_mode(open_store, db):
             "control_schema",
             "kill_switch",
             "incident_records",
+            "limit_overrides",
         }
 
 
