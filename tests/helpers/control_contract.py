@@ -32,6 +32,25 @@ class ControlStoreContract:
         assert (now.state, now.ts, now.change_id) == (A, None, 0)
         assert store.records() == [] and store.incidents() == [] and store.open_incident() is None
 
+    def test_an_override_is_approved_once_by_someone_other_than_its_proposer(self, open_store):
+        store, other = open_store(), open_store()
+        o = store.add_override(
+            limit="max_exposure", value=80_000.0, reason="rebalance", actor="alice", ts=at(1), expires=at(601)
+        )
+        assert (o.override_id, o.approved_by, o.expires_ts) == (1, None, at(601))
+        assert not other.approve_override(1, actor="alice", ts=at(2))  # the proposer
+        assert other.approve_override(1, actor="bob", ts=at(3))
+        assert not store.approve_override(1, actor="carol", ts=at(4))  # once
+        (seen,) = store.overrides()
+        assert (seen.approved_by, seen.approved_ts, seen.in_force(at(5)), seen.in_force(at(601))) == (
+            "bob",
+            at(3),
+            True,
+            False,
+        )
+        with pytest.raises(InputError, match="no override with id 2"):
+            store.override(2)
+
     def test_a_change_is_seen_by_every_other_connection_at_once(self, open_store):
         session, operator = open_store(), open_store()
         assert session.trading_state().state is A
