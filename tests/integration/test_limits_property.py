@@ -185,3 +185,50 @@ def _sells(result) -> int:
 
     with sqlite3.connect(result.run_dir / "keel.db") as con:
         return con.execute("select count(*) from orders where side = 'sell'").fetchone()[0]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seed=st.integers(0, 10_000),
+    entry_p=st.floats(0.02, 0.3),
+    sizing=st.sampled_from(["all_in", "fixed_notional", "volatility"]),
+    daily_loss=st.sampled_from([100.0, 3.0, 1.0]),  # the floor, or tighter (a loss this small is reached)
+)
+def test_no_random_intent_stream_breaches_the_bounded_live_floor(tmp_path_factory, seed, entry_p, sizing, daily_loss):
+    """The phase-1 floor live must run within ($50 an order, $500 exposure, 3 positions, $100 daily loss), as the
+    configured limits of a paper session (live itself needs a venue this version does not ship): no order breaches
+    them, and once the day's loss reached $100 no buy is sent again (the kill switch reduced trading to exits)."""
+    from keel.settings import BOUNDED_LIVE_FLOOR
+
+    tmp = tmp_path_factory.mktemp("floor")
+    frames = generate_regime_ohlcv(3, 400, seed=seed, start_price=8.0)  # a few whole units fit in $50
+    risk = {**BOUNDED_LIVE_FLOOR, "max_daily_loss": daily_loss, "max_orders_per_minute": 6, "require_stop": False}
+    cfg = load_settings(
+        var_dir=tmp / "var",
+        risk=risk,
+        sizing={"method": sizing, "fixed_notional": 75, "per_symbol_budget_pct": 100},
+        broker={"cash": 5_000, "fees_bps": 2, "slippage_bps": 1, "participation_cap": None},
+    )
+    broker = LimitWatchingBroker(cfg.risk, cash=5_000, fees_bps=2, slippage_bps=1, participation_cap=None)
+    strategy = RandomStrategy(RandomParams(seed=seed, entry_p=entry_p, exit_p=0.1))
+    result = execute_run(frames, cfg, strategy, out_dir=tmp / "run", profile=Profile.PAPER, broker=broker)
+    assert result.summary.orders > 0, result.summary.blocked_reasons  # the floor is exercised, not just refused
+    assert broker.checked == result.summary.orders - _sells(result)
+    _sent_within_approval(result)
+    import orjson
+
+    reduced = False
+    for line in (result.run_dir / "events.jsonl").read_bytes().splitlines():
+        record = orjson.loads(line)
+        p = record["payload"]
+        if record["event"] == "kill_switch.tripped" and p["trigger"] == "DAILY_LOSS_LIMIT":
+            reduced = True
+        elif reduced and record["event"] == "intent.transition" and p["to"] == "executing":
+            assert p["intent_id"] not in _buys(result), f"a buy was sent after the day's loss reached $100: {p}"
+
+
+def _buys(result) -> set[str]:
+    import sqlite3
+
+    with sqlite3.connect(result.run_dir / "keel.db") as con:
+        return {r[0] for r in con.execute("select intent_id from intents where side = 'buy'")}
