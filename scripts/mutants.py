@@ -1000,6 +1000,22 @@ CATALOGUE: tuple[Mutant, ...] = (
         "a session never applies an approved override",
     ),
     m(
+        "unknown-fill-journalled-as-ours",
+        MON,
+        "    if coid not in book.working and coid not in book.unknown and not _journal_knows(ctx, coid):",
+        "    if False:",
+        u(TRIPS, "test_a_fill_of_an_order_nobody_here_sent_is_a_break_that_halts_every_process"),
+        "a fill of an order nobody here sent is journalled as the run's own, and nothing halts",
+    ),
+    m(
+        "unknown-fill-break-not-on-disk",
+        MON,
+        "    ctx.journal.durable()\n    raise BrokerError(",
+        "    raise BrokerError(",
+        u(TRIPS, "test_a_fill_of_an_order_nobody_here_sent_is_a_break_that_halts_every_process"),
+        "the run stops on a reconciliation break without the break in its journal",
+    ),
+    m(
         "heartbeat-never-asked",
         CYC,
         "    if sim is None:  # a session",

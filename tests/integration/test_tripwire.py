@@ -5,6 +5,9 @@ operator (a scripted change, in a replay) ever lifts it."""
 
 from __future__ import annotations
 
+import sqlite3
+
+import orjson
 import pytest
 
 from helpers.scenarios import MINUTE, T0, ScenarioBroker, bars, events, fills, intent_rows, scripted, settings_for
@@ -261,3 +264,38 @@ def test_only_a_person_re_enables_execution_after_the_throttle(tmp_path):
 def test_the_research_profile_has_no_repeat_throttle(tmp_path):
     result, _ = _repeating(tmp_path, profile=Profile.RESEARCH)
     assert _tripped(result) == []
+
+
+def test_a_fill_of_an_order_nobody_here_sent_is_a_break_that_halts_every_process(tmp_path):
+    from keel.brokers.faults import PHANTOM_ID
+    from keel.domain.errors import BrokerError
+    from keel.journal.verify import verify_run
+
+    def faulty(cfg):  # someone buys one unit by hand at bar 2; it fills at bar 3, which the graph driver visits
+        return FaultyBroker(ScenarioBroker.like(cfg, profile=Profile.PAPER), FaultPlan(phantom_order_at=3))
+
+    with pytest.raises(BrokerError, match=f"order {PHANTOM_ID}, which this run never sent"):
+        _run(
+            tmp_path,
+            [bars("AAA", [100.0] * 10)],
+            scripted(entries={"AAA": (1,)}),
+            mode=Mode.PAPER,
+            driver="graph",
+            make_broker=faulty,
+            sizing={"method": "fixed_notional", "fixed_notional": 1_000},
+            risk=WIDE,
+        )
+    run_dir = tmp_path / "run"
+    cfg = settings_for(run_dir)
+    store, _ = open_guard(cfg)
+    try:
+        state, records = store.trading_state(), store.records()
+    finally:
+        store.close()
+    assert (state.state.value, [r.trigger for r in records]) == ("halted", ["reconciliation-break"])
+    log = [orjson.loads(line) for line in (run_dir / "events.jsonl").read_bytes().splitlines()]
+    tail = [r["event"] for r in log[-2:]]
+    assert tail == ["kill_switch.tripped", "broker.unknown_fill"]  # on disk before the run stopped
+    assert verify_run(run_dir).ok
+    with sqlite3.connect(run_dir / "keel.db") as con:  # the fill is not journalled as the run's own
+        assert con.execute("select count(*) from fills where client_order_id = ?", (PHANTOM_ID,)).fetchone() == (0,)

@@ -20,11 +20,13 @@ import numpy as np
 from keel.agents.executor import adopt_unknown
 from keel.agents.strategist import make_intent
 from keel.domain.decisions import TradingState
-from keel.domain.errors import BrokerError
+from keel.domain.errors import BrokerError, UnknownIntent
 from keel.domain.intents import Leg, Side
 from keel.domain.orders import OPEN_STATUSES
+from keel.domain.reasons import ReasonCode
 from keel.journal.schema import to_iso
 from keel.runtime.book import ManagedPosition
+from keel.runtime.tripwire import trip
 
 if TYPE_CHECKING:
     from keel.data.frame import OHLCV
@@ -137,6 +139,8 @@ def _on_fill(fill: Fill, state: CycleState, ctx: RunContext) -> None:
         raise BrokerError(
             f"broker {ctx.broker.name} reported fill {fill.fill_id} of order {coid}, which it does not know"
         )
+    if coid not in book.working and coid not in book.unknown and not _journal_knows(ctx, coid):
+        _unknown_fill(fill, order, ctx)
     if coid in book.unknown:  # the fill proves the venue took the order its submit never heard back about
         adopt_unknown(ctx, coid, order, state["t"], state["ts_ns"], how="through its fill, after an unknown submit")
     status = order["status"]
@@ -167,6 +171,39 @@ def _on_fill(fill: Fill, state: CycleState, ctx: RunContext) -> None:
         wake = ctx.market.next_bar_timeline(fill.symbol, state["t"])
         if wake is not None:
             ctx.schedule.wake(wake)
+
+
+def _journal_knows(ctx: RunContext, intent_id: str) -> bool:
+    try:
+        ctx.journal.store.state(intent_id)
+    except UnknownIntent:
+        return False
+    return True
+
+
+def _unknown_fill(fill: Fill, order: dict, ctx: RunContext) -> None:
+    """A fill of an order nobody here sent (placed at the venue by hand, by another system, or a venue error) is a
+    reconciliation break (CONTROLS #14): the kill switch halts every process, the break is on disk — committed now,
+    before the run stops — and the run stops without journalling the fill as its own (the venue's order is kept as
+    `venue_order`, not `order`: no order row of this run stands for it)."""
+    detail = (
+        f"the broker reported fill {fill.fill_id} ({fill.side.value} {fill.quantity:g} {fill.symbol} at "
+        f"{fill.price:g}) of order {fill.client_order_id}, which this run never sent"
+    )
+    trip(ctx, ReasonCode.RECONCILIATION_BREAK, detail)
+    ctx.journal.event(
+        STAGE,
+        "broker.unknown_fill",
+        {"fill_id": fill.fill_id, "client_order_id": fill.client_order_id, "venue_order": order, "detail": detail},
+        ts=ctx.clock.now(),
+        run_id=ctx.run_id,
+    )
+    ctx.journal.durable()
+    raise BrokerError(
+        f"{detail}: reconciliation break, trading halted",
+        hint="find who placed the order (`keel incidents` shows the trip); resume only once the venue and the journal "
+        "agree",
+    )
 
 
 def _on_end(order: Order, ctx: RunContext) -> None:

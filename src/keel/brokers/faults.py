@@ -23,6 +23,7 @@ from typing import Any
 
 from keel.brokers.base import SubmitResult
 from keel.domain.errors import BrokerError, InputError
+from keel.domain.intents import Side
 from keel.domain.orders import Fill, Order, OrderRequest, SubmitOutcome
 
 
@@ -35,6 +36,10 @@ class Fault(StrEnum):
     DUPLICATE_ACK = "duplicate_ack"  # the request reached the venue twice; it must keep one order
     DELAYED_FILL = "delayed_fill"  # the order's fills are reported one bar of its symbol late
     LOOKUP_TIMEOUT = "lookup_timeout"  # a timeout after the venue accepted, and the first lookup times out too
+
+
+#: the client order id of the order `phantom_order_at` places behind Keel's back
+PHANTOM_ID = "it-" + "f" * 24
 
 
 class BrokerUnavailable(BrokerError):
@@ -53,6 +58,9 @@ class FaultPlan:
     heartbeat_misses: frozenset[int] = frozenset()
     #: how many `cancel_all` calls the venue ignores (acknowledges, cancels nothing) before it obeys again
     cancel_misses: int = 0
+    #: the 1-based `on_bar` call at which an order nobody in Keel sent appears at the venue (it fills at the symbol's
+    #: next bar): someone trading the account by hand
+    phantom_order_at: int | None = None
 
     def __post_init__(self) -> None:
         total = 0.0
@@ -96,6 +104,7 @@ class FaultyBroker:
         self._lookup_fails: set[str] = set()
         self._heartbeats = 0
         self._cancel_misses = plan.cancel_misses
+        self._bars = 0
         self.injected: list[Injected] = []
 
     @property
@@ -160,6 +169,9 @@ class FaultyBroker:
     def on_bar(self, symbol: str, ts: Any, *bar: float) -> list[Fill]:
         held = self._held.pop(symbol, [])
         fills = self._inner.on_bar(symbol, ts, *bar)
+        self._bars += 1
+        if self._bars == self._plan.phantom_order_at:
+            self._inner.submit(OrderRequest(client_order_id=PHANTOM_ID, symbol=symbol, side=Side.BUY, quantity=1.0))
         if self._delayed and fills:
             late = [f for f in fills if f.client_order_id in self._delayed]
             if late:
