@@ -227,13 +227,13 @@ def test_a_halt_whose_cancel_all_leaves_orders_working_escalates_and_tries_again
     assert records[0].incident_id == records[1].incident_id  # one incident, escalated
 
 
-def _repeating(tmp_path, profile=Profile.PAPER, **kwargs):
+def _repeating(tmp_path, profile=Profile.PAPER, repeats=3, **kwargs):
     """The same 10-unit entry and exit of AAA every 10 s (bars 5 s apart): identical orders, over and over."""
     n = 60
     frames = [bars("AAA", [100.0] * n, step_ns=5 * 10**9)]
     strategy = scripted(entries={"AAA": tuple(range(1, n - 2, 2))}, exits={"AAA": tuple(range(2, n - 2, 2))})
     fixed = {"method": "fixed_notional", "fixed_notional": 1_000}
-    risk = {**WIDE, "max_repeated_orders": 3, "repeat_window_seconds": 60, "max_orders_per_minute": 1_000}
+    risk = {**WIDE, "max_repeated_orders": repeats, "repeat_window_seconds": 60, "max_orders_per_minute": 1_000}
     return _run(tmp_path, frames, strategy, profile=profile, sizing=fixed, risk=risk, **kwargs)
 
 
@@ -299,3 +299,15 @@ def test_a_fill_of_an_order_nobody_here_sent_is_a_break_that_halts_every_process
     assert verify_run(run_dir).ok
     with sqlite3.connect(run_dir / "keel.db") as con:  # the fill is not journalled as the run's own
         assert con.execute("select count(*) from fills where client_order_id = ?", (PHANTOM_ID,)).fetchone() == (0,)
+
+
+@pytest.mark.parametrize("profile", [Profile.PAPER, Profile.RESEARCH])
+def test_the_throttle_remembers_only_its_window_and_research_nothing(tmp_path, profile):
+    result, _ = _repeating(tmp_path, profile=profile, repeats=1_000)
+    with sqlite3.connect(result.run_dir / "keel.db") as con:
+        (snapshot,) = con.execute("select snapshot from checkpoints").fetchone()
+    sent = orjson.loads(snapshot)["book"]["sent"]
+    if profile is Profile.RESEARCH:
+        assert sent == []
+    else:  # orders 5 s apart, a 60 s window: at most a window's worth, never the run's
+        assert 0 < len(sent) <= 12 and len(sent) < result.summary.orders

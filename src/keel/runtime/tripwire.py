@@ -23,6 +23,7 @@ from keel.domain.decisions import TradingState
 from keel.domain.errors import BrokerError
 from keel.domain.reasons import ReasonCode
 from keel.risk.triggers import first_money_trip, money_trip
+from keel.settings import Profile
 
 if TYPE_CHECKING:
     from keel.domain.intents import TradeIntent
@@ -56,8 +57,6 @@ def _money_limits(ctx: RunContext) -> tuple[float, float]:
     """(daily loss, drawdown %) that trip: the limits in force now (a session's may be loosened by an override)."""
     limits = ctx.extras.get("money_limits")
     if limits is None:
-        from keel.settings import Profile
-
         risk = ctx.risk()
         if ctx.profile is Profile.RESEARCH:
             limits = (math.inf, math.inf)  # measured as written: see `keel.risk.limits`
@@ -182,14 +181,10 @@ def throttle_repeats(ctx: RunContext, intent: TradeIntent, ts_ns: int) -> None:
     `risk.repeat_window_seconds`, one more halts execution (RTS 6 art. 15(3)) — a runaway loop sending the same order
     stops here, and only a person with the risk role re-enables it (`keel resume`); no timer does. The research
     profile measures a strategy as written: no throttle."""
-    from keel.settings import Profile
-
     if ctx.profile is Profile.RESEARCH:
         return
     risk, sent = ctx.risk(), ctx.book.sent
-    horizon = ts_ns - int(risk.repeat_window_seconds * 1e9)
-    while sent and sent[0][0] <= horizon:
-        sent.popleft()
+    _forget_before(sent, ts_ns - int(risk.repeat_window_seconds * 1e9))
     key = order_key(intent)
     same = sum(1 for _, k in sent if k == key)
     if same >= risk.max_repeated_orders:
@@ -201,8 +196,18 @@ def throttle_repeats(ctx: RunContext, intent: TradeIntent, ts_ns: int) -> None:
 
 
 def note_sent(ctx: RunContext, intent: TradeIntent, ts_ns: int) -> None:
-    """An order left for the broker (acknowledged or unknown): it counts for the repeated-execution throttle."""
-    ctx.book.sent.append([ts_ns, order_key(intent)])
+    """An order left for the broker (acknowledged or unknown): it counts for the repeated-execution throttle. Only
+    the window is kept (the book is snapshotted with every checkpoint); research keeps nothing."""
+    if ctx.profile is Profile.RESEARCH:
+        return
+    sent = ctx.book.sent
+    _forget_before(sent, ts_ns - int(ctx.risk().repeat_window_seconds * 1e9))
+    sent.append([ts_ns, order_key(intent)])
+
+
+def _forget_before(sent, horizon_ns: int) -> None:
+    while sent and sent[0][0] <= horizon_ns:
+        sent.popleft()
 
 
 def count_broker_failure(ctx: RunContext, failed: bool) -> None:
