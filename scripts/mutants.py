@@ -146,6 +146,7 @@ REC = "keel/journal/reconcile.py"
 RUN = "keel/backtest/run.py"
 CST = "keel/domain/costs.py"
 CYC = "keel/runtime/cycle.py"
+SES = "keel/runtime/session_control.py"
 CMD_CANCEL = "keel/agents/commander.py"
 REC_CTL = "keel/control/records.py"
 OVR = "keel/risk/overrides.py"
@@ -928,7 +929,7 @@ CATALOGUE: tuple[Mutant, ...] = (
     ),
     m(
         "session-ignores-its-own-trip",
-        RUN,
+        SES,
         "        guard.refresh()",
         "        pass",
         u(TRIPS, "test_a_sessions_trip_halts_the_control_plane_every_process_reads"),
@@ -1016,6 +1017,22 @@ CATALOGUE: tuple[Mutant, ...] = (
         "the run stops on a reconciliation break without the break in its journal",
     ),
     m(
+        "automatic-trip-loosens",
+        KSW,
+        "        if severity(current.state) >= severity(state):\n            return None",
+        "        if False:\n            return None",
+        u(KILL, "test_an_automatic_trip_never_loosens_nor_repeats_a_state_as_strict"),
+        "a run's own reduce lifts an operator's halt to reducing",
+    ),
+    m(
+        "automatic-trip-loses-a-race",
+        KSW,
+        "        except StaleState:\n            continue",
+        "        except ZeroDivisionError:\n            continue",
+        u(KILL, "test_an_automatic_reduce_that_races_a_halt_leaves_the_halt"),
+        "a run's own reduce that races an operator's halt crashes the session instead of leaving the halt",
+    ),
+    m(
         "heartbeat-never-asked",
         CYC,
         "    if sim is None:  # a session",
@@ -1041,9 +1058,9 @@ CATALOGUE: tuple[Mutant, ...] = (
     ),
     m(
         "halt-escalation-not-an-incident",
-        RUN,
-        '                ctx.extras["escalate"] = _control_escalate(control, run_id)',
-        "                pass",
+        SES,
+        '    ctx.extras["escalate"] = escalated',
+        "    pass",
         u(TRIPS, "test_a_halt_whose_cancel_all_leaves_orders_working_escalates_and_tries_again"),
         "a halt that did not verify leaves no incident record: only the run's journal knows",
     ),
@@ -1113,8 +1130,8 @@ CATALOGUE: tuple[Mutant, ...] = (
     m(
         "control-resume-not-decided-on-what-was-read",
         KSW,
-        "        expected_change=current.change_id,\n        detail=detail,\n    )\n\n\ndef _cooldown_passed",
-        "        expected_change=None,\n        detail=detail,\n    )\n\n\ndef _cooldown_passed",
+        "    return _change(\n        store, TradingState.ACTIVE, current,",
+        "    return _change(\n        store, TradingState.ACTIVE, None,",
         u(KILL, "test_a_release_decided_on_a_state_that_moved_meanwhile_is_refused_and_the_new_halt_stands"),
         "a resume overwrites a halt another operator made while it was being judged",
     ),

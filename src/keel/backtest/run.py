@@ -28,8 +28,6 @@ from keel.backtest.folder import RunFolder
 from keel.backtest.outputs import missing_outputs, output_files, regenerate, write_outputs
 from keel.backtest.report import build_summary, equity_curve, round_trips
 from keel.brokers.paper import PaperBroker
-from keel.control.records import Trigger
-from keel.control.store import ControlStore
 from keel.data.frame import OHLCV, ns_to_datetime
 from keel.domain.decisions import ApprovalMode, TradingState
 from keel.domain.errors import InputError, KeelError
@@ -51,8 +49,9 @@ from keel.runtime.drivers import DRIVERS
 from keel.runtime.drivers import driver as drive_with
 from keel.runtime.market import MarketView
 from keel.runtime.schedule import Schedule
+from keel.runtime.session_control import wire_session
 from keel.runtime.tripwire import trip
-from keel.settings import Mode, Profile, RiskLimits, Settings
+from keel.settings import Mode, Profile, Settings
 from keel.strategies.base import Signals, Strategy
 
 EVENTS_FILE = "events.jsonl"
@@ -176,9 +175,7 @@ def execute_run(
                 guard = None
             ctx = _context(run_id, prepared, settings, strategy, mode, profile, journal, guard, broker, trading_script)
             if control is not None:
-                ctx.extras["trip"] = _control_trip(control, guard, run_id)
-                ctx.extras["escalate"] = _control_escalate(control, run_id)
-                ctx.limits_now = _limits_now(control, ctx)
+                wire_session(ctx, control, guard)
             timings["setup"] = time.perf_counter() - started
             first_ts = ns_to_datetime(int(ctx.market.timeline[0]))
             journal.recover(ts=first_ts)
@@ -305,95 +302,6 @@ def _context(
         costs=broker.costs,
         simulated=simulated,
     )
-
-
-#: the control plane's trigger for each of the run's own kill-switch triggers
-_TRIGGERS = {
-    ReasonCode.DAILY_LOSS_LIMIT: Trigger.DAILY_LOSS,
-    ReasonCode.MAX_DRAWDOWN: Trigger.DRAWDOWN,
-    ReasonCode.BROKER_FAILURES: Trigger.BROKER_FAILURES,
-    ReasonCode.HEARTBEAT_LOST: Trigger.MISSED_HEARTBEATS,
-    ReasonCode.RECONCILIATION_BREAK: Trigger.RECONCILIATION_BREAK,
-    ReasonCode.REPEATED_EXECUTION: Trigger.REPEATED_EXECUTION,
-}
-
-
-def _control_trip(control: ControlStore, guard: TradingStateGuard, run_id: str) -> Callable[..., None]:
-    """How a session trips the operator's kill switch: the control plane every process reads, changed in wall time
-    (an operator's cooldown runs in wall time) as an incident record naming the trigger and the run, and this
-    session's guard made to read it again at once (its own write does not move its connection's version probe)."""
-    from keel.risk.kill_switch import halt, reduce
-    from keel.risk.roles import RiskRole
-    from keel.runtime.clock import WallClock
-
-    def tripped(code: ReasonCode, state: TradingState, reason: str) -> None:
-        now, actor, trigger = WallClock().now(), f"keel:{code.value}", _TRIGGERS[code]
-        detail = {"run_id": run_id, "code": code.value}
-        if state is TradingState.HALTED:
-            halt(control, reason=reason, actor=actor, ts=now, trigger=trigger, detail=detail)
-        else:  # a trip to reducing only ever tightens (see `tripwire.trip`): no role, no cooldown is consulted
-            reduce(
-                control,
-                reason=reason,
-                actor=actor,
-                ts=now,
-                cooldown_seconds=0.0,
-                role=RiskRole.of(()),
-                trigger=trigger,
-                detail=detail,
-            )
-        guard.refresh()
-
-    return tripped
-
-
-def _control_escalate(control: ControlStore, run_id: str) -> Callable[[str], None]:
-    """A halt that did not verify itself: halted again, which joins the open incident as a record of its own."""
-    from keel.risk.kill_switch import halt
-    from keel.runtime.clock import WallClock
-
-    def escalated(detail: str) -> None:
-        halt(
-            control,
-            reason=f"escalation: {detail}",
-            actor="keel:trip-verification",
-            ts=WallClock().now(),
-            trigger=Trigger.TRIP_VERIFICATION,
-            detail={"run_id": run_id, "level": 1},
-        )
-
-    return escalated
-
-
-def _limits_now(control: ControlStore, ctx: RunContext) -> Callable[[], RiskLimits]:
-    """A session's risk limits at this moment: its configured ones, loosened by the approved overrides not yet expired
-    (wall time: an override's hour is an operator's hour). The overrides are read again only when another process
-    changed the store (on SQLite; every time elsewhere); each change of what is in force is journalled."""
-    from keel.risk.overrides import effective_limits
-    from keel.runtime.clock import WallClock
-
-    probe = control.change_probe()
-    clock = WallClock()
-    seen: list = [object(), [], ()]  # probe version, overrides read, the ids last in force
-
-    def limits_now() -> RiskLimits:
-        version = probe() if probe is not None else object()
-        if version != seen[0]:
-            seen[0], seen[1] = version, control.overrides()
-        risk, applied = effective_limits(ctx.settings.risk, seen[1], now=clock.now(), mode=ctx.mode)
-        ids = tuple(o.override_id for o in applied)
-        if ids != seen[2]:
-            seen[2] = ids
-            ctx.journal.event(
-                "risk",
-                "risk.overrides_in_force",
-                {"overrides": [o.as_dict() for o in applied]},
-                ts=ctx.clock.now(),
-                run_id=ctx.run_id,
-            )
-        return risk
-
-    return limits_now
 
 
 def transition_rows(mode: Mode, existing: RunRecord | None) -> bool:

@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from keel.control.records import ControlState, IncidentRecord, Trigger
+from keel.control.records import ControlState, IncidentRecord, Trigger, severity
 from keel.domain.decisions import TradingState
-from keel.domain.errors import InputError, KeelError
+from keel.domain.errors import InputError, KeelError, StaleState
 from keel.risk.roles import RiskRole
 
 
@@ -50,17 +50,7 @@ def halt(
     detail: Mapping[str, Any] | None = None,
 ) -> IncidentRecord:
     """Halt now, from any state: nothing is sent from the next state check on."""
-    _need_reason(reason)
-    _need_actor(actor)
-    return store.change_state(
-        TradingState.HALTED,
-        trigger=trigger,
-        actor=actor,
-        reason=reason.strip(),
-        ts=ts,
-        expected_change=None,
-        detail=detail,
-    )
+    return _change(store, TradingState.HALTED, None, reason=reason, actor=actor, ts=ts, trigger=trigger, detail=detail)
 
 
 def reduce(
@@ -82,14 +72,8 @@ def reduce(
     if current.state is TradingState.HALTED:
         role.require(actor, to="lift the halt to reducing")
         _cooldown_passed(current, ts, cooldown_seconds, then="reduce")
-    return store.change_state(
-        TradingState.REDUCING,
-        trigger=trigger,
-        actor=actor,
-        reason=reason.strip(),
-        ts=ts,
-        expected_change=current.change_id,
-        detail=detail,
+    return _change(
+        store, TradingState.REDUCING, current, reason=reason, actor=actor, ts=ts, trigger=trigger, detail=detail
     )
 
 
@@ -113,13 +97,56 @@ def resume(
     role.require(actor, to=f"resume trading from {current.state.value}")
     if current.state is TradingState.HALTED:
         _cooldown_passed(current, ts, cooldown_seconds, then="resume")
+    return _change(
+        store, TradingState.ACTIVE, current, reason=reason, actor=actor, ts=ts, trigger=trigger, detail=detail
+    )
+
+
+def tighten(
+    store: ControlStoreLike,
+    state: TradingState,
+    *,
+    reason: str,
+    actor: str,
+    ts: datetime,
+    trigger: str,
+    detail: Mapping[str, Any] | None = None,
+) -> IncidentRecord | None:
+    """An automatic trip: move to `state` (reducing or halted) unless the state is already as strict, which a trip
+    never loosens — so it needs no role and no cooldown. Decided on the state it read; when another process changed
+    it meanwhile, judged again on the new one. Returns the record, or None when nothing needed to change."""
+    while True:
+        current = store.trading_state()
+        if severity(current.state) >= severity(state):
+            return None
+        expected = None if state is TradingState.HALTED else current
+        try:
+            return _change(store, state, expected, reason=reason, actor=actor, ts=ts, trigger=trigger, detail=detail)
+        except StaleState:
+            continue  # someone changed it first: a halt in between makes this reduce unnecessary
+
+
+def _change(
+    store: ControlStoreLike,
+    state: TradingState,
+    decided_on: ControlState | None,
+    *,
+    reason: str,
+    actor: str,
+    ts: datetime,
+    trigger: str,
+    detail: Mapping[str, Any] | None,
+) -> IncidentRecord:
+    """One audited change, decided on `decided_on` (None: on nothing, a halt)."""
+    _need_reason(reason)
+    _need_actor(actor)
     return store.change_state(
-        TradingState.ACTIVE,
+        state,
         trigger=trigger,
         actor=actor,
         reason=reason.strip(),
         ts=ts,
-        expected_change=current.change_id,
+        expected_change=decided_on.change_id if decided_on is not None else None,
         detail=detail,
     )
 

@@ -12,7 +12,7 @@ from keel.control.records import RecordKind, Trigger
 from keel.control.store import ControlStore
 from keel.domain.decisions import TradingState
 from keel.domain.errors import InputError, KeelError, StaleState
-from keel.risk.kill_switch import halt, reduce, resume
+from keel.risk.kill_switch import halt, reduce, resume, tighten
 from keel.risk.roles import NotAuthorised, RiskRole
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -205,3 +205,47 @@ def test_a_release_decided_on_a_state_that_moved_meanwhile_is_refused_and_the_ne
     now = store.trading_state()
     assert (now.state, now.actor, now.reason) == (H, "carol", "another operator halts")
     assert [r.state_after for r in store.records()] == [H, H]
+
+
+# -- automatic trips: tighten ------------------------------------------------------------------------------------------
+
+
+def _tighten(store, state, ts=T0):
+    return tighten(store, state, reason="drawdown 16 %", actor="keel:MAX_DRAWDOWN", ts=ts, trigger=Trigger.DRAWDOWN)
+
+
+def test_an_automatic_trip_needs_no_role_and_no_cooldown_and_is_an_incident_record(store):
+    rec = _tighten(store, R)
+    assert (rec.kind, rec.trigger, rec.state_after) == (RecordKind.TRIP, "drawdown", R)
+    assert _tighten(store, H, ts=at(1)).state_after is H  # escalates at once: a trip never waits
+
+
+@pytest.mark.parametrize(("now", "trip"), [(H, R), (H, H), (R, R)])
+def test_an_automatic_trip_never_loosens_nor_repeats_a_state_as_strict(store, now, trip):
+    if now is H:
+        halt(store, reason="ops", actor="alice", ts=T0)
+    else:
+        reduce(store, reason="ops", actor="alice", ts=T0, cooldown_seconds=COOLDOWN, role=ROLE)
+    assert _tighten(store, trip, ts=at(1)) is None
+    assert store.trading_state().state is now and len(store.records()) == 1
+
+
+def test_an_automatic_reduce_that_races_a_halt_leaves_the_halt(url, store):
+    # the trip read `active`; another process halts before it writes: it is judged again and does nothing
+    class Racing:
+        def __init__(self, inner):
+            self.inner, self.raced = inner, False
+
+        def trading_state(self):
+            seen = self.inner.trading_state()
+            if not self.raced:
+                self.raced = True
+                with ControlStore.open(url) as other:
+                    halt(other, reason="ops: halt", actor="alice", ts=T0)
+            return seen
+
+        def change_state(self, *args, **kwargs):
+            return self.inner.change_state(*args, **kwargs)
+
+    assert _tighten(Racing(store), R, ts=at(1)) is None
+    assert store.trading_state().state is H and [r.actor for r in store.records()] == ["alice"]

@@ -1,0 +1,90 @@
+"""How a session is wired to the operator's control plane: where its own kill-switch trips go, how a halt that did
+not verify escalates, and which risk limits are in force at each decision (the configured ones, loosened by approved
+overrides). A replay has none of this: it trips its simulated state and keeps its configured limits.
+
+Times written here are wall time: the control plane is the operators' (their cooldowns and overrides run in wall
+time), whatever clock the session decides by.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from keel.control.records import Trigger
+from keel.domain.decisions import TradingState
+from keel.domain.reasons import ReasonCode
+from keel.risk.kill_switch import halt, tighten
+from keel.risk.overrides import effective_limits
+from keel.runtime.clock import WallClock
+
+if TYPE_CHECKING:
+    from keel.control.store import ControlStore
+    from keel.risk.trading_state import TradingStateGuard
+    from keel.runtime.context import RunContext
+    from keel.settings import RiskLimits
+
+#: the control plane's trigger for each of the run's own kill-switch triggers
+TRIGGERS = {
+    ReasonCode.DAILY_LOSS_LIMIT: Trigger.DAILY_LOSS,
+    ReasonCode.MAX_DRAWDOWN: Trigger.DRAWDOWN,
+    ReasonCode.BROKER_FAILURES: Trigger.BROKER_FAILURES,
+    ReasonCode.HEARTBEAT_LOST: Trigger.MISSED_HEARTBEATS,
+    ReasonCode.RECONCILIATION_BREAK: Trigger.RECONCILIATION_BREAK,
+    ReasonCode.REPEATED_EXECUTION: Trigger.REPEATED_EXECUTION,
+}
+
+
+def wire_session(ctx: RunContext, control: ControlStore, guard: TradingStateGuard) -> None:
+    """Give the session's context its trip and escalation paths and its limits in force (`keel.runtime.tripwire`,
+    `RunContext.risk`)."""
+    clock = WallClock()
+
+    def tripped(code: ReasonCode, state: TradingState, reason: str) -> None:
+        # an incident record naming the trigger and the run; the guard re-reads at once (its own write does not move
+        # its connection's version probe)
+        detail = {"run_id": ctx.run_id, "code": code.value}
+        actor, trigger = f"keel:{code.value}", TRIGGERS[code]
+        tighten(control, state, reason=reason, actor=actor, ts=clock.now(), trigger=trigger, detail=detail)
+        guard.refresh()
+
+    def escalated(detail: str) -> None:
+        # halted again: a record of its own on the open incident
+        halt(
+            control,
+            reason=f"escalation: {detail}",
+            actor="keel:trip-verification",
+            ts=clock.now(),
+            trigger=Trigger.TRIP_VERIFICATION,
+            detail={"run_id": ctx.run_id, "level": 1},
+        )
+
+    ctx.extras["trip"] = tripped
+    ctx.extras["escalate"] = escalated
+    ctx.limits_now = _limits_now(ctx, control, clock)
+
+
+def _limits_now(ctx: RunContext, control: ControlStore, clock: WallClock) -> Callable[[], RiskLimits]:
+    """The session's risk limits at this moment. The overrides are read again only when another process changed the
+    store (on SQLite; every time elsewhere); each change of what is in force is journalled."""
+    probe = control.change_probe()
+    seen: list = [object(), [], ()]  # probe version, overrides read, the ids last in force
+
+    def limits_now() -> RiskLimits:
+        version = probe() if probe is not None else object()
+        if version != seen[0]:
+            seen[0], seen[1] = version, control.overrides()
+        risk, applied = effective_limits(ctx.settings.risk, seen[1], now=clock.now(), mode=ctx.mode)
+        ids = tuple(o.override_id for o in applied)
+        if ids != seen[2]:
+            seen[2] = ids
+            ctx.journal.event(
+                "risk",
+                "risk.overrides_in_force",
+                {"overrides": [o.as_dict() for o in applied]},
+                ts=ctx.clock.now(),
+                run_id=ctx.run_id,
+            )
+        return risk
+
+    return limits_now
