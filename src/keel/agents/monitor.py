@@ -183,8 +183,9 @@ def _journal_knows(ctx: RunContext, intent_id: str) -> bool:
 
 def _unknown_fill(fill: Fill, order: dict, ctx: RunContext) -> None:
     """A fill of an order nobody here sent (placed at the venue by hand, by another system, or a venue error) is a
-    reconciliation break (CONTROLS #14): the kill switch halts every process, the break is on disk — committed now,
-    before the run stops — and the run stops without journalling the fill as its own (the venue's order is kept as
+    reconciliation break (CONTROLS #14): the kill switch halts every process, the break is on disk — in a session
+    committed now, before the run stops (a replay discards its open batch, and meets the same break again when
+    resumed) — and the run stops without journalling the fill as its own (the venue's order is kept as
     `venue_order`, not `order`: no order row of this run stands for it)."""
     detail = (
         f"the broker reported fill {fill.fill_id} ({fill.side.value} {fill.quantity:g} {fill.symbol} at "

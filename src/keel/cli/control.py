@@ -78,14 +78,14 @@ def _target(config: Path | None) -> _Target:
     return _Target(ControlConfig.of(settings), None)
 
 
-def _valid_settings(config: Path | None, what: str) -> Settings:
-    """The settings, or exit 2 saying why `what` needs them and that `keel kill` does not."""
+def _valid_settings(config: Path | None, what: str, needs: str = "the risk role, the cooldown") -> Settings:
+    """The settings, or exit 2 saying why `what` needs them (`needs`) and that `keel kill` does not."""
     try:
         return load_settings(config)
     except ConfigError as exc:
         exc.hint = (
-            f"fix it first (`keel config check` lists every problem): {what} needs a valid configuration (the risk "
-            "role, the cooldown); `keel kill` halts without one"
+            f"fix it first (`keel config check` lists every problem): {what} needs a valid configuration ({needs}); "
+            "`keel kill` halts without one"
         )
         raise
 

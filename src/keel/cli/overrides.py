@@ -7,7 +7,9 @@ next decision until the override expires, and journals what is in force.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -16,6 +18,25 @@ from keel.cli import override_app
 from keel.cli.control import ActorOpt, _actor, _local_user, _opened, _valid_settings
 from keel.cli.options import ConfigOpt, JsonOpt
 from keel.cli.render import emit_json, out
+
+if TYPE_CHECKING:
+    from keel.control.store import ControlStore
+    from keel.risk.roles import RiskRole
+    from keel.settings import Settings
+
+
+@contextmanager
+def _as_operator(config, actor: str | None) -> Iterator[tuple[Settings, ControlStore, str, RiskRole]]:
+    """The valid settings, the control store (open for the block), who acts and who holds the risk role."""
+    from keel.risk.roles import RiskRole
+    from keel.settings import ControlConfig
+
+    settings = _valid_settings(config, "an override", "the risk role, the mode")
+    who = _actor(actor)
+    role = RiskRole.of(settings.risk.operators, local_user=_local_user())
+    with _opened(ControlConfig.of(settings)) as plane:
+        assert plane.store is not None
+        yield settings, plane.store, who, role
 
 
 def _line(o) -> str:
@@ -37,17 +58,11 @@ def propose(
 ) -> None:
     """Propose an override; nothing changes until a second holder of the risk role approves it."""
     from keel.risk.overrides import propose as do_propose
-    from keel.risk.roles import RiskRole
     from keel.runtime.clock import WallClock
-    from keel.settings import ControlConfig
 
-    settings = _valid_settings(config, "an override")
-    who = _actor(actor)
-    role = RiskRole.of(settings.risk.operators, local_user=_local_user())
-    with _opened(ControlConfig.of(settings)) as plane:
-        assert plane.store is not None
+    with _as_operator(config, actor) as (settings, store, who, role):
         o = do_propose(
-            plane.store,
+            store,
             limit=limit,
             value=value,
             seconds=seconds,
@@ -69,16 +84,10 @@ def approve(
 ) -> None:
     """Approve another actor's override: it is in force from now until it expires."""
     from keel.risk.overrides import approve as do_approve
-    from keel.risk.roles import RiskRole
     from keel.runtime.clock import WallClock
-    from keel.settings import ControlConfig
 
-    settings = _valid_settings(config, "an override")
-    who = _actor(actor)
-    role = RiskRole.of(settings.risk.operators, local_user=_local_user())
-    with _opened(ControlConfig.of(settings)) as plane:
-        assert plane.store is not None
-        o = do_approve(plane.store, override_id, actor=who, ts=WallClock().now(), role=role)
+    with _as_operator(config, actor) as (_, store, who, role):
+        o = do_approve(store, override_id, actor=who, ts=WallClock().now(), role=role)
     out.print(_line(o), soft_wrap=True, highlight=False)
 
 
@@ -88,7 +97,7 @@ def list_overrides(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     from keel.runtime.clock import WallClock
     from keel.settings import ControlConfig
 
-    settings = _valid_settings(config, "listing overrides")
+    settings = _valid_settings(config, "listing overrides", "where the control store is")
     with _opened(ControlConfig.of(settings)) as plane:
         assert plane.store is not None
         found = plane.store.overrides()
