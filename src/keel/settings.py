@@ -162,6 +162,25 @@ class ApprovalSettings(_Section):
     ttl_seconds: float = Field(300.0, gt=0, description="pending approvals expire after this")
     auto_max_notional: float | None = Field(None, gt=0, description="auto-approve up to this notional")
     auto_approver: str = Field("auto-policy", min_length=1)
+    approvers: list[str] = Field(
+        default_factory=list,
+        description="actor ids who may approve or reject a pending intent; empty: the local OS user only",
+    )
+    min_review_seconds: float = Field(
+        10.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="approvals given faster than this after the request are flagged as rubber-stamping in the "
+        "shadow-auto report",
+    )
+
+    @field_validator("approvers")
+    @classmethod
+    def _approver_ids(cls, v: list[str]) -> list[str]:
+        ids = [str(a).strip() for a in v]
+        if any(not a for a in ids):
+            raise ValueError("an actor id must not be empty")
+        return ids
 
 
 class SizingMethod(StrEnum):

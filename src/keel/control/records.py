@@ -5,6 +5,10 @@ release that returns to it. Every change of the trading state is one record of i
 the one before or stricter: halt, reduce from active, a halt repeated) or a *release* (to a looser state: resume,
 reduce from halted). Each record names its trigger, its actor, its reason and the states before and after, and links
 to its incident by `incident_id` (the id of the record that opened it) — so a release says which incident it lifts.
+
+An **approval request** is an intent that waits (or waited) for a human, as its session published it; a
+**session record** is one session's row of the registry. Both are the session's to write, except the operators'
+decision on a request and their request to stop a session.
 """
 
 from __future__ import annotations
@@ -176,4 +180,154 @@ class LimitOverride:
             "expires_ts": self.expires_ts.isoformat(),
             "approved_by": self.approved_by,
             "approved_ts": self.approved_ts.isoformat() if self.approved_ts is not None else None,
+        }
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return ts.isoformat() if ts is not None else None
+
+
+class ApprovalStatus(StrEnum):
+    """Where an approval request is. An operator moves `pending` to `approved` or `rejected` (once, compare-and-set);
+    the session then settles it: `executed`, `failed`, `refused` (its re-check before sending refused what was
+    approved) or `expired` (its clock decides; from `pending` too), and a `rejected` one stays `rejected`."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXECUTED = "executed"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    REFUSED = "refused"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self not in (ApprovalStatus.PENDING, ApprovalStatus.APPROVED)
+
+
+#: What an operator may decide.
+DECISIONS = frozenset({ApprovalStatus.APPROVED, ApprovalStatus.REJECTED})
+#: What the session may settle a request as, and from which statuses (settling again as the same is a no-op).
+SETTLES_FROM: Mapping[ApprovalStatus, frozenset[ApprovalStatus]] = {
+    ApprovalStatus.EXECUTED: frozenset({ApprovalStatus.APPROVED}),
+    ApprovalStatus.FAILED: frozenset({ApprovalStatus.APPROVED}),
+    ApprovalStatus.REFUSED: frozenset({ApprovalStatus.APPROVED}),
+    ApprovalStatus.EXPIRED: frozenset({ApprovalStatus.PENDING, ApprovalStatus.APPROVED}),
+    ApprovalStatus.REJECTED: frozenset({ApprovalStatus.REJECTED}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequest:
+    """One intent waiting (or that waited) for a human, as its session published it. `bound_hash` is the session's
+    hash of exactly what will be sent and `version` counts its rebinds: a decision is made on both, so a change of
+    what will be sent voids it. `expires_ts` is in the session's clock, shown only (the session decides expiry).
+    `updated_ts` None on a new request means `requested_ts`."""
+
+    intent_id: str
+    session: str
+    run_id: str
+    symbol: str
+    side: str
+    leg: str
+    quantity: float
+    notional: float | None
+    proposer: str
+    bound_hash: str
+    requested_ts: datetime
+    expires_ts: datetime
+    status: ApprovalStatus = ApprovalStatus.PENDING
+    version: int = 1
+    preview: Mapping[str, Any] = field(default_factory=dict)
+    decided_by: str | None = None
+    decided_ts: datetime | None = None
+    decision_reason: str | None = None
+    outcome_reason: str | None = None
+    updated_ts: datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "intent_id": self.intent_id,
+            "session": self.session,
+            "run_id": self.run_id,
+            "symbol": self.symbol,
+            "side": self.side,
+            "leg": self.leg,
+            "quantity": self.quantity,
+            "notional": self.notional,
+            "proposer": self.proposer,
+            "bound_hash": self.bound_hash,
+            "version": self.version,
+            "preview": dict(self.preview),
+            "status": ApprovalStatus(self.status).value,
+            "requested_ts": self.requested_ts.isoformat(),
+            "expires_ts": self.expires_ts.isoformat(),
+            "decided_by": self.decided_by,
+            "decided_ts": _iso(self.decided_ts),
+            "decision_reason": self.decision_reason,
+            "outcome_reason": self.outcome_reason,
+            "updated_ts": _iso(self.updated_ts),
+        }
+
+
+class SessionStatus(StrEnum):
+    """A session's state in the registry: `running`, `stopping` once an operator asked it to stop, then `stopped`
+    (it ended as asked, or by itself) or `failed`."""
+
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+    @property
+    def is_live(self) -> bool:
+        return self in (SessionStatus.RUNNING, SessionStatus.STOPPING)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """One session's row of the registry, written by the session (a restart overwrites it) except the stop request.
+    `heartbeat_ts` is the session's last sign of life; `detail` is the session's own (e.g. latency percentiles)."""
+
+    name: str
+    run_id: str
+    mode: str
+    strategy: str
+    approval_mode: str
+    run_dir: str
+    pid: int
+    host: str
+    started_ts: datetime
+    heartbeat_ts: datetime
+    status: SessionStatus = SessionStatus.RUNNING
+    bars: int = 0
+    last_bar_ts: datetime | None = None
+    stop_requested_by: str | None = None
+    stop_requested_ts: datetime | None = None
+    stop_reason: str | None = None
+    ended_ts: datetime | None = None
+    end_reason: str | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "run_id": self.run_id,
+            "mode": self.mode,
+            "strategy": self.strategy,
+            "approval_mode": self.approval_mode,
+            "run_dir": self.run_dir,
+            "pid": self.pid,
+            "host": self.host,
+            "status": SessionStatus(self.status).value,
+            "started_ts": self.started_ts.isoformat(),
+            "heartbeat_ts": self.heartbeat_ts.isoformat(),
+            "bars": self.bars,
+            "last_bar_ts": _iso(self.last_bar_ts),
+            "stop_requested_by": self.stop_requested_by,
+            "stop_requested_ts": _iso(self.stop_requested_ts),
+            "stop_reason": self.stop_reason,
+            "ended_ts": _iso(self.ended_ts),
+            "end_reason": self.end_reason,
+            "detail": dict(self.detail),
         }

@@ -1,21 +1,27 @@
-"""The control store's tables (SQLAlchemy Core): the trading-state history, the incident records, and the temporary
-limit overrides.
+"""The control store's tables (SQLAlchemy Core): the trading-state history, the incident records, the temporary
+limit overrides, the approval requests and the session registry.
 
 `kill_switch` is the journal's table of the same name, column for column (`keel.journal.schema`; a test holds the two
 equal): where the control store is the journal's PostgreSQL database, the two share it, and a history written before
 the control store had its own module is read as it is. It is defined again here so that `keel kill` does not import
 the journal. `incident_records` is append-only: a record is never updated; a release is a new record that links to
 the incident it lifts.
+
+`approval_requests` and `sessions` are how a session and the operators' processes talk without sharing the journal:
+the session (the journal's one writer) publishes what waits for a human and its own state; operators decide and ask
+it to stop; the session journals what they decided. Times are ISO-8601 UTC strings (`records.to_iso`), JSON is text
+with sorted keys.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Float, Integer, MetaData, String, Table, Text
 
-#: Bump with a migration whenever a table changes shape (`ControlStore._ensure_schema`). 2: `limit_overrides`.
-CONTROL_SCHEMA_VERSION = 2
+#: Bump with a migration whenever a table changes shape (`ControlStore._ensure_schema`). 2: `limit_overrides`;
+#: 3: `approval_requests`, `sessions`.
+CONTROL_SCHEMA_VERSION = 3
 #: Versions the store migrates from: each only lacked tables that `create_all` adds.
-MIGRATES_FROM = frozenset({1})
+MIGRATES_FROM = frozenset({1, 2})
 
 metadata = MetaData()
 
@@ -71,4 +77,58 @@ limit_overrides = Table(
     Column("expires_ts", String, nullable=False),
     Column("approved_by", String, nullable=True),
     Column("approved_ts", String, nullable=True),
+)
+
+#: One row per intent that waits or waited for a human (`records.ApprovalStatus` for the statuses). The session
+#: publishes it and settles it; an operator decides it once, by compare-and-set on `status = pending` and the
+#: `bound_hash` they read, so that a rebind (what will be sent changed: `version` + 1) voids a decision in flight.
+approval_requests = Table(
+    "approval_requests",
+    metadata,
+    Column("intent_id", String, primary_key=True),
+    Column("session", String, nullable=False, index=True),
+    Column("run_id", String, nullable=False),
+    Column("symbol", String, nullable=False),
+    Column("side", String, nullable=False),
+    Column("leg", String, nullable=False),
+    Column("quantity", Float, nullable=False),
+    Column("notional", Float, nullable=True),
+    Column("proposer", String, nullable=False),  # the strategy id that proposed it: never its approver
+    Column("bound_hash", String, nullable=False),  # hash of exactly what will be sent (the session's; opaque here)
+    Column("version", Integer, nullable=False),
+    Column("preview", Text, nullable=False),  # JSON object, sorted keys
+    Column("status", String, nullable=False),
+    Column("requested_ts", String, nullable=False),
+    Column("expires_ts", String, nullable=False),  # in the session's clock: shown, never judged here
+    Column("decided_by", String, nullable=True),
+    Column("decided_ts", String, nullable=True),
+    Column("decision_reason", String, nullable=True),
+    Column("outcome_reason", String, nullable=True),
+    Column("updated_ts", String, nullable=False),
+)
+
+#: The session registry: one row per session name (a restarted session overwrites its own), so that
+#: `keel session list/status/stop` work from any directory. `detail` is the session's, opaque here.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("run_id", String, nullable=False),
+    Column("mode", String, nullable=False),
+    Column("strategy", String, nullable=False),
+    Column("approval_mode", String, nullable=False),
+    Column("run_dir", String, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("host", String, nullable=False),
+    Column("status", String, nullable=False),
+    Column("started_ts", String, nullable=False),
+    Column("heartbeat_ts", String, nullable=False),
+    Column("stop_requested_by", String, nullable=True),
+    Column("stop_requested_ts", String, nullable=True),
+    Column("stop_reason", String, nullable=True),
+    Column("bars", Integer, nullable=False, default=0),
+    Column("last_bar_ts", String, nullable=True),
+    Column("ended_ts", String, nullable=True),
+    Column("end_reason", String, nullable=True),
+    Column("detail", Text, nullable=False),  # JSON object, sorted keys
 )

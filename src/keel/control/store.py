@@ -10,12 +10,17 @@ when that is no longer the state the change was decided on (`expected_change`; a
 goes through), appends the new state to `kill_switch` and the incident record that describes it, and commits both
 or neither. Two operators releasing at once, or a halt landing while a resume is being judged, can therefore never
 lose a change: the second one learns that the state moved and is refused.
+
+The approval requests and the session registry are written the same way (one transaction under the write lock), so
+that an operator's decision is a compare-and-set a session's rebind or another operator cannot slip between.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,12 +31,18 @@ from sqlalchemy.engine import make_url
 
 from keel.control import schema as s
 from keel.control.records import (
+    DECISIONS,
     INITIAL,
+    SETTLES_FROM,
+    ApprovalRequest,
+    ApprovalStatus,
     ControlState,
     Incident,
     IncidentRecord,
     LimitOverride,
     RecordKind,
+    SessionRecord,
+    SessionStatus,
     incidents_of,
     severity,
     to_iso,
@@ -321,6 +332,244 @@ class ControlStore:
         compiled = stmt.compile(dialect=self._dialect)
         return [_override_of(row) for row in self._read(str(compiled), compiled.params)]
 
+    # -- statements -----------------------------------------------------------------------------------
+
+    def _sql(self, stmt: Any) -> tuple[str, dict[str, Any]]:
+        compiled = stmt.compile(dialect=self._dialect, compile_kwargs={"render_postcompile": True})
+        return str(compiled), dict(compiled.params)
+
+    def _select(self, stmt: Any) -> list[Any]:
+        return self._read(*self._sql(stmt))
+
+    @contextmanager
+    def _writing(self) -> Iterator[Callable[[Any], Any]]:
+        """One transaction under the write lock, committed when the block ends and rolled back if it raises. The
+        block runs statements with the function it is given, which returns the cursor (rows, `rowcount`)."""
+        cur = self._cur
+
+        def run(stmt: Any) -> Any:
+            cur.execute(*self._sql(stmt))
+            return cur
+
+        try:
+            cur.execute(self._lock)
+            yield run
+            self._dbapi.commit()
+        except BaseException:
+            self._dbapi.rollback()
+            raise
+
+    # -- approval requests (the policy is `keel.approval.service`) --------------------------------------
+
+    def publish_request(self, req: ApprovalRequest) -> bool:
+        """Publish an intent that waits for a human. A request already there (a resumed session publishes again) is
+        left as it is: False."""
+        a = s.approval_requests
+        row = _request_row(req)
+        with self._writing() as run:
+            if run(select(a.c.intent_id).where(a.c.intent_id == req.intent_id)).fetchall():
+                return False
+            run(a.insert().values(**row))
+        return True
+
+    def approval_request(self, intent_id: str) -> ApprovalRequest | None:
+        a = s.approval_requests
+        rows = self._select(select(*a.c).where(a.c.intent_id == intent_id))
+        return _request_of(rows[0]) if rows else None
+
+    def approval_requests(
+        self,
+        *,
+        session: str | None = None,
+        statuses: Iterable[ApprovalStatus] | None = None,
+        limit: int | None = None,
+    ) -> list[ApprovalRequest]:
+        """The requests in queue order (oldest requested first, ties by intent id): of one session or all, in the
+        given statuses or any, the first `limit`."""
+        a = s.approval_requests
+        stmt = select(*a.c).order_by(a.c.requested_ts, a.c.intent_id)
+        if session is not None:
+            stmt = stmt.where(a.c.session == session)
+        if statuses is not None:
+            wanted = sorted({ApprovalStatus(x).value for x in statuses})
+            if not wanted:
+                return []
+            stmt = stmt.where(a.c.status.in_(wanted))
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return [_request_of(row) for row in self._select(stmt)]
+
+    def decide_request(
+        self, intent_id: str, *, status: ApprovalStatus, actor: str, reason: str, bound_hash: str, ts: datetime
+    ) -> bool:
+        """An operator's decision (approved or rejected), by compare-and-set: only on a request still `pending` whose
+        `bound_hash` is the one the decision was made on. Whether it changed it; False changes nothing."""
+        status = ApprovalStatus(status)
+        if status not in DECISIONS:
+            raise ValueError(f"an operator decides approved or rejected, not {status.value}")
+        if not actor.strip() or not reason.strip():
+            raise InputError("a decision on an approval request needs a non-empty actor and reason")
+        a = s.approval_requests
+        when = to_iso(ts)
+        stmt = (
+            a.update()
+            .where(a.c.intent_id == intent_id, a.c.status == ApprovalStatus.PENDING.value, a.c.bound_hash == bound_hash)
+            .values(status=status.value, decided_by=actor, decided_ts=when, decision_reason=reason, updated_ts=when)
+        )
+        with self._writing() as run:
+            changed = run(stmt).rowcount
+        return changed == 1
+
+    def settle_request(self, intent_id: str, *, status: ApprovalStatus, reason: str | None, ts: datetime) -> None:
+        """The session's outcome of a request (`records.SETTLES_FROM` says from which statuses). Settling again as
+        what it already is changes nothing (a resumed session settles again); an unknown intent is an `InputError`,
+        an outcome its status does not allow `StaleState`."""
+        status = ApprovalStatus(status)
+        if status not in SETTLES_FROM:
+            raise ValueError(f"a session settles a request as one of {', '.join(SETTLES_FROM)}, not {status.value}")
+        a = s.approval_requests
+        when = to_iso(ts)
+        with self._writing() as run:
+            current = _status_in(run, intent_id)
+            if current not in SETTLES_FROM[status]:
+                if current is status:
+                    return
+                raise StaleState(
+                    f"approval request {intent_id} is {current.value}: it cannot be settled as {status.value}; "
+                    "nothing was changed"
+                )
+            run(
+                a.update()
+                .where(a.c.intent_id == intent_id)
+                .values(status=status.value, outcome_reason=reason, updated_ts=when)
+            )
+
+    def rebind_request(
+        self,
+        intent_id: str,
+        *,
+        bound_hash: str,
+        quantity: float,
+        notional: float | None,
+        preview: Mapping[str, Any],
+        ts: datetime,
+    ) -> None:
+        """What will be sent changed: the request is `pending` again at the next version, its decision cleared, so
+        that it must be approved again. Only a request still open (pending or approved) can be rebound."""
+        a = s.approval_requests
+        when = to_iso(ts)
+        with self._writing() as run:
+            current = _status_in(run, intent_id)
+            if current.is_terminal:
+                raise StaleState(f"approval request {intent_id} is {current.value}: it cannot be rebound")
+            run(
+                a.update()
+                .where(a.c.intent_id == intent_id)
+                .values(
+                    bound_hash=bound_hash,
+                    quantity=float(quantity),
+                    notional=float(notional) if notional is not None else None,
+                    preview=_json(preview),
+                    version=a.c.version + 1,
+                    status=ApprovalStatus.PENDING.value,
+                    decided_by=None,
+                    decided_ts=None,
+                    decision_reason=None,
+                    outcome_reason=None,
+                    updated_ts=when,
+                )
+            )
+
+    # -- the session registry ------------------------------------------------------------------------
+
+    def register_session(self, rec: SessionRecord) -> None:
+        """Write a session's row, replacing the one of the same name (a restarted or resumed session). One live
+        process per name is the session's to enforce (a file lock), not the store's."""
+        t = s.sessions
+        row = _session_row(rec)
+        with self._writing() as run:
+            run(t.delete().where(t.c.name == rec.name))
+            run(t.insert().values(**row))
+
+    def session_record(self, name: str) -> SessionRecord | None:
+        t = s.sessions
+        rows = self._select(select(*t.c).where(t.c.name == name))
+        return _session_of(rows[0]) if rows else None
+
+    def session_records(self) -> list[SessionRecord]:
+        """Every registered session, by name."""
+        t = s.sessions
+        return [_session_of(row) for row in self._select(select(*t.c).order_by(t.c.name))]
+
+    def session_heartbeat(
+        self, name: str, *, ts: datetime, bars: int, last_bar_ts: datetime | None, detail: Mapping[str, Any]
+    ) -> None:
+        """The session's sign of life: when, how many bars it has seen, the last one's time, and its own detail."""
+        t = s.sessions
+        stmt = (
+            t.update()
+            .where(t.c.name == name)
+            .values(
+                heartbeat_ts=to_iso(ts),
+                bars=int(bars),
+                last_bar_ts=to_iso(last_bar_ts) if last_bar_ts is not None else None,
+                detail=_json(detail),
+            )
+        )
+        with self._writing() as run:
+            if run(stmt).rowcount != 1:
+                raise _unknown_session(name, run)
+
+    def request_stop(self, name: str, *, actor: str, reason: str, ts: datetime) -> SessionRecord:
+        """Ask a running session to stop (it does at its next bar, and ends itself). Asking again changes nothing and
+        returns the record; an unknown session, or one that already ended, is an `InputError`."""
+        if not actor.strip() or not reason.strip():
+            raise InputError("a request to stop a session needs a non-empty actor and reason (--reason TEXT)")
+        t = s.sessions
+        when = to_iso(ts)
+        with self._writing() as run:
+            rows = run(select(*t.c).where(t.c.name == name)).fetchall()
+            if not rows:
+                raise _unknown_session(name, run)
+            rec = _session_of(rows[0])
+            if not rec.status.is_live:
+                ended = f" at {rec.ended_ts.isoformat()}" if rec.ended_ts is not None else ""
+                why = f" ({rec.end_reason})" if rec.end_reason else ""
+                raise InputError(
+                    f"session {name} is already {rec.status.value}{ended}{why}; nothing was changed",
+                    hint="`keel session list` shows the sessions that run",
+                )
+            if rec.status is SessionStatus.STOPPING:
+                return rec
+            run(
+                t.update()
+                .where(t.c.name == name)
+                .values(
+                    status=SessionStatus.STOPPING.value,
+                    stop_requested_by=actor,
+                    stop_requested_ts=when,
+                    stop_reason=reason,
+                )
+            )
+        return dataclasses.replace(
+            rec,
+            status=SessionStatus.STOPPING,
+            stop_requested_by=actor,
+            stop_requested_ts=datetime.fromisoformat(when),
+            stop_reason=reason,
+        )
+
+    def end_session(self, name: str, *, status: SessionStatus, reason: str, ts: datetime) -> None:
+        """The session ended: `stopped` (as asked, or by itself) or `failed`, why, and when."""
+        status = SessionStatus(status)
+        if status.is_live:
+            raise ValueError(f"a session ends stopped or failed, not {status.value}")
+        t = s.sessions
+        stmt = t.update().where(t.c.name == name).values(status=status.value, end_reason=reason, ended_ts=to_iso(ts))
+        with self._writing() as run:
+            if run(stmt).rowcount != 1:
+                raise _unknown_session(name, run)
+
     # -- closing ---------------------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -378,6 +627,137 @@ def _record_of(row: Any) -> IncidentRecord:
         state_after=TradingState(after),
         change_id=int(change_id),
         detail=json.loads(detail),
+    )
+
+
+def _json(data: Mapping[str, Any]) -> str:
+    return json.dumps(dict(data), sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _iso_or_none(ts: datetime | None) -> str | None:
+    return to_iso(ts) if ts is not None else None
+
+
+def _dt(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text is not None else None
+
+
+def _status_in(run: Callable[[Any], Any], intent_id: str) -> ApprovalStatus:
+    """The status of a request, read inside a write; `InputError` when there is none."""
+    a = s.approval_requests
+    rows = run(select(a.c.status).where(a.c.intent_id == intent_id)).fetchall()
+    if not rows:
+        raise InputError(f"no approval request for intent {intent_id}", hint="the session publishes it first")
+    return ApprovalStatus(rows[0][0])
+
+
+def _unknown_session(name: str, run: Callable[[Any], Any]) -> InputError:
+    known = [row[0] for row in run(select(s.sessions.c.name).order_by(s.sessions.c.name)).fetchall()]
+    listed = f"known: {', '.join(known)}" if known else "none is registered"
+    return InputError(f"no session named '{name}' ({listed})", hint="`keel session list` shows them")
+
+
+_REQUEST_COLUMNS = tuple(c.name for c in s.approval_requests.c)
+_SESSION_COLUMNS = tuple(c.name for c in s.sessions.c)
+
+
+def _request_row(req: ApprovalRequest) -> dict[str, Any]:
+    return {
+        "intent_id": req.intent_id,
+        "session": req.session,
+        "run_id": req.run_id,
+        "symbol": req.symbol,
+        "side": str(req.side),
+        "leg": str(req.leg),
+        "quantity": float(req.quantity),
+        "notional": float(req.notional) if req.notional is not None else None,
+        "proposer": req.proposer,
+        "bound_hash": req.bound_hash,
+        "version": int(req.version),
+        "preview": _json(req.preview),
+        "status": ApprovalStatus(req.status).value,
+        "requested_ts": to_iso(req.requested_ts),
+        "expires_ts": to_iso(req.expires_ts),
+        "decided_by": req.decided_by,
+        "decided_ts": _iso_or_none(req.decided_ts),
+        "decision_reason": req.decision_reason,
+        "outcome_reason": req.outcome_reason,
+        "updated_ts": to_iso(req.updated_ts or req.requested_ts),
+    }
+
+
+def _request_of(row: Any) -> ApprovalRequest:
+    r = dict(zip(_REQUEST_COLUMNS, row, strict=True))
+    return ApprovalRequest(
+        intent_id=r["intent_id"],
+        session=r["session"],
+        run_id=r["run_id"],
+        symbol=r["symbol"],
+        side=r["side"],
+        leg=r["leg"],
+        quantity=float(r["quantity"]),
+        notional=float(r["notional"]) if r["notional"] is not None else None,
+        proposer=r["proposer"],
+        bound_hash=r["bound_hash"],
+        requested_ts=datetime.fromisoformat(r["requested_ts"]),
+        expires_ts=datetime.fromisoformat(r["expires_ts"]),
+        status=ApprovalStatus(r["status"]),
+        version=int(r["version"]),
+        preview=json.loads(r["preview"]),
+        decided_by=r["decided_by"],
+        decided_ts=_dt(r["decided_ts"]),
+        decision_reason=r["decision_reason"],
+        outcome_reason=r["outcome_reason"],
+        updated_ts=_dt(r["updated_ts"]),
+    )
+
+
+def _session_row(rec: SessionRecord) -> dict[str, Any]:
+    return {
+        "name": rec.name,
+        "run_id": rec.run_id,
+        "mode": str(rec.mode),
+        "strategy": rec.strategy,
+        "approval_mode": str(rec.approval_mode),
+        "run_dir": str(rec.run_dir),
+        "pid": int(rec.pid),
+        "host": rec.host,
+        "status": SessionStatus(rec.status).value,
+        "started_ts": to_iso(rec.started_ts),
+        "heartbeat_ts": to_iso(rec.heartbeat_ts),
+        "stop_requested_by": rec.stop_requested_by,
+        "stop_requested_ts": _iso_or_none(rec.stop_requested_ts),
+        "stop_reason": rec.stop_reason,
+        "bars": int(rec.bars),
+        "last_bar_ts": _iso_or_none(rec.last_bar_ts),
+        "ended_ts": _iso_or_none(rec.ended_ts),
+        "end_reason": rec.end_reason,
+        "detail": _json(rec.detail),
+    }
+
+
+def _session_of(row: Any) -> SessionRecord:
+    r = dict(zip(_SESSION_COLUMNS, row, strict=True))
+    return SessionRecord(
+        name=r["name"],
+        run_id=r["run_id"],
+        mode=r["mode"],
+        strategy=r["strategy"],
+        approval_mode=r["approval_mode"],
+        run_dir=r["run_dir"],
+        pid=int(r["pid"]),
+        host=r["host"],
+        started_ts=datetime.fromisoformat(r["started_ts"]),
+        heartbeat_ts=datetime.fromisoformat(r["heartbeat_ts"]),
+        status=SessionStatus(r["status"]),
+        bars=int(r["bars"]),
+        last_bar_ts=_dt(r["last_bar_ts"]),
+        stop_requested_by=r["stop_requested_by"],
+        stop_requested_ts=_dt(r["stop_requested_ts"]),
+        stop_reason=r["stop_reason"],
+        ended_ts=_dt(r["ended_ts"]),
+        end_reason=r["end_reason"],
+        detail=json.loads(r["detail"]),
     )
 
 

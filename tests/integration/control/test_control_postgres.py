@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from helpers.approval_contract import ApprovalRequestContract, SchemaMigrationContract, SessionRegistryContract
 from helpers.cli import keel
 from helpers.control_contract import ControlStoreContract
 from keel.domain.decisions import TradingState
@@ -20,6 +21,18 @@ pytestmark = pytest.mark.postgres
 
 class TestControlStoreContractOnPostgres(ControlStoreContract):
     """Every contract test, in a fresh PostgreSQL schema per test."""
+
+
+class TestApprovalRequestContractOnPostgres(ApprovalRequestContract):
+    """Every approval-request contract test, in a fresh PostgreSQL schema per test."""
+
+
+class TestSessionRegistryContractOnPostgres(SessionRegistryContract):
+    """Every session-registry contract test, in a fresh PostgreSQL schema per test."""
+
+
+class TestSchemaMigrationOnPostgres(SchemaMigrationContract):
+    """A store of schema 1 or 2 (only lacking tables) opens as schema 3."""
 
 
 def test_keel_kill_through_a_postgresql_journal_url_halts_a_sessions_guard_on_another_host(tmp_path, pg_url):

@@ -58,6 +58,8 @@ def test_the_file_is_sqlite_in_wal_mode(open_store, db):
             "kill_switch",
             "incident_records",
             "limit_overrides",
+            "approval_requests",
+            "sessions",
         }
 
 
