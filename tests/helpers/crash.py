@@ -54,6 +54,28 @@ def backtest(data: list[Path], out: Path, cwd: Path, env_extra: dict[str, str]) 
     return subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def session(data: list[Path], home: Path, cwd: Path, env_extra: dict[str, str]) -> subprocess.Popen:
+    """`keel session start s` over the data, as fast as decisions allow, its home (and so its folder) under `home`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
+    env.update(env_extra)
+    env.update({"KEEL_HOME": str(home), "KEEL_PROFILE": "paper", "KEEL_SIZING__METHOD": "fixed_notional"})
+    args = [sys.executable, "-m", "keel.cli", "session", "start", "s", "--strategy", "sma_cross"]
+    args += ["--param", "fast=3", "--param", "slow=9", "--mode", "paper", "--json"]
+    for d in data:
+        args += ["--data", str(d)]
+    return subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def backtest_at(data: list[Path], label: str, tmp_path: Path, env: dict[str, str]):
+    out = tmp_path / label
+    return backtest(data, out, tmp_path, env), out
+
+
+def session_at(data: list[Path], label: str, tmp_path: Path, env: dict[str, str]):
+    home = tmp_path / f"home-{label}"
+    return session(data, home, tmp_path, env), home / "sessions" / "s"
+
+
 def table(db: Path, sql: str) -> list[tuple]:
     with sqlite3.connect(db) as con:
         return con.execute(sql).fetchall()
@@ -64,30 +86,33 @@ def summary(run: Path) -> dict:
     return {k: v for k, v in data.items() if k not in JOURNAL_COUNTS}
 
 
-def sigkill_and_compare(tmp_path: Path, bars: int, env: dict[str, str]) -> None:
-    """Run once cleanly, then kill-and-restart until done, and compare everything that matters."""
+def sigkill_and_compare(tmp_path: Path, bars: int, env: dict[str, str], launch=backtest_at) -> None:
+    """Run once cleanly, then kill-and-restart until done, and compare everything that matters. `launch(data, label,
+    tmp_path, env) -> (process, run folder)` starts the run: a backtest (default) or a session."""
     data = []
     for frame in generate_regime_ohlcv(2, bars, seed=21):
         path = tmp_path / f"{frame.symbol}.csv"
         write_csv(frame, path)
         data.append(path)
 
-    clean = backtest(data, tmp_path / "clean", tmp_path, env)
-    assert clean.wait(timeout=600) == 0, clean.stderr.read().decode()
+    clean, clean_dir = launch(data, "clean", tmp_path, env)
+    _, errs = clean.communicate(timeout=600)
+    assert clean.returncode == 0, errs.decode()
 
     # Crash points are chosen by progress, not by time (timing varies with machine load): each attempt is
     # killed once its event log has grown by a random 1-10 % of a clean run's log past where it started.
     rng = random.Random(1234)
-    crashed = tmp_path / "crashed"
-    log = crashed / "events.jsonl"
-    final_size = (tmp_path / "clean" / "events.jsonl").stat().st_size
+    crashed = None
+    final_size = (clean_dir / "events.jsonl").stat().st_size
     killed_mid_run = 0
     for _ in range(KILLS):
-        start = log.stat().st_size if log.exists() else 0
+        log = crashed / "events.jsonl" if crashed is not None else None
+        start = log.stat().st_size if log is not None and log.exists() else 0
         if start >= final_size * 0.97:
             break
         target = start + rng.uniform(0.01, 0.1) * final_size
-        proc = backtest(data, crashed, tmp_path, env)
+        proc, crashed = launch(data, "crashed", tmp_path, env)
+        log = crashed / "events.jsonl"
         deadline = time.monotonic() + 300
         while proc.poll() is None and time.monotonic() < deadline:
             if log.exists() and log.stat().st_size >= target:
@@ -96,12 +121,11 @@ def sigkill_and_compare(tmp_path: Path, bars: int, env: dict[str, str]) -> None:
                 break
             time.sleep(0.002)
         proc.wait(timeout=60)
-    final = backtest(data, crashed, tmp_path, env)
+    final, crashed = launch(data, "crashed", tmp_path, env)
+    log = crashed / "events.jsonl"
     _, errs = final.communicate(timeout=600)
     assert final.returncode == 0, errs.decode()
     assert killed_mid_run >= KILLS - 2
-
-    clean_dir = tmp_path / "clean"
     # Money first: every fill, the equity curve at every bar, the round trips, the summary.
     q_fills = "select fill_id, client_order_id, symbol, side, quantity, price, fee, ts from fills order by fill_id"
     assert table(crashed / "keel.db", q_fills) == table(clean_dir / "keel.db", q_fills)

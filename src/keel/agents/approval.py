@@ -11,14 +11,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from keel.domain.decisions import ApprovalMode
-from keel.domain.intents import IntentState
+from keel.agents.supervisor import recheck, reserve
+from keel.approval.binding import bound_hash
+from keel.domain.decisions import ApprovalMode, TradingState
+from keel.domain.intents import IntentState, TradeIntent
 from keel.domain.reasons import ReasonCode
 from keel.runtime.book import PendingApproval
 from keel.settings import Mode
 
 if TYPE_CHECKING:
-    from keel.domain.intents import TradeIntent
     from keel.runtime.context import RunContext
     from keel.runtime.state import CycleState
 
@@ -31,12 +32,13 @@ def within_auto_policy(intent: TradeIntent, ctx: RunContext) -> bool:
 
 
 def approval(state: CycleState, ctx: RunContext) -> dict:
+    late = state.get("late_approved") or []  # approved by an operator since the last bar, in the order approved
     if not state["allowed"]:
-        return {"approved": []}
+        return {"approved": list(late)}
     cfg = ctx.settings.approval
     journal = ctx.journal
     now = ctx.clock.now()
-    approved = []
+    approved = list(late)
     for intent, verdict_detail in state["allowed"]:
         detail = dict(verdict_detail)
         if ctx.mode is Mode.SHADOW:
@@ -65,10 +67,116 @@ def approval(state: CycleState, ctx: RunContext) -> dict:
             approved.append(intent)
         elif target is IntentState.PENDING_APPROVAL:
             expires = state["ts_ns"] + int(cfg.ttl_seconds * 1e9)
-            ctx.book.pending_approvals[intent.intent_id] = PendingApproval(intent.intent_id, intent.symbol, expires)
+            bound = bound_hash(intent, ctx.risk())
+            ctx.book.pending_approvals[intent.intent_id] = PendingApproval(
+                intent.intent_id, intent.symbol, expires, intent.model_dump(mode="json"), bound
+            )
+            publish = ctx.extras.get("publish_pending")
+            if publish is not None:  # a session: operators see it in the control plane
+                publish(intent, detail, expires, bound, state)
             wake = int(np.searchsorted(ctx.market.timeline, expires, side="left"))
             if wake < len(ctx.market):
                 ctx.schedule.wake(wake)
         else:
             ctx.book.release(intent.intent_id, intent.symbol)
     return {"approved": approved}
+
+
+#: actors that are Keel itself: none of them may approve
+BUILT_IN_ACTORS = frozenset({STAGE, "strategist", "supervisor", "executor", "commander", "monitor"})
+
+
+def may_approve(actor: str, intent: TradeIntent, ctx: RunContext) -> bool:
+    """The approver is a person, never the proposer nor Keel itself."""
+    actor = actor.strip()
+    return (
+        bool(actor)
+        and actor != intent.strategy_id
+        and not actor.startswith("keel:")
+        and actor not in (BUILT_IN_ACTORS | {ctx.settings.approval.auto_approver})
+    )
+
+
+def apply_decisions(state: CycleState, ctx: RunContext, trading: TradingState) -> list[TradeIntent]:
+    """Operators' decisions on intents that wait (a session; `ctx.extras["decisions"]` reads them from the control
+    plane), in the order they were given. A rejection ends the intent. An approval is re-checked by the supervisor
+    against the market and limits as they are now: refused, the intent expires with the check's reason; if what would
+    be sent or the limits in force changed, the approval no longer matches and the intent waits to be approved again;
+    otherwise it is approved by its approver and returned for this bar's executor."""
+    book, journal = ctx.book, ctx.journal
+    now, ts_ns = ctx.clock.now(), state["ts_ns"]
+    late: list[TradeIntent] = []
+    for decided in ctx.extras["decisions"]():
+        pending = book.pending_approvals.get(decided.intent_id)
+        if pending is None or pending.intent is None:
+            continue  # already ended here (expired, or settled before a restart): the session syncs its outcome
+        intent = TradeIntent.model_validate(pending.intent)
+        said = {"decided_by": decided.decided_by, "reason": decided.decision_reason, "version": decided.version}
+        if not may_approve(decided.decided_by, intent, ctx):
+            # separation of duties, again here: a decision written around the approval service is not obeyed
+            journal.event(STAGE, "approval.ignored", {"intent_id": intent.intent_id, **said}, ts=now, run_id=ctx.run_id)
+            continue
+        if decided.status.value == "rejected":
+            _end_pending(ctx, pending, IntentState.REJECTED, decided.decided_by, ReasonCode.APPROVAL_REJECTED, said)
+            continue
+        if decided.bound_hash != pending.bound_hash:
+            continue  # approved a version that is no longer the one waiting: the control plane refuses it anyway
+        run, recheck_detail = recheck(intent, ctx, ts_ns=ts_ns, trading=trading)
+        detail = {**said, "bound_hash": pending.bound_hash, "recheck": recheck_detail}
+        if run.rejected is not None:
+            _end_pending(ctx, pending, IntentState.EXPIRED, STAGE, run.rejected, detail)
+            continue
+        if run.modified:
+            intent = intent.but(quantity=run.quantity, notional_cap=run.notional_cap)
+        bound = bound_hash(intent, ctx.risk())
+        if bound != pending.bound_hash:
+            # what would be sent, or the limits it is judged under, changed: approve it again
+            journal.event(
+                STAGE,
+                "approval.rebound",
+                {"intent_id": intent.intent_id, "was": pending.bound_hash, "now": bound, **detail},
+                ts=now,
+                run_id=ctx.run_id,
+            )
+            pending.intent, pending.bound_hash = intent.model_dump(mode="json"), bound
+            reserve(intent, ctx)
+            ctx.extras["rebind"](intent, bound, recheck_detail, state)
+            continue
+        journal.transition(
+            intent.intent_id,
+            IntentState.PENDING_APPROVAL,
+            IntentState.APPROVED,
+            ts=now,
+            actor=decided.decided_by,
+            reason=None,
+            stage=STAGE,
+            run_id=ctx.run_id,
+            detail=detail,
+        )
+        del book.pending_approvals[intent.intent_id]
+        late.append(intent)
+    return late
+
+
+def _end_pending(ctx: RunContext, pending: PendingApproval, target: IntentState, actor: str, reason, detail) -> None:
+    ctx.journal.transition(
+        pending.intent_id,
+        IntentState.PENDING_APPROVAL,
+        target,
+        ts=ctx.clock.now(),
+        actor=actor,
+        reason=reason.value,
+        stage=STAGE,
+        run_id=ctx.run_id,
+        detail=detail,
+    )
+    ctx.book.release(pending.intent_id, pending.symbol)
+    del ctx.book.pending_approvals[pending.intent_id]
+
+
+def end_pending(ctx: RunContext, reason: ReasonCode) -> int:
+    """A session that ends expires what still waits: nobody can approve it any more. Returns how many."""
+    waiting = list(ctx.book.pending_approvals.values())
+    for pending in waiting:
+        _end_pending(ctx, pending, IntentState.EXPIRED, STAGE, reason, {})
+    return len(waiting)

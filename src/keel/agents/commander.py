@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from keel.agents.approval import apply_decisions
 from keel.domain.decisions import TradingState
 from keel.domain.intents import IntentState
 from keel.domain.reasons import ReasonCode
@@ -41,9 +42,17 @@ def commander(state: CycleState, ctx: RunContext) -> dict:
             )
             book.release(p.intent_id, p.symbol)
             del book.pending_approvals[p.intent_id]
+    late = []
+    if book.pending_approvals and "decisions" in ctx.extras:  # a session: what operators decided since the last bar
+        late = apply_decisions(state, ctx, trading)
     if trading is TradingState.HALTED and (book.working or book.unknown):
         cancel_all_and_verify(state, ctx)
-    return {"trading_state": trading.value, "trading_reason": reason, "active": active_symbols(state, ctx)}
+    return {
+        "trading_state": trading.value,
+        "trading_reason": reason,
+        "active": active_symbols(state, ctx),
+        "late_approved": late,
+    }
 
 
 def cancel_all_and_verify(state: CycleState, ctx: RunContext) -> None:

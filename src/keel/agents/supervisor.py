@@ -10,15 +10,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from keel.agents.hydrate import account_skills
+from keel.agents.outlook import outlook_at
 from keel.data.frame import datetime_to_ns
 from keel.domain.costs import price_band
 from keel.domain.decisions import CriticVerdict, Decision, NoTradeTrigger, TradingState
 from keel.domain.intents import IntentState, Side
 from keel.domain.reasons import ReasonCode
-from keel.risk.checks import CheckInput, run_checks
-from keel.risk.limits import resolve_limits
+from keel.risk.checks import CheckInput, CheckRun, run_checks
+from keel.risk.limits import EffectiveLimits, resolve_limits
 
 if TYPE_CHECKING:
+    from keel.domain.intents import TradeIntent
     from keel.runtime.context import RunContext
     from keel.runtime.state import CycleState
 
@@ -37,10 +39,8 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
     trading = TradingState(state["trading_state"])
     # Exits the monitor raises after this bar's fills need the account as it is now, not as hydrated.
     skills = account_skills(broker) if state["exits_raised"] or not state.get("skills") else state["skills"]
-    equity, cash, available, quotes = skills["equity"], skills["cash"], skills["available"], skills["quotes"]
-    positions_value = equity - cash  # long-only: what the held positions are worth at their marks
     held = {s for s, q in skills["positions"].items() if q > 0}
-    limits = resolve_limits(ctx.risk(), ctx.profile, equity=equity, symbols=len(ctx.market.symbols))
+    limits = resolve_limits(ctx.risk(), ctx.profile, equity=skills["equity"], symbols=len(ctx.market.symbols))
     times = book.order_times
     while times and times[0] <= ts_ns - WINDOW_NS:
         times.popleft()
@@ -62,34 +62,16 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
             book.pending_exit[symbol] = intent.intent_id
         else:
             book.pending_entry[symbol] = intent.intent_id
-        quote = quotes.get(symbol)
-        reserved = sum(book.reserved.values())
-        unsent = sum(book.unsent.values())
-        in_flight = {s for s in book.pending_entry if s not in held and s != symbol}
-        notional_cap = intent.notional_cap
-        check = CheckInput(
-            symbol=symbol,
-            side=intent.side,
-            reduces_risk=intent.leg.reduces_risk,
-            quantity=intent.quantity,
-            reference_price=quote[0] if quote is not None else float("nan"),
-            reference_age_ns=(ts_ns - datetime_to_ns(quote[1])) if quote is not None else -1,
-            limit_price=intent.limit_price,
-            stop=intent.stop,
-            stop_waived=ctx.strategy.rules.stop_waived,
-            trading_state=trading,
-            mode=ctx.mode.value,
-            no_trade=outlooks[symbol].no_trade if symbol in outlooks else _NO_OUTLOOK,
+        check = check_input(
+            intent,
+            ctx,
+            ts_ns=ts_ns,
+            trading=trading,
+            skills=skills,
+            held=held,
             limits=limits,
-            exposure=positions_value + reserved,
-            open_positions=len(held) + len(in_flight),
-            opens_position=symbol not in held,
-            day_pnl=equity - book.day_start_equity,
+            no_trade=outlooks[symbol].no_trade if symbol in outlooks else _NO_OUTLOOK,
             orders_last_minute=len(times) + len(allowed),  # those allowed this cycle are on their way
-            cash_available=available - unsent,
-            costs=ctx.costs,
-            notional_cap=notional_cap,
-            band_low=price_band(intent.reference_price, limits.price_collar_pct)[0],
         )
         run = run_checks(check)
         review = reviews.get(intent.intent_id)
@@ -131,13 +113,108 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
             continue
         if run.modified:
             intent = intent.but(quantity=run.quantity, notional_cap=run.notional_cap)
-        if not intent.leg.reduces_risk and intent.side is Side.BUY:
-            cap = intent.notional_cap
-            book.reserved[intent.intent_id] = cap if cap is not None else intent.quantity * intent.reference_price
-            limit = intent.limit_price is not None
-            price = intent.limit_price if limit else intent.reference_price
-            book.unsent[intent.intent_id] = (
-                cap if cap is not None else ctx.costs.buy_estimate(intent.quantity, price, limit=limit)
-            )
+        reserve(intent, ctx)
         allowed.append((intent, detail))
     return {"allowed": allowed}
+
+
+def reserve(intent: TradeIntent, ctx: RunContext) -> None:
+    """An allowed entry buy holds its notional against exposure and its cash against what is available until it is
+    sent (or ends); a resized one holds its new size."""
+    if not intent.leg.reduces_risk and intent.side is Side.BUY:
+        cap = intent.notional_cap
+        ctx.book.reserved[intent.intent_id] = cap if cap is not None else intent.quantity * intent.reference_price
+        limit = intent.limit_price is not None
+        price = intent.limit_price if limit else intent.reference_price
+        ctx.book.unsent[intent.intent_id] = (
+            cap if cap is not None else ctx.costs.buy_estimate(intent.quantity, price, limit=limit)
+        )
+
+
+def check_input(
+    intent: TradeIntent,
+    ctx: RunContext,
+    *,
+    ts_ns: int,
+    trading: TradingState,
+    skills: dict,
+    held: set[str],
+    limits: EffectiveLimits,
+    no_trade: tuple[NoTradeTrigger, ...],
+    orders_last_minute: int,
+    own: bool = False,
+) -> CheckInput:
+    """What the checks see of one intent at this bar. `own`: the intent already holds its reservation in the book
+    (a late approval re-checked): its own reserved notional and unsent cash are not counted against it twice."""
+    book = ctx.book
+    symbol = intent.symbol
+    quote = skills["quotes"].get(symbol)
+    reserved = sum(book.reserved.values())
+    unsent = sum(book.unsent.values())
+    if own:
+        reserved -= book.reserved.get(intent.intent_id, 0.0)
+        unsent -= book.unsent.get(intent.intent_id, 0.0)
+    in_flight = {s for s in book.pending_entry if s not in held and s != symbol}
+    equity = skills["equity"]
+    return CheckInput(
+        symbol=symbol,
+        side=intent.side,
+        reduces_risk=intent.leg.reduces_risk,
+        quantity=intent.quantity,
+        reference_price=quote[0] if quote is not None else float("nan"),
+        reference_age_ns=(ts_ns - datetime_to_ns(quote[1])) if quote is not None else -1,
+        limit_price=intent.limit_price,
+        stop=intent.stop,
+        stop_waived=ctx.strategy.rules.stop_waived,
+        trading_state=trading,
+        mode=ctx.mode.value,
+        no_trade=no_trade,
+        limits=limits,
+        exposure=equity - skills["cash"] + reserved,  # long-only: the held positions at their marks, plus reserved
+        open_positions=len(held) + len(in_flight),
+        opens_position=symbol not in held,
+        day_pnl=equity - book.day_start_equity,
+        orders_last_minute=orders_last_minute,
+        cash_available=skills["available"] - unsent,
+        costs=ctx.costs,
+        notional_cap=intent.notional_cap,
+        band_low=price_band(intent.reference_price, limits.price_collar_pct)[0],
+    )
+
+
+def recheck(intent: TradeIntent, ctx: RunContext, *, ts_ns: int, trading: TradingState) -> tuple[CheckRun, dict]:
+    """Judge an intent approved late, against the market, the account and the limits as they are now: every check
+    again, in the same precedence (a stale approval never sends what the limits no longer allow). Returns the run and
+    the verdict detail the approval's transition records."""
+    skills = account_skills(ctx.broker)
+    held = {s for s, q in skills["positions"].items() if q > 0}
+    limits = resolve_limits(ctx.risk(), ctx.profile, equity=skills["equity"], symbols=len(ctx.market.symbols))
+    times = ctx.book.order_times
+    while times and times[0] <= ts_ns - WINDOW_NS:
+        times.popleft()
+    symbol = intent.symbol
+    no_trade: tuple[NoTradeTrigger, ...] = ()
+    if not intent.leg.reduces_risk:  # only new risk consults the outlook, at the symbol's latest bar
+        i = ctx.market.last_bar_index(symbol, ctx.market.first_at_or_after(ts_ns))
+        no_trade = outlook_at(ctx.outlooks[symbol], symbol, i, ts_ns).no_trade if i >= 0 else _NO_OUTLOOK
+    check = check_input(
+        intent,
+        ctx,
+        ts_ns=ts_ns,
+        trading=trading,
+        skills=skills,
+        held=held,
+        limits=limits,
+        no_trade=no_trade,
+        orders_last_minute=len(times),
+        own=True,
+    )
+    run = run_checks(check)
+    detail = {
+        "verdict": (Decision.REJECT if run.rejected else Decision.MODIFY if run.modified else Decision.APPROVE).value,
+        "reasons": [r.value for r in ((run.rejected,) if run.rejected else run.modified)],
+        "checks": {name: (code.value if code else ("pass: " + d if d else "pass")) for name, code, d in run.results},
+        "approved_quantity": 0.0 if run.rejected else run.quantity,
+        "approved_notional": None if run.rejected else run.notional_cap,
+    }
+    return run, detail

@@ -33,6 +33,10 @@ KEEL_FILES = (
     "keel.db-wal",
     "keel.db-shm",
     "keel.db-journal",
+    "graph.db",  # a session's LangGraph checkpoints
+    "graph.db-wal",
+    "graph.db-shm",
+    "graph.db-journal",
     "summary.json",
     "equity.parquet",
     "equity.csv",  # on request, and in every run folder of a version before equity.parquet

@@ -45,7 +45,7 @@ from keel.runtime.context import RunContext
 from keel.runtime.control import CONTROL_DB as CONTROL_DB
 from keel.runtime.control import control_url as control_url
 from keel.runtime.control import open_guard
-from keel.runtime.drivers import DRIVERS
+from keel.runtime.drivers import DRIVERS, Driver
 from keel.runtime.drivers import driver as drive_with
 from keel.runtime.market import MarketView
 from keel.runtime.schedule import Schedule
@@ -96,10 +96,20 @@ def run_id_for(
     mode: Mode,
     profile: Profile,
     trading_script: TradingScript = (),
+    session: str | None = None,
 ) -> str:
-    """Everything that decides the run, hashed. Paths, the journal URL, who may lift a halt and which files the report
-    writes are not part of it (the demo's settings are, through the data they generate)."""
-    exclude = {"var_dir": True, "home": True, "journal": {"url"}, "risk": {"operators"}, "demo": True, "report": True}
+    """Everything that decides the run, hashed. Paths, the journal URL, who may lift a halt or approve, and which files
+    the report writes are not part of it (the demo's settings are, through the data they generate). A session's name
+    is: two sessions over the same inputs are two runs, with intent ids of their own."""
+    exclude = {
+        "var_dir": True,
+        "home": True,
+        "journal": {"url"},
+        "risk": {"operators"},
+        "approval": {"approvers", "min_review_seconds"},
+        "demo": True,
+        "report": True,
+    }
     config = settings.model_dump(mode="json", exclude=exclude)
     ident = {
         "mode": mode.value,
@@ -108,6 +118,8 @@ def run_id_for(
         "strategy": strategy.describe(),
         "data": [f.fingerprint() for f in frames],
     }
+    if session is not None:
+        ident["session"] = session
     if trading_script:
         ident["trading_script"] = [[int(ts), TradingState(st).value, str(why)] for ts, st, why in trading_script]
     return "run-" + hashlib.sha256(orjson.dumps(ident, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
@@ -122,11 +134,13 @@ def execute_run(
     mode: Mode | None = None,
     profile: Profile | None = None,
     fresh: bool = False,
-    driver: str = "replay",
+    driver: str | Driver = "replay",
     on_progress: Callable[[int, int], None] | None = None,
     timings: dict[str, float] | None = None,
     broker: PaperBroker | None = None,
     trading_script: TradingScript = (),
+    session: str | None = None,
+    on_run_id: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Run (or resume, or recognise as already complete) one run over historical bars.
 
@@ -135,13 +149,17 @@ def execute_run(
     with the configured cash). `trading_script` scripts a replay's own trading state: `(ns, state, reason)` changes
     at given instants (stress scenarios and drills); a replay never reads the operator's kill switch, sessions
     (shadow, paper) always do.
+
+    `driver` names one of `DRIVERS` or is a drive function of its own (a session's, `keel.runtime.session`);
+    `session` names the session the run is (part of its identity); `on_run_id(run_id)` is called once the run's folder
+    is claimed and its journal open, before anything is decided (it may refuse the run by raising).
     """
     timings = {} if timings is None else timings
     mode = mode or settings.mode
     profile = profile or settings.profile
     if mode not in (Mode.REPLAY, Mode.SHADOW, Mode.PAPER):
         raise InputError(f"mode '{mode.value}' needs a real venue, which this version does not ship yet")
-    if driver not in DRIVERS:
+    if isinstance(driver, str) and driver not in DRIVERS:
         raise InputError(f"driver '{driver}' is not one of {', '.join(DRIVERS)}")
     if not frames:
         raise InputError("no market data: give at least one file")
@@ -149,7 +167,7 @@ def execute_run(
         raise InputError("a scripted trading state is for replays; sessions obey the operator's kill switch")
     started = time.perf_counter()
     prepared = prepare(frames, strategy, settings, mode)
-    run_id = run_id_for(settings, strategy, frames, mode, profile, trading_script)
+    run_id = run_id_for(settings, strategy, frames, mode, profile, trading_script, session)
     run_dir = Path(out_dir) if out_dir is not None else settings.var_dir / "runs" / run_id
     if fresh and settings.journal.url is not None:
         raise InputError(
@@ -165,6 +183,8 @@ def execute_run(
         control = None
         try:
             existing = journal.store.get_run(run_id)
+            if on_run_id is not None:
+                on_run_id(run_id)
             journal.store.transition_rows = transition_rows(mode, existing)
             if existing is not None and existing.status is RunStatus.COMPLETE:
                 summary, rebuilt = _reuse(existing, run_dir, journal.store, prepared.market, settings)
@@ -196,7 +216,7 @@ def execute_run(
                 if on_progress is not None:
                     on_progress(t + 1, total)
 
-            drive = drive_with(driver)
+            drive = drive_with(driver) if isinstance(driver, str) else driver
             mark = time.perf_counter()
             drive(ctx, start_after=start_after, on_bar=progress)
             journal.finish_redo()

@@ -100,7 +100,7 @@ app.add_typer(override_app, name="override")
 
 # The commands register themselves on the app as they are imported, in the order `keel --help` lists them.
 # isort: off
-from keel.cli import runs, control, overrides, journal, config, reference  # noqa: E402, F401
+from keel.cli import runs, session, control, overrides, journal, approvals, config, reference  # noqa: E402, F401
 # isort: on
 
 

@@ -231,27 +231,49 @@ def demo(
     )
 
 
+def strategy_override(base, strategy: str | None, param: list[str] | None):
+    """The strategy the options name (`--strategy`, `--param k=v` merged over the configured params of the same
+    strategy), or None when they name none."""
+    from keel.settings import StrategySettings
+    from keel.strategies import parse_param_args
+
+    params = parse_param_args(param or [])
+    if strategy is None and not params:
+        return None
+    name = strategy if strategy is not None else base.strategy.name
+    configured_params = dict(base.strategy.params) if name == base.strategy.name else {}
+    # a model, not a dict: the configured params of another strategy must not be merged into these
+    return StrategySettings(name=name, params=configured_params | params)
+
+
+#: the data options `keel backtest` and `keel session start` share
+DataOpt = Annotated[list[Path], typer.Option("--data", help="OHLCV file(s): CSV or Parquet")]
+SymbolOpt = Annotated[
+    list[str] | None,
+    typer.Option("--symbol", help="symbol of each --data file, in order (default: the file name)"),
+]
+TimestampColumnOpt = Annotated[
+    str | None, typer.Option("--timestamp-column", help="the column holding the bar times (default: detected)")
+]
+DateFormatOpt = Annotated[
+    str | None,
+    typer.Option("--date-format", help="strptime format of the dates, e.g. '%d/%m/%Y %H:%M' (day-first)"),
+]
+StrategyOpt = Annotated[str | None, typer.Option(help="strategy name (see `keel strategies`; default: strategy.name)")]
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option("--param", help="strategy parameter k=v (repeatable; merged over strategy.params)"),
+]
+
+
 @app.command()
 def backtest(
-    data: Annotated[list[Path], typer.Option("--data", help="OHLCV file(s): CSV or Parquet")],
-    symbol: Annotated[
-        list[str] | None,
-        typer.Option("--symbol", help="symbol of each --data file, in order (default: the file name)"),
-    ] = None,
-    timestamp_column: Annotated[
-        str | None, typer.Option("--timestamp-column", help="the column holding the bar times (default: detected)")
-    ] = None,
-    date_format: Annotated[
-        str | None,
-        typer.Option("--date-format", help="strptime format of the dates, e.g. '%d/%m/%Y %H:%M' (day-first)"),
-    ] = None,
-    strategy: Annotated[
-        str | None, typer.Option(help="strategy name (see `keel strategies`; default: strategy.name)")
-    ] = None,
-    param: Annotated[
-        list[str] | None,
-        typer.Option("--param", help="strategy parameter k=v (repeatable; merged over strategy.params)"),
-    ] = None,
+    data: DataOpt,
+    symbol: SymbolOpt = None,
+    timestamp_column: TimestampColumnOpt = None,
+    date_format: DateFormatOpt = None,
+    strategy: StrategyOpt = None,
+    param: ParamOpt = None,
     cash: Annotated[float | None, typer.Option(help="starting cash (default: broker.cash)")] = None,
     fees_bps: Annotated[
         float | None, typer.Option("--fees-bps", help="fees, basis points (default: broker.fees_bps)")
@@ -281,7 +303,7 @@ def backtest(
     config: ConfigOpt = None,
 ) -> None:
     """Replay your own data through the governed pipeline with one strategy."""
-    from keel.settings import Profile, SizingMethod, StrategySettings, setting_sources, value_problem
+    from keel.settings import Profile, SizingMethod, setting_sources, value_problem
 
     problems: list[str] = []
     typed_profile = None
@@ -305,7 +327,7 @@ def backtest(
     _bad_options(problems)
 
     from keel.data.files import load_many
-    from keel.strategies import build_strategy, parse_param_args
+    from keel.strategies import build_strategy
 
     base = load_settings(config)
     configured = setting_sources(config)  # what env and keel.toml set: the command's defaults yield to it
@@ -323,12 +345,9 @@ def backtest(
         overrides["sizing"] = {"method": sizing}
     elif prof is Profile.RESEARCH and "sizing.method" not in configured:
         overrides["sizing"] = {"method": SizingMethod.ALL_IN.value}
-    params = parse_param_args(param or [])
-    if strategy is not None or params:
-        name = strategy if strategy is not None else base.strategy.name
-        configured_params = dict(base.strategy.params) if name == base.strategy.name else {}
-        # a model, not a dict: the configured params of another strategy must not be merged into these
-        overrides["strategy"] = StrategySettings(name=name, params=configured_params | params)
+    chosen = strategy_override(base, strategy, param)
+    if chosen is not None:
+        overrides["strategy"] = chosen
     settings = load_settings(config, **overrides) if overrides else base
     strat = build_strategy(settings.strategy.name, settings.strategy.params)
     frames = load_many(data, symbols=symbol or None, timestamp_column=timestamp_column, date_format=date_format)

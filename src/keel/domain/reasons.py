@@ -48,6 +48,10 @@ class ReasonCode(StrEnum):
     APPROVAL_PENDING = ("APPROVAL_PENDING", "Manual approval is required; the intent waits for an approver.")
     APPROVAL_EXPIRED = ("APPROVAL_EXPIRED", "Nobody approved the intent before its time to live ran out.")
     APPROVAL_REJECTED = ("APPROVAL_REJECTED", "An approver rejected the intent.")
+    SESSION_ENDED = (
+        "SESSION_ENDED",
+        "The session ended (stopped, or out of bars) while the intent waited for approval.",
+    )
     AUTO_POLICY_EXCEEDED = ("AUTO_POLICY_EXCEEDED", "The intent is outside the auto-approval policy.")
     SHADOW_MODE = ("SHADOW_MODE", "Shadow mode: the intent is recorded, never sent.")
     # -- kill switch triggers (the run halts itself) ------------------------------------------------

@@ -550,6 +550,12 @@ class Journal:
             self._drain()  # nothing to reproduce: reconcile now
         return expected
 
+    def redo_queue(self) -> list[Mapping[str, Any]] | None:
+        """The records a resume still expects the re-run to reproduce, in order; None when it expects none. A step
+        whose inputs come from outside the journal (an operator's decision) reads it to take exactly the inputs the
+        interrupted cycle took."""
+        return list(self._redo) if self._redo else None
+
     @property
     def redoing(self) -> int:
         """Records a resume still expects the re-run to reproduce (0 when not resuming or all were reproduced)."""

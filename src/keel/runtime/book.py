@@ -32,6 +32,10 @@ class PendingApproval:
     intent_id: str
     symbol: str
     expires_ns: int
+    #: the intent as the supervisor allowed it (what an approval lets through), JSON; None in checkpoints before it
+    intent: dict | None = None
+    #: `keel.approval.binding.bound_hash` of it when it was published: an approval must carry the same
+    bound_hash: str | None = None
 
 
 @dataclass

@@ -48,9 +48,10 @@ ROUTE_AFTER_MONITOR = route_after_monitor
 
 def route_after_commander(state: CycleState) -> str:
     """Symbols with something to decide go through the decision nodes; otherwise the bar goes straight to the monitor
-    (fills, order ends, protective exits). Those nodes only act on the symbols the commander names, and a fresh cycle
-    state already holds what they answer when there are none, so skipping them changes nothing in the journal."""
-    return "decide" if state["active"] else "monitor"
+        (fills, order ends, protective exits); so does an intent an operator approved since the last bar (the approval
+    node hands it to the executor). Those nodes only act on the symbols the commander names, and a fresh cycle
+        state already holds what they answer when there are none, so skipping them changes nothing in the journal."""
+    return "decide" if state["active"] or state["late_approved"] else "monitor"
 
 
 def begin_cycle(ctx: RunContext, t: int) -> CycleState:

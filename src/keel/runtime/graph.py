@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from langgraph.graph import END, START, StateGraph
 
@@ -30,9 +30,22 @@ RECURSION_LIMIT = 64
 REJECT = "reject_route"
 
 
-def _bind(node: Callable, ctx: RunContext) -> Callable[[CycleState], dict]:
-    def run(state: CycleState) -> dict:
-        return node(state, ctx)
+OnNode = Callable[[str, dict], None]
+
+
+def _bind(node: Callable, ctx: RunContext, on_node: OnNode | None = None) -> Callable[[CycleState], dict]:
+    if on_node is None:
+
+        def run(state: CycleState) -> dict:
+            return node(state, ctx)
+
+    else:
+        name = node.__name__
+
+        def run(state: CycleState) -> dict:
+            update = node(state, ctx)
+            on_node(name, {**state, **update})
+            return update
 
     run.__name__ = node.__name__
     return run
@@ -46,10 +59,12 @@ def _reject_route(ctx: RunContext) -> Callable[[CycleState], dict]:
     return run
 
 
-def build_graph(ctx: RunContext):
+def build_graph(ctx: RunContext, *, checkpointer: Any = None, on_node: OnNode | None = None):
+    """The compiled graph. `checkpointer`: LangGraph's durable record of each node's progress (sessions);
+    `on_node(name, state after it)` is called as each node returns (a session's latency marks)."""
     graph = StateGraph(CycleState)
     for name, node in (*PIPELINE, REPORTER):
-        graph.add_node(name, _bind(node, ctx))
+        graph.add_node(name, _bind(node, ctx, on_node))
     graph.add_node(REJECT, _reject_route(ctx))
     graph.add_edge(START, PIPELINE[0][0])
     # Nothing active: from the commander straight to the monitor (fills, marks, owed and protective exits).
@@ -67,7 +82,7 @@ def build_graph(ctx: RunContext):
     graph.add_conditional_edges("monitor", route, {**routes, REJECT: REJECT})
     graph.add_edge(REPORTER[0], END)
     graph.add_edge(REJECT, END)
-    return graph.compile()
+    return graph.compile(checkpointer=checkpointer)
 
 
 def run_graph(ctx: RunContext, *, start_after: int = -1, on_bar: Callable[[int], None] | None = None) -> int:

@@ -22,6 +22,7 @@ class CycleState(TypedDict, total=False):
     reviews: dict[str, Any]  # intent id -> CriticReview
     allowed: list[Any]  # (TradeIntent, the verdict as the journal records it) let through
     approved: list[Any]  # TradeIntent ready for the executor
+    late_approved: list[Any]  # TradeIntent an operator approved since the last bar (sessions), re-checked
     fills: list[Any]  # Fill seen at this bar
     ended: list[Any]  # Order that ended at this bar without a fill (e.g. rejected at the fill for cash)
     exits_raised: int  # how many times the monitor routed exits back this cycle
@@ -39,6 +40,7 @@ def new_cycle(t: int, ts_ns: int) -> CycleState:
         "reviews": {},
         "allowed": [],
         "approved": [],
+        "late_approved": [],
         "fills": [],
         "ended": [],
         "exits_raised": 0,

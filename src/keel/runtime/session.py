@@ -1,0 +1,584 @@
+"""A session: the governed runtime running continuously over arriving bars, under one name.
+
+A session is a run (`keel.backtest.run.execute_run`: the same folder, journal, checkpoints, resume and report) driven
+by bars as they arrive instead of all at once. Its driver takes bars from a feed (`keel.feeds`), sends each through
+the LangGraph graph with a durable checkpointer, and between bars stays responsive: it beats its heartbeat in the
+control plane's session registry, obeys a stop request (`keel session stop`, SIGTERM, Ctrl-C) at the next cycle
+boundary — never inside a cycle, so no intent is left half-way — and publishes what waits for a human, whose
+decisions it applies at the next bar (`keel.agents.approval.apply_decisions`).
+
+The journal stays the evidence and its one writer is the session; operators write only to the control plane. So the
+same bars and config leave the journal the replay driver leaves, at any speed; and a session killed at any point and
+started again resumes from its checkpoint, reconciles with the broker, and neither loses nor repeats an intent.
+LangGraph's checkpointer records each cycle's progress node by node (which node a killed session was in is in
+`session.resumed`); the restart itself re-runs the interrupted cycle from the journal's checkpoint, which also holds
+the broker's and the book's state.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from keel.agents.approval import end_pending
+from keel.control.records import ApprovalRequest, ApprovalStatus, SessionRecord, SessionStatus
+from keel.data.frame import ns_to_datetime
+from keel.domain.decisions import ApprovalMode
+from keel.domain.errors import InputError
+from keel.domain.intents import IntentState
+from keel.domain.reasons import ReasonCode
+from keel.feeds.paced import PacedReplay
+from keel.runtime.clock import WallClock
+from keel.runtime.cycle import after_cycle, begin_cycle, checkpoint
+from keel.runtime.market import MarketView
+from keel.settings import Mode, Settings
+
+if TYPE_CHECKING:
+    from keel.backtest.run import RunResult
+    from keel.control.store import ControlStore
+    from keel.data.frame import OHLCV
+    from keel.domain.intents import TradeIntent
+    from keel.feeds.base import Feed
+    from keel.runtime.context import RunContext
+    from keel.runtime.state import CycleState
+    from keel.strategies.base import Strategy
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+SESSION_MODES = (Mode.SHADOW, Mode.PAPER)
+#: how long the driver waits for a bar before it looks at its stop request and beats its heartbeat again
+POLL_SECONDS = 0.25
+HEARTBEAT_SECONDS = 1.0
+#: latencies kept for the percentiles `keel session status` shows
+LATENCY_WINDOW = 10_000
+GRAPH_DB = "graph.db"
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    name: str
+    mode: Mode
+    #: bars arrive at this multiple of real time; None: as fast as decisions allow
+    speed: float | None = None
+    #: None: the configured `approval.mode`
+    approval: ApprovalMode | None = None
+
+    def __post_init__(self) -> None:
+        if not NAME.match(self.name):
+            raise InputError(
+                f"session name '{self.name}' is not valid",
+                hint="1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            )
+        if self.mode not in SESSION_MODES:
+            raise InputError(
+                f"a session runs in mode shadow or paper, not '{self.mode.value}'",
+                hint="replays are `keel backtest`; testnet and live need a real venue (a later version)",
+            )
+        if self.speed is not None and not self.speed > 0:
+            raise InputError(f"--speed must be a positive multiple of real time, not {self.speed}")
+
+
+def session_dir(settings: Settings, name: str) -> Path:
+    """Where a session's run folder lives: under `home`, so every command finds it from any directory."""
+    return settings.home / "sessions" / name
+
+
+@dataclass
+class Latency:
+    """Per cycle that had them: bar arrival → the supervisor's verdict, the verdict → the executor's submit, and bar
+    arrival → submit (wall time; never journalled, so that the journal stays the same at any speed)."""
+
+    verdict_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+    verdict_to_submit_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+    submit_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "arrival_to_verdict_ms": percentiles(self.verdict_ms),
+            "verdict_to_submit_ms": percentiles(self.verdict_to_submit_ms),
+            "arrival_to_submit_ms": percentiles(self.submit_ms),
+        }
+
+
+def percentiles(values: deque[float] | list[float]) -> dict[str, Any]:
+    """Nearest-rank p50/p95/p99 and the count."""
+    ordered = sorted(values)
+    n = len(ordered)
+
+    def rank(q: float) -> float | None:
+        return round(ordered[max(1, -(-n * q // 100)) - 1], 3) if n else None
+
+    return {"n": n, "p50": rank(50), "p95": rank(95), "p99": rank(99)}
+
+
+class SessionDriver:
+    """The driver a session hands `execute_run`: `(ctx, *, start_after, on_bar) -> last bar decided`."""
+
+    def __init__(
+        self,
+        spec: SessionSpec,
+        control: ControlStore,
+        *,
+        stop: threading.Event,
+        feed: Callable[[MarketView], Feed] | None = None,
+        clock: Callable[[], datetime] = WallClock().now,
+    ) -> None:
+        self.spec = spec
+        self.control = control
+        self.stop = stop
+        self._feed = feed or (lambda market: PacedReplay(market.timeline, speed=spec.speed))
+        self._now = clock
+        self.latency = Latency()
+        self.cycles = 0
+        self.last_bar = -1
+        self.ended_by: str = "its bars ran out"
+        self._beat_at = 0.0
+        self._open: set[str] = set()  # approval requests whose outcome the control plane does not know yet
+        self._stale_threads: tuple[str, ...] = ()  # graph threads of cycles before a restart
+
+    # -- the loop ---------------------------------------------------------------------------------------------------
+
+    def __call__(self, ctx: RunContext, *, start_after: int = -1, on_bar: Callable[[int], None] | None = None) -> int:
+        self._wire(ctx)
+        feed = self._feed(ctx.market)
+        feed.start(start_after)
+        last = self.last_bar = start_after
+        with graph_checkpointer(ctx) as saver:
+            from keel.runtime.graph import RECURSION_LIMIT, build_graph
+
+            stamps: dict[str, int] = {}
+            graph = build_graph(ctx, checkpointer=saver, on_node=lambda name, state: stamp(stamps, name, state))
+            self._note_graph_resume(ctx, saver, start_after)
+            previous: str | None = None
+            while not self._stopping():
+                arrived = feed.poll(POLL_SECONDS)
+                for t in arrived:
+                    stamps.clear()
+                    stamps["arrival"] = time.perf_counter_ns()
+                    # LangGraph checkpoints each cycle as it ends (durability "exit"): checkpointing every node as
+                    # well costs about 1 ms a node on the way from verdict to submit and adds no safety, since
+                    # the journal is the write-ahead record and a restart re-runs the interrupted cycle from it
+                    thread = f"{self.spec.name}/{t}"
+                    config = {"configurable": {"thread_id": thread}, "recursion_limit": RECURSION_LIMIT}
+                    with ctx.journal.cycle():
+                        graph.invoke(begin_cycle(ctx, t), config, durability="exit")
+                        after_cycle(ctx, t)
+                    # the cycle is committed: the graph's record of it is the one kept, the one before goes
+                    for old in (previous, *self._stale_threads):
+                        if old is not None:
+                            saver.delete_thread(old)
+                    self._stale_threads, previous = (), thread
+                    self._measure(stamps)
+                    last = self.last_bar = t
+                    self.cycles += 1
+                    self._sync_requests(ctx)
+                    if on_bar is not None:
+                        on_bar(t)
+                    self._heartbeat(ctx, force=False)
+                    if self._stopping():
+                        break
+                if not arrived and feed.exhausted:
+                    break
+                self._heartbeat(ctx, force=False)
+        self._close(ctx, last)
+        return last
+
+    def _stopping(self) -> bool:
+        if self.stop.is_set():
+            return True
+        rec = self.control.session_record(self.spec.name)
+        if rec is not None and rec.stop_requested_ts is not None:
+            self.ended_by = f"stopped by {rec.stop_requested_by}: {rec.stop_reason}"
+            self.stop.set()
+            return True
+        return False
+
+    def _close(self, ctx: RunContext, last: int) -> None:
+        """End the session cleanly: nothing waits for an approver any more, and the report covers the bars decided."""
+        if self.stop.is_set() and self.ended_by == "its bars ran out":
+            self.ended_by = "stopped"
+        # one unit: a kill inside it loses all of it, and the resumed session closes again from the same checkpoint
+        with ctx.journal.cycle():
+            if ctx.book.pending_approvals:
+                end_pending(ctx, ReasonCode.SESSION_ENDED)
+            ctx.journal.event(
+                "runtime",
+                "session.ended",
+                {"session": self.spec.name, "why": self.ended_by, "last_bar": last},
+                ts=ctx.clock.now(),
+                run_id=ctx.run_id,
+            )
+            if last >= 0:
+                checkpoint(ctx, last)
+        ctx.journal.commit()
+        self._sync_requests(ctx)
+        if 0 <= last < len(ctx.market) - 1:
+            ctx.market = market_until(ctx.market, last)
+        self._heartbeat(ctx, force=True)
+
+    # -- the control plane ------------------------------------------------------------------------------------------
+
+    def _wire(self, ctx: RunContext) -> None:
+        """Give the approval node its way to operators: publish what waits, read their decisions, rebind."""
+        control, name = self.control, self.spec.name
+        self._open = {
+            r.intent_id
+            for r in control.approval_requests(
+                session=name, statuses=(ApprovalStatus.PENDING, ApprovalStatus.APPROVED, ApprovalStatus.REJECTED)
+            )
+            if r.run_id == ctx.run_id
+        }
+
+        def publish(intent: TradeIntent, detail: dict, expires_ns: int, bound: str, state: CycleState) -> None:
+            now = ctx.clock.now()
+            control.publish_request(
+                ApprovalRequest(
+                    intent_id=intent.intent_id,
+                    session=name,
+                    run_id=ctx.run_id,
+                    symbol=intent.symbol,
+                    side=intent.side.value,
+                    leg=intent.leg.value,
+                    quantity=intent.quantity,
+                    notional=intent.notional_cap if intent.notional_cap is not None else intent.notional,
+                    proposer=intent.strategy_id,
+                    bound_hash=bound,
+                    version=1,
+                    preview=preview_of(intent, detail, state, ctx),
+                    status=ApprovalStatus.PENDING,
+                    requested_ts=now,
+                    expires_ts=ns_to_datetime(expires_ns),
+                    decided_by=None,
+                    decided_ts=None,
+                    decision_reason=None,
+                    outcome_reason=None,
+                    updated_ts=self._now(),
+                )
+            )
+            self._open.add(intent.intent_id)
+
+        def decisions() -> list[ApprovalRequest]:
+            got = control.approval_requests(session=name, statuses=(ApprovalStatus.APPROVED, ApprovalStatus.REJECTED))
+            mine = [r for r in got if r.intent_id in ctx.book.pending_approvals]
+            redo = ctx.journal.redo_queue()
+            if redo is not None:
+                # re-running an interrupted cycle: exactly the decisions it applied, in its order (one given since
+                # the crash is applied at the next bar, like any other)
+                order = applied_in(redo)
+                mine = sorted((r for r in mine if r.intent_id in order), key=lambda r: order[r.intent_id])
+            else:
+                mine.sort(key=lambda r: (r.decided_ts, r.intent_id))
+            return mine
+
+        def rebind(intent: TradeIntent, bound: str, recheck: dict, state: CycleState) -> None:
+            notional = intent.notional_cap if intent.notional_cap is not None else intent.notional
+            control.rebind_request(
+                intent.intent_id,
+                bound_hash=bound,
+                quantity=intent.quantity,
+                notional=notional,
+                preview={**preview_of(intent, recheck, state, ctx), "rebound": True},
+                ts=self._now(),
+            )
+
+        ctx.extras["publish_pending"] = publish
+        ctx.extras["decisions"] = decisions
+        ctx.extras["rebind"] = rebind
+
+    def _sync_requests(self, ctx: RunContext) -> None:
+        """Tell the control plane what became of the intents that waited (after the cycle is committed)."""
+        if not self._open:
+            return
+        store = ctx.journal.store
+        for intent_id in sorted(self._open):
+            state = store.state(intent_id)
+            outcome = OUTCOMES.get(state)
+            if outcome is None:
+                continue  # still waiting, approved or executing
+            reason = store.get(intent_id).last_reason
+            if state is IntentState.EXPIRED and reason not in NOT_REFUSED:
+                outcome = ApprovalStatus.REFUSED  # the late re-check refused what was approved
+            self.control.settle_request(intent_id, status=outcome, reason=reason, ts=self._now())
+            self._open.discard(intent_id)
+
+    def _heartbeat(self, ctx: RunContext, *, force: bool) -> None:
+        mono = time.monotonic()
+        if not force and mono - self._beat_at < HEARTBEAT_SECONDS:
+            return
+        self._beat_at = mono
+        last = ns_to_datetime(ctx.market.ts_ns(self.last_bar)) if self.last_bar >= 0 else None
+        detail = {"latency": self.latency.summary(), "pending_approvals": len(ctx.book.pending_approvals)}
+        if "graph_resume" in ctx.extras:
+            detail["resumed"] = ctx.extras["graph_resume"]
+        self.control.session_heartbeat(
+            self.spec.name, ts=self._now(), bars=self.cycles, last_bar_ts=last, detail=detail
+        )
+
+    def _measure(self, stamps: dict[str, int]) -> None:
+        arrival = stamps["arrival"]
+        verdict, submit = stamps.get("supervisor"), stamps.get("executor")
+        if verdict is not None:
+            self.latency.verdict_ms.append((verdict - arrival) / 1e6)
+        if submit is not None:
+            self.latency.submit_ms.append((submit - arrival) / 1e6)
+            if verdict is not None:
+                self.latency.verdict_to_submit_ms.append((submit - verdict) / 1e6)
+
+    def _note_graph_resume(self, ctx: RunContext, saver: Any, start_after: int) -> None:
+        """A restarted session: what LangGraph's checkpointer holds of the cycles before (one thread per bar; the
+        last committed one, and the one a kill interrupted, with the node it had not run yet) goes into the
+        registry's detail; those threads are dropped once the first new cycle is committed."""
+        threads: dict[str, dict] = {}
+        for tup in saver.list(None):
+            thread = tup.config["configurable"]["thread_id"]
+            if not thread.startswith(f"{self.spec.name}/") or thread in threads:
+                continue
+            threads[thread] = {"bar": int(thread.rsplit("/", 1)[1]), "next": list(tup.metadata.get("writes") or {})}
+            threads[thread]["step"] = tup.metadata.get("step")
+        self._stale_threads = tuple(threads)
+        if threads:
+            ctx.extras["graph_resume"] = {
+                "resumes_after_bar": start_after,
+                "graph_threads": sorted(threads.values(), key=lambda x: x["bar"]),
+            }
+
+
+#: journal state -> what the approval request became
+OUTCOMES = {
+    IntentState.EXECUTED: ApprovalStatus.EXECUTED,
+    IntentState.FAILED: ApprovalStatus.FAILED,
+    IntentState.EXPIRED: ApprovalStatus.EXPIRED,
+    IntentState.REJECTED: ApprovalStatus.REJECTED,
+}
+#: reasons an intent expires without anyone's approval being refused
+NOT_REFUSED = frozenset(
+    {
+        ReasonCode.APPROVAL_EXPIRED.value,
+        ReasonCode.KILL_SWITCH_ACTIVE.value,
+        ReasonCode.SESSION_ENDED.value,
+        ReasonCode.TRADING_STATE_CHANGED.value,
+    }
+)
+
+
+def applied_in(records: list) -> dict[str, int]:
+    """The intents whose pending approval an interrupted cycle decided (approved, rejected, refused or rebound), in
+    the order it did."""
+    order: dict[str, int] = {}
+    for r in records:
+        payload = r["payload"] if isinstance(r.get("payload"), dict) else {}
+        decided = r["event"] == "intent.transition" and payload.get("from") == IntentState.PENDING_APPROVAL.value
+        if (decided and payload.get("stage") == "approval") or r["event"] in ("approval.rebound", "approval.ignored"):
+            order.setdefault(payload.get("intent_id", ""), len(order))
+    return order
+
+
+def stamp(stamps: dict[str, int], name: str, state: dict) -> None:
+    """Latency marks: when the supervisor judged something, when the executor sent something."""
+    if (name == "supervisor" and state.get("proposals")) or (name == "executor" and state.get("approved")):
+        stamps.setdefault(name, time.perf_counter_ns())
+
+
+def preview_of(intent: TradeIntent, detail: dict, state: CycleState, ctx: RunContext) -> dict:
+    """What an approver sees: the intent, every supervisor check with its reason code, the outlook, the critic's
+    review, and where in the journal it is."""
+    outlook = (state.get("outlooks") or {}).get(intent.symbol)
+    review = (state.get("reviews") or {}).get(intent.intent_id)
+    return {
+        "intent": intent.model_dump(mode="json"),
+        "verdict": {k: detail.get(k) for k in ("verdict", "reasons", "approved_quantity", "approved_notional")},
+        "checks": detail.get("checks", {}),
+        "outlook": outlook.model_dump(mode="json") if outlook is not None else None,
+        "critic": review.model_dump(mode="json") if review is not None else None,
+        "journal": {"run_id": ctx.run_id, "head_seq": ctx.journal.head[0], "bar_ts": ctx.clock.now().isoformat()},
+    }
+
+
+def market_until(market: MarketView, t: int) -> MarketView:
+    """The market as a session stopped at bar t saw it: its report covers those bars, not the ones never decided."""
+    end = market.ts_ns(t)
+    frames = []
+    for symbol in market.symbols:
+        bars = market.views[symbol].bars
+        n = int((bars.ts <= end).sum())
+        if n:
+            frames.append(bars.slice(0, n))
+    return MarketView(frames)
+
+
+def serde() -> Any:
+    """LangGraph's serializer, allowed to read back exactly the contract types a cycle's state holds."""
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    return JsonPlusSerializer(allowed_msgpack_modules=contract_types())
+
+
+def contract_types() -> list[tuple[str, str]]:
+    """Every versioned contract and enum of `keel.domain` (what nodes put in a cycle's state)."""
+    import enum
+    import importlib
+    import pkgutil
+
+    import keel.domain
+    from keel.domain.base import Contract
+
+    found = []
+    for info in pkgutil.iter_modules(keel.domain.__path__):
+        module = importlib.import_module(f"keel.domain.{info.name}")
+        for name, obj in vars(module).items():
+            mine = isinstance(obj, type) and obj.__module__ == module.__name__
+            if mine and issubclass(obj, Contract | enum.Enum):
+                found.append((module.__name__, name))
+    return sorted(found)
+
+
+@contextmanager
+def graph_checkpointer(ctx: RunContext) -> Iterator[Any]:
+    """LangGraph's SQLite checkpointer beside the journal, or its PostgreSQL one in the journal's database."""
+    url = ctx.settings.journal.url
+    if url is not None:
+        from langgraph.checkpoint.postgres import PostgresSaver
+
+        conn = url.get_secret_value().replace("postgresql+psycopg://", "postgresql://", 1)
+        with PostgresSaver.from_conn_string(conn) as saver:
+            saver.serde = serde()
+            saver.setup()
+            yield saver
+        return
+    import sqlite3
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    path = ctx.journal.log.path.parent / GRAPH_DB
+    conn = sqlite3.connect(path, check_same_thread=False)
+    try:
+        conn.execute("pragma journal_mode=wal")
+        saver = SqliteSaver(conn, serde=serde())
+        saver.setup()
+        yield saver
+    finally:
+        conn.close()
+
+
+# -- starting one -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionResult:
+    run: RunResult
+    record: SessionRecord
+    cycles: int
+    latency: dict[str, Any]
+
+
+def run_session(
+    spec: SessionSpec,
+    frames: list[OHLCV],
+    settings: Settings,
+    strategy: Strategy,
+    *,
+    stop: threading.Event | None = None,
+    feed: Callable[[MarketView], Feed] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    on_started: Callable[[SessionRecord], None] | None = None,
+) -> SessionResult:
+    """Start (or resume, after a crash) the session `spec.name` and run it until its bars run out or it is stopped.
+
+    Refused (exit 2, nothing written) when a session of that name is running, has ended, or ran other inputs."""
+    from keel.backtest.run import execute_run
+    from keel.runtime.control import open_control
+
+    if spec.approval is not None:
+        settings = settings.model_copy(
+            update={"approval": settings.approval.model_copy(update={"mode": spec.approval})}
+        )
+    stop = stop or threading.Event()
+    control = open_control(settings).store
+    assert control is not None
+    try:
+        wall = WallClock()
+        folder = session_dir(settings, spec.name)
+        existing = control.session_record(spec.name)
+        refuse_start(spec, existing)
+        record = SessionRecord(
+            name=spec.name,
+            run_id=existing.run_id if existing is not None else "",
+            mode=spec.mode.value,
+            strategy=strategy.name,
+            approval_mode=settings.approval.mode.value,
+            run_dir=str(folder),
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            status=SessionStatus.RUNNING,
+            started_ts=wall.now(),
+            heartbeat_ts=wall.now(),
+            stop_requested_by=None,
+            stop_requested_ts=None,
+            stop_reason=None,
+            bars=existing.bars if existing is not None else 0,
+            last_bar_ts=existing.last_bar_ts if existing is not None else None,
+            ended_ts=None,
+            end_reason=None,
+            detail={},
+        )
+        driver = SessionDriver(spec, control, stop=stop, feed=feed)
+
+        def started(run_id: str) -> None:
+            if existing is not None and existing.run_id and existing.run_id != run_id:
+                raise InputError(
+                    f"session {spec.name} ran {existing.run_id}, and these inputs make {run_id}: the data, the "
+                    "strategy or the configuration changed since it started",
+                    hint="start it with what it started with to resume it, or give the new inputs another name",
+                )
+            control.register_session(replace(record, run_id=run_id))
+            if on_started is not None:
+                on_started(control.session_record(spec.name))
+
+        try:
+            run = execute_run(
+                frames,
+                settings,
+                strategy,
+                out_dir=folder,
+                mode=spec.mode,
+                driver=driver,
+                session=spec.name,
+                on_progress=on_progress,
+                on_run_id=started,
+            )
+        except BaseException as exc:
+            if control.session_record(spec.name) is not None and not isinstance(exc, InputError):
+                why = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+                control.end_session(spec.name, status=SessionStatus.FAILED, reason=why[:500], ts=wall.now())
+            raise
+        control.end_session(spec.name, status=SessionStatus.STOPPED, reason=driver.ended_by, ts=wall.now())
+        final = control.session_record(spec.name)
+        return SessionResult(run, final, driver.cycles, driver.latency.summary())
+    finally:
+        control.close()
+
+
+def refuse_start(spec: SessionSpec, existing: SessionRecord | None) -> None:
+    """One session per name: a running one (its folder lock decides, `execute_run`), or one that ended, is refused."""
+    if existing is None:
+        return
+    if existing.status is SessionStatus.STOPPED:
+        raise InputError(
+            f"session {spec.name} ended at {existing.ended_ts.isoformat() if existing.ended_ts else '?'} "
+            f"({existing.end_reason}); a session runs once",
+            hint=f"start a new session under another name; `keel session status {spec.name}` shows how it ended",
+        )
+    if existing.mode != spec.mode.value:
+        raise InputError(
+            f"session {spec.name} runs in mode {existing.mode}, not {spec.mode.value}",
+            hint="resume it in its own mode, or start another name",
+        )
