@@ -90,6 +90,7 @@ def g(test: str) -> str:
 DAILY = g("test_the_daily_loss_blocks_new_risk_once_the_loss_reaches_the_limit_and_counts_from_midnight")
 DUPLICATE = g("test_a_replayed_proposal_is_recognised_as_a_duplicate_and_never_judged_or_sent_again")
 ONCE = g("test_the_executor_never_sends_an_executed_intent_twice")
+SESSION_APPROVALS = "tests/integration/session/test_session_approvals.py"
 SCRIPTED = g("test_the_scripted_trading_state_is_read_at_every_cycle_of_a_replay")
 OPERATOR = g("test_an_operator_halt_between_cycles_stops_the_next_entry_of_a_session_and_a_resume_lets_one_through")
 BETWEEN = g("test_a_halt_between_the_approval_and_the_submit_expires_the_intent")
@@ -157,6 +158,7 @@ CTS = "keel/control/store.py"
 LGC = "keel/control/legacy.py"
 CLI_CTL = "keel/cli/control.py"
 SET = "keel/settings.py"
+APR = "keel/agents/approval.py"
 
 CATALOGUE: tuple[Mutant, ...] = (
     # -- the ten the guard tests were written for ---------------------------------------------------------------------
@@ -403,8 +405,8 @@ CATALOGUE: tuple[Mutant, ...] = (
     m(
         "rate-window-boundary",
         SUP,
-        "while times and times[0] <= ts_ns - WINDOW_NS:",
-        "while times and times[0] < ts_ns - WINDOW_NS:",
+        "    times = book.order_times\n    while times and times[0] <= ts_ns - WINDOW_NS:",
+        "    times = book.order_times\n    while times and times[0] < ts_ns - WINDOW_NS:",
         [RATE],
         "an order sent exactly 60 s ago still counts against the rate",
     ),
@@ -427,16 +429,16 @@ CATALOGUE: tuple[Mutant, ...] = (
     m(
         "in-flight-exposure-uncounted",
         SUP,
-        "exposure=positions_value + reserved,",
-        "exposure=positions_value,",
+        'exposure=equity - skills["cash"] + reserved,',
+        'exposure=equity - skills["cash"],',
         [EXPOSURE],
         "entries on their way do not count as exposure",
     ),
     m(
         "unsent-cash-uncounted",
         SUP,
-        "cash_available=available - unsent,",
-        "cash_available=available,",
+        'cash_available=skills["available"] - unsent,',
+        'cash_available=skills["available"],',
         [CASH],
         "cash that buys approved earlier in the cycle will take is counted as free",
     ),
@@ -995,8 +997,8 @@ CATALOGUE: tuple[Mutant, ...] = (
     m(
         "session-ignores-overrides",
         SUP,
-        "    limits = resolve_limits(ctx.risk(), ctx.profile",
-        "    limits = resolve_limits(ctx.settings.risk, ctx.profile",
+        "    return resolve_limits(ctx.risk(), ctx.profile",
+        "    return resolve_limits(ctx.settings.risk, ctx.profile",
         u(OVERRIDE_SESSION, "test_an_approved_override_loosens_the_limit_and_is_journalled"),
         "a session never applies an approved override",
     ),
@@ -1146,8 +1148,8 @@ CATALOGUE: tuple[Mutant, ...] = (
     m(
         "control-store-unlocked",
         CTS,
-        "            cur.execute(self._lock)\n",
-        "",
+        "            cur.execute(self._lock)\n            cur.execute(self._sel_state, {})\n",
+        "            cur.execute(self._sel_state, {})\n",
         u(CONTROL_CONTRACT, "test_of_two_releases_decided_on_the_same_state_exactly_one_is_written"),
         "two releases decided on the same state are both written (no write lock around the compare-and-set)",
     ),
@@ -1204,6 +1206,41 @@ CATALOGUE: tuple[Mutant, ...] = (
             *u(CONTROL_E2E, "test_a_halt_in_the_old_var_keel_db_is_carried_over_and_holds_sessions_started_anywhere"),
         ],
         "a halt carried over is reported as never carried at every later opening",
+    ),
+    m(
+        "approval-session-obeys-the-proposer",
+        APR,
+        "        if not may_approve(decided.decided_by, intent, ctx):",
+        "        if False:",
+        u(
+            SESSION_APPROVALS,
+            "test_the_proposer_may_not_approve_and_a_decision_written_around_the_service_is_not_obeyed",
+        ),
+        "a session applies an approval its own proposer wrote straight into the control store",
+    ),
+    m(
+        "approval-late-recheck-ignored",
+        APR,
+        "        if run.rejected is not None:",
+        "        if False:",
+        u(SESSION_APPROVALS, "test_an_approval_the_late_recheck_refuses_sends_nothing"),
+        "an approval that arrives after the trading state reduced is sent without the supervisor's late re-check",
+    ),
+    m(
+        "approval-not-bound-to-limits",
+        APR,
+        "        if bound != pending.bound_hash:",
+        "        if False:",
+        u(SESSION_APPROVALS, "test_limits_that_change_after_an_approval_need_a_new_approval"),
+        "an approval given under other limits is applied without being approved again",
+    ),
+    m(
+        "approval-exits-wait-for-a-person",
+        APR,
+        "        elif intent.leg.reduces_risk or (cfg.mode is ApprovalMode.AUTO and within_auto_policy(intent, ctx)):",
+        "        elif cfg.mode is ApprovalMode.AUTO and within_auto_policy(intent, ctx):",
+        u(SESSION_APPROVALS, "test_only_what_a_person_approved_is_sent_in_the_order_it_was_approved"),
+        "in manual approval an exit or a stop waits for a person (a loss runs while it waits)",
     ),
     Mutant(
         "control-home-not-private",

@@ -3,6 +3,14 @@
 `auto` approves within the auto-approval policy and sends the rest to a human; `manual` always waits for a
 human (the intent sits in `pending_approval` until approved or its TTL expires); `shadow-auto` keeps manual
 in force and records what auto would have done, for promotion analysis. In `shadow` mode nothing is sent.
+
+What closes risk (an exit, a stop, a target, a time exit) never waits for a person, in any approval mode: the entry's
+approval covered how it ends, and a stop that waited for an approver would let a loss run. So a pending entry never
+blocks an exit either; each symbol waits only for its own entry.
+
+In a session, what waits is published to the control plane (`publish_pending`), and operators' decisions come back
+through `apply_decisions` at the next bar: re-checked by the supervisor, bound to a hash of what will be sent
+(`keel.approval.binding`).
 """
 
 from __future__ import annotations
@@ -43,7 +51,8 @@ def approval(state: CycleState, ctx: RunContext) -> dict:
         detail = dict(verdict_detail)
         if ctx.mode is Mode.SHADOW:
             target, reason, actor = IntentState.SHADOWED, ReasonCode.SHADOW_MODE, STAGE
-        elif cfg.mode is ApprovalMode.AUTO and within_auto_policy(intent, ctx):
+        elif intent.leg.reduces_risk or (cfg.mode is ApprovalMode.AUTO and within_auto_policy(intent, ctx)):
+            # closing risk never waits for a person, in any mode: the approval of the entry covered its exits
             target, reason, actor = IntentState.APPROVED, None, cfg.auto_approver
         else:
             target, actor = IntentState.PENDING_APPROVAL, STAGE
@@ -111,7 +120,11 @@ def apply_decisions(state: CycleState, ctx: RunContext, trading: TradingState) -
         if pending is None or pending.intent is None:
             continue  # already ended here (expired, or settled before a restart): the session syncs its outcome
         intent = TradeIntent.model_validate(pending.intent)
-        said = {"decided_by": decided.decided_by, "reason": decided.decision_reason, "version": decided.version}
+        said = {
+            "decided_by": decided.decided_by,
+            "decision_reason": decided.decision_reason,
+            "version": decided.version,
+        }
         if not may_approve(decided.decided_by, intent, ctx):
             # separation of duties, again here: a decision written around the approval service is not obeyed
             journal.event(STAGE, "approval.ignored", {"intent_id": intent.intent_id, **said}, ts=now, run_id=ctx.run_id)

@@ -40,7 +40,7 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
     # Exits the monitor raises after this bar's fills need the account as it is now, not as hydrated.
     skills = account_skills(broker) if state["exits_raised"] or not state.get("skills") else state["skills"]
     held = {s for s, q in skills["positions"].items() if q > 0}
-    limits = resolve_limits(ctx.risk(), ctx.profile, equity=skills["equity"], symbols=len(ctx.market.symbols))
+    limits = limits_in_force(ctx, skills["equity"])
     times = book.order_times
     while times and times[0] <= ts_ns - WINDOW_NS:
         times.popleft()
@@ -118,6 +118,12 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
     return {"allowed": allowed}
 
 
+def limits_in_force(ctx: RunContext, equity: float) -> EffectiveLimits:
+    """The limits a decision at this equity is judged under: the configured ones, loosened by the overrides in force
+    (a session), resolved for the profile."""
+    return resolve_limits(ctx.risk(), ctx.profile, equity=equity, symbols=len(ctx.market.symbols))
+
+
 def reserve(intent: TradeIntent, ctx: RunContext) -> None:
     """An allowed entry buy holds its notional against exposure and its cash against what is available until it is
     sent (or ends); a resized one holds its new size."""
@@ -188,7 +194,7 @@ def recheck(intent: TradeIntent, ctx: RunContext, *, ts_ns: int, trading: Tradin
     the verdict detail the approval's transition records."""
     skills = account_skills(ctx.broker)
     held = {s for s, q in skills["positions"].items() if q > 0}
-    limits = resolve_limits(ctx.risk(), ctx.profile, equity=skills["equity"], symbols=len(ctx.market.symbols))
+    limits = limits_in_force(ctx, skills["equity"])
     times = ctx.book.order_times
     while times and times[0] <= ts_ns - WINDOW_NS:
         times.popleft()

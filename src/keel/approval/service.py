@@ -194,7 +194,7 @@ def describe(req: ApprovalRequest) -> str:
         said = f": {req.decision_reason}" if req.decision_reason else ""
         text += f" ({decision} by {req.decided_by} at {req.decided_ts.isoformat()}{said})"
     elif req.status is not ApprovalStatus.PENDING and req.updated_ts is not None:
-        text += f" at {req.updated_ts.isoformat()} (the session's clock)"
+        text += f" at {req.updated_ts.isoformat()}"
     if req.outcome_reason:
         text += f"; {req.outcome_reason}"
     return text

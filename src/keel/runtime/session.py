@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from keel.agents.approval import end_pending
+from keel.approval.binding import bound_what
 from keel.control.records import ApprovalRequest, ApprovalStatus, SessionRecord, SessionStatus
 from keel.data.frame import ns_to_datetime
 from keel.domain.decisions import ApprovalMode
@@ -377,7 +378,7 @@ def applied_in(records: list) -> dict[str, int]:
     for r in records:
         payload = r["payload"] if isinstance(r.get("payload"), dict) else {}
         decided = r["event"] == "intent.transition" and payload.get("from") == IntentState.PENDING_APPROVAL.value
-        if (decided and payload.get("stage") == "approval") or r["event"] in ("approval.rebound", "approval.ignored"):
+        if (decided and r.get("stage") == "approval") or r["event"] in ("approval.rebound", "approval.ignored"):
             order.setdefault(payload.get("intent_id", ""), len(order))
     return order
 
@@ -395,6 +396,7 @@ def preview_of(intent: TradeIntent, detail: dict, state: CycleState, ctx: RunCon
     review = (state.get("reviews") or {}).get(intent.intent_id)
     return {
         "intent": intent.model_dump(mode="json"),
+        "sends": bound_what(intent, ctx.risk()),
         "verdict": {k: detail.get(k) for k in ("verdict", "reasons", "approved_quantity", "approved_notional")},
         "checks": detail.get("checks", {}),
         "outlook": outlook.model_dump(mode="json") if outlook is not None else None,
