@@ -405,8 +405,8 @@ CATALOGUE: tuple[Mutant, ...] = (
     m(
         "rate-window-boundary",
         SUP,
-        "    times = book.order_times\n    while times and times[0] <= ts_ns - WINDOW_NS:",
-        "    times = book.order_times\n    while times and times[0] < ts_ns - WINDOW_NS:",
+        "while times and times[0] <= ts_ns - WINDOW_NS:",
+        "while times and times[0] < ts_ns - WINDOW_NS:",
         [RATE],
         "an order sent exactly 60 s ago still counts against the rate",
     ),

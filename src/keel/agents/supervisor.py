@@ -41,9 +41,7 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
     skills = account_skills(broker) if state["exits_raised"] or not state.get("skills") else state["skills"]
     held = {s for s, q in skills["positions"].items() if q > 0}
     limits = limits_in_force(ctx, skills["equity"])
-    times = book.order_times
-    while times and times[0] <= ts_ns - WINDOW_NS:
-        times.popleft()
+    times = recent_orders(book, ts_ns)
     reviews = state.get("reviews") or {}
     outlooks = state.get("outlooks") or {}
     allowed = []
@@ -85,7 +83,7 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
         for code in run.modified if not rejected else ():
             key = f"modify:{code.value}"
             tally[key] = tally.get(key, 0) + 1
-        checks = {name: (code.value if code else ("pass: " + d if d else "pass")) for name, code, d in run.results}
+        checks = checks_of(run)
         # The verdict travels with the intent's next transition (blocked here, or the approval's), so each decision
         # is one journal event that names every check and what may be sent (units, and an all-in buy's notional).
         detail = {
@@ -116,6 +114,19 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
         reserve(intent, ctx)
         allowed.append((intent, detail))
     return {"allowed": allowed}
+
+
+def recent_orders(book, ts_ns: int):
+    """The send times of the orders of the last 60 s (the order-rate window), older ones dropped."""
+    times = book.order_times
+    while times and times[0] <= ts_ns - WINDOW_NS:
+        times.popleft()
+    return times
+
+
+def checks_of(run: CheckRun) -> dict[str, str]:
+    """Every check of a run by name: its reason code, or pass (with what it noted)."""
+    return {name: (code.value if code else ("pass: " + d if d else "pass")) for name, code, d in run.results}
 
 
 def limits_in_force(ctx: RunContext, equity: float) -> EffectiveLimits:
@@ -195,9 +206,7 @@ def recheck(intent: TradeIntent, ctx: RunContext, *, ts_ns: int, trading: Tradin
     skills = account_skills(ctx.broker)
     held = {s for s, q in skills["positions"].items() if q > 0}
     limits = limits_in_force(ctx, skills["equity"])
-    times = ctx.book.order_times
-    while times and times[0] <= ts_ns - WINDOW_NS:
-        times.popleft()
+    times = recent_orders(ctx.book, ts_ns)
     symbol = intent.symbol
     no_trade: tuple[NoTradeTrigger, ...] = ()
     if not intent.leg.reduces_risk:  # only new risk consults the outlook, at the symbol's latest bar
@@ -219,7 +228,7 @@ def recheck(intent: TradeIntent, ctx: RunContext, *, ts_ns: int, trading: Tradin
     detail = {
         "verdict": (Decision.REJECT if run.rejected else Decision.MODIFY if run.modified else Decision.APPROVE).value,
         "reasons": [r.value for r in ((run.rejected,) if run.rejected else run.modified)],
-        "checks": {name: (code.value if code else ("pass: " + d if d else "pass")) for name, code, d in run.results},
+        "checks": checks_of(run),
         "approved_quantity": 0.0 if run.rejected else run.quantity,
         "approved_notional": None if run.rejected else run.notional_cap,
     }

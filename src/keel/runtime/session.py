@@ -145,6 +145,8 @@ class SessionDriver:
         self._beat_at = 0.0
         self._open: set[str] = set()  # approval requests whose outcome the control plane does not know yet
         self._stale_threads: tuple[str, ...] = ()  # graph threads of cycles before a restart
+        self._probe = control.change_probe()
+        self._seen_version: int | None = None
 
     # -- the loop ---------------------------------------------------------------------------------------------------
 
@@ -196,6 +198,11 @@ class SessionDriver:
     def _stopping(self) -> bool:
         if self.stop.is_set():
             return True
+        # the registry is read again only when another process wrote to the control store (SQLite), not every bar
+        version = self._probe() if self._probe is not None else None
+        if version is not None and version == self._seen_version:
+            return False
+        self._seen_version = version
         rec = self.control.session_record(self.spec.name)
         if rec is not None and rec.stop_requested_ts is not None:
             self.ended_by = f"stopped by {rec.stop_requested_by}: {rec.stop_reason}"
