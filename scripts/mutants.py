@@ -91,6 +91,8 @@ DAILY = g("test_the_daily_loss_blocks_new_risk_once_the_loss_reaches_the_limit_a
 DUPLICATE = g("test_a_replayed_proposal_is_recognised_as_a_duplicate_and_never_judged_or_sent_again")
 ONCE = g("test_the_executor_never_sends_an_executed_intent_twice")
 SESSION_APPROVALS = "tests/integration/session/test_session_approvals.py"
+SHADOW_UNIT = "tests/unit/approval/test_shadow_report.py"
+SHADOW_SESSION = "tests/integration/session/test_shadow_auto_report.py"
 SCRIPTED = g("test_the_scripted_trading_state_is_read_at_every_cycle_of_a_replay")
 OPERATOR = g("test_an_operator_halt_between_cycles_stops_the_next_entry_of_a_session_and_a_resume_lets_one_through")
 BETWEEN = g("test_a_halt_between_the_approval_and_the_submit_expires_the_intent")
@@ -159,6 +161,7 @@ LGC = "keel/control/legacy.py"
 CLI_CTL = "keel/cli/control.py"
 SET = "keel/settings.py"
 APR = "keel/agents/approval.py"
+SHADOW = "keel/approval/shadow_report.py"
 
 CATALOGUE: tuple[Mutant, ...] = (
     # -- the ten the guard tests were written for ---------------------------------------------------------------------
@@ -1241,6 +1244,22 @@ CATALOGUE: tuple[Mutant, ...] = (
         "        elif cfg.mode is ApprovalMode.AUTO and within_auto_policy(intent, ctx):",
         u(SESSION_APPROVALS, "test_only_what_a_person_approved_is_sent_in_the_order_it_was_approved"),
         "in manual approval an exit or a stop waits for a person (a loss runs while it waits)",
+    ),
+    m(
+        "shadow-report-unsafe-ignored",
+        SHADOW,
+        "    if unsafe > criteria.max_unsafe:",
+        "    if False:",
+        u(SHADOW_UNIT, "test_promotion_is_met_only_when_every_criterion_is_and_each_failure_is_named"),
+        "a scope is promoted although auto would have sent what an operator rejected",
+    ),
+    m(
+        "shadow-report-no-rubber-stamp",
+        SHADOW,
+        "        rubber_stamped=operator == APPROVED and review is not None and review < min_review_seconds,",
+        "        rubber_stamped=False,",
+        u(SHADOW_SESSION, "test_the_report_pairs_what_auto_would_have_done_with_what_the_operator_did"),
+        "approvals given without review count as evidence for promotion",
     ),
     Mutant(
         "control-home-not-private",

@@ -157,6 +157,27 @@ class BrokerSettings(_Section):
     )
 
 
+class PromotionCriteria(_Section):
+    """When the shadow-auto record supports moving one scope (a strategy on a symbol) from manual to auto approval
+    (`keel approvals shadow-report`). Only operators' decisions count: an intent that expired undecided says nothing
+    about what a person would have done."""
+
+    min_decisions: int = Field(30, ge=1, description="operators' decisions a scope needs before it can be promoted")
+    min_agreement: float = Field(
+        0.95, ge=0, le=1, description="share of those decisions where the auto policy would have done the same"
+    )
+    max_unsafe: int = Field(
+        0, ge=0, description="intents the auto policy would have sent that an operator rejected; above it: not met"
+    )
+    max_rubber_stamped: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="share of approvals given faster than approval.min_review_seconds; above it the record is no "
+        "evidence of review",
+    )
+
+
 class ApprovalSettings(_Section):
     mode: ApprovalMode = ApprovalMode.AUTO
     ttl_seconds: float = Field(300.0, gt=0, description="pending approvals expire after this")
@@ -173,6 +194,7 @@ class ApprovalSettings(_Section):
         description="approvals given faster than this after the request are flagged as rubber-stamping in the "
         "shadow-auto report",
     )
+    promotion: PromotionCriteria = Field(default_factory=PromotionCriteria)
 
     @field_validator("approvers")
     @classmethod

@@ -106,7 +106,7 @@ def run_id_for(
         "home": True,
         "journal": {"url"},
         "risk": {"operators"},
-        "approval": {"approvers", "min_review_seconds"},
+        "approval": {"approvers", "min_review_seconds", "promotion"},
         "demo": True,
         "report": True,
     }

@@ -96,11 +96,13 @@ override_app = _Typer(
 app.add_typer(config_app, name="config")
 app.add_typer(journal_app, name="journal")
 app.add_typer(intents_app, name="intents")
+approvals_app = _Typer(help="Study how intents were approved.", no_args_is_help=True)
 app.add_typer(override_app, name="override")
+app.add_typer(approvals_app, name="approvals")
 
 # The commands register themselves on the app as they are imported, in the order `keel --help` lists them.
 # isort: off
-from keel.cli import runs, session, control, overrides, journal, approvals, config, reference  # noqa: E402, F401
+from keel.cli import runs, session, control, overrides, journal, approvals, shadow, config, reference  # noqa: E402, F401
 # isort: on
 
 

@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from keel.agents.approval import end_pending
+from keel.agents.approval import end_pending, within_auto_policy
 from keel.approval.binding import bound_what
 from keel.control.records import ApprovalRequest, ApprovalStatus, SessionRecord, SessionStatus
 from keel.data.frame import ns_to_datetime
@@ -261,7 +261,7 @@ class SessionDriver:
                     proposer=intent.strategy_id,
                     bound_hash=bound,
                     version=1,
-                    preview=preview_of(intent, detail, state, ctx),
+                    preview=preview_of(intent, detail, state, ctx, published=self._now()),
                     status=ApprovalStatus.PENDING,
                     requested_ts=now,
                     expires_ts=ns_to_datetime(expires_ns),
@@ -294,7 +294,7 @@ class SessionDriver:
                 bound_hash=bound,
                 quantity=intent.quantity,
                 notional=notional,
-                preview={**preview_of(intent, recheck, state, ctx), "rebound": True},
+                preview={**preview_of(intent, recheck, state, ctx, published=self._now()), "rebound": True},
                 ts=self._now(),
             )
 
@@ -396,12 +396,20 @@ def stamp(stamps: dict[str, int], name: str, state: dict) -> None:
         stamps.setdefault(name, time.perf_counter_ns())
 
 
-def preview_of(intent: TradeIntent, detail: dict, state: CycleState, ctx: RunContext) -> dict:
+def preview_of(intent: TradeIntent, detail: dict, state: CycleState, ctx: RunContext, *, published: datetime) -> dict:
     """What an approver sees: the intent, every supervisor check with its reason code, the outlook, the critic's
-    review, and where in the journal it is."""
+    review, and where in the journal it is. `published` is the wall-clock time the approver could first see this
+    version (a rebind starts the review again): the shadow-auto report measures review time from it. Under
+    shadow-auto, `auto` says what the auto policy would have done with exactly this intent."""
     outlook = (state.get("outlooks") or {}).get(intent.symbol)
     review = (state.get("reviews") or {}).get(intent.intent_id)
+    cfg = ctx.settings.approval
+    auto = None
+    if cfg.mode is ApprovalMode.SHADOW_AUTO:
+        auto = {"would_approve": within_auto_policy(intent, ctx), "max_notional": cfg.auto_max_notional}
     return {
+        "published_ts": published.isoformat(),
+        "auto": auto,
         "intent": intent.model_dump(mode="json"),
         "sends": bound_what(intent, ctx.risk()),
         "verdict": {k: detail.get(k) for k in ("verdict", "reasons", "approved_quantity", "approved_notional")},
