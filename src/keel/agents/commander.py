@@ -25,6 +25,11 @@ def commander(state: CycleState, ctx: RunContext) -> dict:
     now = ctx.clock.now()
     ts_ns = state["ts_ns"]
     book = ctx.book
+    late = []
+    if book.pending_approvals and "decisions" in ctx.extras:
+        # a session: what operators decided since the last bar, before this bar's expiry: it was given while the
+        # intent still waited by the session's clock (a halt still refuses it, at the supervisor's re-check)
+        late = apply_decisions(state, ctx, trading)
     if book.pending_approvals:
         halted = trading is TradingState.HALTED  # a halt expires every pending approval at once
         expired = [p for p in book.pending_approvals.values() if halted or p.expires_ns <= ts_ns]
@@ -42,9 +47,6 @@ def commander(state: CycleState, ctx: RunContext) -> dict:
             )
             book.release(p.intent_id, p.symbol)
             del book.pending_approvals[p.intent_id]
-    late = []
-    if book.pending_approvals and "decisions" in ctx.extras:  # a session: what operators decided since the last bar
-        late = apply_decisions(state, ctx, trading)
     if trading is TradingState.HALTED and (book.working or book.unknown):
         cancel_all_and_verify(state, ctx)
     return {

@@ -253,7 +253,10 @@ def tally(
     stamped = sum(1 for j in approvals if j.rubber_stamped)
     reasons = []
     if len(decided) < criteria.min_decisions:
-        reasons.append(f"{len(decided)} operator decisions, fewer than the {criteria.min_decisions} required")
+        n = len(decided)
+        reasons.append(
+            f"{n} operator {'decision' if n == 1 else 'decisions'}, fewer than the {criteria.min_decisions} required"
+        )
     if decided and agreed / len(decided) < criteria.min_agreement:
         reasons.append(f"agreement {agreed / len(decided):.1%} is below {criteria.min_agreement:.1%}")
     if unsafe > criteria.max_unsafe:

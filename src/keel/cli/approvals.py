@@ -43,7 +43,7 @@ VersionOpt = Annotated[
     ),
 ]
 #: How a section of a request's preview is shown, by its name; any other is shown as JSON.
-_KV_SECTIONS = ("intent", "outlook", "critic", "review")
+_KV_SECTIONS = ("intent", "outlook", "critic", "review", "journal")
 _TABLE_SECTIONS = ("checks",)
 #: The columns a table section shows first, when it has them.
 _FIRST_COLUMNS = ("name", "check", "passed", "ok", "outcome", "reason_code", "code", "reason")
@@ -151,24 +151,56 @@ def _render_request(req: ApprovalRequest) -> None:
     from keel.approval.service import describe
 
     out.print(Text(f"intent {req.intent_id}: {describe(req)}"), soft_wrap=True)
+    preview = dict(req.preview)
     head = Table.grid(padding=(0, 2))
     head.add_column(style="dim")
     head.add_column()
     notional = money(req.notional) if req.notional is not None else "-"
-    for key, value in (
+    rows = [
         ("session", req.session),
         ("run", req.run_id),
         ("order", f"{req.side} {qty(req.quantity)} {req.symbol} ({req.leg}), notional {notional}"),
         ("proposer", req.proposer),
-        ("requested", f"{_when(req.requested_ts)} UTC"),
+        ("requested", f"{_when(req.requested_ts)} UTC (the session's clock)"),
         ("expires", f"{_when(req.expires_ts)} UTC (the session's clock decides)"),
         ("bound", f"{req.bound_hash[:12]} (version {req.version}): what will be sent"),
-    ):
+    ]
+    published = preview.pop("published_ts", None)
+    if isinstance(published, str):
+        rows.append(("published", f"{_when(datetime.fromisoformat(published))} UTC"))
+    auto = preview.pop("auto", None)
+    if isinstance(auto, dict):
+        cap = auto.get("max_notional")
+        would = "approve it" if auto.get("would_approve") else "hold it for a person"
+        rows.append(("auto", f"shadow-auto: the auto policy would {would} (cap {money(cap) if cap else 'none'})"))
+    verdict = preview.pop("verdict", None)
+    if isinstance(verdict, dict):
+        reasons = ", ".join(verdict.get("reasons") or []) or "no reduction"
+        rows.append(("verdict", f"{verdict.get('verdict')} ({reasons})"))
+    checks = preview.get("checks")
+    if isinstance(checks, dict):  # name -> "pass" or the reason code that judged it
+        preview.pop("checks")
+        judged = [f"{k}: {v}" for k, v in sorted(checks.items()) if v != "pass"]
+        passed = sum(1 for v in checks.values() if v == "pass")
+        rows.append(
+            ("checks", f"{len(checks)} in precedence, {passed} pass" + (f"; {'; '.join(judged)}" if judged else ""))
+        )
+    sends = preview.get("sends")
+    if isinstance(sends, dict) and isinstance(sends.get("limits"), dict):
+        preview.pop("sends")
+        band = sends.get("price_band")
+        if isinstance(band, list) and len(band) == 2:
+            rows.append(("price band", f"{band[0]:,.4f} .. {band[1]:,.4f} (no fill outside it)"))
+        limits = ", ".join(f"{k} {_limit(v)}" for k, v in sorted(sends["limits"].items()))
+        rows.append(("limits", f"{limits} (bound: a change needs a new approval)"))
+    for key, value in rows:
         head.add_row(key, Text(value))
     out.print(head)
-    for name in sorted(req.preview):
+    for name in sorted(preview):
+        if preview[name] is None:
+            continue
         out.print(Text(f"\n{name}", style="bold"))
-        _render_section(name, req.preview[name])
+        _render_section(name, preview[name])
 
 
 def _render_section(name: str, value: Any) -> None:
@@ -189,6 +221,12 @@ def _render_section(name: str, value: Any) -> None:
         out.print(grid)
     else:
         out.print(Text(json.dumps(value, indent=2, sort_keys=True, default=str)), soft_wrap=True)
+
+
+def _limit(value: Any) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return qty(value)
+    return "any" if value == [] else _scalar(value)
 
 
 def _rank(key: str) -> int:

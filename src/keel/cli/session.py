@@ -13,6 +13,7 @@ import threading
 import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -241,7 +242,11 @@ def _liveness(record: SessionRecord, now: datetime) -> str:
         if age > STALE_SECONDS:
             return f"not responding (last heartbeat {age:,.0f} s ago; if it was killed, start it again to resume)"
         return f"{record.status.value} (heartbeat {age:,.1f} s ago, pid {record.pid} on {record.host})"
-    return f"{record.status.value} at {record.ended_ts.isoformat() if record.ended_ts else '?'}: {record.end_reason}"
+    return f"{record.status.value} at {_ts(record.ended_ts)}: {record.end_reason}"
+
+
+def _ts(ts: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S UTC") -> str:
+    return ts.astimezone(UTC).strftime(fmt) if ts is not None else "-"
 
 
 @session_app.command("status")
@@ -259,17 +264,17 @@ def status(name: NameArg, as_json: JsonOpt = False, config: ConfigOpt = None) ->
     if as_json:
         emit_json({**record.as_dict(), "liveness": _liveness(record, now), "pending_approvals": len(waiting)})
         return
-    out.print(f"[bold]session {escape(record.name)}[/]  {escape(_liveness(record, now))}", highlight=False)
-    out.print(f"  mode {record.mode}, approval {record.approval_mode}, strategy {record.strategy}", highlight=False)
-    out.print(f"  run {record.run_id}  folder {record.run_dir}", highlight=False)
-    last = record.last_bar_ts.isoformat() if record.last_bar_ts else "none yet"
-    out.print(f"  bars decided {record.bars:,}, last bar {last}", highlight=False)
-    out.print(f"  waiting for approval: {len(waiting)} (`keel intents pending --session {name}`)", highlight=False)
+    say = partial(out.print, highlight=False, soft_wrap=True)
+    say(f"[bold]session {escape(record.name)}[/]  {escape(_liveness(record, now))}")
+    say(f"  mode {record.mode}, approval {record.approval_mode}, strategy {record.strategy}")
+    say(f"  run {record.run_id}  folder {escape(record.run_dir)}")
+    last = _ts(record.last_bar_ts) if record.last_bar_ts else "none yet"
+    say(f"  bars decided {record.bars:,}, last bar {last}")
+    say(f"  waiting for approval: {len(waiting)} (`keel intents pending --session {name}`)")
     if record.stop_requested_ts is not None:
-        out.print(
-            f"  stop requested by {record.stop_requested_by} at {record.stop_requested_ts.isoformat()}: "
-            f"{escape(record.stop_reason or '')}",
-            highlight=False,
+        say(
+            f"  stop requested by {record.stop_requested_by} at {_ts(record.stop_requested_ts)}: "
+            f"{escape(record.stop_reason or '')}"
         )
     _print_latency((record.detail or {}).get("latency") or {})
 
@@ -307,9 +312,9 @@ def list_sessions(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     if not records:
         out.print("no sessions yet: start one with `keel session start NAME --data FILE`", highlight=False)
         return
-    table = Table(box=None)
-    for col in ("name", "status", "mode", "approval", "strategy", "bars", "last bar", "started"):
-        table.add_column(col)
+    table = Table(box=None, padding=(0, 2, 0, 0))
+    for col in ("name", "status", "mode", "approval", "strategy", "bars", "last bar (UTC)", "started (UTC)"):
+        table.add_column(col, justify="right" if col == "bars" else "left", no_wrap=col != "name")
     for r in records:
         table.add_row(
             r.name,
@@ -318,7 +323,7 @@ def list_sessions(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
             r.approval_mode,
             r.strategy,
             f"{r.bars:,}",
-            r.last_bar_ts.isoformat() if r.last_bar_ts else "-",
-            r.started_ts.isoformat(timespec="seconds"),
+            _ts(r.last_bar_ts, "%Y-%m-%d %H:%M"),
+            _ts(r.started_ts, "%Y-%m-%d %H:%M"),
         )
     out.print(table)

@@ -10,9 +10,9 @@ decisions it applies at the next bar (`keel.agents.approval.apply_decisions`).
 The journal stays the evidence and its one writer is the session; operators write only to the control plane. So the
 same bars and config leave the journal the replay driver leaves, at any speed; and a session killed at any point and
 started again resumes from its checkpoint, reconciles with the broker, and neither loses nor repeats an intent.
-LangGraph's checkpointer records each cycle's progress node by node (which node a killed session was in is in
-`session.resumed`); the restart itself re-runs the interrupted cycle from the journal's checkpoint, which also holds
-the broker's and the book's state.
+LangGraph's checkpointer keeps the last committed cycle and, when a cycle ended by an exception, where it stopped; a
+restart reports what it found in the registry's `detail.resumed`, and re-runs the interrupted cycle from the journal's
+checkpoint, which also holds the broker's and the book's state.
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ class SessionDriver:
 
             stamps: dict[str, int] = {}
             graph = build_graph(ctx, checkpointer=saver, on_node=lambda name, state: stamp(stamps, name, state))
-            self._note_graph_resume(ctx, saver, start_after)
+            self._note_graph_resume(ctx, saver, graph, start_after)
             previous: str | None = None
             while not self._stopping():
                 arrived = feed.poll(POLL_SECONDS)
@@ -341,7 +341,7 @@ class SessionDriver:
             if verdict is not None:
                 self.latency.verdict_to_submit_ms.append((submit - verdict) / 1e6)
 
-    def _note_graph_resume(self, ctx: RunContext, saver: Any, start_after: int) -> None:
+    def _note_graph_resume(self, ctx: RunContext, saver: Any, graph: Any, start_after: int) -> None:
         """A restarted session: what LangGraph's checkpointer holds of the cycles before (one thread per bar; the
         last committed one, and the one a kill interrupted, with the node it had not run yet) goes into the
         registry's detail; those threads are dropped once the first new cycle is committed."""
@@ -350,8 +350,10 @@ class SessionDriver:
             thread = tup.config["configurable"]["thread_id"]
             if not thread.startswith(f"{self.spec.name}/") or thread in threads:
                 continue
-            threads[thread] = {"bar": int(thread.rsplit("/", 1)[1]), "next": list(tup.metadata.get("writes") or {})}
-            threads[thread]["step"] = tup.metadata.get("step")
+            threads[thread] = {"bar": int(thread.rsplit("/", 1)[1]), "step": tup.metadata.get("step")}
+        # after the listing, not inside it: the SQLite saver holds its connection's lock while it lists
+        for thread, seen in threads.items():
+            seen["next"] = list(graph.get_state({"configurable": {"thread_id": thread}}).next)
         self._stale_threads = tuple(threads)
         if threads:
             ctx.extras["graph_resume"] = {
@@ -462,10 +464,11 @@ def contract_types() -> list[tuple[str, str]]:
 def graph_checkpointer(ctx: RunContext) -> Iterator[Any]:
     """LangGraph's SQLite checkpointer beside the journal, or its PostgreSQL one in the journal's database."""
     url = ctx.settings.journal.url
-    if url is not None:
+    text = url.get_secret_value() if url is not None else ""
+    if text.startswith("postgresql"):
         from langgraph.checkpoint.postgres import PostgresSaver
 
-        conn = url.get_secret_value().replace("postgresql+psycopg://", "postgresql://", 1)
+        conn = text.replace("postgresql+psycopg://", "postgresql://", 1)
         with PostgresSaver.from_conn_string(conn) as saver:
             saver.serde = serde()
             saver.setup()
@@ -479,6 +482,8 @@ def graph_checkpointer(ctx: RunContext) -> Iterator[Any]:
     conn = sqlite3.connect(path, check_same_thread=False)
     try:
         conn.execute("pragma journal_mode=wal")
+        # the journal is the write-ahead record: the graph's checkpoint need not wait for the disk at every bar
+        conn.execute("pragma synchronous=normal")
         saver = SqliteSaver(conn, serde=serde())
         saver.setup()
         yield saver

@@ -140,3 +140,13 @@ def test_a_stop_ends_the_session_at_a_cycle_boundary_with_nothing_half_way(tmp_p
     # the report covers the bars decided, not the ones never seen
     assert got.run.summary.end == ns_to_datetime(int(frames[0].ts[asked[0]])).isoformat()
     assert session_dir(settings, "stopper") == got.run.run_dir
+
+
+def test_a_journal_url_naming_sqlite_keeps_the_graph_checkpoint_beside_the_journal(tmp_path, frames):
+    # only a PostgreSQL journal.url takes LangGraph's PostgreSQL checkpointer: a SQLite one is no connection string
+    db = tmp_path / "elsewhere" / "journal.db"
+    db.parent.mkdir()
+    settings = settings_for(tmp_path, journal={"url": f"sqlite:///{db}"})
+    got = run_session(SessionSpec("lite", Mode.PAPER), frames[:1], settings, STRATEGY)
+    assert got.record.status is SessionStatus.STOPPED and got.cycles == len(frames[0])
+    assert (got.run.run_dir / "graph.db").exists()
