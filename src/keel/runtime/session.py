@@ -274,10 +274,19 @@ class SessionDriver:
             )
             self._open.add(intent.intent_id)
 
+        probe = control.change_probe()
+        read_at: list[int | None] = [None]  # the probe's value when decisions were last read
+
         def decisions() -> list[ApprovalRequest]:
+            redo = ctx.journal.redo_queue()
+            version = probe() if probe is not None else None
+            if redo is None and version is not None and version == read_at[0]:
+                # nobody else wrote to the control store since the last read: every decision read then was dealt
+                # with at that bar (applied, ended, or left for a version that no longer waits)
+                return []
+            read_at[0] = version
             got = control.approval_requests(session=name, statuses=(ApprovalStatus.APPROVED, ApprovalStatus.REJECTED))
             mine = [r for r in got if r.intent_id in ctx.book.pending_approvals]
-            redo = ctx.journal.redo_queue()
             if redo is not None:
                 # re-running an interrupted cycle: exactly the decisions it applied, in its order (one given since
                 # the crash is applied at the next bar, like any other)
