@@ -8,6 +8,7 @@ is sent): both must resume to exactly the result of a run that was never interru
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -150,3 +151,211 @@ def sigkill_and_compare(tmp_path: Path, bars: int, env: dict[str, str], launch=b
         text=True,
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+# -- sessions with an operator deciding approvals ---------------------------------------------------------------------
+
+#: who decides an operated session's approval requests (never its proposer, the strategy)
+APPROVERS = ("alice", "bob")
+#: a request is decided once it has waited this many bars
+WAIT_BARS = 3
+#: operators look at what waits before every fourth bar
+DECIDE_EVERY = 4
+#: printed by an operated session that kills itself, followed by the bar it was in
+KILLED_AT = "killed-at-bar"
+
+
+def rejected_by_rule(intent_id: str) -> bool:
+    """The operators' stable rule: about one request in three is rejected, by its id (the same after any restart)."""
+    return int(hashlib.sha256(intent_id.encode()).hexdigest()[:8], 16) % 3 == 0
+
+
+def approver_by_rule(intent_id: str) -> str:
+    return APPROVERS[int(hashlib.sha256(intent_id.encode()).hexdigest()[8:16], 16) % len(APPROVERS)]
+
+
+def operator(store, market, name: str, wait_bars: int = WAIT_BARS, every: int = DECIDE_EVERY):
+    """The feed hook of an operated session: before every `every`-th bar t, decide every pending request published
+    `wait_bars` or more bars earlier, by the rule, in queue order, at bar t's time (so several decisions often meet
+    at one bar). Deciding again what was decided before a restart changes nothing (the service returns the request
+    as it stands), so a restarted session meets the same decisions."""
+    from keel.approval.service import ApproverRole, approve, pending, reject
+    from keel.data.frame import ns_to_datetime
+
+    role = ApproverRole.of(APPROVERS)
+
+    def before(t: int) -> None:
+        if t < wait_bars or t % every:
+            return
+        cutoff = ns_to_datetime(market.ts_ns(t - wait_bars))
+        for req in pending(store, session=name):
+            if req.requested_ts > cutoff:
+                continue
+            verdict = reject if rejected_by_rule(req.intent_id) else approve
+            verdict(
+                store,
+                req.intent_id,
+                actor=approver_by_rule(req.intent_id),
+                reason=f"the rule, before bar {t}",
+                role=role,
+                ts=ns_to_datetime(market.ts_ns(t)),
+            )
+
+    return before
+
+
+def rebinding_operator(store, market, name: str):
+    """A feed hook whose operators change the limits under a waiting request: before the first bar something waits,
+    alice and bob raise `max_exposure` by an override (its reason names the request) and alice approves the request
+    as it was bound, so the session rebinds it (version 2) when it applies the approval; bob approves version 2 once
+    it waits. Every step reads its state from the control store, so a restarted process takes none twice."""
+    from datetime import UTC, datetime
+
+    from keel.approval.service import ApproverRole, approve, pending
+    from keel.control.records import ApprovalStatus
+    from keel.risk import overrides
+    from keel.risk.roles import RiskRole
+    from keel.settings import Mode
+
+    approvers, risk = ApproverRole.of(APPROVERS), RiskRole.of(APPROVERS)
+
+    def before(t: int) -> None:
+        done = store.overrides()
+        if not done:
+            waiting = pending(store, session=name)
+            if not waiting:
+                return
+            first = waiting[0].intent_id
+            o = overrides.propose(
+                store,
+                limit="max_exposure",
+                value=90_000,
+                seconds=3_600,
+                reason=f"room for {first}",
+                actor="alice",
+                ts=datetime.now(UTC),
+                role=risk,
+                mode=Mode.PAPER,
+            )
+            overrides.approve(store, o.override_id, actor="bob", ts=datetime.now(UTC), role=risk)
+            approve(store, first, actor="alice", reason="as it was", role=approvers, ts=datetime.now(UTC))
+            return
+        req = store.approval_request(done[0].reason.split()[-1])
+        if req.status is ApprovalStatus.PENDING and req.version == 2:
+            approve(
+                store, req.intent_id, actor="bob", reason="under the new limits", role=approvers, ts=datetime.now(UTC)
+            )
+
+    return before
+
+
+def operated_settings(home: Path):
+    """An operated session's settings: the crash session's (paper profile, fixed notional, sma_cross 3/9) with
+    manual approval by `APPROVERS`."""
+    from keel.settings import load_settings
+
+    return load_settings(
+        home=home,
+        var_dir=home / "var",
+        profile="paper",
+        strategy={"name": "sma_cross", "params": {"fast": 3, "slow": 9}},
+        sizing={"method": "fixed_notional"},
+        approval={"mode": "manual", "ttl_seconds": 3_600, "approvers": list(APPROVERS)},
+        risk={"operators": list(APPROVERS)},
+    )
+
+
+def operated_session_main(argv: list[str] | None = None) -> int:
+    """The process of an operated session (`operated_session`): `run_session` over the data with the operator's feed
+    hook. With `kill_at` (node, t), the process SIGKILLs itself as that node of bar t returns, printing `KILLED_AT t`
+    first: after the `executor`, the cycle's writes up to its last claim to send are committed (`Journal.durable`)
+    and its checkpoint is not; after the `approval` node, what it published is in the control plane and nothing of
+    the cycle is in the journal."""
+    import keel.runtime.graph as graph
+    from keel.data.files import load_many
+    from keel.feeds.paced import PacedReplay
+    from keel.runtime.session import SessionSpec, run_session
+    from keel.settings import Mode
+    from keel.strategies import build_strategy
+
+    args = json.loads((argv or sys.argv)[1])
+    settings = operated_settings(Path(args["home"]))
+    frames = load_many(args["data"])
+    strategy = build_strategy(settings.strategy.name, settings.strategy.params)
+    store = open_store(settings)
+
+    class Operated:
+        def __init__(self, market) -> None:
+            self._inner = PacedReplay(market.timeline, speed=None)
+            if args.get("operator") == "rebind":
+                self._before = rebinding_operator(store, market, args["name"])
+            else:
+                self._before = operator(store, market, args["name"], args["wait"], args["every"])
+
+        def start(self, after: int) -> None:
+            self._inner.start(after)
+
+        @property
+        def exhausted(self) -> bool:
+            return self._inner.exhausted
+
+        def poll(self, timeout: float) -> list[int]:
+            if not self._inner.exhausted:
+                self._before(self._inner._next)
+            return self._inner.poll(timeout)
+
+    if args.get("kill_at") is not None:
+        build = graph.build_graph
+
+        def killing_build(ctx, *, checkpointer=None, on_node=None):
+            def hooked(name: str, state: dict) -> None:
+                if on_node is not None:
+                    on_node(name, state)
+                if [name, state["t"]] == args["kill_at"]:
+                    print(KILLED_AT, state["t"], flush=True)
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+            return build(ctx, checkpointer=checkpointer, on_node=hooked)
+
+        # the driver looks `build_graph` up when it starts, so the hook reaches the real graph of the real session
+        graph.build_graph = killing_build
+    try:
+        run_session(SessionSpec(args["name"], Mode.PAPER), frames, settings, strategy, feed=Operated)
+    finally:
+        store.close()
+    return 0
+
+
+def open_store(settings):
+    from keel.runtime.control import open_control
+
+    return open_control(settings).store
+
+
+def operated_session(
+    data: list[Path],
+    home: Path,
+    cwd: Path,
+    env_extra: dict[str, str],
+    *,
+    kill_at: tuple[str, int] | None = None,
+    operator: str = "rule",
+) -> subprocess.Popen:
+    """Start session `s` over the data, in manual approval, with the operators deciding from inside the process:
+    by the rule (`operator`), or changing the limits under a waiting request (`rebinding_operator`: "rebind")."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
+    env.update(env_extra)
+    tests = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (tests, env.get("PYTHONPATH")) if p)
+    args = {"data": [str(d) for d in data], "home": str(home), "name": "s", "wait": WAIT_BARS, "every": DECIDE_EVERY}
+    args.update(kill_at=kill_at, operator=operator)
+    code = "import sys; from helpers.crash import operated_session_main; sys.exit(operated_session_main())"
+    return subprocess.Popen(
+        [sys.executable, "-c", code, json.dumps(args)], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+def operated_session_at(data: list[Path], label: str, tmp_path: Path, env: dict[str, str]):
+    """`launch` for `sigkill_and_compare`: an operated session whose home is `home-<label>`."""
+    home = tmp_path / f"home-{label}"
+    return operated_session(data, home, tmp_path, env), home / "sessions" / "s"

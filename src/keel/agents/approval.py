@@ -132,22 +132,23 @@ def apply_decisions(state: CycleState, ctx: RunContext, trading: TradingState) -
         if decided.status.value == "rejected":
             _end_pending(ctx, pending, IntentState.REJECTED, decided.decided_by, ReasonCode.APPROVAL_REJECTED, said)
             continue
-        if decided.bound_hash != pending.bound_hash:
-            continue  # approved a version that is no longer the one waiting: the control plane refuses it anyway
+        # The approver decided on what the control plane showed (its compare-and-set takes nothing else): the book's
+        # binding, or a newer one when a kill lost the cycle that rebound it. It is judged against what would be
+        # sent now.
         run, recheck_detail = recheck(intent, ctx, ts_ns=ts_ns, trading=trading)
-        detail = {**said, "bound_hash": pending.bound_hash, "recheck": recheck_detail}
+        detail = {**said, "bound_hash": decided.bound_hash, "recheck": recheck_detail}
         if run.rejected is not None:
             _end_pending(ctx, pending, IntentState.EXPIRED, STAGE, run.rejected, detail)
             continue
         if run.modified:
             intent = intent.but(quantity=run.quantity, notional_cap=run.notional_cap)
         bound = bound_hash(intent, ctx.risk())
-        if bound != pending.bound_hash:
-            # what would be sent, or the limits it is judged under, changed: approve it again
+        if bound != decided.bound_hash:
+            # what would be sent, or the limits it is judged under, is not what was approved: approve it again
             journal.event(
                 STAGE,
                 "approval.rebound",
-                {"intent_id": intent.intent_id, "was": pending.bound_hash, "now": bound, **detail},
+                {"intent_id": intent.intent_id, "was": decided.bound_hash, "now": bound, **detail},
                 ts=now,
                 run_id=ctx.run_id,
             )

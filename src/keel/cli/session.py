@@ -198,7 +198,8 @@ def stop_session(
     who = _actor(actor)
     if not reason.strip():
         raise InputError("--reason must say why")
-    with _store(config, read_only=False) as store:
+    # read_only creates nothing (a stop never creates the control store); the store it opens still takes the request
+    with _store(config, read_only=True) as store:
         record = store.request_stop(name, actor=who, reason=reason.strip(), ts=datetime.now(UTC))
         deadline = time.monotonic() + max(wait, 0.0)
         while record.status is SessionStatus.STOPPING and time.monotonic() < deadline:
@@ -312,18 +313,13 @@ def list_sessions(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     if not records:
         out.print("no sessions yet: start one with `keel session start NAME --data FILE`", highlight=False)
         return
-    table = Table(box=None, padding=(0, 2, 0, 0))
-    for col in ("name", "status", "mode", "approval", "strategy", "bars", "last bar (UTC)", "started (UTC)"):
-        table.add_column(col, justify="right" if col == "bars" else "left", no_wrap=col != "name")
-    for r in records:
-        table.add_row(
-            r.name,
-            _liveness(r, now).split(" (")[0].split(" at ")[0],
-            r.mode,
-            r.approval_mode,
-            r.strategy,
-            f"{r.bars:,}",
-            _ts(r.last_bar_ts, "%Y-%m-%d %H:%M"),
-            _ts(r.started_ts, "%Y-%m-%d %H:%M"),
+    say = partial(out.print, highlight=False, soft_wrap=True)
+    for r in records:  # two lines each: they fit 80 columns whatever the names
+        status = _liveness(r, now).split(" (")[0].split(" at ")[0]
+        say(
+            f"[bold]{escape(r.name)}[/]  {status}  {r.bars:,} bars, last bar {_ts(r.last_bar_ts, '%Y-%m-%d %H:%M UTC')}"
         )
-    out.print(table)
+        say(
+            f"  [dim]{r.mode}, approval {r.approval_mode}, strategy {escape(r.strategy)}, started "
+            f"{_ts(r.started_ts, '%Y-%m-%d %H:%M UTC')}[/]"
+        )

@@ -145,7 +145,9 @@ def after_cycle(ctx: RunContext, t: int) -> None:
     look_ahead(ctx, t)
     journal = ctx.journal
     if journal.write_through:
-        if journal.head != ctx.extras.get("checkpointed_head"):
+        # while something waits for an operator a quiet cycle is checkpointed too: a restart re-runs every bar after
+        # the last checkpoint, and a re-run quiet bar would apply a decision given after that bar was decided
+        if journal.head != ctx.extras.get("checkpointed_head") or ctx.book.pending_approvals:
             checkpoint(ctx, t)
     elif journal.pending >= ctx.settings.journal.batch_size:
         checkpoint(ctx, t)

@@ -35,10 +35,11 @@ from keel.approval.binding import bound_what
 from keel.control.records import ApprovalRequest, ApprovalStatus, SessionRecord, SessionStatus
 from keel.data.frame import ns_to_datetime
 from keel.domain.decisions import ApprovalMode
-from keel.domain.errors import InputError
+from keel.domain.errors import InputError, UnknownIntent
 from keel.domain.intents import IntentState
 from keel.domain.reasons import ReasonCode
 from keel.feeds.paced import PacedReplay
+from keel.journal.schema import to_iso
 from keel.runtime.clock import WallClock
 from keel.runtime.cycle import after_cycle, begin_cycle, checkpoint
 from keel.runtime.market import MarketView
@@ -284,13 +285,15 @@ class SessionDriver:
                 # nobody else wrote to the control store since the last read: every decision read then was dealt
                 # with at that bar (applied, ended, or left for a version that no longer waits)
                 return []
-            read_at[0] = version
+            # a redo takes only the decisions its cycle applied: the others are still to be read at the next bar
+            read_at[0] = version if redo is None else None
             got = control.approval_requests(session=name, statuses=(ApprovalStatus.APPROVED, ApprovalStatus.REJECTED))
             mine = [r for r in got if r.intent_id in ctx.book.pending_approvals]
             if redo is not None:
                 # re-running an interrupted cycle: exactly the decisions it applied, in its order (one given since
                 # the crash is applied at the next bar, like any other)
-                order = applied_in(redo)
+                bar = to_iso(ctx.clock.now())  # the bar being re-run: its own records, not those of a later bar
+                order = applied_in([r for r in redo if r.get("ts") == bar])
                 mine = sorted((r for r in mine if r.intent_id in order), key=lambda r: order[r.intent_id])
             else:
                 mine.sort(key=lambda r: (r.decided_ts, r.intent_id))
@@ -317,15 +320,27 @@ class SessionDriver:
             return
         store = ctx.journal.store
         for intent_id in sorted(self._open):
-            state = store.state(intent_id)
+            try:
+                state = store.state(intent_id)
+            except UnknownIntent:
+                continue  # published by a cycle a kill interrupted before it committed: its re-run proposes it again
             outcome = OUTCOMES.get(state)
             if outcome is None:
                 continue  # still waiting, approved or executing
             reason = store.get(intent_id).last_reason
             if state is IntentState.EXPIRED and reason not in NOT_REFUSED:
                 outcome = ApprovalStatus.REFUSED  # the late re-check refused what was approved
+            if outcome is ApprovalStatus.EXPIRED and self._rejected(intent_id):
+                # a person rejected it after the session's last read, and it expired (its TTL, a halt, the end of
+                # the session) before the session applied that: never sent either way, and the rejection stands
+                self._open.discard(intent_id)
+                continue
             self.control.settle_request(intent_id, status=outcome, reason=reason, ts=self._now())
             self._open.discard(intent_id)
+
+    def _rejected(self, intent_id: str) -> bool:
+        req = self.control.approval_request(intent_id)
+        return req is not None and req.status is ApprovalStatus.REJECTED
 
     def _heartbeat(self, ctx: RunContext, *, force: bool) -> None:
         mono = time.monotonic()

@@ -208,3 +208,27 @@ def test_limits_that_change_after_an_approval_need_a_new_approval(tmp_path, fram
     assert final.version == 2 and final.decided_by == "bob"
     (approved,) = [r for r in transitions(got.run.run_dir, to="approved") if r["payload"]["intent_id"] == iid]
     assert approved["payload"]["actor"] == "bob" and approved["payload"]["version"] == 2
+
+
+def test_a_rejection_given_after_the_last_bar_stands_when_the_session_ends(tmp_path, frames):
+    # the session ends (its bars ran out) before it reads the rejection: the intent expires SESSION_ENDED in the
+    # journal, never sent either way, and the control plane keeps what the person decided
+    cfg = settings_for(tmp_path, approval=MANUAL)
+    store = control(cfg)
+    rejected: list[str] = []
+    last = len(frames[0]) - 1
+
+    def on_progress(done, total):
+        if done == total and not rejected:
+            for req in pending(store, session="m"):
+                reject(store, req.intent_id, actor="alice", reason="too late in the day", role=ROLE, ts=now())
+                rejected.append(req.intent_id)
+
+    got = run_session(SessionSpec("m", Mode.PAPER), frames, cfg, STRATEGY, on_progress=on_progress)
+    assert rejected, f"nothing waited at bar {last}: pick data where an entry waits at the end"
+    assert got.record.status.value == "stopped"
+    state = {i: (s, r) for i, s, _, r in intents(got.run.run_dir)}
+    for iid in rejected:
+        assert state[iid] == ("expired", "SESSION_ENDED")
+        req = store.approval_request(iid)
+        assert (req.status, req.decided_by) == (ApprovalStatus.REJECTED, "alice")
