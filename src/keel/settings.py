@@ -17,7 +17,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -246,6 +247,97 @@ class DemoSettings(_Section):
     interval_seconds: int = Field(60, ge=1)
 
 
+def _llm_problem(kind: str, message: str, shown: dict[str, Any]) -> ValidationError:
+    """A validation error that quotes only `shown`. A ValueError raised in a model validator would quote the model's
+    whole input, API keys in clear included."""
+    error = PydanticCustomError(kind, message.replace("{", "{{").replace("}", "}}"))
+    return ValidationError.from_exception_data("LLMSettings", [InitErrorDetails(type=error, loc=(), input=shown)])
+
+
+class LLMBackoff(_Section):
+    """Exponential backoff between attempts, with full jitter: attempt n waits a random time in
+    [0, min(max_s, base_s * 2**(n-1))]."""
+
+    base_s: float = Field(0.5, gt=0, allow_inf_nan=False, description="first retry waits up to this, seconds")
+    max_s: float = Field(8.0, gt=0, allow_inf_nan=False, description="no retry waits longer than this, seconds")
+
+
+class LLMBreaker(_Section):
+    """The circuit breaker of one provider: this many failed calls in a row open it; after the cooldown one trial
+    call is let through (half-open)."""
+
+    failure_threshold: int = Field(5, ge=1, description="failed calls in a row that open the breaker")
+    cooldown_s: float = Field(60.0, gt=0, allow_inf_nan=False, description="how long it stays open, seconds")
+
+
+class LLMPrices(_Section):
+    """What the provider charges, for the cost estimate in each call's telemetry (0: free, e.g. a local model)."""
+
+    prompt_per_1k: float = Field(0.0, ge=0, allow_inf_nan=False, description="USD per 1,000 prompt tokens")
+    completion_per_1k: float = Field(0.0, ge=0, allow_inf_nan=False, description="USD per 1,000 completion tokens")
+
+
+class LLMRoleSettings(_Section):
+    """One advisory role's model. Off by default: the deterministic role decides unless `enabled` is true."""
+
+    enabled: bool = Field(False, description="ask this role's model; false: the deterministic role alone")
+    base_url: str = Field(
+        "http://127.0.0.1:8000/v1", min_length=1, description="an OpenAI-compatible API (chat completions)"
+    )
+    model: str = Field("", description="the model name the provider knows; required when enabled")
+    api_key: SecretStr | None = Field(None, description="sent as a bearer token; never shown nor logged")
+    timeout_s: float = Field(30.0, gt=0, le=600, allow_inf_nan=False, description="per attempt (connect, read)")
+    max_attempts: int = Field(3, ge=1, le=10, description="attempts per call, the first included")
+    retry_after_max_s: float = Field(
+        30.0, ge=0, allow_inf_nan=False, description="a Retry-After longer than this ends the call instead of waiting"
+    )
+    backoff: LLMBackoff = Field(default_factory=LLMBackoff)
+    breaker: LLMBreaker = Field(default_factory=LLMBreaker)
+    prices: LLMPrices = Field(default_factory=LLMPrices)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not v.strip().lower().startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:8000/v1")
+        return v.strip()
+
+    @model_validator(mode="after")
+    def _model_when_enabled(self) -> LLMRoleSettings:
+        if self.enabled and not self.model.strip():
+            raise _llm_problem(
+                "model_required",
+                "enabled needs a model: set model to the name the provider knows",
+                {"enabled": True, "model": self.model},
+            )
+        return self
+
+    @property
+    def provider_id(self) -> str:
+        """Who answers: the base URL without a trailing slash, lower case (one breaker per provider)."""
+        return self.base_url.strip().rstrip("/").lower()
+
+
+class LLMSettings(_Section):
+    """The LLM advisory layer (docs/llm.md). Models advise; they never reach the limits, the approval or the executor."""
+
+    outlook: LLMRoleSettings = Field(default_factory=LLMRoleSettings)
+    strategist: LLMRoleSettings = Field(default_factory=LLMRoleSettings)
+    critic: LLMRoleSettings = Field(default_factory=LLMRoleSettings)
+
+    @model_validator(mode="after")
+    def _separation_of_duties(self) -> LLMSettings:
+        s, c = self.strategist, self.critic
+        if s.enabled and c.enabled and (s.provider_id, s.model.strip()) == (c.provider_id, c.model.strip()):
+            raise _llm_problem(
+                "separation_of_duties",
+                f"llm.critic uses the strategist's model ({c.model.strip()} at {c.provider_id}): separation of duties "
+                "needs another model or provider for the critic, or llm.critic.enabled = false",
+                {r: {"base_url": x.base_url, "model": x.model} for r, x in (("strategist", s), ("critic", c))},
+            )
+        return self
+
+
 #: Bounded live, phase 1 (seed runbook): the loosest limits `live` may run with. Configuration can tighten them and
 #: never loosen them; there is no switch that turns them off.
 BOUNDED_LIVE_FLOOR: dict[str, float] = {
@@ -279,6 +371,7 @@ class Settings(BaseSettings):
     outlook: OutlookSettings = Field(default_factory=OutlookSettings)
     report: ReportSettings = Field(default_factory=ReportSettings)
     demo: DemoSettings = Field(default_factory=DemoSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
 
     @field_validator("var_dir")
     @classmethod

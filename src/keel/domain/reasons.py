@@ -70,6 +70,36 @@ class ReasonCode(StrEnum):
     TRADING_STATE_CHANGED = ("TRADING_STATE_CHANGED", "The trading state changed right before submit.")
     BROKER_REJECTED = ("BROKER_REJECTED", "The broker definitively rejected the order.")
     SUBMIT_UNKNOWN = ("SUBMIT_UNKNOWN", "The submit outcome is unknown; reconciliation decides.")
+    # -- LLM advisory layer (docs/llm.md): the model's answer is dropped, the deterministic role decides ------------
+    LLM_INVALID_OUTPUT = (
+        "LLM_INVALID_OUTPUT",
+        "The model's answer is not one valid JSON object of the expected schema: dropped, never repaired.",
+    )
+    LLM_SCOPE_VIOLATION = (
+        "LLM_SCOPE_VIOLATION",
+        "The model's answer carries execution parameters (order type, price, client ids, …): dropped whole.",
+    )
+    LLM_OUT_OF_BOUNDS = (
+        "LLM_OUT_OF_BOUNDS",
+        "A proposal's symbol or side is outside the bounds given with the request: that proposal is refused.",
+    )
+    LLM_SIZE_CLAMPED = (
+        "LLM_SIZE_CLAMPED",
+        "A proposal's size exceeds the maximum given for its symbol: clamped to it, the clamp recorded.",
+    )
+    LLM_TIMEOUT = ("LLM_TIMEOUT", "The model did not answer within the timeout, on every attempt.")
+    LLM_RATE_LIMITED = (
+        "LLM_RATE_LIMITED",
+        "The provider kept answering 429, or asked to wait longer than allowed: no answer.",
+    )
+    LLM_UNAVAILABLE = (
+        "LLM_UNAVAILABLE",
+        "The provider failed (5xx, connection error, refused request): no answer.",
+    )
+    LLM_CIRCUIT_OPEN = (
+        "LLM_CIRCUIT_OPEN",
+        "The provider's circuit breaker is open: the call is refused at once and the deterministic role decides.",
+    )
 
 
 def reason_code_table() -> str:
