@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any, Protocol, runtime_checkable
 
 from keel.domain.market import Quote
@@ -49,3 +50,56 @@ class Broker(Protocol):
 
     def heartbeat(self) -> None:
         """Return when the venue answers; raise `BrokerError` when it does not (sessions count the misses)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MarketRules:
+    """What a venue accepts for one symbol: price on the tick, quantity on the lot step and within its bounds, and a
+    minimum order value. Known before the send, so an order the venue would refuse is rounded or refused here, with
+    a reason, instead of costing a round trip (and a rate-limit weight) to learn it. A None field: no such rule."""
+
+    symbol: str
+    tick_size: float | None = None
+    lot_size: float | None = None
+    min_quantity: float | None = None
+    max_quantity: float | None = None
+    min_notional: float | None = None
+
+    def round_quantity(self, quantity: float) -> float:
+        """Down to the lot step: never more than was asked (an approved size is a maximum)."""
+        return _to_step(quantity, self.lot_size, ROUND_FLOOR)
+
+    def round_price(self, price: float, *, buy: bool) -> float:
+        """To the tick on the passive side (a buy down, a sell up): never a worse price than was asked."""
+        return _to_step(price, self.tick_size, ROUND_FLOOR if buy else ROUND_CEILING)
+
+    def refusal(self, quantity: float, price: float | None) -> str | None:
+        """Why the venue would refuse this (already rounded) order, or None; `price` None: no price to judge by."""
+        if quantity <= 0.0:
+            return f"{self.symbol}: quantity rounds to 0 on the lot step {self.lot_size}: order refused"
+        if self.min_quantity is not None and quantity < self.min_quantity:
+            return f"{self.symbol}: quantity {quantity} is below the venue minimum {self.min_quantity}"
+        if self.max_quantity is not None and quantity > self.max_quantity:
+            return f"{self.symbol}: quantity {quantity} is above the venue maximum {self.max_quantity}"
+        if self.min_notional is not None and price is not None and quantity * price < self.min_notional:
+            return (
+                f"{self.symbol}: order value {quantity * price:.8g} is below the venue minimum notional "
+                f"{self.min_notional}"
+            )
+        return None
+
+
+def _to_step(value: float, step: float | None, rounding: str) -> float:
+    """`value` on a multiple of `step`, in decimal arithmetic (a float modulo leaves 0.30000000000000004 behind)."""
+    if not step:
+        return value
+    d, s = Decimal(repr(value)), Decimal(repr(step))
+    return float((d / s).to_integral_value(rounding=rounding) * s)
+
+
+@runtime_checkable
+class HasMarketRules(Protocol):
+    """A broker that knows its venue's market rules (the paper broker has none: it accepts any size)."""
+
+    def market_rules(self, symbol: str) -> MarketRules | None:
+        """The symbol's rules, or None when the venue lists no such market."""

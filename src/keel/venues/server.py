@@ -1,0 +1,316 @@
+"""The local exchange's HTTP server: Binance's spot REST routes on 127.0.0.1 (an ephemeral port by default), each
+request authenticated when Binance's would be, faults served as the script says, answers from the `Book`.
+
+Routes (under /api/v3): time, ping, exchangeInfo, ticker/24hr, ticker/bookTicker, ticker/price and klines (public);
+account, order (POST new, GET query by orderId or origClientOrderId, DELETE cancel), openOrders (GET, DELETE: cancel
+all on a symbol) and myTrades (signed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from keel.venues import wire
+from keel.venues.book import Book, Market, VenueReject
+from keel.venues.faults import FaultScript, ScriptedFault, VenueFault
+from keel.venues.signing import verify
+
+API = "/api/v3"
+TOO_MANY = "Too many requests; current limit of IP(127.0.0.1) is 6000 requests per minute."
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class _Answer:
+    """What a route answers: an HTTP status, a JSON body, extra headers."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
+        self.status, self.body, self.headers = status, body, dict(headers or {})
+
+
+class LocalExchange:
+    """A Binance-spot-compatible exchange on 127.0.0.1 for tests and `keel venue local`.
+
+    `keys` maps API keys to their secrets. `clock_ms` is the server's time (request timestamps are checked against it;
+    orders and trades carry it). Use as a context manager, or `start()` and `stop()`.
+    """
+
+    def __init__(
+        self,
+        markets: Iterable[Market],
+        balances: Mapping[str, Any],
+        *,
+        keys: Mapping[str, str],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock_ms: Callable[[], int] = wall_ms,
+        fee_rate: Any = Decimal(0),
+    ) -> None:
+        self.book = Book(markets, balances, clock_ms=clock_ms, fee_rate=fee_rate)
+        self.keys = dict(keys)
+        self.faults = FaultScript()
+        #: requests served, by endpoint ("POST /api/v3/order")
+        self.requests: Counter[str] = Counter()
+        self._clock = clock_ms
+        self._address = (host, port)
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        #: open client connections: a stop closes them too (a keep-alive connection outlives the listener)
+        self.connections: set[socket.socket] = set()
+        self._routes: dict[tuple[str, str], tuple[Callable[[dict[str, str]], _Answer], bool]] = {
+            ("GET", "/time"): (self._time, False),
+            ("GET", "/ping"): (lambda q: _Answer(200, {}), False),
+            ("GET", "/exchangeInfo"): (self._exchange_info, False),
+            ("GET", "/ticker/24hr"): (self._ticker_24hr, False),
+            ("GET", "/ticker/bookTicker"): (self._book_ticker, False),
+            ("GET", "/ticker/price"): (self._price, False),
+            ("GET", "/klines"): (self._klines, False),
+            ("GET", "/account"): (self._account, True),
+            ("POST", "/order"): (self._new_order, True),
+            ("GET", "/order"): (self._query_order, True),
+            ("DELETE", "/order"): (self._cancel_order, True),
+            ("GET", "/openOrders"): (self._open_orders, True),
+            ("DELETE", "/openOrders"): (self._cancel_all, True),
+            ("GET", "/myTrades"): (self._my_trades, True),
+        }
+
+    # -- life -------------------------------------------------------------------------------------------
+
+    def start(self) -> LocalExchange:
+        if self._httpd is not None:
+            return self
+        httpd = ThreadingHTTPServer(self._address, _Handler)
+        httpd.daemon_threads = True
+        httpd.exchange = self  # type: ignore[attr-defined]
+        self._httpd = httpd
+        self._stopping.clear()
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, args=(0.05,), name="keel-local-exchange", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        self._stopping.set()  # wakes requests held by latency or timeout faults
+        httpd.shutdown()
+        httpd.server_close()
+        for conn in list(self.connections):
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> LocalExchange:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """The base URL (`http://127.0.0.1:<port>`); the spot API is under `/api/v3`."""
+        if self._httpd is None:
+            raise RuntimeError("the local exchange is not started: call start() or use it as a context manager")
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # -- the test's handles -----------------------------------------------------------------------------
+
+    def set_price(self, symbol: str, price: Any) -> None:
+        self.book.set_price(symbol, price)
+
+    def load_bars(self, symbol: str, bars: Iterable[tuple]) -> None:
+        self.book.load_bars(symbol, bars)
+
+    def advance(self, symbol: str | None = None) -> bool:
+        return self.book.advance(symbol)
+
+    def script(self, endpoint: str, fault: ScriptedFault, *, times: int = 1) -> None:
+        """Queue a fault for the next `times` requests to `endpoint` (e.g. "POST /api/v3/order", or "*")."""
+        self.faults.add(endpoint, fault, times=times)
+
+    # -- one request ------------------------------------------------------------------------------------
+
+    def handle(self, handler: _Handler, method: str) -> None:
+        parts = urlsplit(handler.path)
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length).decode() if length else ""
+        total = parts.query + body
+        params = dict(parse_qsl(parts.query, keep_blank_values=True))
+        params.update(parse_qsl(body, keep_blank_values=True))
+        endpoint = f"{method} {parts.path}"
+        self.requests[endpoint] += 1
+        route = self._routes.get((method, parts.path[len(API) :])) if parts.path.startswith(API) else None
+        if route is None:
+            _send(handler, _Answer(404, {"code": -1, "msg": f"no route {endpoint} at the local exchange"}))
+            return
+        fault = self.faults.take(endpoint)
+        if fault is not None and not fault.processes:
+            if fault.kind is VenueFault.RATE_LIMIT:
+                retry = str(max(1, round(fault.seconds))) if fault.seconds >= 1 else f"{fault.seconds:g}"
+                _send(handler, _Answer(429, {"code": -1003, "msg": TOO_MANY}, {"Retry-After": retry}))
+            elif fault.kind is VenueFault.SERVER_ERROR:
+                _send_text(handler, 503, "Service Unavailable")
+            else:
+                _drop(handler)
+            return
+        answer = self._answer(route, params, total, handler.headers.get("X-MBX-APIKEY"))
+        if fault is None:
+            _send(handler, answer)
+        elif fault.kind is VenueFault.LATENCY:
+            self._stopping.wait(fault.seconds)
+            _send(handler, answer)
+        elif fault.kind is VenueFault.SERVER_ERROR:
+            _send_text(handler, 503, "Service Unavailable")
+        elif fault.kind is VenueFault.TIMEOUT_AFTER_ACCEPT:
+            self._stopping.wait(fault.seconds)
+            _drop(handler)
+        else:
+            _drop(handler)
+
+    def _answer(self, route: tuple, params: dict[str, str], total: str, api_key: str | None) -> _Answer:
+        fn, signed = route
+        try:
+            if signed:
+                verify(total, params, api_key, self.keys, self._clock())
+            return fn(params)
+        except VenueReject as exc:
+            return _Answer(exc.status, {"code": exc.code, "msg": exc.msg})
+
+    # -- routes -----------------------------------------------------------------------------------------
+
+    def _time(self, q: dict[str, str]) -> _Answer:
+        return _Answer(200, {"serverTime": self._clock()})
+
+    def _exchange_info(self, q: dict[str, str]) -> _Answer:
+        return _Answer(200, wire.exchange_info(self.book, self._clock()))
+
+    def _symbols(self, q: dict[str, str]) -> list[str]:
+        """The symbols a market-data query names (`symbol`, or a JSON list in `symbols`), or every priced one."""
+        if "symbol" in q:
+            return [self.book._market(q["symbol"]).symbol]
+        if "symbols" in q:
+            return [self.book._market(s).symbol for s in json.loads(q["symbols"])]
+        return list(self.book.prices)
+
+    def _priced(self, q: dict[str, str], render: Callable[[str, Decimal], Any]) -> _Answer:
+        names = self._symbols(q)
+        rows = [render(s, self.book.prices[s]) for s in names if s in self.book.prices]
+        if "symbol" in q:
+            if not rows:
+                raise VenueReject(400, -1121, "Invalid symbol.")
+            return _Answer(200, rows[0])
+        return _Answer(200, rows)
+
+    def _ticker_24hr(self, q: dict[str, str]) -> _Answer:
+        now = self._clock()
+        return self._priced(q, lambda s, p: wire.ticker_24hr(s, p, self.book.seen.get(s, [])[-1440:], now))
+
+    def _book_ticker(self, q: dict[str, str]) -> _Answer:
+        return self._priced(q, wire.book_ticker)
+
+    def _price(self, q: dict[str, str]) -> _Answer:
+        return self._priced(q, lambda s, p: {"symbol": s, "price": wire.num(p)})
+
+    def _klines(self, q: dict[str, str]) -> _Answer:
+        symbol = self._symbols({"symbol": q.get("symbol", "")})[0] if q.get("symbol") else None
+        if symbol is None:
+            raise VenueReject(400, -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+        bars = self.book.seen.get(symbol, [])
+        start, end = int(q.get("startTime", 0)), int(q.get("endTime", 2**62))
+        bars = [b for b in bars if start <= b.open_ms <= end]
+        limit = int(q.get("limit", 500))
+        return _Answer(200, [wire.kline(b, self.book.bar_ms) for b in bars[-limit:]])
+
+    def _account(self, q: dict[str, str]) -> _Answer:
+        return _Answer(200, wire.account(self.book, self._clock()))
+
+    def _new_order(self, q: dict[str, str]) -> _Answer:
+        order = self.book.new_order(q)
+        return _Answer(200, wire.order(order, full=True))
+
+    def _query_order(self, q: dict[str, str]) -> _Answer:
+        return _Answer(200, wire.order(self.book.find(q)))
+
+    def _cancel_order(self, q: dict[str, str]) -> _Answer:
+        return _Answer(200, wire.cancelled(self.book.cancel(q)))
+
+    def _open_orders(self, q: dict[str, str]) -> _Answer:
+        return _Answer(200, [wire.order(o) for o in self.book.open_orders(q.get("symbol"))])
+
+    def _cancel_all(self, q: dict[str, str]) -> _Answer:
+        return _Answer(200, [wire.cancelled(o) for o in self.book.cancel_all(q.get("symbol"))])
+
+    def _my_trades(self, q: dict[str, str]) -> _Answer:
+        return _Answer(200, [wire.trade(t) for t in self.book.my_trades(q.get("symbol"), q.get("orderId"))])
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "keel-local-exchange"
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.exchange.connections.add(self.connection)  # type: ignore[attr-defined]
+
+    def finish(self) -> None:
+        self.server.exchange.connections.discard(self.connection)  # type: ignore[attr-defined]
+        with contextlib.suppress(OSError):
+            super().finish()
+
+    def do_GET(self) -> None:
+        self.server.exchange.handle(self, "GET")  # type: ignore[attr-defined]
+
+    def do_POST(self) -> None:
+        self.server.exchange.handle(self, "POST")  # type: ignore[attr-defined]
+
+    def do_DELETE(self) -> None:
+        self.server.exchange.handle(self, "DELETE")  # type: ignore[attr-defined]
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: library code never prints (the CLI reports what it needs to)."""
+
+
+def _send(handler: BaseHTTPRequestHandler, answer: _Answer) -> None:
+    data = json.dumps(answer.body, separators=(",", ":")).encode()
+    handler.send_response(answer.status)
+    handler.send_header("Content-Type", "application/json;charset=UTF-8")
+    handler.send_header("Content-Length", str(len(data)))
+    for k, v in answer.headers.items():
+        handler.send_header(k, v)
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+def _send_text(handler: BaseHTTPRequestHandler, status: int, text: str) -> None:
+    data = text.encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "text/plain")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+def _drop(handler: BaseHTTPRequestHandler) -> None:
+    """Close the connection without a byte of answer."""
+    handler.close_connection = True
+    with contextlib.suppress(OSError):
+        handler.connection.shutdown(socket.SHUT_RDWR)
