@@ -338,6 +338,17 @@ class LLMSettings(_Section):
         return self
 
 
+class ApiSettings(_Section):
+    """`keel serve`: the operator's HTTP API. Loopback by default: binding another address is a deliberate choice
+    (and wants TLS in front of it, since bearer tokens cross the wire)."""
+
+    host: str = Field("127.0.0.1", min_length=1, description="address `keel serve` binds; default loopback only")
+    port: int = Field(8765, ge=1, le=65_535, description="port `keel serve` listens on")
+    stale_heartbeat_seconds: float = Field(
+        10.0, gt=0, allow_inf_nan=False, description="/ready: a live session whose heartbeat is older is not ready"
+    )
+
+
 #: Bounded live, phase 1 (seed runbook): the loosest limits `live` may run with. Configuration can tighten them and
 #: never loosen them; there is no switch that turns them off.
 BOUNDED_LIVE_FLOOR: dict[str, float] = {
@@ -372,6 +383,7 @@ class Settings(BaseSettings):
     report: ReportSettings = Field(default_factory=ReportSettings)
     demo: DemoSettings = Field(default_factory=DemoSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     @field_validator("var_dir")
     @classmethod

@@ -109,6 +109,7 @@ def run_id_for(
         "approval": {"approvers", "min_review_seconds", "promotion"},
         "demo": True,
         "report": True,
+        "api": True,
         "llm": True,  # not wired into a run yet: once it is, what decides a run (model, prompt version) joins the id
     }
     config = settings.model_dump(mode="json", exclude=exclude)

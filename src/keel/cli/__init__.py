@@ -102,7 +102,7 @@ app.add_typer(approvals_app, name="approvals")
 
 # The commands register themselves on the app as they are imported, in the order `keel --help` lists them.
 # isort: off
-from keel.cli import runs, session, control, overrides, journal, approvals, shadow, exam, config, reference  # noqa: E402, F401
+from keel.cli import runs, session, control, overrides, journal, approvals, shadow, exam, api, config, reference  # noqa: E402, F401
 from keel.cli import venue  # noqa: E402, F401
 # isort: on
 

@@ -8,7 +8,8 @@ to its incident by `incident_id` (the id of the record that opened it) — so a 
 
 An **approval request** is an intent that waits (or waited) for a human, as its session published it; a
 **session record** is one session's row of the registry. Both are the session's to write, except the operators'
-decision on a request and their request to stop a session.
+decision on a request and their request to stop a session. An **API token** and an **API call** are the API's
+(`keel.api`): who may call it (never the secret), and what each mutating call did.
 """
 
 from __future__ import annotations
@@ -329,5 +330,66 @@ class SessionRecord:
             "stop_reason": self.stop_reason,
             "ended_ts": _iso(self.ended_ts),
             "end_reason": self.end_reason,
+            "detail": dict(self.detail),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """One API token as the control store keeps it: who it names, its role, and its history. Never its secret, nor
+    the secret's hash: nothing read from here can authenticate."""
+
+    token_id: int
+    name: str
+    role: str
+    created_ts: datetime
+    created_by: str
+    last_used_ts: datetime | None = None
+    revoked_ts: datetime | None = None
+    revoked_by: str | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.revoked_ts is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "token_id": self.token_id,
+            "name": self.name,
+            "role": self.role,
+            "created_ts": self.created_ts.isoformat(),
+            "created_by": self.created_by,
+            "last_used_ts": _iso(self.last_used_ts),
+            "revoked": not self.live,
+            "revoked_ts": _iso(self.revoked_ts),
+            "revoked_by": self.revoked_by,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ApiCall:
+    """One mutating API call of an authenticated caller, allowed or refused: who, through which token, what, and the
+    HTTP status it ended with."""
+
+    call_id: int
+    ts: datetime
+    actor: str
+    token_id: int
+    role: str
+    method: str
+    path: str
+    status: int
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id,
+            "ts": self.ts.isoformat(),
+            "actor": self.actor,
+            "token_id": self.token_id,
+            "role": self.role,
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
             "detail": dict(self.detail),
         }

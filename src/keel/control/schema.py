@@ -11,17 +11,20 @@ the incident it lifts.
 the session (the journal's one writer) publishes what waits for a human and its own state; operators decide and ask
 it to stop; the session journals what they decided. Times are ISO-8601 UTC strings (`records.to_iso`), JSON is text
 with sorted keys.
+
+`api_tokens` and `api_calls` are the API's (`keel.api`): who may call it, and what each mutating call did. A token's
+secret is never stored, only its SHA-256; a revoked token keeps its row, so what it did stays attributable.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Float, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text
 
 #: Bump with a migration whenever a table changes shape (`ControlStore._ensure_schema`). 2: `limit_overrides`;
-#: 3: `approval_requests`, `sessions`.
-CONTROL_SCHEMA_VERSION = 3
+#: 3: `approval_requests`, `sessions`; 4: `api_tokens`, `api_calls`.
+CONTROL_SCHEMA_VERSION = 4
 #: Versions the store migrates from: each only lacked tables that `create_all` adds.
-MIGRATES_FROM = frozenset({1, 2})
+MIGRATES_FROM = frozenset({1, 2, 3})
 
 metadata = MetaData()
 
@@ -130,5 +133,45 @@ sessions = Table(
     Column("last_bar_ts", String, nullable=True),
     Column("ended_ts", String, nullable=True),
     Column("end_reason", String, nullable=True),
+    Column("detail", Text, nullable=False),  # JSON object, sorted keys
+)
+
+#: The API's bearer tokens (`keel.api.tokens`): the SHA-256 of the secret, never the secret. A name is unique among
+#: the live (unrevoked) tokens; revoking keeps the row, so a name can be given again and old calls still name theirs.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", _AutoId, primary_key=True, autoincrement=True),
+    Column("name", String, nullable=False),
+    Column("role", String, nullable=False),
+    Column("secret_sha256", String, nullable=False, unique=True),
+    Column("created_ts", String, nullable=False),
+    Column("created_by", String, nullable=False),
+    Column("last_used_ts", String, nullable=True),
+    Column("revoked_ts", String, nullable=True),
+    Column("revoked_by", String, nullable=True),
+)
+Index(
+    "ix_api_tokens_live_name",
+    api_tokens.c.name,
+    unique=True,
+    sqlite_where=api_tokens.c.revoked_ts.is_(None),
+    postgresql_where=api_tokens.c.revoked_ts.is_(None),
+)
+
+#: Append-only: one row per mutating API call an authenticated caller made, allowed or refused, with its HTTP status.
+#: What the call changed is recorded where it always is (incident records, the decision on a request); this says
+#: who asked, through which token, and how it ended.
+api_calls = Table(
+    "api_calls",
+    metadata,
+    Column("id", _AutoId, primary_key=True, autoincrement=True),
+    Column("ts", String, nullable=False),
+    Column("actor", String, nullable=False),  # the token's name
+    Column("token_id", BigInteger, nullable=False),
+    Column("role", String, nullable=False),
+    Column("method", String, nullable=False),
+    Column("path", String, nullable=False),
+    Column("status", Integer, nullable=False),
     Column("detail", Text, nullable=False),  # JSON object, sorted keys
 )

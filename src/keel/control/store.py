@@ -12,7 +12,8 @@ or neither. Two operators releasing at once, or a halt landing while a resume is
 lose a change: the second one learns that the state moved and is refused.
 
 The approval requests and the session registry are written the same way (one transaction under the write lock), so
-that an operator's decision is a compare-and-set a session's rebind or another operator cannot slip between.
+that an operator's decision is a compare-and-set a session's rebind or another operator cannot slip between. So are
+the API's tokens (a name is unique among the live ones; a revocation is a compare-and-set) and its call records.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from keel.control.records import (
     DECISIONS,
     INITIAL,
     SETTLES_FROM,
+    ApiCall,
+    ApiToken,
     ApprovalRequest,
     ApprovalStatus,
     ControlState,
@@ -570,6 +573,108 @@ class ControlStore:
             if run(stmt).rowcount != 1:
                 raise _unknown_session(name, run)
 
+    # -- API tokens and calls (the policy is `keel.api.tokens`) -----------------------------------------
+
+    def add_token(self, *, name: str, role: str, secret_sha256: str, actor: str, ts: datetime) -> ApiToken:
+        """Record a new token by the hash of its secret. A name is unique among the live tokens: another live token
+        of that name is an `InputError`, and nothing is written."""
+        t = s.api_tokens
+        row = {
+            "name": name,
+            "role": role,
+            "secret_sha256": secret_sha256,
+            "created_ts": to_iso(ts),
+            "created_by": actor,
+        }
+        with self._writing() as run:
+            live = run(select(t.c.id).where(t.c.name == name, t.c.revoked_ts.is_(None))).fetchall()
+            if live:
+                raise InputError(
+                    f"a live API token is already named '{name}' (id {live[0][0]}); nothing was created",
+                    hint=f"choose another name, or revoke it first (`keel token revoke {name}`)",
+                )
+            token_id = int(run(t.insert().values(**row).returning(t.c.id)).fetchone()[0])
+        found = self.api_token(token_id)
+        assert found is not None
+        return found
+
+    def api_token(self, token_id: int) -> ApiToken | None:
+        rows = self._select(select(*_TOKEN_FIELDS).where(s.api_tokens.c.id == int(token_id)))
+        return _token_of(rows[0]) if rows else None
+
+    def api_token_by_secret(self, secret_sha256: str) -> ApiToken | None:
+        """The token whose secret has this SHA-256, live or revoked (the caller judges), or None."""
+        rows = self._select(select(*_TOKEN_FIELDS).where(s.api_tokens.c.secret_sha256 == secret_sha256))
+        return _token_of(rows[0]) if rows else None
+
+    def api_tokens(self) -> list[ApiToken]:
+        """Every token ever created, revoked ones too, oldest first."""
+        return [_token_of(row) for row in self._select(select(*_TOKEN_FIELDS).order_by(s.api_tokens.c.id))]
+
+    def touch_token(self, token_id: int, *, ts: datetime) -> None:
+        """Note that a token was used at `ts` (never moves back)."""
+        t = s.api_tokens
+        when = to_iso(ts)
+        stmt = (
+            t.update()
+            .where(t.c.id == int(token_id), (t.c.last_used_ts.is_(None)) | (t.c.last_used_ts < when))
+            .values(last_used_ts=when)
+        )
+        with self._writing() as run:
+            run(stmt)
+
+    def revoke_token(self, token_id: int, *, actor: str, ts: datetime) -> tuple[ApiToken, bool]:
+        """Revoke a token, once (compare-and-set on not revoked): the token as it stands now, and whether this call
+        revoked it (False: it already was). An unknown id is an `InputError`."""
+        if not actor.strip():
+            raise InputError("revoking an API token needs a non-empty actor")
+        t = s.api_tokens
+        stmt = (
+            t.update()
+            .where(t.c.id == int(token_id), t.c.revoked_ts.is_(None))
+            .values(revoked_ts=to_iso(ts), revoked_by=actor)
+        )
+        with self._writing() as run:
+            changed = run(stmt).rowcount == 1
+        found = self.api_token(token_id)
+        if found is None:
+            raise InputError(f"no API token with id {token_id}", hint="`keel token list` shows them")
+        return found, changed
+
+    def record_api_call(
+        self,
+        *,
+        ts: datetime,
+        actor: str,
+        token_id: int,
+        role: str,
+        method: str,
+        path: str,
+        status: int,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Append the record of one mutating API call."""
+        row = {
+            "ts": to_iso(ts),
+            "actor": actor,
+            "token_id": int(token_id),
+            "role": role,
+            "method": method,
+            "path": path,
+            "status": int(status),
+            "detail": _json(detail or {}),
+        }
+        with self._writing() as run:
+            run(s.api_calls.insert().values(**row))
+
+    def api_calls(self, *, limit: int | None = None) -> list[ApiCall]:
+        """The last `limit` API call records (all: None), oldest first."""
+        c = s.api_calls
+        stmt = select(*c.c).order_by(c.c.id.desc())
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return [_call_of(row) for row in reversed(self._select(stmt))]
+
     # -- closing ---------------------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -758,6 +863,39 @@ def _session_of(row: Any) -> SessionRecord:
         ended_ts=_dt(r["ended_ts"]),
         end_reason=r["end_reason"],
         detail=json.loads(r["detail"]),
+    )
+
+
+#: A token's columns as read: never its secret's hash.
+_TOKEN_FIELDS = tuple(c for c in s.api_tokens.c if c.name != "secret_sha256")
+
+
+def _token_of(row: Any) -> ApiToken:
+    tid, name, role, created, by, used, revoked, revoked_by = row
+    return ApiToken(
+        token_id=int(tid),
+        name=name,
+        role=role,
+        created_ts=datetime.fromisoformat(created),
+        created_by=by,
+        last_used_ts=_dt(used),
+        revoked_ts=_dt(revoked),
+        revoked_by=revoked_by,
+    )
+
+
+def _call_of(row: Any) -> ApiCall:
+    cid, ts, actor, token_id, role, method, path, status, detail = row
+    return ApiCall(
+        call_id=int(cid),
+        ts=datetime.fromisoformat(ts),
+        actor=actor,
+        token_id=int(token_id),
+        role=role,
+        method=method,
+        path=path,
+        status=int(status),
+        detail=json.loads(detail),
     )
 
 

@@ -60,6 +60,8 @@ def test_the_file_is_sqlite_in_wal_mode(open_store, db):
             "limit_overrides",
             "approval_requests",
             "sessions",
+            "api_tokens",
+            "api_calls",
         }
 
 
