@@ -273,6 +273,7 @@ def operated_session_main(argv: list[str] | None = None) -> int:
     the cycle is in the journal."""
     import keel.runtime.graph as graph
     from keel.data.files import load_many
+    from keel.feeds.hooked import HookedFeed
     from keel.feeds.paced import PacedReplay
     from keel.runtime.session import SessionSpec, run_session
     from keel.settings import Mode
@@ -284,25 +285,12 @@ def operated_session_main(argv: list[str] | None = None) -> int:
     strategy = build_strategy(settings.strategy.name, settings.strategy.params)
     store = open_store(settings)
 
-    class Operated:
-        def __init__(self, market) -> None:
-            self._inner = PacedReplay(market.timeline, speed=None)
-            if args.get("operator") == "rebind":
-                self._before = rebinding_operator(store, market, args["name"])
-            else:
-                self._before = operator(store, market, args["name"], args["wait"], args["every"])
-
-        def start(self, after: int) -> None:
-            self._inner.start(after)
-
-        @property
-        def exhausted(self) -> bool:
-            return self._inner.exhausted
-
-        def poll(self, timeout: float) -> list[int]:
-            if not self._inner.exhausted:
-                self._before(self._inner._next)
-            return self._inner.poll(timeout)
+    def operated(market) -> HookedFeed:
+        if args.get("operator") == "rebind":
+            before = rebinding_operator(store, market, args["name"])
+        else:
+            before = operator(store, market, args["name"], args["wait"], args["every"])
+        return HookedFeed(PacedReplay(market.timeline, speed=None), before)
 
     if args.get("kill_at") is not None:
         build = graph.build_graph
@@ -320,7 +308,7 @@ def operated_session_main(argv: list[str] | None = None) -> int:
         # the driver looks `build_graph` up when it starts, so the hook reaches the real graph of the real session
         graph.build_graph = killing_build
     try:
-        run_session(SessionSpec(args["name"], Mode.PAPER), frames, settings, strategy, feed=Operated)
+        run_session(SessionSpec(args["name"], Mode.PAPER), frames, settings, strategy, feed=operated)
     finally:
         store.close()
     return 0

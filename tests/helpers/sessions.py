@@ -8,29 +8,15 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+from keel.feeds.hooked import HookedFeed
 from keel.feeds.paced import PacedReplay
 from keel.runtime.control import open_control
 from keel.settings import load_settings
 
 
-class ScriptedFeed:
+def ScriptedFeed(market, before: Callable[[int], None] | None = None) -> HookedFeed:
     """Bars at once, in order; `before(t)` runs before bar t is handed on (the test's operator acting)."""
-
-    def __init__(self, market, before: Callable[[int], None] | None = None) -> None:
-        self._inner = PacedReplay(market.timeline, speed=None)
-        self._before = before
-
-    def start(self, after: int) -> None:
-        self._inner.start(after)
-
-    @property
-    def exhausted(self) -> bool:
-        return self._inner.exhausted
-
-    def poll(self, timeout: float) -> list[int]:
-        if self._before is not None and not self._inner.exhausted:
-            self._before(self._inner._next)
-        return self._inner.poll(timeout)
+    return HookedFeed(PacedReplay(market.timeline, speed=None), before or (lambda t: None))
 
 
 def settings_for(tmp_path: Path, **overrides):

@@ -15,12 +15,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from keel.cli import _Typer, app
 from keel.cli.options import ConfigOpt, JsonOpt, load_settings
-from keel.cli.render import emit_json, err, money, out
+from keel.cli.render import bar_progress, emit_json, err, money, out
 from keel.cli.runs import DataOpt, DateFormatOpt, SymbolOpt, TimestampColumnOpt
 from keel.domain.errors import InputError
 
@@ -142,16 +141,7 @@ def _run(frames, settings, spec, *, as_json: bool):
     from keel.exam.loop import run_exam
 
     before_session(settings)
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("bars"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=as_json or not err.is_terminal,
-    )
+    progress = bar_progress(quiet=as_json)
     tasks: dict[tuple[str, str], Any] = {}
     seen = {"at": 0.0}
 

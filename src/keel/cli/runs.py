@@ -13,13 +13,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from keel.cli import STARTED, app
 from keel.cli.options import ConfigOpt, JsonOpt, load_settings
-from keel.cli.render import emit_json, err, money, out, pct
+from keel.cli.render import bar_progress, emit_json, money, out, pct
 from keel.domain.errors import InputError
 from keel.runtime.drivers import DRIVERS
 
@@ -68,16 +67,7 @@ def _run(frames, settings, strategy, *, out_dir, profile, fresh, driver, as_json
         before_session(settings)
 
     total_bars = max(len(f) for f in frames)
-    progress = Progress(
-        TextColumn(f"[bold]{title}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("bars"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=as_json or not err.is_terminal,
-    )
+    progress = bar_progress(quiet=as_json)
     with progress:
         task = progress.add_task(title, total=total_bars)
         state = {"last": 0}

@@ -4,8 +4,8 @@ In a real exam people answer (`keel intents approve|reject` from another termina
 drill, and in tests, a `ScriptedApprover` answers instead. It goes through the approval service exactly as a person
 does — with its actor name, the approver role, a reason, on the version it read — so separation of duties applies to
 it too: it can never approve as the proposer or under a name Keel's own stages act under, and what it decides the
-session still re-checks at its next bar. It acts between bars: `ApprovingFeed` wraps the session's feed (the seam
-`run_session(feed=...)` offers) and lets it decide before each poll for bars.
+session still re-checks at its next bar. It acts between bars, through the session's feed (`keel.feeds.hooked.HookedFeed`, the seam
+`run_session(feed=...)` offers), deciding before each poll for bars.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from keel.domain.errors import InputError
 if TYPE_CHECKING:
     from keel.control.records import ApprovalRequest
     from keel.control.store import ControlStore
-    from keel.feeds.base import Feed
 
 
 class Answer(StrEnum):
@@ -83,23 +82,3 @@ class ScriptedApprover:
             self.decided.append((req.intent_id, choice))
             done += 1
         return done
-
-
-class ApprovingFeed:
-    """A session's feed with the drill approver acting before each poll for bars (so at every bar boundary)."""
-
-    def __init__(self, inner: Feed, act: Callable[[], object]) -> None:
-        self._inner = inner
-        self._act = act
-
-    def start(self, after: int) -> None:
-        self._inner.start(after)
-
-    @property
-    def exhausted(self) -> bool:
-        return self._inner.exhausted
-
-    def poll(self, timeout: float) -> list[int]:
-        if not self._inner.exhausted:
-            self._act()
-        return self._inner.poll(timeout)

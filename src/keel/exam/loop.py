@@ -22,7 +22,7 @@ from keel.domain.decisions import ApprovalMode
 from keel.domain.errors import InputError, KeelError
 from keel.domain.run import RunSummary
 from keel.exam.agreement import shadow_agreement
-from keel.exam.approver import ApprovingFeed, ScriptedApprover
+from keel.exam.approver import ScriptedApprover
 from keel.exam.closeout import refuse_foreign, write_closeout
 from keel.exam.days import ExamDay, last_days
 from keel.exam.evidence import read_evidence
@@ -244,6 +244,7 @@ def _session(
     on_progress: Callable[[int, int], None],
 ) -> dict[str, Any]:
     """Run the day's paper session, or reuse it when it already ended; its summary, requests and how it ended."""
+    from keel.feeds.hooked import HookedFeed
     from keel.feeds.paced import PacedReplay
     from keel.runtime.control import open_control
     from keel.runtime.session import SessionSpec, run_session
@@ -260,9 +261,9 @@ def _session(
             approver = spec.approver
             if approver is not None:
 
-                def feed(market: MarketView) -> ApprovingFeed:
-                    return ApprovingFeed(
-                        PacedReplay(market.timeline, speed=spec.speed), lambda: approver.answer(store, name)
+                def feed(market: MarketView) -> HookedFeed:
+                    return HookedFeed(
+                        PacedReplay(market.timeline, speed=spec.speed), lambda t: approver.answer(store, name)
                     )
 
             got = run_session(

@@ -42,6 +42,11 @@ class PacedReplay:
     def exhausted(self) -> bool:
         return self._next >= len(self._ts)
 
+    @property
+    def upcoming(self) -> int:
+        """The next bar this feed hands on."""
+        return self._next
+
     def due(self, t: int) -> float:
         """The monotonic time bar t arrives at."""
         if self._speed is None:

@@ -11,7 +11,8 @@ from collections import Counter
 from helpers.sessions import control, settings_for
 from keel.approval.service import ApproverRole
 from keel.data.synthetic import generate_regime_ohlcv
-from keel.exam.approver import Answer, ApprovingFeed, ScriptedApprover, always
+from keel.exam.approver import Answer, ScriptedApprover, always
+from keel.feeds.hooked import HookedFeed
 from keel.feeds.paced import PacedReplay
 from keel.runtime.session import SessionSpec, run_session
 from keel.settings import Mode
@@ -27,7 +28,7 @@ def approved_in_time(tmp_path, ttl: float) -> tuple[int, Counter]:
     approver = ScriptedApprover("drill", ApproverRole.of(["drill"]), always(Answer.APPROVE))
 
     def feed(market):
-        return ApprovingFeed(PacedReplay(market.timeline), lambda: approver.answer(store, "ttl"))
+        return HookedFeed(PacedReplay(market.timeline), lambda t: approver.answer(store, "ttl"))
 
     run_session(
         SessionSpec("ttl", Mode.PAPER),

@@ -10,7 +10,8 @@ from keel.approval.service import ApproverRole
 from keel.control.records import ApprovalStatus
 from keel.control.store import ControlStore
 from keel.domain.errors import InputError
-from keel.exam.approver import Answer, ApprovingFeed, ScriptedApprover, always
+from keel.exam.approver import Answer, ScriptedApprover, always
+from keel.feeds.hooked import HookedFeed
 from keel.feeds.paced import PacedReplay
 from keel.risk.roles import NotAuthorised
 
@@ -72,10 +73,10 @@ def test_the_feed_lets_the_approver_act_before_each_poll_and_not_after_the_last_
 
     acted: list[int] = []
     inner = PacedReplay(np.arange(3, dtype=np.int64) * 10**9, speed=None)
-    feed = ApprovingFeed(inner, lambda: acted.append(len(acted)))
+    feed = HookedFeed(inner, lambda t: acted.append(t))
     feed.start(-1)
     got = []
     while not feed.exhausted:
         got += feed.poll(0.0)
-    assert got == [0, 1, 2] and len(acted) == 3
-    assert feed.poll(0.0) == [] and len(acted) == 3
+    assert got == [0, 1, 2] and acted == [0, 1, 2]
+    assert feed.poll(0.0) == [] and acted == [0, 1, 2]
