@@ -22,7 +22,7 @@ def is_loopback(host: str) -> bool:
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A listening-ready TCP socket on `host:port`; a `KeelError` naming it when it cannot be had."""
+    """A listening TCP socket on `host:port`; a `KeelError` naming it when it cannot be had."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, kind, proto)
@@ -31,6 +31,9 @@ def bind(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
+        # listening from here on: a client that connects once the address is printed waits in the backlog for
+        # uvicorn to start, instead of being refused
+        sock.listen(socket.SOMAXCONN)
     except OSError as exc:
         sock.close()
         raise KeelError(
