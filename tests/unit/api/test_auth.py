@@ -11,10 +11,17 @@ import pytest
 from helpers.approval_contract import iid, request, session
 from helpers.control_contract import at, change
 from keel.api import tokens
-from keel.api.roles import ApiRole, Permission, may
+from keel.api.roles import ApiRole, Permission
 from keel.domain.decisions import TradingState
 
 ROLES = list(ApiRole)
+#: what each role may do, written out here (not read from keel.api.roles): the matrix below is the spec
+ALLOWED = {
+    ApiRole.VIEWER: {Permission.READ},
+    ApiRole.OPERATOR: {Permission.READ, Permission.DECIDE},
+    ApiRole.RISK_OFFICER: {Permission.READ, Permission.TRADING_STATE},
+    ApiRole.ADMIN: set(Permission),
+}
 
 
 @dataclass(frozen=True)
@@ -79,7 +86,7 @@ def test_every_endpoint_of_the_app_is_in_the_matrix(api):
 def test_a_role_is_allowed_exactly_what_it_grants_and_a_refusal_changes_nothing(api, seeded, endpoint, role):
     before = snapshot(seeded)
     got = api.call(endpoint.method, endpoint.path, as_=role, json=endpoint.body)
-    if may(role, endpoint.permission):
+    if endpoint.permission in ALLOWED[role]:
         assert got.status_code == endpoint.allowed, got.text
     else:
         assert got.status_code == 403, got.text
