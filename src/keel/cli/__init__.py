@@ -88,7 +88,10 @@ app = _Typer(
 )
 config_app = _Typer(help="Show or check the effective configuration.", no_args_is_help=True)
 journal_app = _Typer(help="Inspect and verify journals.", no_args_is_help=True)
-intents_app = _Typer(help="Inspect intents.", no_args_is_help=True)
+intents_app = _Typer(
+    help="A run's intents, and those that wait for a person: list, pending, preview, approve, reject.",
+    no_args_is_help=True,
+)
 override_app = _Typer(
     help="Loosen a risk limit for a while: proposed by one holder of the risk role, in force once a second approves.",
     no_args_is_help=True,
