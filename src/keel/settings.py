@@ -303,6 +303,18 @@ class LLMRoleSettings(_Section):
         return v.strip()
 
     @model_validator(mode="after")
+    def _no_credentials_in_url(self) -> LLMRoleSettings:
+        # the URL is shown and recorded (config show, telemetry, errors): credentials belong in api_key only, and
+        # this error must not quote them either
+        if "@" in self.base_url.split("//", 1)[1].split("/", 1)[0]:
+            raise _llm_problem(
+                "credentials_in_url",
+                "base_url must not carry credentials (user:password@host): put the key in api_key",
+                {"base_url": "(not shown: it carries credentials)"},
+            )
+        return self
+
+    @model_validator(mode="after")
     def _model_when_enabled(self) -> LLMRoleSettings:
         if self.enabled and not self.model.strip():
             raise _llm_problem(

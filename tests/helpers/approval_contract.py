@@ -204,6 +204,15 @@ class ApprovalRequestContract:
         store.settle_request(iid(1), status=ApprovalStatus.EXECUTED, reason="again", ts=at(40))
         assert store.approval_request(iid(1)) == seen[iid(1)]
 
+    def test_a_rejection_stands_when_the_session_settles_the_request_as_expired(self, open_store):
+        # rejected after the session's last read, expired before it could apply that (the session ended)
+        store = open_store()
+        store.publish_request(request(iid(1)))
+        assert decide(store, iid(1), status=RJ, reason="event risk")
+        before = store.approval_request(iid(1))
+        store.settle_request(iid(1), status=ApprovalStatus.EXPIRED, reason="SESSION_ENDED", ts=at(30))
+        assert store.approval_request(iid(1)) == before
+
     def test_an_outcome_the_status_does_not_allow_is_refused_and_changes_nothing(self, open_store):
         store = open_store()
         store.publish_request(request(iid(1)))

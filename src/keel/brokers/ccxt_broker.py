@@ -77,6 +77,10 @@ def _ms_ts(ms: Any, fallback: datetime) -> datetime:
     return fallback if ms is None else datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
 
 
+#: the longest a rate limit's Retry-After is waited for, per retry
+MAX_RETRY_AFTER_SECONDS = 30.0
+
+
 class CcxtBroker:
     """The `Broker` contract over one ccxt exchange instance, for the spot `symbols` (ccxt's unified `BASE/QUOTE`)
     quoted in `quote`. `sleep` waits out rate limits; `clock` dates what the venue leaves undated."""
@@ -165,9 +169,11 @@ class CcxtBroker:
         headers = self.exchange.last_response_headers or {}
         value = headers.get("Retry-After") if hasattr(headers, "get") else None
         try:
-            return max(0.0, float(value)) if value is not None else 0.5 * 2**attempt
+            wait = max(0.0, float(value)) if value is not None else 0.5 * 2**attempt
         except ValueError:
-            return 0.5 * 2**attempt
+            wait = 0.5 * 2**attempt
+        # a ban's Retry-After can be hours (Binance's 418): never block the executor that long
+        return min(wait, MAX_RETRY_AFTER_SECONDS)
 
     def _unavailable(self, what: str, exc: Exception) -> BrokerError:
         return BrokerError(
@@ -231,7 +237,11 @@ class CcxtBroker:
         except ccxt.ExchangeError as exc:
             if "Duplicate order" in str(exc):
                 return self._duplicate(request, exc)
-            return SubmitResult(SubmitOutcome.REJECTED, None, f"{type(exc).__name__}: {exc}")
+            if isinstance(exc, self._refusals()):
+                return SubmitResult(SubmitOutcome.REJECTED, None, f"{type(exc).__name__}: {exc}")
+            # a bare ExchangeError is also how ccxt reports a broken transport (an unmapped HTTP status, TLS): the
+            # venue may hold the order, so it is unknown, looked up by client order id, never called refused
+            return SubmitResult(SubmitOutcome.UNKNOWN, None, f"{type(exc).__name__} after the send: {exc}")
         except ccxt.BaseError as exc:  # an answer that could not be read: the order may be held
             return SubmitResult(SubmitOutcome.UNKNOWN, None, f"{type(exc).__name__} after the send: {exc}")
         return SubmitResult(SubmitOutcome.ACKNOWLEDGED, self._order(raw, coid), "acknowledged")
@@ -290,12 +300,26 @@ class CcxtBroker:
         outcome = SubmitOutcome.REJECTED if order.status is OrderStatus.REJECTED else SubmitOutcome.ACKNOWLEDGED
         return SubmitResult(outcome, order, DUPLICATE_DETAIL)
 
+    def _refusals(self) -> tuple[type[Exception], ...]:
+        """The errors that are the venue's refusal of the order itself: only these make a sent order rejected."""
+        c = self._ccxt
+        return (
+            c.InvalidOrder,
+            c.InsufficientFunds,
+            c.AuthenticationError,
+            c.PermissionDenied,
+            c.BadRequest,
+            c.BadSymbol,
+            c.OperationRejected,
+        )
+
     def _duplicate(self, request: OrderRequest, exc: Exception) -> SubmitResult:
         """The venue refused the id as a duplicate: the order it holds decides whether it is ours."""
         try:
             existing = self._fetch(request.symbol, request.client_order_id)
-        except self._ccxt.BaseError:
-            existing = None
+        except self._ccxt.BaseError as lookup:
+            # an open order holds this id, perhaps ours from an earlier send: unknown until it can be looked up
+            return SubmitResult(SubmitOutcome.UNKNOWN, None, f"duplicate id, and the lookup failed: {lookup}")
         if existing is None:
             return SubmitResult(SubmitOutcome.REJECTED, None, f"duplicate client order id refused by the venue: {exc}")
         return self._resubmit(existing, request)

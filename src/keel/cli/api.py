@@ -9,7 +9,6 @@ A token's secret is printed once, alone on stdout (so `TOKEN=$(keel token create
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -21,7 +20,9 @@ from rich.text import Text
 from keel.cli import _Typer, app
 from keel.cli.control import _actor, _opened, _report_legacy, _valid_settings
 from keel.cli.options import ConfigOpt, JsonOpt
-from keel.cli.render import emit_json, err, out
+from keel.cli.render import emit_json, err, out, when
+
+TO_MINUTE = "%Y-%m-%d %H:%M"
 
 if TYPE_CHECKING:
     from keel.control.records import ApiToken
@@ -117,10 +118,6 @@ def token_create(
     typer.echo(issued.secret)
 
 
-def _when(ts: datetime | None) -> str:
-    return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if ts is not None else "-"
-
-
 @token_app.command("list")
 def token_list(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """List the API tokens, revoked ones too: name, role, created, last used, revoked. Never a secret."""
@@ -139,9 +136,15 @@ def token_list(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     for column in ("id", "name", "role", "created", "by", "last used", "revoked"):
         table.add_column(column, justify="right" if column == "id" else "left", no_wrap=True, overflow="ellipsis")
     for t in found:
-        revoked = f"{_when(t.revoked_ts)} by {t.revoked_by}" if not t.live else "-"
+        revoked = f"{when(t.revoked_ts, TO_MINUTE)} by {t.revoked_by}" if not t.live else "-"
         table.add_row(
-            str(t.token_id), t.name, t.role, _when(t.created_ts), t.created_by, _when(t.last_used_ts), revoked
+            str(t.token_id),
+            t.name,
+            t.role,
+            when(t.created_ts, TO_MINUTE),
+            t.created_by,
+            when(t.last_used_ts, TO_MINUTE),
+            revoked,
         )
     out.print(table)
     out.print(Text("times UTC, last use to the minute", style="dim"))
@@ -173,7 +176,7 @@ def token_revoke(
     else:
         out.print(
             Text(
-                f"API token {token.token_id} '{token.name}' was already revoked at {_when(token.revoked_ts)} UTC by "
+                f"API token {token.token_id} '{token.name}' was already revoked at {when(token.revoked_ts, TO_MINUTE)} UTC by "
                 f"{token.revoked_by}; nothing was changed"
             ),
             soft_wrap=True,

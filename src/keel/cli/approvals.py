@@ -26,7 +26,7 @@ from keel.cli import intents_app
 from keel.cli.control import ActorOpt, _actor, _local_user, _opened, _valid_settings
 from keel.cli.journal import _short_ids
 from keel.cli.options import ConfigOpt, JsonOpt
-from keel.cli.render import emit_json, money, out, qty
+from keel.cli.render import emit_json, money, out, qty, when
 from keel.domain.errors import InputError
 
 if TYPE_CHECKING:
@@ -57,10 +57,6 @@ def _store(config: Path | None, what: str, needs: str) -> Iterator[tuple[Setting
     settings = _valid_settings(config, what, needs)
     with _opened(ControlConfig.of(settings), read_only=True) as plane:
         yield settings, plane.store, plane.location.where
-
-
-def _when(ts: datetime | None) -> str:
-    return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if ts is not None else "-"
 
 
 def _no_store(intent_id: str, where: str) -> InputError:
@@ -161,13 +157,13 @@ def _render_request(req: ApprovalRequest) -> None:
         ("run", req.run_id),
         ("order", f"{req.side} {qty(req.quantity)} {req.symbol} ({req.leg}), notional {notional}"),
         ("proposer", req.proposer),
-        ("requested", f"{_when(req.requested_ts)} UTC (the session's clock)"),
-        ("expires", f"{_when(req.expires_ts)} UTC (the session's clock decides)"),
+        ("requested", f"{when(req.requested_ts)} UTC (the session's clock)"),
+        ("expires", f"{when(req.expires_ts)} UTC (the session's clock decides)"),
         ("bound", f"{req.bound_hash[:12]} (version {req.version}): what will be sent"),
     ]
     published = preview.pop("published_ts", None)
     if isinstance(published, str):
-        rows.append(("published", f"{_when(datetime.fromisoformat(published))} UTC"))
+        rows.append(("published", f"{when(datetime.fromisoformat(published))} UTC"))
     auto = preview.pop("auto", None)
     if isinstance(auto, dict):
         cap = auto.get("max_notional")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -17,6 +18,11 @@ if TYPE_CHECKING:
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)  # an error line is never cut in two
+
+
+def when(ts: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """A time as a person reads it, in UTC (the caller says so); "-" for none."""
+    return ts.astimezone(UTC).strftime(fmt) if ts is not None else "-"
 
 
 def emit_json(data: Any) -> None:

@@ -24,7 +24,7 @@ from rich.table import Table
 from keel.cli import _Typer, app
 from keel.cli.control import ActorOpt, _actor
 from keel.cli.options import ConfigOpt, JsonOpt, load_settings
-from keel.cli.render import emit_json, err, out
+from keel.cli.render import emit_json, err, out, when
 from keel.cli.runs import (
     DataOpt,
     DateFormatOpt,
@@ -46,6 +46,7 @@ app.add_typer(session_app, name="session")
 
 NameArg = Annotated[str, typer.Argument(help="the session's name (one session per name)")]
 #: a session whose heartbeat is older than this is reported as not responding
+TO_SECOND, TO_MINUTE = "%Y-%m-%d %H:%M:%S UTC", "%Y-%m-%d %H:%M UTC"
 STALE_SECONDS = 10.0
 
 
@@ -243,11 +244,7 @@ def _liveness(record: SessionRecord, now: datetime) -> str:
         if age > STALE_SECONDS:
             return f"not responding (last heartbeat {age:,.0f} s ago; if it was killed, start it again to resume)"
         return f"{record.status.value} (heartbeat {age:,.1f} s ago, pid {record.pid} on {record.host})"
-    return f"{record.status.value} at {_ts(record.ended_ts)}: {record.end_reason}"
-
-
-def _ts(ts: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S UTC") -> str:
-    return ts.astimezone(UTC).strftime(fmt) if ts is not None else "-"
+    return f"{record.status.value} at {when(record.ended_ts, '%Y-%m-%d %H:%M:%S UTC')}: {record.end_reason}"
 
 
 @session_app.command("status")
@@ -269,12 +266,12 @@ def status(name: NameArg, as_json: JsonOpt = False, config: ConfigOpt = None) ->
     say(f"[bold]session {escape(record.name)}[/]  {escape(_liveness(record, now))}")
     say(f"  mode {record.mode}, approval {record.approval_mode}, strategy {record.strategy}")
     say(f"  run {record.run_id}  folder {escape(record.run_dir)}")
-    last = _ts(record.last_bar_ts) if record.last_bar_ts else "none yet"
+    last = when(record.last_bar_ts, TO_SECOND) if record.last_bar_ts else "none yet"
     say(f"  bars decided {record.bars:,}, last bar {last}")
     say(f"  waiting for approval: {len(waiting)} (`keel intents pending --session {name}`)")
     if record.stop_requested_ts is not None:
         say(
-            f"  stop requested by {record.stop_requested_by} at {_ts(record.stop_requested_ts)}: "
+            f"  stop requested by {record.stop_requested_by} at {when(record.stop_requested_ts, '%Y-%m-%d %H:%M:%S UTC')}: "
             f"{escape(record.stop_reason or '')}"
         )
     _print_latency((record.detail or {}).get("latency") or {})
@@ -316,10 +313,8 @@ def list_sessions(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     say = partial(out.print, highlight=False, soft_wrap=True)
     for r in records:  # two lines each: they fit 80 columns whatever the names
         status = _liveness(r, now).split(" (")[0].split(" at ")[0]
-        say(
-            f"[bold]{escape(r.name)}[/]  {status}  {r.bars:,} bars, last bar {_ts(r.last_bar_ts, '%Y-%m-%d %H:%M UTC')}"
-        )
+        say(f"[bold]{escape(r.name)}[/]  {status}  {r.bars:,} bars, last bar {when(r.last_bar_ts, TO_MINUTE)}")
         say(
             f"  [dim]{r.mode}, approval {r.approval_mode}, strategy {escape(r.strategy)}, started "
-            f"{_ts(r.started_ts, '%Y-%m-%d %H:%M UTC')}[/]"
+            f"{when(r.started_ts, TO_MINUTE)}[/]"
         )

@@ -425,7 +425,8 @@ class ControlStore:
 
     def settle_request(self, intent_id: str, *, status: ApprovalStatus, reason: str | None, ts: datetime) -> None:
         """The session's outcome of a request (`records.SETTLES_FROM` says from which statuses). Settling again as
-        what it already is changes nothing (a resumed session settles again); an unknown intent is an `InputError`,
+        what it already is changes nothing (a resumed session settles again), and neither does settling as expired what a
+        person rejected; an unknown intent is an `InputError`,
         an outcome its status does not allow `StaleState`."""
         status = ApprovalStatus(status)
         if status not in SETTLES_FROM:
@@ -434,6 +435,10 @@ class ControlStore:
         when = to_iso(ts)
         with self._writing() as run:
             current = _status_in(run, intent_id)
+            if current is ApprovalStatus.REJECTED and status is ApprovalStatus.EXPIRED:
+                # a person rejected it, and it expired (its TTL, a halt, the session's end) before the session could
+                # apply that: never sent either way, and the person's decision stands
+                return
             if current not in SETTLES_FROM[status]:
                 if current is status:
                     return

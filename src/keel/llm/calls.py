@@ -103,6 +103,11 @@ def call_bounded(
                 return CallResult(None, tuple(attempts), reason, exc.kind.value, clock() - started, detail)
             sleep(wait)
             continue
+        except Exception:
+            # anything else (a cassette miss, an SDK fault) still ends this call: counted, so a half-open trial that
+            # raised does not leave the breaker waiting for it forever
+            breaker.record_failure()
+            raise
         attempts.append(AttemptRecord(number, 200, None, clock() - t0))
         breaker.record_success()
         return CallResult(response, tuple(attempts), None, None, clock() - started)

@@ -276,17 +276,18 @@ class SessionDriver:
             self._open.add(intent.intent_id)
 
         probe = control.change_probe()
-        read_at: list[int | None] = [None]  # the probe's value when decisions were last read
+        read_at: int | None = None  # the probe's value when decisions were last read
 
         def decisions() -> list[ApprovalRequest]:
+            nonlocal read_at
             redo = ctx.journal.redo_queue()
             version = probe() if probe is not None else None
-            if redo is None and version is not None and version == read_at[0]:
+            if redo is None and version is not None and version == read_at:
                 # nobody else wrote to the control store since the last read: every decision read then was dealt
                 # with at that bar (applied, ended, or left for a version that no longer waits)
                 return []
             # a redo takes only the decisions its cycle applied: the others are still to be read at the next bar
-            read_at[0] = version if redo is None else None
+            read_at = version if redo is None else None
             got = control.approval_requests(session=name, statuses=(ApprovalStatus.APPROVED, ApprovalStatus.REJECTED))
             mine = [r for r in got if r.intent_id in ctx.book.pending_approvals]
             if redo is not None:
@@ -330,17 +331,8 @@ class SessionDriver:
             reason = store.get(intent_id).last_reason
             if state is IntentState.EXPIRED and reason not in NOT_REFUSED:
                 outcome = ApprovalStatus.REFUSED  # the late re-check refused what was approved
-            if outcome is ApprovalStatus.EXPIRED and self._rejected(intent_id):
-                # a person rejected it after the session's last read, and it expired (its TTL, a halt, the end of
-                # the session) before the session applied that: never sent either way, and the rejection stands
-                self._open.discard(intent_id)
-                continue
             self.control.settle_request(intent_id, status=outcome, reason=reason, ts=self._now())
             self._open.discard(intent_id)
-
-    def _rejected(self, intent_id: str) -> bool:
-        req = self.control.approval_request(intent_id)
-        return req is not None and req.status is ApprovalStatus.REJECTED
 
     def _heartbeat(self, ctx: RunContext, *, force: bool) -> None:
         mono = time.monotonic()

@@ -18,7 +18,7 @@ from enum import StrEnum
 class VenueFault(StrEnum):
     LATENCY = "latency"  # processed; the answer comes after `seconds`
     RATE_LIMIT = "rate_limit"  # HTTP 429, Retry-After: `seconds`; nothing processed
-    SERVER_ERROR = "server_error"  # HTTP 503; processed first when `after_accept`
+    SERVER_ERROR = "server_error"  # HTTP `http_status` (503); processed first when `after_accept`
     TIMEOUT_AFTER_ACCEPT = "timeout_after_accept"  # processed; no answer for `seconds`, then the connection closes
     DROP = "drop"  # the connection closes with no answer; processed first when `after_accept`
 
@@ -28,6 +28,7 @@ class ScriptedFault:
     kind: VenueFault
     seconds: float = 0.0
     after_accept: bool = False
+    http_status: int = 503  # server_error: the status answered (ccxt maps some, e.g. 524 or 505, to no error class)
 
     @property
     def processes(self) -> bool:

@@ -168,7 +168,7 @@ class LocalExchange:
                 retry = str(max(1, round(fault.seconds))) if fault.seconds >= 1 else f"{fault.seconds:g}"
                 _send(handler, _Answer(429, {"code": -1003, "msg": TOO_MANY}, {"Retry-After": retry}))
             elif fault.kind is VenueFault.SERVER_ERROR:
-                _send_text(handler, 503, "Service Unavailable")
+                _send_text(handler, fault.http_status, "Service Unavailable")
             else:
                 _drop(handler)
             return
@@ -179,7 +179,7 @@ class LocalExchange:
             self._stopping.wait(fault.seconds)
             _send(handler, answer)
         elif fault.kind is VenueFault.SERVER_ERROR:
-            _send_text(handler, 503, "Service Unavailable")
+            _send_text(handler, fault.http_status, "Service Unavailable")
         elif fault.kind is VenueFault.TIMEOUT_AFTER_ACCEPT:
             self._stopping.wait(fault.seconds)
             _drop(handler)

@@ -122,6 +122,27 @@ def test_a_5xx_is_unknown_and_status_tells_what_the_venue_holds(exchange, after_
     assert len(exchange.book.orders) == 1
 
 
+@pytest.mark.parametrize("http_status", [505, 507, 524])
+def test_a_5xx_ccxt_has_no_class_for_is_unknown_never_rejected_when_the_order_was_taken(exchange, http_status):
+    # ccxt raises a bare ExchangeError for these: the venue may hold the order, so it is never called refused
+    broker = connect(exchange)
+    exchange.script(ORDER, ScriptedFault(VenueFault.SERVER_ERROR, after_accept=True, http_status=http_status))
+    result = broker.submit(req(1))
+    assert result.outcome is SubmitOutcome.UNKNOWN, result.detail
+    assert broker.status(req(1).client_order_id) is not None
+    assert len(exchange.book.orders) == 1
+
+
+def test_a_retry_after_of_hours_is_waited_at_most_the_cap(exchange):
+    from keel.brokers.ccxt_broker import MAX_RETRY_AFTER_SECONDS
+
+    sleeps: list[float] = []
+    broker = connect(exchange, sleeps=sleeps)
+    exchange.script(ORDER, ScriptedFault(VenueFault.RATE_LIMIT, seconds=86_400))
+    assert broker.submit(req(1)).outcome is SubmitOutcome.ACKNOWLEDGED
+    assert sleeps == [MAX_RETRY_AFTER_SECONDS]
+
+
 @pytest.mark.parametrize("after_accept", [False, True])
 def test_a_dropped_connection_is_unknown_and_resolved_by_client_order_id(exchange, after_accept):
     broker = connect(exchange)

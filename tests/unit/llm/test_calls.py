@@ -107,3 +107,18 @@ def test_a_failed_call_counts_once_towards_the_breaker_and_an_open_one_is_refuse
     provider = Scripted(clock, OK)
     refused = run(clock, provider, policy, breaker)
     assert refused.reason is ReasonCode.LLM_CIRCUIT_OPEN and refused.attempts == () and provider.items == [OK]
+
+
+def test_a_half_open_trial_that_raises_something_else_reopens_the_breaker_instead_of_holding_it_forever():
+    import pytest
+
+    clock = Clock()
+    breaker = CircuitBreaker(failure_threshold=1, cooldown_s=60, clock=clock)
+    once = CallPolicy(timeout_s=2.0, max_attempts=1, backoff_base_s=1.0, backoff_max_s=3.0, retry_after_max_s=5.0)
+    run(clock, Scripted(clock, server_error()), policy=once, breaker=breaker)  # opens it
+    clock.now += 61  # half-open: one trial
+    with pytest.raises(RuntimeError, match="cassette"):
+        run(clock, Scripted(clock, RuntimeError("no such cassette entry")), breaker=breaker)
+    assert breaker.state.value == "open"  # a new cooldown, not a trial still out
+    clock.now += 61
+    assert breaker.allow()

@@ -80,3 +80,14 @@ def test_api_keys_are_masked_in_config_show(monkeypatch):
 def test_a_base_url_must_be_http(monkeypatch):
     monkeypatch.setenv("KEEL_LLM__STRATEGIST__BASE_URL", "127.0.0.1:8000/v1")
     assert any(p.startswith("llm.strategist.base_url: ") and "http://" in p for p in check_settings())
+
+
+def test_a_base_url_with_credentials_is_refused_so_they_are_never_shown():
+    import pytest
+
+    from keel.domain.errors import ConfigError
+    from keel.settings import load_settings
+
+    with pytest.raises(ConfigError, match=r"llm\.critic.*credentials") as exc:
+        load_settings(llm={"critic": {"base_url": "http://user:hunter2@127.0.0.1:8000/v1"}})
+    assert "hunter2" not in str(exc.value)
