@@ -91,6 +91,8 @@ DAILY = g("test_the_daily_loss_blocks_new_risk_once_the_loss_reaches_the_limit_a
 DUPLICATE = g("test_a_replayed_proposal_is_recognised_as_a_duplicate_and_never_judged_or_sent_again")
 ONCE = g("test_the_executor_never_sends_an_executed_intent_twice")
 SESSION_APPROVALS = "tests/integration/session/test_session_approvals.py"
+REDO_CRASH = "tests/integration/session/test_session_approval_crash.py"
+CONTROL_UNIT = "tests/unit/control/test_approval_requests.py"
 SHADOW_UNIT = "tests/unit/approval/test_shadow_report.py"
 SHADOW_SESSION = "tests/integration/session/test_shadow_auto_report.py"
 SCRIPTED = g("test_the_scripted_trading_state_is_read_at_every_cycle_of_a_replay")
@@ -1228,6 +1230,39 @@ CATALOGUE: tuple[Mutant, ...] = (
         "        if False:",
         u(SESSION_APPROVALS, "test_an_approval_the_late_recheck_refuses_sends_nothing"),
         "an approval that arrives after the trading state reduced is sent without the supervisor's late re-check",
+    ),
+    m(
+        "ccxt-duplicate-ignores-price",
+        "keel/brokers/ccxt_broker.py",
+        "        if price is not None and (held_at is None or abs(float(held_at) - price) > (rules.tick_size or 0.0) / 2):",
+        "        if False:",
+        [
+            "tests/integration/venues/test_ccxt_broker.py::test_after_a_restart_an_order_under_our_id_at_another_limit_price_is_refused"
+        ],
+        "after a restart, an order the venue holds under our id at another limit price is taken for ours",
+    ),
+    m(
+        "approval-redo-reads-the-control-plane",
+        "keel/runtime/session.py",
+        "            if redo is not None:\n                # re-running an interrupted cycle",
+        "            if False:\n                # re-running an interrupted cycle",
+        u(REDO_CRASH, "test_a_cycle_killed_after_it_rebound_one_intent_and_sent_another_resumes"),
+        "a cycle killed after it rebound one intent and sent another re-runs with the decisions as the control plane "
+        "holds them now, and the session cannot be resumed",
+    ),
+    m(
+        "approval-rebind-twice",
+        "keel/runtime/session.py",
+        "                from_version=version,",
+        "                from_version=None,",
+        [
+            *u(
+                CONTROL_UNIT,
+                "TestApprovalRequestContractOnSqlite::test_a_rebind_from_a_version_happens_once_whatever_was_decided_since",
+            ),
+            *u(REDO_CRASH, "test_a_cycle_killed_after_it_rebound_one_intent_and_sent_another_resumes"),
+        ],
+        "the re-run of a cycle that rebound a request rebinds it again, voiding what was decided on the new version",
     ),
     m(
         "approval-not-bound-to-limits",

@@ -183,6 +183,25 @@ class ApprovalRequestContract:
             session_side.rebind_request(iid(2), bound_hash="h4", quantity=1.0, notional=None, preview={}, ts=at(31))
         assert operator.approval_request(iid(1)).bound_hash == "h3"
 
+    def test_a_rebind_from_a_version_happens_once_whatever_was_decided_since(self, open_store):
+        session_side, operator = open_store(), open_store()
+        session_side.publish_request(request())
+        assert decide(operator)
+        rebind = {"quantity": 0.25, "notional": None, "preview": {}, "ts": at(20)}
+        assert session_side.rebind_request(iid(1), bound_hash="h2", from_version=1, **rebind) is True
+        assert decide(operator, bound_hash="h2", actor="bob") is True
+        # a re-run of the cycle that rebound it applies the decision on version 1 again: nothing changes
+        assert session_side.rebind_request(iid(1), bound_hash="h2", from_version=1, **rebind) is False
+        seen = operator.approval_request(iid(1))
+        assert (seen.version, seen.status, seen.decided_by, seen.bound_hash) == (
+            2,
+            ApprovalStatus.APPROVED,
+            "bob",
+            "h2",
+        )
+        with pytest.raises(StaleState, match="at version 2: a decision on version 3 cannot rebind it"):
+            session_side.rebind_request(iid(1), bound_hash="h3", from_version=3, **rebind)
+
     def test_the_session_settles_a_request_with_its_outcome(self, open_store):
         store = open_store()
         for n in (1, 2, 3, 4):

@@ -249,11 +249,48 @@ def rebinding_operator(store, market, name: str):
     return before
 
 
-def operated_settings(home: Path):
+def overriding_operator(store, market, name: str, every: int):
+    """The rule's operators (`operator`), and before every `every`-th bar alice and bob change `max_exposure` by an
+    override (a new value each time): every decision given under the old limits and applied at that bar no longer
+    matches its binding, so the session rebinds it (version + 1), at a bar where it may also send an exit or what was
+    approved before; the rule approves the new version like any other request. Each override is made once (its
+    reason names its bar, read back from the control store)."""
+    from datetime import UTC, datetime
+
+    from keel.risk import overrides
+    from keel.risk.roles import RiskRole
+    from keel.settings import Mode
+
+    rule, risk = operator(store, market, name), RiskRole.of(APPROVERS)
+
+    def before(t: int) -> None:
+        if t and t % every == 0 and f"before bar {t}" not in {o.reason for o in store.overrides()}:
+            o = overrides.propose(
+                store,
+                limit="max_exposure",
+                value=60_000 + t,
+                seconds=3_600,
+                reason=f"before bar {t}",
+                actor="alice",
+                ts=datetime.now(UTC),
+                role=risk,
+                mode=Mode.PAPER,
+            )
+            overrides.approve(store, o.override_id, actor="bob", ts=datetime.now(UTC), role=risk)
+        rule(t)
+
+    return before
+
+
+def operated_settings(home: Path, max_exposure: float | None = None):
     """An operated session's settings: the crash session's (paper profile, fixed notional, sma_cross 3/9) with
-    manual approval by `APPROVERS`."""
+    manual approval by `APPROVERS`; `max_exposure` tightens the exposure limit (so that approvals applied at one bar
+    compete for room, and the later ones are resized and rebound)."""
     from keel.settings import load_settings
 
+    risk: dict = {"operators": list(APPROVERS)}
+    if max_exposure is not None:
+        risk["max_exposure"] = max_exposure
     return load_settings(
         home=home,
         var_dir=home / "var",
@@ -261,7 +298,7 @@ def operated_settings(home: Path):
         strategy={"name": "sma_cross", "params": {"fast": 3, "slow": 9}},
         sizing={"method": "fixed_notional"},
         approval={"mode": "manual", "ttl_seconds": 3_600, "approvers": list(APPROVERS)},
-        risk={"operators": list(APPROVERS)},
+        risk=risk,
     )
 
 
@@ -280,7 +317,7 @@ def operated_session_main(argv: list[str] | None = None) -> int:
     from keel.strategies import build_strategy
 
     args = json.loads((argv or sys.argv)[1])
-    settings = operated_settings(Path(args["home"]))
+    settings = operated_settings(Path(args["home"]), args.get("max_exposure"))
     frames = load_many(args["data"])
     strategy = build_strategy(settings.strategy.name, settings.strategy.params)
     store = open_store(settings)
@@ -288,6 +325,8 @@ def operated_session_main(argv: list[str] | None = None) -> int:
     def operated(market) -> HookedFeed:
         if args.get("operator") == "rebind":
             before = rebinding_operator(store, market, args["name"])
+        elif args.get("operator", "").startswith("override@"):
+            before = overriding_operator(store, market, args["name"], int(args["operator"].split("@")[1]))
         else:
             before = operator(store, market, args["name"], args["wait"], args["every"])
         return HookedFeed(PacedReplay(market.timeline, speed=None), before)
@@ -328,15 +367,17 @@ def operated_session(
     *,
     kill_at: tuple[str, int] | None = None,
     operator: str = "rule",
+    max_exposure: float | None = None,
 ) -> subprocess.Popen:
     """Start session `s` over the data, in manual approval, with the operators deciding from inside the process:
-    by the rule (`operator`), or changing the limits under a waiting request (`rebinding_operator`: "rebind")."""
+    by the rule (`operator`), changing the limits under a waiting request (`rebinding_operator`: "rebind"), or by the
+    rule with a new override before every K-th bar (`overriding_operator`: "override@K")."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
     env.update(env_extra)
     tests = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (tests, env.get("PYTHONPATH")) if p)
     args = {"data": [str(d) for d in data], "home": str(home), "name": "s", "wait": WAIT_BARS, "every": DECIDE_EVERY}
-    args.update(kill_at=kill_at, operator=operator)
+    args.update(kill_at=kill_at, operator=operator, max_exposure=max_exposure)
     code = "import sys; from helpers.crash import operated_session_main; sys.exit(operated_session_main())"
     return subprocess.Popen(
         [sys.executable, "-c", code, json.dumps(args)], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE

@@ -154,7 +154,7 @@ def apply_decisions(state: CycleState, ctx: RunContext, trading: TradingState) -
             )
             pending.intent, pending.bound_hash = intent.model_dump(mode="json"), bound
             reserve(intent, ctx)
-            ctx.extras["rebind"](intent, bound, recheck_detail, state)
+            ctx.extras["rebind"](intent, bound, recheck_detail, state, decided.version)
             continue
         journal.transition(
             intent.intent_id,

@@ -219,7 +219,7 @@ class CcxtBroker:
         except ccxt.BaseError as exc:
             return SubmitResult(SubmitOutcome.REJECTED, None, f"not sent: looking up {coid} failed: {exc}")
         if existing is not None:
-            return self._resubmit(existing, request)
+            return self._resubmit(existing, request, rules)
         try:
             plan = self._plan(request, rules)
         except ccxt.BaseError as exc:
@@ -236,7 +236,7 @@ class CcxtBroker:
             return SubmitResult(SubmitOutcome.UNKNOWN, None, f"{type(exc).__name__} after the send: {exc}")
         except ccxt.ExchangeError as exc:
             if "Duplicate order" in str(exc):
-                return self._duplicate(request, exc)
+                return self._duplicate(request, exc, rules)
             if isinstance(exc, self._refusals()):
                 return SubmitResult(SubmitOutcome.REJECTED, None, f"{type(exc).__name__}: {exc}")
             # a bare ExchangeError is also how ccxt reports a broken transport (an unmapped HTTP status, TLS): the
@@ -250,13 +250,10 @@ class CcxtBroker:
         """What to send (ccxt type, quantity, price, params) on the market's rules, or why it is refused."""
         buy = r.side is Side.BUY
         params: dict[str, Any] = {"newClientOrderId": venue_client_id(r.client_order_id)}
-        price: float | None = None
-        if r.order_type is OrderType.LIMIT:
-            if r.limit_price is None:
-                return "limit order without a limit price: not sent"
-            price = rules.round_price(r.limit_price, buy=buy)
-        elif r.price_band is not None:
-            price = rules.round_price(r.price_band[1] if buy else r.price_band[0], buy=buy)
+        if r.order_type is OrderType.LIMIT and r.limit_price is None:
+            return "limit order without a limit price: not sent"
+        price = self._price(r, rules)
+        if r.order_type is not OrderType.LIMIT and price is not None:
             params["timeInForce"] = "IOC"
         reference = price
         quantity = r.quantity
@@ -272,12 +269,26 @@ class CcxtBroker:
             return f"{why}: not sent"
         return ("limit" if price is not None else "market"), quantity, price, params
 
-    def _resubmit(self, existing: dict, request: OrderRequest) -> SubmitResult:
-        """The venue holds an order under this id: ours again (the same order) or someone else's (refused)."""
+    @staticmethod
+    def _price(r: OrderRequest, rules: MarketRules) -> float | None:
+        """The price an order goes out at: a limit's on the passive tick, a market order's as an IOC limit at its
+        band's far edge (it never fills outside its band), or None (a market order without a band)."""
+        buy = r.side is Side.BUY
+        if r.order_type is OrderType.LIMIT:
+            return rules.round_price(r.limit_price, buy=buy) if r.limit_price is not None else None
+        if r.price_band is not None:
+            return rules.round_price(r.price_band[1] if buy else r.price_band[0], buy=buy)
+        return None
+
+    def _resubmit(self, existing: dict, request: OrderRequest, rules: MarketRules) -> SubmitResult:
+        """The venue holds an order under this id: ours again (the same order) or someone else's (refused). After a
+        restart this process has no memory of what it sent, so the venue's order is compared with what this request
+        would send: symbol, side, type, price, and no more units than asked."""
         coid = request.client_order_id
         asked = self._asked.setdefault(coid, request)
         order = self._order(existing, coid)
-        sent_as = "limit" if request.order_type is OrderType.LIMIT or request.price_band is not None else "market"
+        price = self._price(request, rules)
+        sent_as = "limit" if price is not None else "market"
         differs = [
             f
             for f, mine, theirs in (
@@ -287,6 +298,9 @@ class CcxtBroker:
             )
             if mine != theirs
         ]
+        held_at = existing.get("price")
+        if price is not None and (held_at is None or abs(float(held_at) - price) > (rules.tick_size or 0.0) / 2):
+            differs.append("price")
         if request.notional_cap is None and request.order_type is OrderType.LIMIT and order.quantity > request.quantity:
             differs.append("quantity")
         if asked is not request and asked != request:
@@ -313,7 +327,7 @@ class CcxtBroker:
             c.OperationRejected,
         )
 
-    def _duplicate(self, request: OrderRequest, exc: Exception) -> SubmitResult:
+    def _duplicate(self, request: OrderRequest, exc: Exception, rules: MarketRules) -> SubmitResult:
         """The venue refused the id as a duplicate: the order it holds decides whether it is ours."""
         try:
             existing = self._fetch(request.symbol, request.client_order_id)
@@ -322,7 +336,7 @@ class CcxtBroker:
             return SubmitResult(SubmitOutcome.UNKNOWN, None, f"duplicate id, and the lookup failed: {lookup}")
         if existing is None:
             return SubmitResult(SubmitOutcome.REJECTED, None, f"duplicate client order id refused by the venue: {exc}")
-        return self._resubmit(existing, request)
+        return self._resubmit(existing, request, rules)
 
     def _fetch(self, symbol: str, client_order_id: str) -> dict | None:
         """The venue's order under this client order id, or None (raises on any other failure)."""

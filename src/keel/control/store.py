@@ -461,13 +461,27 @@ class ControlStore:
         notional: float | None,
         preview: Mapping[str, Any],
         ts: datetime,
-    ) -> None:
+        from_version: int | None = None,
+    ) -> bool:
         """What will be sent changed: the request is `pending` again at the next version, its decision cleared, so
-        that it must be approved again. Only a request still open (pending or approved) can be rebound."""
+        that it must be approved again. Only a request still open (pending or approved) can be rebound.
+
+        With `from_version` (the version the decision being applied was given on) this is a compare-and-set: a request
+        already past that version was rebound before, by the same cycle before a crash (a re-run applies its decision
+        again), and is left as it is, whatever was decided on it since; returns False then, True when it rebound."""
         a = s.approval_requests
         when = to_iso(ts)
         with self._writing() as run:
             current = _status_in(run, intent_id)
+            if from_version is not None:
+                version = run(select(a.c.version).where(a.c.intent_id == intent_id)).fetchall()[0][0]
+                if version > from_version:
+                    return False
+                if version < from_version:
+                    raise StaleState(
+                        f"approval request {intent_id} is at version {version}: a decision on version "
+                        f"{from_version} cannot rebind it"
+                    )
             if current.is_terminal:
                 raise StaleState(f"approval request {intent_id} is {current.value}: it cannot be rebound")
             run(
@@ -487,6 +501,7 @@ class ControlStore:
                     updated_ts=when,
                 )
             )
+        return True
 
     # -- the session registry ------------------------------------------------------------------------
 

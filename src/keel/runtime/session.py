@@ -288,19 +288,20 @@ class SessionDriver:
                 return []
             # a redo takes only the decisions its cycle applied: the others are still to be read at the next bar
             read_at = version if redo is None else None
+            if redo is not None:
+                # re-running an interrupted cycle: exactly the decisions it applied, as its journal records them and
+                # in its order, not as the control plane holds them now (a request it rebound is pending again at
+                # the next version, and may have been decided since); one given since the crash is applied at the
+                # next bar, like any other
+                bar = to_iso(ctx.clock.now())  # the bar being re-run: its own records, not those of a later bar
+                redone = decisions_applied([r for r in redo if r.get("ts") == bar])
+                return [d for d in redone if d.intent_id in ctx.book.pending_approvals]
             got = control.approval_requests(session=name, statuses=(ApprovalStatus.APPROVED, ApprovalStatus.REJECTED))
             mine = [r for r in got if r.intent_id in ctx.book.pending_approvals]
-            if redo is not None:
-                # re-running an interrupted cycle: exactly the decisions it applied, in its order (one given since
-                # the crash is applied at the next bar, like any other)
-                bar = to_iso(ctx.clock.now())  # the bar being re-run: its own records, not those of a later bar
-                order = applied_in([r for r in redo if r.get("ts") == bar])
-                mine = sorted((r for r in mine if r.intent_id in order), key=lambda r: order[r.intent_id])
-            else:
-                mine.sort(key=lambda r: (r.decided_ts, r.intent_id))
+            mine.sort(key=lambda r: (r.decided_ts, r.intent_id))
             return mine
 
-        def rebind(intent: TradeIntent, bound: str, recheck: dict, state: CycleState) -> None:
+        def rebind(intent: TradeIntent, bound: str, recheck: dict, state: CycleState, version: int) -> None:
             notional = intent.notional_cap if intent.notional_cap is not None else intent.notional
             control.rebind_request(
                 intent.intent_id,
@@ -309,6 +310,7 @@ class SessionDriver:
                 notional=notional,
                 preview={**preview_of(intent, recheck, state, ctx, published=self._now()), "rebound": True},
                 ts=self._now(),
+                from_version=version,  # a re-run of the cycle that rebound it before a crash leaves it as it is
             )
 
         ctx.extras["publish_pending"] = publish
@@ -396,16 +398,51 @@ NOT_REFUSED = frozenset(
 )
 
 
-def applied_in(records: list) -> dict[str, int]:
-    """The intents whose pending approval an interrupted cycle decided (approved, rejected, refused or rebound), in
-    the order it did."""
-    order: dict[str, int] = {}
+@dataclass(frozen=True)
+class AppliedDecision:
+    """An operator's decision as the journal records that a cycle applied it: what a re-run of that cycle applies
+    again (the fields `keel.agents.approval.apply_decisions` reads of a request)."""
+
+    intent_id: str
+    status: ApprovalStatus
+    decided_by: str
+    decision_reason: str | None
+    version: int
+    bound_hash: str | None
+
+
+def decisions_applied(records: list) -> list[AppliedDecision]:
+    """The operators' decisions a cycle applied, in its order, from its records: each approval, rejection, refusal
+    (an approval the re-check refused) or rebind carries the decision it applied (`decided_by`, `decision_reason`,
+    `version`, and for an approval the binding it was given on), and a decision ignored for who gave it carries who
+    did. Expiries by time or by the session's end carry none: no operator decided them."""
+    found: list[AppliedDecision] = []
+    seen: set[str] = set()
     for r in records:
         payload = r["payload"] if isinstance(r.get("payload"), dict) else {}
-        decided = r["event"] == "intent.transition" and payload.get("from") == IntentState.PENDING_APPROVAL.value
-        if (decided and r.get("stage") == "approval") or r["event"] in ("approval.rebound", "approval.ignored"):
-            order.setdefault(payload.get("intent_id", ""), len(order))
-    return order
+        event, iid = r["event"], payload.get("intent_id", "")
+        if "decided_by" not in payload or iid in seen:
+            continue
+        if event == "intent.transition":
+            if r.get("stage") != "approval" or payload.get("from") != IntentState.PENDING_APPROVAL.value:
+                continue
+            rejected = payload.get("to") == IntentState.REJECTED.value
+        elif event in ("approval.rebound", "approval.ignored"):
+            rejected = False  # an ignored decision is ignored whatever it said
+        else:
+            continue
+        seen.add(iid)
+        found.append(
+            AppliedDecision(
+                intent_id=iid,
+                status=ApprovalStatus.REJECTED if rejected else ApprovalStatus.APPROVED,
+                decided_by=payload["decided_by"],
+                decision_reason=payload.get("decision_reason"),
+                version=int(payload["version"]),
+                bound_hash=payload.get("bound_hash"),
+            )
+        )
+    return found
 
 
 def stamp(stamps: dict[str, int], name: str, state: dict) -> None:

@@ -5,7 +5,7 @@ another bar.
 The operators act from inside the session process (a feed hook, `helpers.crash.operator`): before every fourth bar they
 decide each request that has waited three bars, by a stable rule on its intent id, so a restarted session meets
 exactly the decisions an uninterrupted one met (deciding again what is decided changes nothing). A cycle re-run after
-a kill takes its decisions from what its journal holds (`Journal.redo_queue`, `keel.runtime.session.applied_in`), not
+a kill takes its decisions from what its journal holds (`Journal.redo_queue`, `keel.runtime.session.decisions_applied`), not
 from the control plane as it is now."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from keel.control.store import ControlStore
 from keel.data.frame import ns_to_datetime
 from keel.data.synthetic import generate_regime_ohlcv, write_csv
 from keel.journal.schema import to_iso
-from keel.runtime.session import SessionSpec, applied_in, run_session
+from keel.runtime.session import SessionSpec, decisions_applied, run_session
 from keel.settings import Mode
 from keel.strategies import build_strategy
 
@@ -45,7 +45,7 @@ REDO_BARS, REDO_SYMBOLS, REDO_SEED = 300, 4, 7
 QUIET_BAR_BUG = (
     "a session checkpoints only after cycles that wrote something, so a restart re-runs the quiet bars before the "
     "interrupted one, and they apply decisions that arrived later: the redo takes every decision in its queue "
-    "(applied_in over all of it, not only the bar being re-run), and outside a redo quiet bars see decisions the "
+    "(its decisions over all of it, not only the bar being re-run), and outside a redo quiet bars see decisions the "
     "uninterrupted session applied at a later bar"
 )
 
@@ -167,6 +167,11 @@ def redo_world(tmp_path_factory):
         if p > 1 and idle:
             kills.setdefault("published", (p, iid))
     return data, ts, kills, tmp / "home"
+
+
+def applied_in(recs):
+    """The intents whose pending approval a cycle's records show an operator's decision applied to, in its order."""
+    return [d.intent_id for d in decisions_applied(recs)]
 
 
 def decisions_in(recs):
@@ -352,3 +357,55 @@ def test_a_rebind_reached_by_the_control_plane_but_lost_with_its_cycle_is_still_
     # what bob approved (version 2, exactly what is sent) is sent, as in the session that was never interrupted
     assert states(home / "sessions" / "s") == states(tmp_path / "clean" / "sessions" / "s")
     assert requests(home)[iid].status is ApprovalStatus.EXECUTED
+
+
+REBIND_REDO_BUG = (
+    "a cycle that rebinds one intent (an approval given under other limits) and sends another is committed up to its "
+    "send, not checkpointed; killed there, the restart re-runs it and takes its decisions from the control plane, where "
+    "the rebound request is pending again at version 2 (no decision to apply): the re-run does not reproduce the "
+    "journal's `approval.rebound`, and the session cannot be resumed (ResumeDiverged, at every start)"
+)
+
+
+@pytest.mark.slow
+def test_a_cycle_killed_after_it_rebound_one_intent_and_sent_another_resumes(tmp_path, redo_world):
+    data, bars, _, _ = redo_world
+    operator = "override@12"
+    clean = operated_session(data, tmp_path / "clean", tmp_path, {}, operator=operator)
+    _, errs = clean.communicate(timeout=300)
+    assert clean.returncode == 0, errs.decode()
+    clean_log = records(tmp_path / "clean" / "sessions" / "s")
+
+    def rebinds_then_sends(at):
+        events = [(r["event"], r["payload"].get("to")) for r in clean_log if r["ts"] == at]
+        return ("approval.rebound", None) in events and ("intent.transition", "executing") in events[
+            events.index(("approval.rebound", None)) :
+        ]
+
+    t = next((i for i, at in enumerate(bars) if rebinds_then_sends(at)), None)
+    assert t is not None, "no bar rebinds an intent and then sends another in this data"
+    home = tmp_path / "home"
+    proc = operated_session(data, home, tmp_path, {}, kill_at=("executor", t), operator=operator)
+    out, errs = proc.communicate(timeout=300)
+    assert proc.returncode == -signal.SIGKILL, errs.decode()
+    assert out.decode().split() == [KILLED_AT, str(t)]
+    committed = records(home / "sessions" / "s")
+    assert [r for r in committed if r["ts"] == bars[t] and r["event"] == "approval.rebound"]
+    again = operated_session(data, home, tmp_path, {}, operator=operator)
+    _, errs = again.communicate(timeout=300)
+    assert again.returncode == 0, f"{REBIND_REDO_BUG}\n{errs.decode()}"
+    final = records(home / "sessions" / "s")
+    assert final[: len(committed)] == committed
+    # the re-run rebound the same intents the same way, and everything ended as in the session never interrupted
+    rebound = [(r["payload"]["intent_id"], r["payload"]["now"]) for r in final if r["event"] == "approval.rebound"]
+    assert rebound == [
+        (r["payload"]["intent_id"], r["payload"]["now"]) for r in clean_log if r["event"] == "approval.rebound"
+    ]
+    assert states(home / "sessions" / "s") == states(tmp_path / "clean" / "sessions" / "s")
+    got, want = requests(home), requests(tmp_path / "clean")
+    assert {i: (r.status, r.version, r.decided_by) for i, r in got.items()} == {
+        i: (r.status, r.version, r.decided_by) for i, r in want.items()
+    }
+    sent = [r["payload"]["intent_id"] for r in transitions(final, to="executing")]
+    assert len(sent) == len(set(sent))
+    verify(home / "sessions" / "s", tmp_path)

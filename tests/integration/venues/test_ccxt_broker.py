@@ -190,6 +190,19 @@ def test_an_open_order_under_our_id_that_is_not_ours_is_refused(exchange):
     assert len(exchange.book.orders) == 1
 
 
+@pytest.mark.parametrize("other", [95.0, 90.05])
+def test_after_a_restart_an_order_under_our_id_at_another_limit_price_is_refused(exchange, other):
+    first = connect(exchange).submit(req(1, order_type=OrderType.LIMIT, limit_price=90.0))
+    assert first.outcome is SubmitOutcome.ACKNOWLEDGED
+    # a new process (nothing remembered of what was sent) asks again under the same id, at another price
+    again = connect(exchange).submit(req(1, order_type=OrderType.LIMIT, limit_price=other))
+    assert again.outcome is SubmitOutcome.REJECTED and "(price)" in again.detail
+    # the same order asked again is recognised as ours
+    same = connect(exchange).submit(req(1, order_type=OrderType.LIMIT, limit_price=90.0))
+    assert same.outcome is SubmitOutcome.ACKNOWLEDGED and same.order.broker_order_id == first.order.broker_order_id
+    assert len(exchange.book.orders) == 1
+
+
 def test_an_id_binance_would_refuse_is_mapped_deterministically_and_found_again(exchange):
     coid = "a client id with spaces, longer than thirty-six characters"
     venue_id = venue_client_id(coid)
