@@ -125,10 +125,22 @@ class Mutant:
     what: str
     #: why no test can kill it, when it is an equivalent mutant (then surviving is accepted)
     equivalent: str = ""
+    #: seconds its selection may take, when more than `TIMEOUT` (a crash test runs several sessions)
+    timeout: float | None = None
 
 
-def m(name: str, path: str, old: str, new: str, tests: Sequence[str], what: str, *, equivalent: str = "") -> Mutant:
-    return Mutant(name, ((path, old, new),), tuple(tests), what, equivalent)
+def m(
+    name: str,
+    path: str,
+    old: str,
+    new: str,
+    tests: Sequence[str],
+    what: str,
+    *,
+    equivalent: str = "",
+    timeout: float | None = None,
+) -> Mutant:
+    return Mutant(name, ((path, old, new),), tuple(tests), what, equivalent, timeout)
 
 
 SUP = "keel/agents/supervisor.py"
@@ -1242,6 +1254,16 @@ CATALOGUE: tuple[Mutant, ...] = (
         "after a restart, an order the venue holds under our id at another limit price is taken for ours",
     ),
     m(
+        "exam-gates-ignore-recorded-limits",
+        "keel/exam/gates.py",
+        "    if recorded and ev.governance is not None:",
+        "    if False:",
+        [
+            "tests/e2e/test_exam_cli.py::test_a_drill_over_one_day_completes_with_its_closeout_and_the_gates_audit_its_runs"
+        ],
+        "`keel exam gates` judges a run against the configured limits, not the ones it recorded that it ran under",
+    ),
+    m(
         "approval-redo-reads-the-control-plane",
         "keel/runtime/session.py",
         "            if redo is not None:\n                # re-running an interrupted cycle",
@@ -1249,20 +1271,27 @@ CATALOGUE: tuple[Mutant, ...] = (
         u(REDO_CRASH, "test_a_cycle_killed_after_it_rebound_one_intent_and_sent_another_resumes"),
         "a cycle killed after it rebound one intent and sent another re-runs with the decisions as the control plane "
         "holds them now, and the session cannot be resumed",
+        timeout=600,
     ),
     m(
         "approval-rebind-twice",
         "keel/runtime/session.py",
         "                from_version=version,",
         "                from_version=None,",
-        [
-            *u(
-                CONTROL_UNIT,
-                "TestApprovalRequestContractOnSqlite::test_a_rebind_from_a_version_happens_once_whatever_was_decided_since",
-            ),
-            *u(REDO_CRASH, "test_a_cycle_killed_after_it_rebound_one_intent_and_sent_another_resumes"),
-        ],
+        u(REDO_CRASH, "test_a_cycle_killed_after_it_rebound_one_intent_and_sent_another_resumes"),
         "the re-run of a cycle that rebound a request rebinds it again, voiding what was decided on the new version",
+        timeout=600,
+    ),
+    m(
+        "control-rebind-not-compare-and-set",
+        CTS,
+        "                if version > from_version:\n                    return False\n",
+        "",
+        [
+            f"{CONTROL_UNIT}::TestApprovalRequestContractOnSqlite::"
+            "test_a_rebind_from_a_version_happens_once_whatever_was_decided_since"
+        ],
+        "a rebind from a version the request is already past bumps it again and clears the decision given since",
     ),
     m(
         "approval-not-bound-to-limits",
@@ -1446,7 +1475,7 @@ def run_one(mu: Mutant, base: Path, work: Path, timeout: float) -> Outcome:
     try:
         shutil.copytree(base, tree, dirs_exist_ok=True)
         apply(mu, tree)
-        code, output = pytest(tree, mu.tests, timeout=timeout)
+        code, output = pytest(tree, mu.tests, timeout=max(timeout, mu.timeout or 0.0))
     finally:
         shutil.rmtree(tree, ignore_errors=True)
     seconds = time.perf_counter() - started

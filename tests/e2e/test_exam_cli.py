@@ -85,6 +85,15 @@ def test_a_drill_over_one_day_completes_with_its_closeout_and_the_gates_audit_it
     session = tmp_path / "home" / "sessions" / "exam-2024-03-01-sma_cross"
     audit = keel("exam", "gates", str(session), "--json", cwd=tmp_path, env=env, check=False)
     assert audit.returncode == 0 and json.loads(audit.stdout)["ok"] is True
+    assert json.loads(audit.stdout)["limits_from"] == "run"
+    # the run is judged against the limits it recorded that it ran under (the roster's), not the configured ones
+    tight = {**env, "KEEL_RISK__MAX_ORDER_NOTIONAL": "100"}
+    recorded = keel("exam", "gates", str(session), cwd=tmp_path, env=tight, check=False)
+    assert recorded.returncode == 0, recorded.stdout + recorded.stderr
+    assert "judged against the limits and approvers the run recorded" in recorded.stdout
+    configured = keel("exam", "gates", str(session), "--limits", "config", cwd=tmp_path, env=tight, check=False)
+    assert configured.returncode == 1 and "order_notional_within_limit" in configured.stdout
+    assert "judged against the configured limits and approvers" in configured.stdout
     log = session / "events.jsonl"
     log.write_text(log.read_text().replace('"mode":"paper"', '"mode":"live"', 1))
     tampered = keel("exam", "gates", str(session), cwd=tmp_path, env=env, check=False)

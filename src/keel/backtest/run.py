@@ -346,6 +346,18 @@ def _meta(ctx: RunContext, frames: list[OHLCV]) -> dict:
         "symbols": list(ctx.market.symbols),
         "bars": ctx.market.bars,
         "data": {f.symbol: f.fingerprint() for f in frames},
+        "governance": governance(ctx.settings),
+    }
+
+
+def governance(settings: Settings) -> dict:
+    """What governed the run, recorded in `run.started` (so in the hash chain): the risk limits before any override
+    (overrides in force are recorded as they change, `risk.overrides_in_force`) and who may approve. An audit judges
+    the run against these, not against whatever the configuration says when it is read."""
+    a = settings.approval
+    return {
+        "risk": settings.risk.model_dump(mode="json"),
+        "approval": {"mode": a.mode.value, "auto_approver": a.auto_approver, "approvers": list(a.approvers)},
     }
 
 

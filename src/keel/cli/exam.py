@@ -10,6 +10,7 @@ bad input. `gates` audits one run folder against the configured limits.
 from __future__ import annotations
 
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -222,13 +223,26 @@ def _render(result, spec) -> None:
     out.print(f"exam {escape(spec.name)} {verdict}", highlight=False)
 
 
+class LimitsFrom(StrEnum):
+    RUN = "run"
+    CONFIG = "config"
+
+
 @exam_app.command("gates")
 def gates(
     run_dir: Annotated[Path, typer.Argument(help="a run folder (a backtest's, a session's, an exam's)")],
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
+    limits: Annotated[
+        LimitsFrom,
+        typer.Option(
+            "--limits",
+            help="judge against the limits the run recorded in its journal (run), or the configured ones (config)",
+        ),
+    ] = LimitsFrom.RUN,
 ) -> None:
-    """Audit one finished run with the exam's safety gates, against the configured limits (exit 1 on a violation)."""
+    """Audit one finished run with the exam's safety gates (exit 1 on a violation): against the limits and approvers
+    the run recorded that it ran under, or, for a run written before runs recorded them, the configured ones."""
     from keel.exam.gates import GatePolicy, audit_run
 
     settings = load_settings(config)
@@ -239,11 +253,18 @@ def gates(
         approvers=frozenset(settings.approval.approvers),
         journal_url=url,
     )
-    report = audit_run(run_dir, policy)
+    report = audit_run(run_dir, policy, recorded=limits is LimitsFrom.RUN)
     if as_json:
         emit_json(report.as_dict())
     else:
         out.print(f"run {report.run_id} ({report.mode}) in {escape(str(report.run_dir))}", highlight=False)
+        against = (
+            "the limits and approvers the run recorded"
+            if report.limits_from == "run"
+            else "the configured limits and approvers"
+            + (" (the run recorded none: written by an earlier version)" if limits is LimitsFrom.RUN else "")
+        )
+        out.print(f"judged against {against}", highlight=False)
         for v in report.violations:
             out.print(f"[red]violation[/] {escape(str(v))}", highlight=False)
         out.print(

@@ -50,6 +50,8 @@ class RunEvidence:
     fills: list[tuple[int, str, str, float, dict[str, float]]] = field(default_factory=list)
     #: the trading-state changes the log shows: (seq, state, where it was seen)
     states: list[tuple[int, str, str]] = field(default_factory=list)
+    #: what governed the run, as `run.started` recorded it (None: a run written before runs recorded it)
+    governance: dict[str, Any] | None = None
 
     def approvals_of(self, intent_id: str) -> list[dict[str, Any]]:
         return [t for t in self.transitions.get(intent_id, []) if t["to"] == "approved"]
@@ -75,6 +77,7 @@ def read_evidence(run_dir: Path) -> RunEvidence:
         p = r["payload"] if isinstance(r.get("payload"), dict) else {}
         if event == "run.started":
             ev.run_id, ev.mode = p.get("run_id", r.get("run_id")), p.get("mode")
+            ev.governance = p.get("governance") if isinstance(p.get("governance"), dict) else None
         elif event == "intent.proposed":
             ev.intents[p["intent_id"]] = dict(p.get("intent") or {})
         elif event == "intent.transition":

@@ -20,10 +20,12 @@ run that obeys its trading state never trips this gate.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from keel.agents.approval import BUILT_IN_ACTORS
 from keel.approval.service import STAGE_ACTORS, STAGE_PREFIX
@@ -67,6 +69,22 @@ class GatePolicy:
     #: the run's own database when None; else the shared one (journal.url)
     journal_url: str | None = None
 
+    def under(self, governance: Mapping[str, Any]) -> GatePolicy:
+        """This policy with the limits and approvers a run recorded in its `run.started` (what it ran under)."""
+        try:
+            approval = governance["approval"]
+            return replace(
+                self,
+                risk=RiskLimits.model_validate(governance["risk"]),
+                auto_approver=str(approval["auto_approver"]),
+                approvers=frozenset(approval["approvers"]),
+            )
+        except (KeyError, TypeError, ValidationError) as exc:
+            raise InputError(
+                f"the run's run.started record holds limits this version cannot read ({type(exc).__name__}: {exc})",
+                hint="audit it against the configured limits instead: --limits config",
+            ) from None
+
 
 @dataclass(frozen=True)
 class GateReport:
@@ -75,6 +93,8 @@ class GateReport:
     mode: str | None
     checked: tuple[str, ...]
     violations: tuple[Violation, ...] = field(default=())
+    #: what the run was judged against: the limits it recorded ("run") or the policy given ("configuration")
+    limits_from: str = "configuration"
 
     @property
     def ok(self) -> bool:
@@ -86,6 +106,7 @@ class GateReport:
             "run_id": self.run_id,
             "mode": self.mode,
             "gates": list(self.checked),
+            "limits_from": self.limits_from,
             "ok": self.ok,
             "violations": [v.as_dict() for v in self.violations],
         }
@@ -238,14 +259,19 @@ def journal_verifies(run_dir: Path, policy: GatePolicy, run_id: str | None) -> l
     return [Violation(JOURNAL_GATE, f"{len(report.problems)} problem(s): {shown}{more}")]
 
 
-def audit_run(run_dir: Path, policy: GatePolicy, *, run: str | None = None) -> GateReport:
-    """Every gate over one finished run folder. `run` labels the violations (which run of the exam)."""
+def audit_run(run_dir: Path, policy: GatePolicy, *, run: str | None = None, recorded: bool = True) -> GateReport:
+    """Every gate over one finished run folder. `run` labels the violations (which run of the exam). With `recorded`,
+    a run that recorded what governed it is judged against that (`GatePolicy.under`), else against `policy`."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError(f"{run_dir}: no such run folder", hint="give the folder a run or session wrote")
     ev = read_evidence(run_dir)
+    limits_from = "configuration"
+    if recorded and ev.governance is not None:
+        policy, limits_from = policy.under(ev.governance), "run"
     found = journal_verifies(run_dir, policy, ev.run_id)
     for _, gate in GATES:
         found.extend(gate(ev, policy))
     labelled = tuple(Violation(v.gate, v.what, v.intent_id, v.order, run) for v in found)
-    return GateReport(run_dir, ev.run_id, ev.mode, (JOURNAL_GATE, *(name for name, _ in GATES)), labelled)
+    checked = (JOURNAL_GATE, *(name for name, _ in GATES))
+    return GateReport(run_dir, ev.run_id, ev.mode, checked, labelled, limits_from=limits_from)
