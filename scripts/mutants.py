@@ -1264,6 +1264,14 @@ CATALOGUE: tuple[Mutant, ...] = (
         "`keel exam gates` judges a run against the configured limits, not the ones it recorded that it ran under",
     ),
     m(
+        "venue-check-allows-withdrawals",
+        "keel/brokers/venue_check.py",
+        "    elif withdraw:",
+        "    elif False:",
+        ["tests/e2e/test_venue_check_cli.py::test_keys_that_may_withdraw_are_not_fit_to_trade_with"],
+        "`keel venue check` calls keys that may withdraw funds fit to trade with",
+    ),
+    m(
         "approval-redo-reads-the-control-plane",
         "keel/runtime/session.py",
         "            if redo is not None:\n                # re-running an interrupted cycle",

@@ -361,6 +361,26 @@ class ApiSettings(_Section):
     )
 
 
+class VenueSettings(_Section):
+    """The exchange a venue-backed command talks to through ccxt (`keel venue check`; testnet sessions later). Keys
+    come from here only (`keel.toml` or `KEEL_VENUE__API_KEY` / `KEEL_VENUE__API_SECRET`), never from a command
+    line, and are masked wherever settings are shown."""
+
+    exchange: str = Field("", description="a ccxt exchange id, e.g. binance; empty: no venue configured")
+    api_key: SecretStr | None = Field(None, description="the venue API key; never shown nor logged")
+    api_secret: SecretStr | None = Field(None, description="that key's secret; never shown nor logged")
+    sandbox: bool = Field(True, description="the exchange's testnet (ccxt set_sandbox_mode); false: the real venue")
+    api_url: str | None = Field(
+        None, description="every API of the venue at this base URL instead (e.g. the local exchange)"
+    )
+    symbols: list[str] = Field(default_factory=list, description="markets to trade, ccxt's unified BASE/QUOTE")
+    quote: str = Field("USDT", min_length=1, description="the account currency the symbols are quoted in")
+    timeout_ms: int = Field(10_000, ge=100, le=120_000, description="per HTTP request to the venue")
+    max_clock_skew_ms: int = Field(
+        1_000, ge=0, description="the most this host's clock may differ from the venue's (signed requests are timed)"
+    )
+
+
 #: Bounded live, phase 1 (seed runbook): the loosest limits `live` may run with. Configuration can tighten them and
 #: never loosen them; there is no switch that turns them off.
 BOUNDED_LIVE_FLOOR: dict[str, float] = {
@@ -396,6 +416,7 @@ class Settings(BaseSettings):
     demo: DemoSettings = Field(default_factory=DemoSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    venue: VenueSettings = Field(default_factory=VenueSettings)
 
     @field_validator("var_dir")
     @classmethod

@@ -110,6 +110,7 @@ def run_id_for(
         "demo": True,
         "report": True,
         "api": True,
+        "venue": True,  # no run trades on a venue yet: once one does, which venue joins the id (never its keys)
         "llm": True,  # not wired into a run yet: once it is, what decides a run (model, prompt version) joins the id
     }
     config = settings.model_dump(mode="json", exclude=exclude)

@@ -10,12 +10,16 @@ import time
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from keel.cli import _Typer, app
-from keel.cli.render import err, out
-from keel.domain.errors import InputError
+from keel.cli.options import ConfigOpt, JsonOpt, load_settings
+from keel.cli.render import emit_json, err, out
+from keel.domain.errors import BrokerError, InputError
 
-venue_app = _Typer(help="Venues: the local exchange to test against.", no_args_is_help=True)
+venue_app = _Typer(
+    help="Venues: check one before trading on it; the local exchange to test against.", no_args_is_help=True
+)
 app.add_typer(venue_app, name="venue")
 
 #: the markets the local exchange lists, with their opening prices
@@ -78,3 +82,65 @@ def local_cmd(
     finally:
         exchange.stop()
     err.print("local exchange stopped", highlight=False)
+
+
+@venue_app.command("check")
+def check_cmd(
+    exchange: Annotated[
+        str | None, typer.Option("--exchange", help="a ccxt exchange id (default: venue.exchange)")
+    ] = None,
+    symbol: Annotated[
+        list[str] | None,
+        typer.Option("--symbol", help="a market to check, BASE/QUOTE (repeatable; default: venue.symbols)"),
+    ] = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Check a venue before trading on it, without placing an order: it answers, the clocks agree, the keys are
+    accepted and may trade but not withdraw, and each market's rules. Keys come from the settings only
+    (venue.api_key, venue.api_secret; KEEL_VENUE__API_KEY…). Exit 1 when a check fails."""
+    import time as clock
+
+    from keel.brokers.ccxt_broker import CcxtBroker
+    from keel.brokers.venue_check import check_venue
+
+    overrides = {"venue": {"exchange": exchange}} if exchange else {}
+    settings = load_settings(config, **overrides)
+    v = settings.venue
+    if not v.exchange:
+        raise InputError("no venue to check", hint="pass --exchange ID or set venue.exchange in keel.toml")
+    missing = [k for k in ("api_key", "api_secret") if getattr(v, k) is None]
+    if missing:
+        raise InputError(
+            f"the venue's {' and '.join('venue.' + k for k in missing)} is not set",
+            hint="set it in keel.toml or as KEEL_VENUE__API_KEY / KEEL_VENUE__API_SECRET; keys are never options",
+        )
+    symbols = list(symbol) if symbol else list(v.symbols)
+    try:
+        broker = CcxtBroker.connect(
+            v.exchange,
+            api_key=v.api_key.get_secret_value(),
+            secret=v.api_secret.get_secret_value(),
+            symbols=symbols,
+            quote=v.quote,
+            sandbox=v.sandbox and v.api_url is None,
+            api_url=v.api_url,
+            timeout_ms=v.timeout_ms,
+        )
+    except BrokerError as exc:  # an exchange id ccxt does not know: bad input
+        raise InputError(exc.message, hint=exc.hint) from None
+    report = check_venue(broker, symbols, max_skew_ms=v.max_clock_skew_ms, now_ms=lambda: int(clock.time() * 1000))
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        where = v.api_url or ("its testnet" if v.sandbox else "the real venue")
+        out.print(f"venue {escape(report.venue)} at {escape(where)}", highlight=False)
+        style = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+        for f in report.findings:
+            line = f"  [{style[f.status]}]{f.status:4}[/] {escape(f.check)}: {escape(f.detail)}"
+            out.print(line, highlight=False, soft_wrap=True)
+            if f.hint and f.status != "ok":
+                out.print(f"       [dim]hint: {escape(f.hint)}[/]", highlight=False, soft_wrap=True)
+        out.print("[bold green]fit to trade[/]" if report.ok else "[bold red]not fit to trade[/]", highlight=False)
+    if not report.ok:
+        raise typer.Exit(1)

@@ -63,6 +63,8 @@ class LocalExchange:
         self.book = Book(markets, balances, clock_ms=clock_ms, fee_rate=fee_rate)
         self.keys = dict(keys)
         self.faults = FaultScript()
+        #: what the account answer says the keys may do (a test sets them to see a key that may withdraw)
+        self.can_trade, self.can_withdraw = True, False
         #: requests served, by endpoint ("POST /api/v3/order")
         self.requests: Counter[str] = Counter()
         self._clock = clock_ms
@@ -241,7 +243,7 @@ class LocalExchange:
         return _Answer(200, [wire.kline(b, self.book.bar_ms) for b in bars[-limit:]])
 
     def _account(self, q: dict[str, str]) -> _Answer:
-        return _Answer(200, wire.account(self.book, self._clock()))
+        return _Answer(200, wire.account(self.book, self._clock(), self.can_trade, self.can_withdraw))
 
     def _new_order(self, q: dict[str, str]) -> _Answer:
         order = self.book.new_order(q)

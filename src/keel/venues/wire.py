@@ -185,12 +185,12 @@ def book_ticker(symbol: str, price: Decimal) -> dict[str, Any]:
     return {"symbol": symbol, "bidPrice": num(price), "bidQty": "1", "askPrice": num(price), "askQty": "1"}
 
 
-def account(book: Book, now_ms: int) -> dict[str, Any]:
+def account(book: Book, now_ms: int, can_trade: bool = True, can_withdraw: bool = False) -> dict[str, Any]:
     return {
         "makerCommission": 0,
         "takerCommission": 0,
-        "canTrade": True,
-        "canWithdraw": False,
+        "canTrade": can_trade,
+        "canWithdraw": can_withdraw,
         "canDeposit": False,
         "updateTime": now_ms,
         "accountType": "SPOT",
