@@ -107,6 +107,7 @@ app.add_typer(approvals_app, name="approvals")
 # isort: off
 from keel.cli import runs, session, control, overrides, journal, approvals, shadow, exam, api, config, reference  # noqa: E402, F401
 from keel.cli import venue  # noqa: E402, F401
+from keel.cli import check  # noqa: E402, F401
 # isort: on
 
 

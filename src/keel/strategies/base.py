@@ -8,11 +8,17 @@ also make the replay driver visit every bar where it holds.
 
 Its `StrategyRules` state in words what it does, for evidence and for the critic, and declare its stop
 policy: either entries carry a protective stop, or the stop is explicitly waived with a reason.
+
+A strategy may also name the series its signals are computed from (`indicators`), so that `keel check recursive`
+can tell how many bars each needs before its values no longer depend on where the data starts. A strategy loaded
+from a user's file or an installed package carries `source` (what was loaded, and a hash of its code), which joins
+its description and so the run id: editing the file makes another run.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
 
@@ -179,13 +185,19 @@ class Strategy(ABC):
 
     name: ClassVar[str]
     Params: ClassVar[type[StrategyParams]]
+    #: Where the class was loaded from, set by `keel.strategies.loader` for a user's file or an installed package
+    #: (`kind`, the class, a sha256 of its source); None for the built-ins. Part of `describe()` when set.
+    source: ClassVar[Mapping[str, str] | None] = None
 
     def __init__(self, params: StrategyParams | None = None) -> None:
         params = self.Params() if params is None else params
         if type(params) is not self.Params:
             raise TypeError(f"{self.name} takes {self.Params.__name__}, got {type(params).__name__}")
         self.params = params
-        self.rules: StrategyRules = self.make_rules(params)
+        rules = self.make_rules(params)
+        if not isinstance(rules, StrategyRules):
+            raise TypeError(f"{type(self).__name__}.make_rules must return StrategyRules, got {type(rules).__name__}")
+        self.rules: StrategyRules = rules
 
     @classmethod
     @abstractmethod
@@ -196,14 +208,26 @@ class Strategy(ABC):
     def signals(self, bars: OHLCV) -> Signals:
         """Signals for one symbol's bars, computed without look-ahead."""
 
+    def indicators(self, bars: OHLCV) -> dict[str, np.ndarray]:
+        """The named series the signals are computed from, bar-aligned with `bars` (optional; none by default).
+
+        Only the bias checks read them (`keel check recursive` reports how many bars each needs before it no longer
+        depends on where the data starts); a run never does.
+        """
+        return {}
+
     def describe(self) -> dict[str, Any]:
-        """Name, parameters and rules as JSON-native values, for evidence and run ids."""
-        return {
+        """Name, parameters and rules as JSON-native values, for evidence and run ids (and the source of a strategy
+        loaded from a file or a package: the run id changes when its code does)."""
+        described: dict[str, Any] = {
             "schema_version": DESCRIBE_SCHEMA_VERSION,
             "name": self.name,
             "params": self.params.model_dump(mode="json"),
             "rules": self.rules.model_dump(mode="json"),
         }
+        if self.source is not None:
+            described["source"] = dict(self.source)
+        return described
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.model_dump().items())

@@ -1,5 +1,10 @@
 """Strategies by name: registration, lookup, and building from user-supplied parameters.
 
+A strategy is named by its registered name (the built-ins), by a file and a class (`path/to/file.py:ClassName`), by
+a module and a class (`package.module:ClassName`), or by the name of an entry point in the `keel.strategies` group
+of an installed package; `get_strategy_class` resolves all four (see `keel.strategies.loader`), so every command
+that takes `--strategy` (and `strategy.name` in keel.toml) accepts them.
+
 Parameters arrive as strings from the CLI (`--param fast=10`) or as typed values from the config file.
 Every problem is reported at once — unknown names (with the valid ones), wrong types, out-of-range values,
 rules between parameters — so a user fixes them in one pass. User errors are `InputError`s (exit 2);
@@ -21,6 +26,7 @@ __all__ = [
     "ParamValue",
     "available_strategies",
     "build_strategy",
+    "contract_problems",
     "get_strategy_class",
     "parse_param_args",
     "register",
@@ -37,23 +43,36 @@ _FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 def register(cls: S) -> S:
     """Class decorator: make a strategy buildable by its `name`. Refuses malformed or duplicate classes."""
-    name = getattr(cls, "name", None)
+    problems = contract_problems(cls)
+    if problems:
+        kind, message = problems[0]
+        raise kind(message)
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def contract_problems(cls: object) -> list[tuple[type[Exception], str]]:
+    """Every way `cls` breaks the strategy contract, as (exception type, message); empty when it keeps it.
+
+    A `name` of a registered class of another qualified name is a clash: intent ids and evidence cite the name.
+    """
     if not isinstance(cls, type) or not issubclass(cls, Strategy):
-        raise TypeError(f"@register expects a Strategy subclass, got {cls!r}")
+        return [(TypeError, f"@register expects a Strategy subclass, got {cls!r}")]
+    problems: list[tuple[type[Exception], str]] = []
+    name = getattr(cls, "name", None)
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ValueError(f"{cls.__name__}.name must be a lowercase identifier, got {name!r}")
+        problems.append((ValueError, f"{cls.__name__}.name must be a lowercase identifier, got {name!r}"))
     params = getattr(cls, "Params", None)
     if not isinstance(params, type) or not issubclass(params, StrategyParams):
-        raise TypeError(f"{cls.__name__}.Params must be a StrategyParams subclass")
-    if params.model_config.get("extra") != "forbid":
-        raise TypeError(f"{cls.__name__}.Params must refuse unknown fields (extra='forbid')")
+        problems.append((TypeError, f"{cls.__name__}.Params must be a StrategyParams subclass"))
+    elif params.model_config.get("extra") != "forbid":
+        problems.append((TypeError, f"{cls.__name__}.Params must refuse unknown fields (extra='forbid')"))
     if getattr(cls, "__abstractmethods__", None):
-        raise TypeError(f"{cls.__name__} does not implement {sorted(cls.__abstractmethods__)}")
-    known = _REGISTRY.get(name)
+        problems.append((TypeError, f"{cls.__name__} does not implement {sorted(cls.__abstractmethods__)}"))
+    known = _REGISTRY.get(name) if isinstance(name, str) else None
     if known is not None and known.__qualname__ != cls.__qualname__:
-        raise ValueError(f"strategy name '{name}' is already taken by {known.__qualname__}")
-    _REGISTRY[name] = cls
-    return cls
+        problems.append((ValueError, f"strategy name '{name}' is already taken by {known.__qualname__}"))
+    return problems
 
 
 def available_strategies() -> list[str]:
@@ -62,14 +81,27 @@ def available_strategies() -> list[str]:
 
 
 def get_strategy_class(name: str) -> type[Strategy]:
+    """The class a strategy reference names: a registered name, `file.py:Class`, `module:Class` or an entry point.
+
+    Resolving a file, a module or an entry point imports it, which runs its code.
+    """
     cls = _REGISTRY.get(name)
-    if cls is None:
+    if cls is not None:
+        return cls
+    from keel.strategies import loader
+
+    loaded = loader.resolve(name)
+    if loaded is None:
         available = ", ".join(available_strategies()) or "none"
+        plugins = loader.entry_point_names()
+        if plugins:
+            available += f"; installed: {', '.join(plugins)}"
         raise InputError(
             f"unknown strategy '{name}'; available: {available}",
-            hint="`keel strategies` lists each one with its parameters and rules",
+            hint="`keel strategies` lists each one with its parameters and rules; "
+            "a strategy of your own is given as path/to/file.py:ClassName",
         )
-    return cls
+    return loaded
 
 
 def build_strategy(name: str, params: Mapping[str, ParamValue] | None = None) -> Strategy:
@@ -79,7 +111,11 @@ def build_strategy(name: str, params: Mapping[str, ParamValue] | None = None) ->
     problems = param_problems(cls, raw)
     if problems:
         raise ConfigError(problems, source=f"strategy '{name}' parameters")
-    return cls(cls.Params.model_validate(raw))
+    if cls.source is None:
+        return cls(cls.Params.model_validate(raw))
+    from keel.strategies import loader
+
+    return loader.instantiate(cls, cls.Params.model_validate(raw), name)
 
 
 def param_problems(cls: type[Strategy], raw: Mapping[str, object]) -> list[str]:
