@@ -108,6 +108,7 @@ app.add_typer(approvals_app, name="approvals")
 from keel.cli import runs, session, control, overrides, journal, approvals, shadow, exam, api, config, reference  # noqa: E402, F401
 from keel.cli import venue  # noqa: E402, F401
 from keel.cli import check  # noqa: E402, F401
+from keel.cli import data  # noqa: E402, F401
 # isort: on
 
 

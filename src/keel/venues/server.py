@@ -4,6 +4,10 @@ request authenticated when Binance's would be, faults served as the script says,
 Routes (under /api/v3): time, ping, exchangeInfo, ticker/24hr, ticker/bookTicker, ticker/price and klines (public);
 account, order (POST new, GET query by orderId or origClientOrderId, DELETE cancel), openOrders (GET, DELETE: cancel
 all on a symbol) and myTrades (signed).
+
+Klines come from the price history a test loads (`serve_history`: any Binance interval, with gaps), paged as Binance
+pages them (`max_klines` per answer at most); a symbol without history answers the bars the book has seen (1m). A
+request rate limit (`limit_requests`) answers HTTP 429 with Retry-After past it, on every route.
 """
 
 from __future__ import annotations
@@ -23,10 +27,13 @@ from urllib.parse import parse_qsl, urlsplit
 from keel.venues import wire
 from keel.venues.book import Book, Market, VenueReject
 from keel.venues.faults import FaultScript, ScriptedFault, VenueFault
+from keel.venues.history import INTERVAL_MS, History, RateLimit, synthetic_bars
 from keel.venues.signing import verify
 
 API = "/api/v3"
 TOO_MANY = "Too many requests; current limit of IP(127.0.0.1) is 6000 requests per minute."
+#: Binance's default and largest kline page
+KLINES_DEFAULT, KLINES_MAX = 500, 1000
 
 
 def wall_ms() -> int:
@@ -67,6 +74,11 @@ class LocalExchange:
         self.can_trade, self.can_withdraw = True, False
         #: requests served, by endpoint ("POST /api/v3/order")
         self.requests: Counter[str] = Counter()
+        #: the price history klines serve (`serve_history`), and the most klines one answer holds
+        self.history = History()
+        self.max_klines = KLINES_MAX
+        #: a request rate limit over every route (`limit_requests`); None: none
+        self.rate_limit: RateLimit | None = None
         self._clock = clock_ms
         self._address = (host, port)
         self._httpd: ThreadingHTTPServer | None = None
@@ -145,6 +157,30 @@ class LocalExchange:
     def advance(self, symbol: str | None = None) -> bool:
         return self.book.advance(symbol)
 
+    def serve_history(
+        self,
+        symbol: str,
+        *,
+        interval: str = "1m",
+        start_ms: int,
+        count: int,
+        gaps: Iterable[tuple[int, int]] = (),
+        seed: int = 0,
+        price: float = 100.0,
+    ) -> list:
+        """Serve `count` synthetic bars of `interval` from `start_ms` as `symbol`'s klines, with no bar opening in a
+        gap [from_ms, to_ms); returns the bars served (`Bar`s, for the test to compare with)."""
+        self.book._market(symbol)  # an unknown symbol is refused here, as the venue would refuse it
+        bars = synthetic_bars(start_ms, count, INTERVAL_MS[interval], seed=seed, price=price, gaps=gaps)
+        self.history.add(symbol, interval, bars)
+        return bars
+
+    def limit_requests(self, requests: int, window: float, *, clock: Callable[[], float] = time.monotonic) -> RateLimit:
+        """At most `requests` per `window` seconds from now on (HTTP 429 and Retry-After beyond); returns the limit,
+        whose `refused` counts the requests it turned away."""
+        self.rate_limit = RateLimit(requests, window, clock=clock)
+        return self.rate_limit
+
     def script(self, endpoint: str, fault: ScriptedFault, *, times: int = 1) -> None:
         """Queue a fault for the next `times` requests to `endpoint` (e.g. "POST /api/v3/order", or "*")."""
         self.faults.add(endpoint, fault, times=times)
@@ -163,6 +199,10 @@ class LocalExchange:
         route = self._routes.get((method, parts.path[len(API) :])) if parts.path.startswith(API) else None
         if route is None:
             _send(handler, _Answer(404, {"code": -1, "msg": f"no route {endpoint} at the local exchange"}))
+            return
+        wait = self.rate_limit.admit() if self.rate_limit is not None else None
+        if wait is not None:
+            _send(handler, _Answer(429, {"code": -1003, "msg": TOO_MANY}, {"Retry-After": f"{wait:.3f}"}))
             return
         fault = self.faults.take(endpoint)
         if fault is not None and not fault.processes:
@@ -236,11 +276,28 @@ class LocalExchange:
         symbol = self._symbols({"symbol": q.get("symbol", "")})[0] if q.get("symbol") else None
         if symbol is None:
             raise VenueReject(400, -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+        if self.history.has(symbol):
+            return self._history_klines(symbol, q)
         bars = self.book.seen.get(symbol, [])
         start, end = int(q.get("startTime", 0)), int(q.get("endTime", 2**62))
         bars = [b for b in bars if start <= b.open_ms <= end]
         limit = int(q.get("limit", 500))
         return _Answer(200, [wire.kline(b, self.book.bar_ms) for b in bars[-limit:]])
+
+    def _history_klines(self, symbol: str, q: dict[str, str]) -> _Answer:
+        interval = q.get("interval", "")
+        if interval not in INTERVAL_MS:
+            raise VenueReject(400, -1120, "Invalid interval.")
+        try:
+            limit = int(q.get("limit", KLINES_DEFAULT))
+            start = int(q["startTime"]) if "startTime" in q else None
+            end = int(q["endTime"]) if "endTime" in q else None
+        except ValueError:
+            raise VenueReject(400, -1100, "Illegal characters found in a parameter.") from None
+        if limit < 1:
+            raise VenueReject(400, -1100, "Illegal characters found in parameter 'limit'; legal range is '1-1000'.")
+        bars = self.history.page(symbol, interval, start, end, min(limit, self.max_klines))
+        return _Answer(200, [wire.kline(b, INTERVAL_MS[interval]) for b in bars])
 
     def _account(self, q: dict[str, str]) -> _Answer:
         return _Answer(200, wire.account(self.book, self._clock(), self.can_trade, self.can_withdraw))
