@@ -1,5 +1,6 @@
 """`keel token` and `keel serve` end to end: tokens managed from the command line (the secret printed once, alone on
-stdout, and stored nowhere), and the API as a real process on a loopback port, deciding and halting through HTTP."""
+stdout, and stored nowhere), and the API as a real process on a loopback port, deciding and halting through HTTP,
+and scraped by Prometheus's route."""
 
 from __future__ import annotations
 
@@ -92,6 +93,13 @@ def test_keel_serve_decides_and_halts_over_http_on_a_loopback_port(tmp_path):
                 "/trading-state/halt", json={"reason": "drill"}, headers={"Authorization": f"Bearer {rita}"}
             )
             assert halted.status_code == 200 and halted.json()["state"] == "halted"
+            root = base.removesuffix("/api/v1")
+            assert httpx.get(f"{root}/metrics", timeout=10).status_code == 401
+            scraped = httpx.get(f"{root}/metrics", headers={"Authorization": f"Bearer {otto}"}, timeout=10)
+            assert scraped.headers["content-type"].startswith("text/plain; version=0.0.4")
+            assert 'keel_trading_state{state="halted"} 1.0' in scraped.text
+            assert 'keel_kill_switch_trips_total{trigger="operator"} 1.0' in scraped.text
+            assert http.get("/runs", headers={"Authorization": f"Bearer {otto}"}).json() == []
         with ControlStore.open(f"sqlite:///{tmp_path / 'home' / 'control.db'}") as store:
             req = store.approval_request(iid(1))
             assert (req.status, req.decided_by) == (ApprovalStatus.APPROVED, "otto")

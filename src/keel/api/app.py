@@ -11,7 +11,8 @@ from fastapi import FastAPI
 
 from keel.api import audit, problems
 from keel.api.context import ApiContext, StoreAccess
-from keel.api.routes import health, incidents, intents, sessions, tokens, trading
+from keel.api.metrics import MetricsState
+from keel.api.routes import events, health, incidents, intents, metrics, runs, sessions, tokens, trading
 from keel.runtime.clock import WallClock
 from keel.settings import Settings
 
@@ -29,21 +30,25 @@ def create_app(settings: Settings, *, now: Callable[[], datetime] | None = None)
         try:
             yield
         finally:
-            context.store.close()
+            context.close()
 
     app = FastAPI(
         title="Keel operator API",
         version=API_VERSION,
-        description="The control plane of Keel over HTTP: sessions, pending intents and their decisions, the trading "
-        "state and its incidents. Bearer tokens (`keel token create`); errors are RFC 9457 problem details.",
+        description="The control plane of Keel over HTTP: sessions and runs with their intents, orders, fills, "
+        "positions and equity, the journal's events (also live, as server-sent events), pending intents and their "
+        "decisions, the trading state and its incidents, and Prometheus metrics. Bearer tokens (`keel token "
+        "create`); errors are RFC 9457 problem details.",
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
         generate_unique_id_function=lambda route: route.name,
     )
     app.state.keel = context
-    for module in (health, sessions, intents, trading, incidents, tokens):
+    app.state.metrics = MetricsState()
+    for module in (health, sessions, intents, trading, incidents, runs, events, tokens):
         app.include_router(module.router, prefix=PREFIX)
+    app.include_router(metrics.router)  # at /metrics, where Prometheus looks
     problems.install(app)
     audit.install(app)
     return app

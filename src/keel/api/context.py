@@ -11,13 +11,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 
+from keel.api.journal import JournalAccess
 from keel.control.store import ControlStore
 from keel.runtime.control import ControlLocation, control_location, ensure_home
 from keel.settings import Settings
@@ -64,11 +65,50 @@ class StoreAccess:
 
 @dataclass
 class ApiContext:
-    """The settings (the roles' rules: cooldown, auto approver), the store, and the clock every decision reads."""
+    """The settings (the roles' rules: cooldown, auto approver), the store, the clock every decision reads, the
+    journals' read-only access, and the live event streams (bounded)."""
 
     settings: Settings
     store: StoreAccess
     now: Callable[[], datetime]
+    journals: JournalAccess = field(init=False)
+    streams: StreamSlots = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.journals = JournalAccess(self.settings)
+        self.streams = StreamSlots(MAX_STREAMS)
+
+    def close(self) -> None:
+        self.store.close()
+        self.journals.close()
+
+
+#: live event streams served at once; one more is a 503 (each holds a connection and polls)
+MAX_STREAMS = 64
+
+
+class StreamSlots:
+    """A count of the streams open, refused beyond `limit`."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self._open >= self.limit:
+                return False
+            self._open += 1
+            return True
+
+    def give(self) -> None:
+        with self._lock:
+            self._open = max(0, self._open - 1)
+
+    @property
+    def open(self) -> int:
+        return self._open
 
 
 def context_of(request: Request) -> ApiContext:

@@ -19,6 +19,7 @@ from typing import IO
 
 from keel.domain.errors import InputError
 from keel.journal.eventlog import parse_record
+from keel.research.report_files import REPORT_DIR, clear_report
 
 MARKER = ".keel-run"
 LOCK = ".keel-run.lock"
@@ -139,6 +140,8 @@ class RunFolder:
             full = self.path / name
             if is_keel_file(name) and (full.is_file() or full.is_symlink()):
                 full.unlink()
+            elif name == REPORT_DIR and full.is_dir() and not full.is_symlink():
+                kept.extend(f"{name}/{k}" for k in clear_report(full))  # what `keel report` wrote, and only that
             else:
                 kept.append(name)
         return tuple(kept)

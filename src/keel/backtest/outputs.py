@@ -28,6 +28,7 @@ from keel.backtest.report import EquityCurve, equity_curve, round_trips
 from keel.domain.orders import units_text
 from keel.domain.run import RunSummary, Trade
 from keel.journal.store import IntentStore
+from keel.research.scorecard import with_excursions
 from keel.runtime.market import MarketView
 
 SUMMARY_FILE = "summary.json"
@@ -122,13 +123,23 @@ def write_equity_csv(path: Path, curve: EquityCurve) -> None:
 
 
 def write_trades_csv(path: Path, trades: Sequence[Trade]) -> None:
-    rows = ["symbol,entry_ts,exit_ts,quantity,entry_price,exit_price,pnl,fees,exit_leg"]
+    """A row per closed round trip; the excursion columns (percent of the entry price, and the exit's share of the
+    best move) are empty where they are undefined."""
+    rows = ["symbol,entry_ts,exit_ts,quantity,entry_price,exit_price,pnl,fees,exit_leg,mae_pct,mfe_pct,exit_efficiency"]
     rows += [
         f"{t.symbol},{t.entry_ts},{t.exit_ts},{units_text(t.quantity)},{price(t.entry_price)},{price(t.exit_price)},"
-        f"{money(t.pnl)},{money(t.fees)},{t.exit_leg}"
+        f"{money(t.pnl)},{money(t.fees)},{t.exit_leg},{_ratio(t.mae_pct)},{_ratio(t.mfe_pct)},{_ratio(t.exit_efficiency)}"
         for t in trades
     ]
     _atomic(path, ("\n".join(rows) + "\n").encode())
+
+
+def _ratio(x: float | None) -> str:
+    """Six significant digits for a percent or a ratio; empty for None."""
+    if x is None:
+        return ""
+    text = f"{x:.6g}"
+    return "0" if text == "-0" else text
 
 
 def missing_outputs(run_dir: Path, *, equity_csv: bool = False) -> list[str]:
@@ -143,7 +154,10 @@ def regenerate(
     """Rebuild the files `names` of a complete run from its journal (the stored summary, the committed fills, the
     market); the files that are there are left alone."""
     fills = store.fill_rows(summary.run_id)
-    trades = tuple(Trade(**t) for t in round_trips(fills, store.intent_legs(summary.run_id)))
+    trades = with_excursions(
+        tuple(Trade(**t) for t in round_trips(fills, store.intent_legs(summary.run_id))),
+        {symbol: view.bars for symbol, view in market.views.items()},
+    )
     full = summary.model_copy(update={"trade_list": trades})
     write_outputs(run_dir, full, equity_curve(market, fills, summary.initial_cash), names)
     return full

@@ -1,4 +1,5 @@
-"""The run's report, built once at the end from what was journalled: equity curve, drawdown, summary."""
+"""The run's report, built once at the end from what was journalled: equity curve, drawdown, round trips, summary
+and its scorecard (`keel.research.scorecard`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from keel.domain.intents import Side
 from keel.domain.orders import Fill
 from keel.domain.run import RunSummary, Trade
 from keel.journal.records import FillRow
+from keel.research.scorecard import compute_scorecard, with_excursions
 from keel.runtime.market import MarketView
 
 TOP_REASONS = 10
@@ -135,10 +137,25 @@ def build_summary(
     events: int,
     journal_head: str,
     notes: tuple[str, ...] = (),
+    fills_list: Sequence[Fill | FillRow] | None = None,
 ) -> RunSummary:
+    """The run's summary, its scorecard included (computed from the curve, the trades and the market's bars;
+    `fills_list`, when given, makes turnover and slippage exact to the fill, else they come from the closed trades)."""
     final_equity = float(curve.equity[-1]) if len(curve.equity) else initial_cash
     top = dict(Counter(blocked_reasons).most_common(TOP_REASONS))
     ts = market.timeline
+    bars = {symbol: view.bars for symbol, view in market.views.items()}
+    trade_list = with_excursions(tuple(Trade(**t) for t in trades), bars)
+    card = compute_scorecard(
+        ts=ts,
+        equity=curve.equity,
+        cash=curve.cash,
+        initial_cash=initial_cash,
+        trades=trade_list,
+        fees_paid=_cents(fees_paid),
+        bars=bars,
+        fills=fills_list,
+    )
     return RunSummary(
         run_id=run_id,
         mode=mode,
@@ -164,7 +181,8 @@ def build_summary(
         events=events,
         journal_head=journal_head,
         notes=notes,
-        trade_list=tuple(Trade(**t) for t in trades),
+        scorecard=card,
+        trade_list=trade_list,
     )
 
 

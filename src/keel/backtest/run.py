@@ -459,6 +459,7 @@ def _finish(ctx: RunContext, run_dir: Path, notes: tuple[str, ...]) -> RunSummar
         events=head_seq + 1,
         journal_head=head_hash,
         notes=notes,
+        fills_list=fills,
     )
     write_outputs(run_dir, summary, curve, output_files(equity_csv=ctx.settings.report.equity_csv))
     last = ns_to_datetime(int(ctx.market.timeline[-1]))

@@ -109,6 +109,8 @@ from keel.cli import runs, session, control, overrides, journal, approvals, shad
 from keel.cli import venue  # noqa: E402, F401
 from keel.cli import check  # noqa: E402, F401
 from keel.cli import data  # noqa: E402, F401
+from keel.cli import report  # noqa: E402, F401
+from keel.cli import sweep  # noqa: E402, F401
 # isort: on
 
 

@@ -62,3 +62,44 @@ def test_a_schema_3_store_on_postgresql_opens_as_schema_4_keeping_what_it_held(o
     with pytest.raises(Exception, match="already named 'alice'"):
         tokens.create(store, name="alice", role="viewer", actor="root", ts=at(3))
     assert store.api_tokens() == [first.token]
+
+
+def test_a_runs_journal_on_postgresql_is_read_from_it_page_by_page_and_scraped(tmp_path, pg_url, open_store):
+    from helpers.approval_contract import session
+    from helpers.sessions import settings_for
+    from keel.backtest.run import execute_run
+    from keel.data.synthetic import generate_regime_ohlcv
+    from keel.settings import Mode
+    from keel.strategies import build_strategy
+
+    cfg = settings_for(tmp_path, journal={"url": pg_url})
+    frames = generate_regime_ohlcv(2, 300, seed=5, interval_seconds=300)
+    folder = cfg.home / "sessions" / "pg"
+    got = execute_run(
+        frames, cfg, build_strategy("sma_cross", {"fast": 5, "slow": 20}), out_dir=folder, mode=Mode.PAPER
+    )
+    store = open_store()
+    store.register_session(session("pg", run_id=got.summary.run_id, run_dir=str(folder), heartbeat_ts=at(0)))
+    viewer = tokens.create(store, name="vera", role="viewer", actor="root", ts=at(0)).secret
+    auth = {"Authorization": f"Bearer {viewer}"}
+    with TestClient(create_app(cfg, now=lambda: at(1))) as client:
+        fills, cursor = [], None
+        while True:
+            page = client.get(
+                "/api/v1/sessions/pg/fills", params={"limit": 5, **({"cursor": cursor} if cursor else {})}, headers=auth
+            ).json()
+            fills += page["items"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert len(fills) == got.summary.fills > 5
+        assert len({f["fill_id"] for f in fills}) == len(fills)  # no fill twice across the pages
+        orders = client.get("/api/v1/sessions/pg/orders?limit=1000", headers=auth).json()["items"]
+        assert len(orders) == got.summary.orders
+        assert client.get("/api/v1/sessions/pg/positions", headers=auth).json()["basis"] == "checkpoint"
+        metrics = client.get("/metrics", headers=auth).text
+        assert 'keel_session_journal_readable{session="pg"} 1.0' in metrics
+        assert (
+            f'keel_intents_created_total{{session="pg"}} {float(sum(got.summary.intents_by_state.values()))}' in metrics
+        )
+    assert not (folder / "keel.db").exists()  # the rows live in PostgreSQL; the folder holds the log and the report

@@ -5,16 +5,21 @@ what a test seeds, the API reads; what the API decides, the test reads back from
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from helpers.approval_contract import session
 from helpers.control_contract import at
 from keel.api import tokens
 from keel.api.app import create_app
 from keel.api.roles import ApiRole
+from keel.control.records import SessionStatus
 from keel.control.store import ControlStore
 from keel.runtime.control import control_url
 from keel.settings import Settings
@@ -46,7 +51,8 @@ class Api:
     def call(self, method: str, path: str, *, as_: ApiRole | str | None = None, json=None, token: str | None = None):
         secret = token if token is not None else (self.secrets[ApiRole(as_)] if as_ is not None else None)
         headers = {"Authorization": f"Bearer {secret}"} if secret is not None else {}
-        return self.client.request(method, f"/api/v1{path}", headers=headers, json=json)
+        url = path if path.startswith("/metrics") else f"/api/v1{path}"
+        return self.client.request(method, url, headers=headers, json=json)
 
     def get(self, path: str, **kw):
         return self.call("GET", path, **kw)
@@ -84,3 +90,41 @@ def secrets(store, clock) -> dict[ApiRole, str]:
 def api(settings, clock, secrets) -> Iterator[Api]:
     with TestClient(create_app(settings, now=clock)) as client:
         yield Api(client, secrets)
+
+
+@dataclass(frozen=True)
+class JournalRun:
+    """A run folder with a real journal: a paper run of `sma_cross` over two synthetic symbols (built once)."""
+
+    run_id: str
+    folder: Path
+    intents: int
+    orders: int
+    fills: int
+
+
+@pytest.fixture(scope="session")
+def built_run(tmp_path_factory) -> JournalRun:
+    from helpers.sessions import settings_for
+    from keel.backtest.run import execute_run
+    from keel.data.synthetic import generate_regime_ohlcv
+    from keel.settings import Mode
+    from keel.strategies import build_strategy
+
+    base = tmp_path_factory.mktemp("journal-run")
+    frames = generate_regime_ohlcv(2, 400, seed=5, interval_seconds=300)
+    cfg = settings_for(base)
+    strategy = build_strategy("sma_cross", {"fast": 5, "slow": 20})
+    got = execute_run(frames, cfg, strategy, out_dir=base / "run", mode=Mode.PAPER, driver="replay", session="s1")
+    s = got.summary
+    return JournalRun(s.run_id, got.run_dir, sum(s.intents_by_state.values()), s.orders, s.fills)
+
+
+@pytest.fixture
+def journal_run(built_run, settings, store) -> JournalRun:
+    """`built_run` copied into this test's home as session `s1`'s folder, and `s1` registered (it ended at 590 s)."""
+    folder = settings.home / "sessions" / "s1"
+    shutil.copytree(built_run.folder, folder)
+    store.register_session(session("s1", run_id=built_run.run_id, run_dir=str(folder), heartbeat_ts=at(590)))
+    store.end_session("s1", status=SessionStatus.STOPPED, reason="its bars ran out", ts=at(590))
+    return JournalRun(built_run.run_id, folder, built_run.intents, built_run.orders, built_run.fills)

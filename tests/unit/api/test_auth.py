@@ -3,18 +3,22 @@ with nothing changed; allowed otherwise. `/health` and `/ready` need no token.""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from helpers.approval_contract import iid, request, session
+from helpers.approval_contract import iid, request
 from helpers.control_contract import at, change
 from keel.api import tokens
 from keel.api.roles import ApiRole, Permission
 from keel.domain.decisions import TradingState
 
 ROLES = list(ApiRole)
+#: the run the `journal_run` fixture builds is named by its inputs, the same in every test
+RUN = "run-0000"
+READS = ("intents", "orders", "fills", "positions", "equity", "events")
 #: what each role may do, written out here (not read from keel.api.roles): the matrix below is the spec
 ALLOWED = {
     ApiRole.VIEWER: {Permission.READ},
@@ -48,6 +52,12 @@ ENDPOINTS = [
     Endpoint("POST", "/trading-state/reduce", Permission.TRADING_STATE, 200, {"reason": "wind down"}),
     Endpoint("POST", "/trading-state/resume", Permission.TRADING_STATE, 200, {"reason": "clear"}),
     Endpoint("GET", "/incidents", Permission.READ, 200),
+    Endpoint("GET", "/runs", Permission.READ, 200),
+    Endpoint("GET", f"/runs/{RUN}", Permission.READ, 200),
+    *(Endpoint("GET", f"/runs/{RUN}/{what}", Permission.READ, 200) for what in READS),
+    *(Endpoint("GET", f"/sessions/s1/{what}", Permission.READ, 200) for what in READS),
+    Endpoint("GET", "/events/stream?session=s1", Permission.READ, 200),
+    Endpoint("GET", "/metrics", Permission.READ, 200),
     Endpoint("GET", "/tokens", Permission.TOKENS, 200),
     Endpoint("POST", "/tokens", Permission.TOKENS, 201, {"name": "newbie", "role": "viewer"}),
     Endpoint("POST", "/tokens/1/revoke", Permission.TOKENS, 200),
@@ -55,11 +65,12 @@ ENDPOINTS = [
 
 
 @pytest.fixture
-def seeded(store):
-    """A pending request, a running session, and a halt old enough to lift (the cooldown is 300 s; the clock 600)."""
+def seeded(store, journal_run, monkeypatch):
+    """A pending request, a session that ran (with its journal), and a halt old enough to lift (the cooldown is
+    300 s; the clock 600)."""
     store.publish_request(request())
-    store.register_session(session(heartbeat_ts=at(599)))
     change(store, TradingState.HALTED, expected=None, reason="earlier", actor="root", ts=at(0))
+    monkeypatch.setattr(sys.modules[__name__], "RUN", journal_run.run_id)
     return store
 
 
@@ -77,15 +88,25 @@ def test_every_endpoint_of_the_app_is_in_the_matrix(api):
         if path not in ("/api/v1/health", "/api/v1/ready")
         for method in methods
     }
-    listed = {(e.method, e.path.replace(iid(1), "{intent_id}").replace("s1", "{name}")) for e in ENDPOINTS}
-    assert routes == {(m, p.replace("/tokens/1/", "/tokens/{token_id}/")) for m, p in listed}
+    listed = {
+        (
+            e.method,
+            e.path.split("?")[0]
+            .replace(iid(1), "{intent_id}")
+            .replace("/sessions/s1", "/sessions/{name}")
+            .replace(RUN, "{run_id}")
+            .replace("/tokens/1/", "/tokens/{token_id}/"),
+        )
+        for e in ENDPOINTS
+    }
+    assert routes == listed
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=str)
 @pytest.mark.parametrize("role", ROLES, ids=str)
 def test_a_role_is_allowed_exactly_what_it_grants_and_a_refusal_changes_nothing(api, seeded, endpoint, role):
     before = snapshot(seeded)
-    got = api.call(endpoint.method, endpoint.path, as_=role, json=endpoint.body)
+    got = api.call(endpoint.method, endpoint.path.replace("run-0000", RUN), as_=role, json=endpoint.body)
     if endpoint.permission in ALLOWED[role]:
         assert got.status_code == endpoint.allowed, got.text
     else:
@@ -101,7 +122,7 @@ def test_without_a_token_or_with_a_bad_or_revoked_one_every_endpoint_is_401_and_
     seeded.revoke_token(1, actor="root", ts=at(500))  # vera's
     before = snapshot(seeded)
     for token in (None, "keel_" + "A" * 43, "garbage", api.secrets[ApiRole.VIEWER]):
-        got = api.call(endpoint.method, endpoint.path, token=token, json=endpoint.body)
+        got = api.call(endpoint.method, endpoint.path.replace("run-0000", RUN), token=token, json=endpoint.body)
         assert got.status_code == 401, (token, got.text)
         assert got.headers["www-authenticate"] == "Bearer"
         assert got.headers["content-type"] == "application/problem+json"
