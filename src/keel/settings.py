@@ -13,6 +13,7 @@ import os
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
+from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -294,6 +295,15 @@ class LLMRoleSettings(_Section):
     backoff: LLMBackoff = Field(default_factory=LLMBackoff)
     breaker: LLMBreaker = Field(default_factory=LLMBreaker)
     prices: LLMPrices = Field(default_factory=LLMPrices)
+    prompt_version: str = Field(
+        "v1", pattern=r"^v[0-9]+$", description="the prompt file this role sends (llm/prompts/<role>/<version>.txt)"
+    )
+    max_completion_tokens: int = Field(
+        512, ge=16, le=32_768, description="the answer's token cap, sent with each request and reserved in the budget"
+    )
+    knowledge_cutoff: date | None = Field(
+        None, description="the model's training cutoff: a replay over earlier bars is flagged in its summary"
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -330,12 +340,70 @@ class LLMRoleSettings(_Section):
         return self.base_url.strip().rstrip("/").lower()
 
 
+class LLMBudget(_Section):
+    """Hard spending limits for the models of one run (all roles together). Each call reserves its worst case
+    (prompt estimate plus `max_completion_tokens`) before it is made and is then charged what it used, once across its
+    retries; a call whose reservation does not fit is not made, and the models stay off for the rest of the run (the
+    deterministic roles decide) with an alert in the journal. None: no limit. "Per day" is the decision clock's UTC day
+    (a session's: today; a replay's: the bar's day), counted within the run."""
+
+    max_tokens_per_run: int | None = Field(None, ge=1, description="tokens (prompt + completion) one run may use")
+    max_cost_usd_per_run: float | None = Field(
+        None, ge=0, allow_inf_nan=False, description="estimated USD one run may spend (at llm.<role>.prices)"
+    )
+    max_tokens_per_day: int | None = Field(None, ge=1, description="tokens per UTC day of the decision clock")
+    max_cost_usd_per_day: float | None = Field(
+        None, ge=0, allow_inf_nan=False, description="estimated USD per UTC day of the decision clock"
+    )
+
+
+class LLMCassetteMode(StrEnum):
+    OFF = "off"
+    RECORD = "record"
+    REPLAY = "replay"
+
+
+class LLMCassette(_Section):
+    """Record the models' answers of a run, or replay them with no network (one file per role: `<dir>/<role>.jsonl`)."""
+
+    mode: LLMCassetteMode = Field(LLMCassetteMode.OFF, description="off | record | replay")
+    dir: Path | None = Field(None, description="the folder of the role files; required unless mode is off")
+
+    @model_validator(mode="after")
+    def _dir_when_on(self) -> LLMCassette:
+        if self.mode is not LLMCassetteMode.OFF and self.dir is None:
+            raise ValueError(f"cassette mode {self.mode.value} needs llm.cassette.dir (the folder of its files)")
+        return self
+
+
+class LLMDegrade(_Section):
+    """Degrade mode, entered when a provider's circuit breaker opens and left only by an operator's recorded resume:
+    entries need a person's approval, their notional is scaled down, and a non-empty symbol allowlist is required.
+    Exits always pass."""
+
+    notional_factor: float = Field(
+        0.25, gt=0, le=0.25, allow_inf_nan=False, description="entries' notional is multiplied by this (at most 0.25)"
+    )
+
+
 class LLMSettings(_Section):
     """The LLM advisory layer (docs/llm.md). Models advise; they never reach the limits, the approval or the executor."""
 
     outlook: LLMRoleSettings = Field(default_factory=LLMRoleSettings)
     strategist: LLMRoleSettings = Field(default_factory=LLMRoleSettings)
     critic: LLMRoleSettings = Field(default_factory=LLMRoleSettings)
+    budget: LLMBudget = Field(default_factory=LLMBudget)
+    cassette: LLMCassette = Field(default_factory=LLMCassette)
+    degrade: LLMDegrade = Field(default_factory=LLMDegrade)
+    context_bars: int = Field(20, ge=1, le=500, description="closes up to the decision bar shown in each prompt")
+
+    @property
+    def enabled_roles(self) -> dict[str, LLMRoleSettings]:
+        return {
+            name: r
+            for name, r in (("outlook", self.outlook), ("strategist", self.strategist), ("critic", self.critic))
+            if r.enabled
+        }
 
     @model_validator(mode="after")
     def _separation_of_duties(self) -> LLMSettings:

@@ -1,7 +1,8 @@
 """Critic (L4): a deterministic checklist over each proposal. Advisory: it can veto, never approve.
 
 A stop exists or is waived by the strategy's declared rules; the size is positive; a rationale is given.
-An LLM critic (later wave) must be a different model than the proposer and can only add objections.
+An enabled critic model (`keel.llm.roles`, a different model than the strategist's) reviews the entries the checklist
+approved and can only add objections: its REJECT blocks, nothing it says approves more.
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ def critic(state: CycleState, ctx: RunContext) -> dict:
         return {}
     waived = ctx.strategy.rules.stop_waived
     reviews = dict(state.get("reviews") or {})
+    advise = ctx.llm is not None and ctx.llm.has("critic")
     for intent in state["proposals"]:
-        reviews[intent.intent_id] = review(intent, stop_waived=waived)
+        checked = review(intent, stop_waived=waived)
+        if advise and not intent.leg.reduces_risk and checked.verdict is not CriticVerdict.REJECT:
+            from keel.llm.roles import advise_review
+
+            checked = advise_review(state, ctx, intent, checked)
+        reviews[intent.intent_id] = checked
     return {"reviews": reviews}

@@ -1,7 +1,7 @@
 """Outlook (L2): a deterministic regime per symbol and bar, with an uncertainty score and NO-TRADE triggers.
 
 The series is computed vectorized before the loop from data up to each bar (no look-ahead); the node only
-reads it. An LLM outlook (later wave) may add triggers, never remove them.
+reads it. An enabled outlook model (`keel.llm.roles`) may add triggers, never remove them nor change the regime.
 """
 
 from __future__ import annotations
@@ -80,4 +80,8 @@ def outlook(state: CycleState, ctx: RunContext) -> dict:
         i = ctx.market.bar_index(symbol, t)
         if ctx.signals[symbol].entry[i]:  # only new risk consults the outlook; exits pass NO-TRADE triggers
             out[symbol] = outlook_at(ctx.outlooks[symbol], symbol, i, ts_ns)
+            if ctx.llm is not None and ctx.llm.has("outlook"):
+                from keel.llm.roles import advise_outlook
+
+                out[symbol] = advise_outlook(ctx, symbol, i, out[symbol])
     return {"outlooks": out}

@@ -1,5 +1,6 @@
 """Strategist (L3): turns a strategy's signals into trade intents — an entry only when flat, an exit only
-when long. Deterministic strategies by default; the LLM strategist (later wave) proposes inside bounds."""
+when long. Deterministic strategies by default; an enabled strategist model (`keel.llm.roles`) chooses among this
+bar's entries inside bounds, and its choices are ordinary intents. Exits are always the deterministic ones."""
 
 from __future__ import annotations
 
@@ -50,6 +51,18 @@ def strategist(state: CycleState, ctx: RunContext) -> dict:
             if managed is not None:  # owed until flat (see the monitor); this bar has had its attempt
                 managed.exit_owed = managed.exit_owed or Leg.EXIT.value
                 managed.exit_owed_t = t
+    if ctx.llm is not None and ctx.llm.has("strategist"):
+        entries = [p for p in proposals if not p.leg.reduces_risk]
+        if entries:
+            from keel.llm.roles import advise_entries
+
+            chosen = advise_entries(state, ctx, entries)
+            if chosen:  # the model answered: its choice replaces the entries (an empty answer: no entry)
+                proposals = [
+                    p if p.leg.reduces_risk else chosen[p.symbol]
+                    for p in proposals
+                    if p.leg.reduces_risk or chosen.get(p.symbol) is not None
+                ]
     return {"proposals": proposals}
 
 

@@ -196,6 +196,7 @@ def check_input(
         costs=ctx.costs,
         notional_cap=intent.notional_cap,
         band_low=price_band(intent.reference_price, limits.price_collar_pct)[0],
+        degrade=ctx.degrade_state(),
     )
 
 

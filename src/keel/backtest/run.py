@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import orjson
@@ -61,6 +62,9 @@ DB_FILE = "keel.db"
 #: 2: order events carry the order; 3: `run.started` says whether transitions are rows too (`transition_rows`)
 JOURNAL_FORMAT = 3
 TradingScript = Sequence[tuple[int, TradingState, str]]
+
+if TYPE_CHECKING:
+    from keel.llm.runtime import Wiring
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,7 @@ def run_id_for(
         "report": True,
         "api": True,
         "venue": True,  # no run trades on a venue yet: once one does, which venue joins the id (never its keys)
-        "llm": True,  # not wired into a run yet: once it is, what decides a run (model, prompt version) joins the id
+        "llm": True,  # what of it decides a run joins below, only when a role is enabled (never the API key)
     }
     config = settings.model_dump(mode="json", exclude=exclude)
     ident = {
@@ -123,6 +127,10 @@ def run_id_for(
     }
     if session is not None:
         ident["session"] = session
+    if settings.llm.enabled_roles:
+        from keel.llm.runtime import identity
+
+        ident["llm"] = identity(settings.llm)
     if trading_script:
         ident["trading_script"] = [[int(ts), TradingState(st).value, str(why)] for ts, st, why in trading_script]
     return "run-" + hashlib.sha256(orjson.dumps(ident, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
@@ -144,6 +152,7 @@ def execute_run(
     trading_script: TradingScript = (),
     session: str | None = None,
     on_run_id: Callable[[str], None] | None = None,
+    llm: Wiring | None = None,
 ) -> RunResult:
     """Run (or resume, or recognise as already complete) one run over historical bars.
 
@@ -155,7 +164,8 @@ def execute_run(
 
     `driver` names one of `DRIVERS` or is a drive function of its own (a session's, `keel.runtime.session`);
     `session` names the session the run is (part of its identity); `on_run_id(run_id)` is called once the run's folder
-    is claimed and its journal open, before anything is decided (it may refuse the run by raising).
+    is claimed and its journal open, before anything is decided (it may refuse the run by raising). `llm` injects
+    providers, a clock and a sleep into the run's advisory models (`keel.llm.runtime.Wiring`; tests).
     """
     timings = {} if timings is None else timings
     mode = mode or settings.mode
@@ -197,6 +207,10 @@ def execute_run(
             else:
                 guard = None
             ctx = _context(run_id, prepared, settings, strategy, mode, profile, journal, guard, broker, trading_script)
+            if settings.llm.enabled_roles:
+                from keel.llm.runtime import build_runtime
+
+                ctx.llm = build_runtime(settings, run_id, llm)
             if control is not None:
                 wire_session(ctx, control, guard)
             timings["setup"] = time.perf_counter() - started
@@ -269,6 +283,10 @@ def prepare(frames: list[OHLCV], strategy: Strategy, settings: Settings, mode: M
         notes.append(f"no volume for {', '.join(no_volume)}: participation cap off, volume checks skipped")
     if mode is Mode.REPLAY and settings.approval.mode is ApprovalMode.MANUAL:
         notes.append("approval.mode is manual in a replay: nobody can approve, every allowed intent expires")
+    if settings.llm.enabled_roles:
+        from keel.llm.runtime import knowledge_notes
+
+        notes += knowledge_notes(settings, ns_to_datetime(int(market.timeline[0])))
     outlooks = {f.symbol: precompute_outlook(f, settings.outlook) for f in frames}
     return Prepared(market, signals, outlooks, tuple(notes))
 
@@ -429,6 +447,8 @@ def _finish(ctx: RunContext, run_dir: Path, notes: tuple[str, ...]) -> RunSummar
     journal, store = ctx.journal, ctx.journal.store
     if ctx.book.unknown:  # submits still unanswered when the bars ran out: ask the broker once more
         settle_unknown(ctx, ctx.market.first_at_or_after(ctx.clock.ns), ctx.clock.ns, final=True)
+    if ctx.llm is not None:  # the models' totals: an `llm.run.summary` event, and a note in the summary
+        notes = notes + ctx.llm.finish(ctx, knowledge_notes=tuple(n for n in notes if n.startswith("llm.")))
     journal.commit()
     # The report needs the bars and the journal, not the decision inputs: let them go first (at a million bars they
     # are ~45 MB, and the report is where a run's memory peaks).

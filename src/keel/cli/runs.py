@@ -175,6 +175,9 @@ def _render_summary(result, wall_seconds: float, *, profile: str, driver: str) -
         out.print(Text(f"note: {note}"))
 
 
+_LLM_DEMO_SHAPE = "2 symbols, 1,000 bars: other --seed, --symbols or --bars miss the cassette"
+
+
 @app.command()
 def demo(
     seed: Annotated[int | None, typer.Option(help="seed of the synthetic market (default: demo.seed)")] = None,
@@ -186,16 +189,30 @@ def demo(
     equity_csv: EquityCsvOpt = None,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
+    llm: Annotated[
+        str | None,
+        typer.Option(
+            "--llm",
+            help="cassette: a strategist and a critic model answer from the shipped cassette, offline "
+            f"({_LLM_DEMO_SHAPE})",
+        ),
+    ] = None,
 ) -> None:
     """Replay a synthetic regime-switching market through the whole governed pipeline."""
     problems: list[str] = []
     _check_driver(driver, problems)
+    if llm is not None and llm != "cassette":
+        problems.append(f"--llm: '{llm}' is not a choice; the one choice is 'cassette'")
     _bad_options(problems)
 
     from keel.data.synthetic import generate_regime_ohlcv
     from keel.strategies import build_strategy
 
     settings = load_settings(config, **_report_overrides(equity_csv))
+    if llm is not None:
+        from keel.llm.demo import demo_settings, shaped
+
+        settings = demo_settings(shaped(settings))
     demo_cfg = settings.demo.model_copy(
         update={k: v for k, v in {"seed": seed, "symbols": symbols, "bars": bars}.items() if v is not None}
     )

@@ -22,6 +22,18 @@ class ReasonCode(StrEnum):
     MODE_NOT_ALLOWED = ("MODE_NOT_ALLOWED", "The run mode does not allow sending this intent.")
     GOVERNANCE_GATE = ("GOVERNANCE_GATE", "A governance gate (e.g. a signed readiness decision) is missing.")
     DEGRADE_BLOCKED = ("DEGRADE_BLOCKED", "Degrade mode is on and its constraints block the intent.")
+    DEGRADE_ALLOWLIST_REQUIRED = (
+        "DEGRADE_ALLOWLIST_REQUIRED",
+        "Degrade mode needs a non-empty symbol allowlist (risk.symbol_allowlist): entries are blocked without one.",
+    )
+    DEGRADE_MANUAL_ONLY = (
+        "DEGRADE_MANUAL_ONLY",
+        "Degrade mode: an entry needs a person's approval, and none can give it here (a replay, or approval is auto).",
+    )
+    DEGRADE_NOTIONAL_REDUCED = (
+        "DEGRADE_NOTIONAL_REDUCED",
+        "Degrade mode: the entry's notional was scaled down (llm.degrade.notional_factor, 0.25).",
+    )
     NO_TRADE_TRIGGER = ("NO_TRADE_TRIGGER", "The outlook raised a NO-TRADE trigger for the symbol.")
     SYMBOL_NOT_ALLOWED = ("SYMBOL_NOT_ALLOWED", "The symbol is not in the configured allowlist.")
     MISSING_STOP = ("MISSING_STOP", "The profile requires a protective stop and the intent has none.")
@@ -99,6 +111,14 @@ class ReasonCode(StrEnum):
     LLM_CIRCUIT_OPEN = (
         "LLM_CIRCUIT_OPEN",
         "The provider's circuit breaker is open: the call is refused at once and the deterministic role decides.",
+    )
+    LLM_BUDGET_EXHAUSTED = (
+        "LLM_BUDGET_EXHAUSTED",
+        "The run's or the day's LLM token/cost budget cannot cover the call: not made, the models stay off for the run.",
+    )
+    LLM_CRITIC_OBJECTION = (
+        "LLM_CRITIC_OBJECTION",
+        "The critic model objected to the proposal (REJECT): the intent is blocked as CRITIC_REJECTED.",
     )
 
 

@@ -2,7 +2,7 @@
 fail-closed, apply the strategist's bounds, and leave one telemetry record.
 
 An `Advice` holds a validated output or none and a reason code; on none the caller uses its deterministic twin. An
-open breaker refuses at once (LLM_CIRCUIT_OPEN); the runtime's degrade mode for that case is wired later, not here.
+open breaker refuses at once (LLM_CIRCUIT_OPEN); the run's degrade mode for that case is `keel.llm.runtime`'s.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ class Advisor:
             raise ValueError(f"this advisor is the {self.stage.value} stage, not {stage.value}")
 
     def _ask(self, payload: Mapping[str, Any], parse: Callable[[str], Parsed[T]]) -> Advice[T]:
-        request = build_request(self.prompt, self.role.model, payload)
+        request = build_request(self.prompt, self.role.model, payload, max_tokens=self.role.max_completion_tokens)
         result = call_bounded(
             self.provider,
             request,

@@ -26,6 +26,18 @@ from keel.risk.limits import EffectiveLimits
 SENDING_MODES = frozenset({"replay", "shadow", "paper"})
 
 
+@dataclass(frozen=True, slots=True)
+class DegradeState:
+    """Degrade mode in force (a provider's circuit breaker opened; only an operator's recorded resume ends it).
+
+    `manual_approval`: an entry allowed now will wait for a person (a session with manual or shadow-auto approval).
+    A replay has nobody to ask, and auto approval would let the entry through unseen: entries are blocked instead."""
+
+    reason: str
+    manual_approval: bool
+    notional_factor: float = 0.25
+
+
 @dataclass(slots=True)
 class CheckInput:
     """Everything a check may look at, gathered once per intent."""
@@ -54,6 +66,8 @@ class CheckInput:
     notional_cap: float | None = None
     #: lowest fill price the order's band allows (all-in buys: what bounds their quantity)
     band_low: float = 0.0
+    #: degrade mode in force, or None (`RunContext.degrade_state`)
+    degrade: DegradeState | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +104,21 @@ def governance_gate(c: CheckInput) -> Outcome:
 
 
 def degrade(c: CheckInput) -> Outcome:
-    # Degrade mode arrives with the circuit breaker (LLM and broker error budgets); nothing can open it yet.
-    return PASS
+    """Degrade mode (a provider's breaker opened, docs/llm.md): an entry needs a non-empty allowlist and a person's
+    approval, and its notional is scaled by the factor (0.25). What reduces risk always passes."""
+    d = c.degrade
+    if d is None or c.reduces_risk:
+        return PASS
+    if not c.limits.symbol_allowlist:
+        return _reject(ReasonCode.DEGRADE_ALLOWLIST_REQUIRED, d.reason)
+    if not d.manual_approval:
+        who = "a replay has no approver" if c.mode == "replay" else "approval is not manual"
+        return _reject(ReasonCode.DEGRADE_MANUAL_ONLY, f"{d.reason}; {who}")
+    price = c.limit_price if c.limit_price is not None else c.reference_price
+    notional = c.notional_cap if c.notional_cap is not None else c.quantity * price
+    if not (math.isfinite(price) and price > 0 and math.isfinite(notional) and notional > 0):
+        return PASS  # nothing to scale: validity refuses it with its own code
+    return _fit(c, notional * d.notional_factor, ReasonCode.DEGRADE_NOTIONAL_REDUCED)
 
 
 def no_trade(c: CheckInput) -> Outcome:

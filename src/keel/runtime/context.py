@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from keel.domain.costs import CostModel
+from keel.domain.decisions import ApprovalMode
+from keel.risk.checks import DegradeState
 from keel.runtime.book import Book
 from keel.runtime.clock import ReplayClock
 from keel.runtime.market import MarketView
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from keel.agents.outlook import OutlookSeries
     from keel.brokers.paper import PaperBroker
     from keel.journal.journal import Journal
+    from keel.llm.runtime import LLMRuntime
     from keel.risk.trading_state import SimulatedTradingState, TradingStateGuard
     from keel.strategies.base import Signals, Strategy
 
@@ -49,7 +52,18 @@ class RunContext:
     simulated: SimulatedTradingState | None = None
     #: sessions: the risk limits in force now (the configured ones, loosened by approved overrides); None: configured
     limits_now: Callable[[], RiskLimits] | None = None
+    #: the run's advisory models (`keel.llm.runtime`), None when every `llm.<role>.enabled` is false
+    llm: LLMRuntime | None = None
 
     def risk(self) -> RiskLimits:
         """The risk limits in force at this moment (`keel.risk.overrides`)."""
         return self.settings.risk if self.limits_now is None else self.limits_now()
+
+    def degrade_state(self) -> DegradeState | None:
+        """Degrade mode in force (a model provider's circuit breaker opened, not yet resumed by an operator), for the
+        supervisor's `degrade` check; None otherwise. An entry will wait for a person only in a session whose approval
+        is not auto: anywhere else the check blocks entries (DEGRADE_MANUAL_ONLY)."""
+        if self.llm is None or self.llm.degraded is None:
+            return None
+        manual = self.mode is not Mode.REPLAY and self.settings.approval.mode is not ApprovalMode.AUTO
+        return DegradeState(self.llm.degraded, manual, self.settings.llm.degrade.notional_factor)

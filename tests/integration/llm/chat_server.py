@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -42,7 +43,10 @@ def error(status: int, headers: dict[str, str] | None = None) -> Step:
 
 
 class ChatServer:
-    def __init__(self) -> None:
+    """`responder(request_json) -> Step`, when given, answers every request the script does not."""
+
+    def __init__(self, responder: Callable[[dict[str, Any]], Step] | None = None) -> None:
+        self.responder = responder
         self.script: deque[Step] = deque()
         self.requests: list[dict[str, Any]] = []
         self._release = threading.Event()
@@ -61,7 +65,12 @@ class ChatServer:
                 server.requests.append(
                     {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "json": body}
                 )
-                step = server.script.popleft() if server.script else error(599)
+                if server.script:
+                    step = server.script.popleft()
+                elif server.responder is not None:
+                    step = server.responder(body)
+                else:
+                    step = error(599)
                 if step.hang:
                     server._release.wait(10)
                     self.close_connection = True
