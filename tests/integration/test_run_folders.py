@@ -217,7 +217,7 @@ def test_a_crash_while_the_curve_is_written_leaves_no_half_file_and_the_run_resu
         assert con.execute("select status from runs").fetchone()[0] == "running"
     resumed = _run(tmp_path, out)
     _run(tmp_path, tmp_path / "clean")
-    assert resumed.resumed and not (out / "equity.parquet.tmp").exists()
+    assert resumed.resumed and not list(out.glob("*.tmp"))
     assert (out / "equity.parquet").read_bytes() == (tmp_path / "clean" / "equity.parquet").read_bytes()
 
 

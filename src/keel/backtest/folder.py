@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import IO
 
 from keel.domain.errors import InputError
+from keel.durable import try_lock as _try_lock
+from keel.durable import unlock as _unlock
 from keel.journal.eventlog import parse_record
 from keel.research.report_files import REPORT_DIR, clear_report
 
@@ -184,32 +186,3 @@ def _read_marker(marker: Path) -> str:
             f"{marker}: the run folder's marker is unreadable ({exc!r}); nothing was written",
             hint="the folder was edited by hand; choose another --out",
         ) from None
-
-
-try:  # POSIX
-    import fcntl
-
-    def _try_lock(fh: IO[str]) -> bool:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-
-    def _unlock(fh: IO[str]) -> None:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-except ImportError:  # pragma: no cover - Windows
-    import msvcrt
-
-    def _try_lock(fh: IO[str]) -> bool:
-        try:
-            fh.seek(0)
-            msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-
-    def _unlock(fh: IO[str]) -> None:
-        fh.seek(0)
-        msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)

@@ -14,11 +14,8 @@ CSV is a copy for people and spreadsheets, byte for byte the format Keel wrote b
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +24,8 @@ import pyarrow.parquet as pq
 from keel.backtest.report import EquityCurve, equity_curve, round_trips
 from keel.domain.orders import units_text
 from keel.domain.run import RunSummary, Trade
+from keel.durable import replacing as _replacing
+from keel.durable import write_atomic as _atomic
 from keel.journal.store import IntentStore
 from keel.research.scorecard import with_excursions
 from keel.runtime.market import MarketView
@@ -182,25 +181,3 @@ def price(x: float) -> str:
     """At most PRICE_DIGITS decimals, trailing zeros dropped: 437.02000000000004 is "437.02"."""
     text = f"{x:.{PRICE_DIGITS}f}".rstrip("0").rstrip(".")
     return "0" if text in ("", "-0") else text
-
-
-def _atomic(path: Path, data: bytes) -> None:
-    with _replacing(path) as fh:
-        fh.write(data)
-
-
-@contextlib.contextmanager
-def _replacing(path: Path) -> Iterator[BinaryIO]:
-    """A file to write `path`'s new content into: it becomes `path` (fsynced, then renamed) only when the block ends
-    without an error; after an error it is removed and `path` is as it was."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -42,6 +42,8 @@ from keel.data.files import NOTE_NEWEST_FIRST, load_ohlcv
 from keel.data.frame import NS_PER_SECOND, OHLCV, datetime_to_ns, ns_to_datetime
 from keel.data.quality import validate_ohlcv
 from keel.domain.errors import DataError, InputError, KeelError
+from keel.durable import try_lock as _try_lock
+from keel.durable import unlock as _unlock
 
 __all__ = [
     "MANIFEST_KEY",
@@ -660,32 +662,3 @@ def _parse_iso(text: str) -> int:
 
 def _seconds(ns: int) -> str:
     return Timeframe(ns // NS_PER_SECOND).label if ns % NS_PER_SECOND == 0 and ns > 0 else f"{ns / 1e9:g} s"
-
-
-try:  # POSIX
-    import fcntl
-
-    def _try_lock(fh: IO[str]) -> bool:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-
-    def _unlock(fh: IO[str]) -> None:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-except ImportError:  # pragma: no cover - Windows
-    import msvcrt
-
-    def _try_lock(fh: IO[str]) -> bool:
-        try:
-            fh.seek(0)
-            msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-
-    def _unlock(fh: IO[str]) -> None:
-        fh.seek(0)
-        msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)

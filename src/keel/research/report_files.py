@@ -8,11 +8,11 @@ and renamed, so a reader never sees half a report.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from pathlib import Path
 
+from keel import durable
 from keel.domain.errors import InputError
 
 REPORT_DIR = "report"
@@ -81,16 +81,9 @@ def claim_folder(folder: Path, *, owner: str) -> None:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """`data` under `path`: a temporary file, fsynced, then renamed; after an error `path` is as it was."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
+        durable.write_atomic(path, data)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise InputError(f"{path}: cannot write the report: {exc.strerror or exc}") from None
 
 

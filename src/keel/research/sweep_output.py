@@ -14,7 +14,6 @@ import csv
 import io
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from keel.domain.errors import InputError
+from keel.durable import write_atomic as _atomic
 from keel.research.sweep import ComboResult, SweepResult
 
 __all__ = ["MARKER", "claim_folder", "jsonable", "write_results"]
@@ -105,13 +105,3 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]
     return value
-
-
-def _atomic(target: Path, data: bytes) -> Path:
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
-    return target
