@@ -333,4 +333,4 @@ def _import_hint(exc: BaseException) -> str:
 
 
 def _looks_like_path(text: str) -> bool:
-    return text.endswith(".py") or "/" in text or "\\" in text or bool(re.fullmatch(r"[A-Za-z]", text))
+    return text.endswith(".py") or "/" in text or "\\" in text

@@ -232,3 +232,8 @@ def test_a_module_and_class_load_from_the_environment(tmp_path, monkeypatch):
     assert strategy.describe()["source"]["kind"] == "module"
     error = _refused("keel_test_no_such_module:Breakout")
     assert "strategy module 'keel_test_no_such_module' cannot be imported: ModuleNotFoundError" in error.message
+
+
+def test_a_one_letter_class_name_is_a_class_not_a_windows_drive(tmp_path):
+    with pytest.raises(InputError, match=r"strategy file '.*nothere\.py' does not exist"):
+        build_strategy(f"{tmp_path / 'nothere.py'}:X")
