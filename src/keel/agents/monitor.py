@@ -1,5 +1,6 @@
-"""Monitor: follows every order through its lifecycle (working, partial fill, filled, cancelled, rejected)
-and watches open positions for their stop, target and time exit.
+"""Monitor: follows every order through its lifecycle (working, partial fill, filled, cancelled, rejected) — at
+the market step, before the bar is decided (`follow_orders`) — and watches open positions for their stop, target
+and time exit.
 
 Exits are intents too: the monitor proposes them and routes the cycle back through the critic, allocator and
 supervisor, so a stop-out passes the same gate as any other order.
@@ -38,14 +39,20 @@ STAGE = "monitor"
 MAX_EXIT_ROUNDS = 1
 
 
+def follow_orders(state: CycleState, ctx: RunContext) -> None:
+    """The market step's bookkeeping, before anything is decided at the bar: this bar's fills and order ends move the
+    book (a filled entry becomes a managed position, a filled exit closes it, an ended order is forgotten), so every
+    role of the cycle sees the account and the book as they are after the market acted. An exit decided on the very
+    bar its entry filled therefore finds the position watched, and owes its exit until flat like any other."""
+    for fill in state["fills"]:
+        _on_fill(fill, state, ctx)
+    for order in state["ended"]:
+        _on_end(order, ctx)
+    if ctx.book.working:
+        wake_for_working_orders(state, ctx)
+
+
 def monitor(state: CycleState, ctx: RunContext) -> dict:
-    if state["exits_raised"] == 0:
-        for fill in state["fills"]:
-            _on_fill(fill, state, ctx)
-        for order in state.get("ended", ()):
-            _on_end(order, ctx)
-        if ctx.book.working:
-            wake_for_working_orders(state, ctx)
     if not ctx.book.managed or state["exits_raised"] >= MAX_EXIT_ROUNDS:
         wake_for_owed_exits(state, ctx)
         return {"proposals": []}

@@ -37,7 +37,7 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
     now = ctx.clock.now()
     ts_ns = state["ts_ns"]
     trading = TradingState(state["trading_state"])
-    # Exits the monitor raises after this bar's fills need the account as it is now, not as hydrated.
+    # Exits the monitor raises after this cycle's orders need the account as it is now, not as hydrated.
     skills = account_skills(broker) if state["exits_raised"] or not state.get("skills") else state["skills"]
     held = {s for s, q in skills["positions"].items() if q > 0}
     limits = limits_in_force(ctx, skills["equity"])

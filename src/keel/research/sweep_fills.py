@@ -7,15 +7,14 @@ and with the same floating-point expressions (`keel.domain.costs`):
   the cash buys inside the collar, the cash as its notional cap), `fixed_notional` to `floor(notional / close)`
   capped by what the cash affords; an entry the cash cannot pay one unit of is refused;
 - it fills at bar e+1's open plus slippage, at most what the cash (and the cap) pays for with fees; a fill price
-  outside the collar (`risk.price_collar_pct` around e's close) cancels the entry, which is not retried;
+  outside the collar (`risk.price_collar_pct` around e's close) cancels the entry, which is not retried (an entry
+  cancelled or refused at its fill bar is forgotten before that bar is decided: a signal there is a new entry);
 - while long, the exit is the first of: the strategy's exit signal (at the entry's fill bar too), the stop (the bar's
   low at or below it), the target (the high at or above it), the time exit (`time_exit_bars` after the fill bar) —
   a bar with several is the strategy's exit, else stop, then target, then time;
 - the exit sells everything at the next bar's open less slippage; a price outside the collar cancels it and the exit
-  is owed: proposed again at every following bar until it fills;
-- one quirk of the governed replay is reproduced as it is: when the strategy exits on the very bar its entry filled,
-  the position is never watched (no stop, target, time exit or owed exit; only the strategy's next exit signal) —
-  it matters only when that exit is then refused by the collar;
+  is owed: proposed again at every following bar (the bar it was cancelled at included) until it fills — as the
+  strategy's exit at a bar with an exit signal, else as the leg that came due;
 - a decision at the last bar has no bar to fill at: a position still open is marked to the last close.
 
 The result is the fills and closed round trips; metrics and the equity curve are computed from them in `sweep.py`.
@@ -128,7 +127,7 @@ def simulate(
             cap = None
         price = costs.market_price(opens[f], buy=True)
         if not band_low <= price <= band_high:
-            i = f + 1  # cancelled outside the collar; the strategy's next entry is a new signal
+            i = f  # cancelled outside the collar; the strategy's next entry is a new signal, from this bar on
             continue
         budget = cash if cap is None else min(cash, cap - 0.0 - 0.0)
         if costs.fill_cost(room, price) <= budget:
@@ -138,7 +137,7 @@ def simulate(
         else:
             units = min(room, costs.affordable_at_fill(budget, price))
         if units <= 0.0:
-            i = f + 1  # rejected at the fill: insufficient cash
+            i = f  # rejected at the fill: insufficient cash
             continue
         notional = units * price
         fee = notional * fee_rate
@@ -150,36 +149,24 @@ def simulate(
         target_px = _finite(target, e)
         time_at = f + time_exit_bars if time_exit_bars is not None and f + time_exit_bars < n else None
         # -- the exit ---------------------------------------------------------------------------------------
-        start, owed, no_signal_at, managed = f, None, -1, True
+        start, owed = f, None
         closed = False
         while True:
             if owed is None:
-                d, leg = _next_exit(
-                    market, exits, is_exit, start, no_signal_at, stop_px, target_px, time_at, lows, highs
-                )
+                d, leg = _next_exit(market, exits, is_exit, start, stop_px, target_px, time_at, lows, highs)
                 if d is None:
                     break
-                if d == f and leg == EXIT:
-                    # The strategy exits on the bar its entry filled: the governed replay's executor takes the entry,
-                    # whose fill it has not followed yet, for a working order and forgets it, so the position is never
-                    # watched — no stop, target, time exit or owed exit from then on; only the strategy's exits.
-                    managed = False
-                    stop_px = target_px = time_at = None
             else:
-                d, leg = start, owed
+                d, leg = start, EXIT if is_exit[start] else owed
             g = d + 1
             if g >= n:
                 break  # the exit was decided at the last bar: nothing fills it
             lo, hi = price_band(closes[d], collar)
             price = costs.market_price(opens[g], buy=False)
             if not lo <= price <= hi:
-                # cancelled outside the collar at g: a watched position owes its exit from then on (proposed again at
-                # every bar); an unwatched one waits for the strategy's next exit, not at g (still pending there)
+                # cancelled outside the collar at g: the exit is owed from then on (proposed again at every bar)
                 start = g
-                if managed:
-                    owed = owed or leg
-                else:
-                    no_signal_at = g
+                owed = owed or leg
                 continue
             notional = units * price
             fee = notional * fee_rate
@@ -215,7 +202,6 @@ def _next_exit(
     exits: list[int],
     is_exit: np.ndarray,
     start: int,
-    no_signal_at: int,
     stop: float | None,
     target: float | None,
     time_at: int | None,
@@ -224,8 +210,6 @@ def _next_exit(
 ) -> tuple[int | None, str]:
     """The first bar at or after `start` where the position's exit is decided, and its leg."""
     k = bisect_left(exits, start)
-    if k < len(exits) and exits[k] == no_signal_at:
-        k += 1
     best = exits[k] if k < len(exits) else None
     limit = market.n if best is None else best  # a touch must come before the strategy's exit to matter
     if time_at is not None:
@@ -235,7 +219,7 @@ def _next_exit(
     if not candidates:
         return None, EXIT
     d = min(candidates)
-    if d == best and bool(is_exit[d]) and d != no_signal_at:
+    if d == best and bool(is_exit[d]):
         return d, EXIT
     if stop is not None and lows[d] <= stop:
         return d, STOP

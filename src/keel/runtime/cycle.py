@@ -12,7 +12,7 @@ from keel.agents.commander import commander
 from keel.agents.critic import critic
 from keel.agents.executor import executor, settle_unknown
 from keel.agents.hydrate import hydrate
-from keel.agents.monitor import monitor, route_after_monitor
+from keel.agents.monitor import follow_orders, monitor, route_after_monitor
 from keel.agents.outlook import outlook
 from keel.agents.reporter import reporter
 from keel.agents.scanner import scanner
@@ -48,15 +48,15 @@ ROUTE_AFTER_MONITOR = route_after_monitor
 
 def route_after_commander(state: CycleState) -> str:
     """Symbols with something to decide go through the decision nodes; otherwise the bar goes straight to the monitor
-        (fills, order ends, protective exits); so does an intent an operator approved since the last bar (the approval
-    node hands it to the executor). Those nodes only act on the symbols the commander names, and a fresh cycle
+    (owed and protective exits; the market step has already followed the fills and order ends); so does an intent an
+    operator approved since the last bar (the approval node hands it to the executor). Those nodes only act on the symbols the commander names, and a fresh cycle
         state already holds what they answer when there are none, so skipping them changes nothing in the journal."""
     return "decide" if state["active"] or state["late_approved"] else "monitor"
 
 
 def begin_cycle(ctx: RunContext, t: int) -> CycleState:
     """Move the clock to bar t, apply the simulated trading state's due changes (replay), roll the trading day, and
-    let the market act (fills, marks) before deciding."""
+    let the market act (fills, order ends, marks) and follow what it did before deciding."""
     market = ctx.market
     ts_ns = market.ts_ns(t)
     ctx.clock.set_ns(ts_ns)
@@ -83,6 +83,7 @@ def begin_cycle(ctx: RunContext, t: int) -> CycleState:
         settle_unknown(ctx, t, ts_ns)
     state["fills"] = advance_market(ctx, t)
     state["ended"] = ctx.broker.drain_silent_updates()
+    follow_orders(state, ctx)
     watch_money(ctx, t)
     return state
 

@@ -67,7 +67,7 @@ def build_graph(ctx: RunContext, *, checkpointer: Any = None, on_node: OnNode | 
         graph.add_node(name, _bind(node, ctx, on_node))
     graph.add_node(REJECT, _reject_route(ctx))
     graph.add_edge(START, PIPELINE[0][0])
-    # Nothing active: from the commander straight to the monitor (fills, marks, owed and protective exits).
+    # Nothing active: from the commander straight to the monitor (owed and protective exits).
     graph.add_conditional_edges(
         PIPELINE[0][0], route_after_commander, {"decide": PIPELINE[1][0], "monitor": PIPELINE[-1][0]}
     )

@@ -207,11 +207,11 @@ def test_new_result_skips_warmups_longer_than_the_data(series):
     assert result.skipped == {"warm-up as long as the data or longer (2,148 bars)": 2}
 
 
-def test_an_exit_on_the_entrys_fill_bar_that_is_refused_leaves_the_position_unwatched(tmp_path):
-    """A quirk of the governed replay, reproduced as it is: when the strategy exits on the very bar its entry filled,
-    the executor takes the entry (whose fill the monitor has not followed yet) for a working order and forgets it, so
-    the position is never watched. If that exit is then refused by the collar, no stop, target, time exit or owed
-    exit follows — only the strategy's next exit signal. Should the governed path change, this test says where."""
+def test_an_exit_on_the_entrys_fill_bar_that_is_refused_is_owed_until_flat(tmp_path):
+    """The strategy exits on the very bar its entry filled and the collar refuses that exit. The market step follows
+    the entry's fill before the bar is decided, so the position is watched from its fill bar: the refused exit is
+    owed and proposed again at every bar until one fills (before, the executor took the filled entry for a working
+    order and forgot it, and the position waited unwatched for the strategy's next exit signal)."""
     frame = generate_regime_ohlcv(1, 5_000, seed=7)[0]
     params = {"window": 20, "entry_z": 1.5, "max_hold_bars": 30}
     broker, risk, sizing = {"fees_bps": 10, "slippage_bps": 5}, {"price_collar_pct": 0.05}, {"method": "all_in"}
@@ -219,12 +219,18 @@ def test_an_exit_on_the_entrys_fill_bar_that_is_refused_leaves_the_position_unwa
     summary = _replay(tmp_path, frame, settings, "mean_reversion", params)
     engine = SweepEngine(frame, "mean_reversion", SweepConfig.from_settings(settings))
     sig = build_strategy("mean_reversion", params).signals(frame)
-    unwatched = [
+    band = 0.05 / 100
+    refused = [
         t
         for t in engine.simulate(params).trades
-        if sig.exit[t[0]] and t[1] != t[0] + 1 and t[7] == "exit"  # exit signal on the fill bar, not filled next
+        if sig.exit[t[0]] and t[1] != t[0] + 1  # exit signal on the fill bar, not filled at the next open
     ]
-    assert unwatched, "the case no longer exercises the quirk"
-    f, g = unwatched[0][:2]
-    assert g - f > 2  # held on past the refused exit, with nothing watching its stop or target
+    assert refused, "the case no longer exercises an exit refused on the entry's fill bar"
+    opens, closes = frame.open, frame.close
+    slip = 1 - 5 / 10_000
+    for f, g, *_ in refused:
+        # retried at every bar from f on: g is the first bar after f whose open (less slippage) is inside the collar
+        # around the close before it — the exit was decided at g - 1 and at every bar before it back to f
+        inside = [abs(opens[x] * slip / closes[x - 1] - 1) <= band for x in range(f + 1, g + 1)]
+        assert inside[-1] and not any(inside[:-1]), (f, g)
     assert engine.trades(params) == [t.model_dump(exclude=NOT_TRADED) for t in summary.trade_list]
