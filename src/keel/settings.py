@@ -449,6 +449,52 @@ class VenueSettings(_Section):
     )
 
 
+class PromotionGates(_Section):
+    """What `keel promote RUN` demands of a run's evidence before it says promote (docs/research/promotion.md). Every
+    gate fails closed: evidence that is missing, undefined or not a number fails it, and one failed gate holds. Not
+    part of a run's identity: how a run is judged afterwards does not change what it did. (Not `approval.promotion`,
+    which moves a scope from manual to auto approval.)"""
+
+    min_oos_sharpe: float = Field(
+        0.5,
+        allow_inf_nan=False,
+        description="the walk-forward's out-of-sample Sharpe (annualised) must be at least this; without a "
+        "walk-forward (require_walkforward = false) the run's own Sharpe is judged, which is in-sample",
+    )
+    max_drawdown_pct: float = Field(
+        25.0,
+        gt=0,
+        le=100,
+        allow_inf_nan=False,
+        description="the deepest drawdown, %, of the run and of the walk-forward's out-of-sample curve: the worse counts",
+    )
+    min_trades: int = Field(
+        30,
+        ge=1,
+        description="closed round trips of the run and of the walk-forward's out-of-sample stretch: the fewer counts",
+    )
+    max_degradation_pct: float = Field(
+        50.0,
+        allow_inf_nan=False,
+        description="how much of the in-sample Sharpe the walk-forward lost out of sample, % (negative: it gained)",
+    )
+    min_deflated_sharpe: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="the walk-forward's deflated Sharpe (probability 0..1 that the true Sharpe exceeds zero after the "
+        "trials it took) must be at least this; unset: not judged",
+    )
+    require_bias_checks: bool = Field(
+        True, description="the look-ahead and recursive checks, rerun on the run's strategy and data, must pass"
+    )
+    require_walkforward: bool = Field(
+        True,
+        description="a walk-forward of the run's strategy, symbol and data whose recommended parameters are the run's "
+        "must be given (--walkforward); false: the run is judged on its own scorecard",
+    )
+
+
 #: Bounded live, phase 1 (seed runbook): the loosest limits `live` may run with. Configuration can tighten them and
 #: never loosen them; there is no switch that turns them off.
 BOUNDED_LIVE_FLOOR: dict[str, float] = {
@@ -485,6 +531,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     venue: VenueSettings = Field(default_factory=VenueSettings)
+    promotion_gates: PromotionGates = Field(default_factory=PromotionGates)
 
     @field_validator("var_dir")
     @classmethod

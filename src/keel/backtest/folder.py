@@ -44,6 +44,7 @@ KEEL_FILES = (
     "equity.parquet",
     "equity.csv",  # on request, and in every run folder of a version before equity.parquet
     "trades.csv",
+    "promotion.json",  # keel promote's decisions about this run
     "*.tmp",
 )
 

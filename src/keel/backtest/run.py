@@ -116,6 +116,7 @@ def run_id_for(
         "api": True,
         "venue": True,  # no run trades on a venue yet: once one does, which venue joins the id (never its keys)
         "llm": True,  # what of it decides a run joins below, only when a role is enabled (never the API key)
+        "promotion_gates": True,  # how a run is judged afterwards (keel promote), not what it does
     }
     config = settings.model_dump(mode="json", exclude=exclude)
     ident = {

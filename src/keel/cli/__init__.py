@@ -111,6 +111,7 @@ from keel.cli import check  # noqa: E402, F401
 from keel.cli import data  # noqa: E402, F401
 from keel.cli import report  # noqa: E402, F401
 from keel.cli import sweep  # noqa: E402, F401
+from keel.cli import promote  # noqa: E402, F401
 from keel.cli import llm  # noqa: E402, F401
 # isort: on
 

@@ -82,7 +82,7 @@ class WalkForwardResult(Contract):
     strategy: str
     symbol: str
     data: str  # the data file the evaluation read, as the user named it
-    data_sha256: str
+    data_sha256: str  # the bars' fingerprint (`OHLCV.fingerprint()`), as a run records the data it read
     mode: Literal["rolling", "anchored"]
     objective: str
     train_bars: int = Field(ge=1)
