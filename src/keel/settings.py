@@ -376,6 +376,20 @@ class LLMCassette(_Section):
         return self
 
 
+class LLMCache(_Section):
+    """Answers that validated, kept on disk and served again for the same request to the same endpoint within the TTL:
+    no call, no tokens, no cost (docs/llm.md). Off with a cassette, which is its own record of answers."""
+
+    enabled: bool = Field(False, description="serve repeated requests from the cache")
+    path: Path | None = Field(None, description="the cache's SQLite file; empty: <home>/llm-cache.db")
+    ttl_s: float = Field(
+        86_400.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="an answer older than this (wall clock, seconds) is asked again",
+    )
+
+
 class LLMDegrade(_Section):
     """Degrade mode, entered when a provider's circuit breaker opens and left only by an operator's recorded resume:
     entries need a person's approval, their notional is scaled down, and a non-empty symbol allowlist is required.
@@ -394,6 +408,7 @@ class LLMSettings(_Section):
     critic: LLMRoleSettings = Field(default_factory=LLMRoleSettings)
     budget: LLMBudget = Field(default_factory=LLMBudget)
     cassette: LLMCassette = Field(default_factory=LLMCassette)
+    cache: LLMCache = Field(default_factory=LLMCache)
     degrade: LLMDegrade = Field(default_factory=LLMDegrade)
     context_bars: int = Field(20, ge=1, le=500, description="closes up to the decision bar shown in each prompt")
 
@@ -495,6 +510,22 @@ class PromotionGates(_Section):
     )
 
 
+class MarketSettings(_Section):
+    """When the market trades (docs/venues.md, "Symbols and calendars"): no new entry is decided at a bar the
+    calendar says is closed (the `market_closed` NO-TRADE trigger, enforced in every profile); exits still pass."""
+
+    calendar: str = Field(
+        "24/7", description='"24/7" (crypto: always open) or an exchange_calendars name: an exchange\'s MIC, e.g. XNYS'
+    )
+
+    @field_validator("calendar")
+    @classmethod
+    def _known_calendar(cls, v: str) -> str:
+        from keel.venues.calendars import check_calendar_name  # imports exchange_calendars only for an exchange
+
+        return check_calendar_name(v)
+
+
 #: Bounded live, phase 1 (seed runbook): the loosest limits `live` may run with. Configuration can tighten them and
 #: never loosen them; there is no switch that turns them off.
 BOUNDED_LIVE_FLOOR: dict[str, float] = {
@@ -532,6 +563,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     venue: VenueSettings = Field(default_factory=VenueSettings)
     promotion_gates: PromotionGates = Field(default_factory=PromotionGates)
+    market: MarketSettings = Field(default_factory=MarketSettings)
 
     @field_validator("var_dir")
     @classmethod

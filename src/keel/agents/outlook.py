@@ -2,6 +2,9 @@
 
 The series is computed vectorized before the loop from data up to each bar (no look-ahead); the node only
 reads it. An enabled outlook model (`keel.llm.roles`) may add triggers, never remove them nor change the regime.
+
+`market_closed` comes from the run's market calendar (`market.calendar`, `keel.venues.calendars`): a bar during which
+the market is closed from its open to its end raises it. The calendar is known in advance, so this is no look-ahead.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from keel.data.frame import OHLCV, ns_to_datetime
 from keel.domain.decisions import NoTradeTrigger, Outlook, Regime
 from keel.settings import OutlookSettings
 from keel.strategies.indicators import log_returns, rolling_std, sma
+from keel.venues.calendars import MarketCalendar, closed_bars
 
 if TYPE_CHECKING:
     from keel.runtime.context import RunContext
@@ -30,9 +34,11 @@ class OutlookSeries:
     vol_spike: np.ndarray  # bool
     data_quality: np.ndarray  # bool: zero volume or a flat, suspicious bar
     sigma: np.ndarray  # rolling std of log returns (per bar), NaN in warm-up
+    market_closed: np.ndarray  # bool: the calendar has the market closed for the whole bar
 
 
-def precompute_outlook(bars: OHLCV, cfg: OutlookSettings) -> OutlookSeries:
+def precompute_outlook(bars: OHLCV, cfg: OutlookSettings, calendar: MarketCalendar | None = None) -> OutlookSeries:
+    """The series of one symbol. `calendar`: the market's trading hours (None: always open)."""
     close = bars.close
     ret = log_returns(close)
     sigma = rolling_std(ret, cfg.vol_window)
@@ -54,7 +60,8 @@ def precompute_outlook(bars: OHLCV, cfg: OutlookSettings) -> OutlookSeries:
     vol_spike = np.nan_to_num(ratio, nan=0.0) > cfg.vol_spike_ratio
     # Zero volume is suspicious only where the data has volume at all.
     data_quality = ((bars.volume <= 0) & bars.has_volume) | (bars.high == bars.low)
-    return OutlookSeries(regime, np.clip(uncertainty, 0.0, 1.0), vol_spike, data_quality, sigma)
+    closed = closed_bars(calendar, bars.ts) if calendar is not None else np.zeros(len(close), dtype=bool)
+    return OutlookSeries(regime, np.clip(uncertainty, 0.0, 1.0), vol_spike, data_quality, sigma, closed)
 
 
 def outlook_at(series: OutlookSeries, symbol: str, i: int, ts_ns: int) -> Outlook:
@@ -63,6 +70,8 @@ def outlook_at(series: OutlookSeries, symbol: str, i: int, ts_ns: int) -> Outloo
         triggers.append(NoTradeTrigger.DATA_QUALITY)
     if series.vol_spike[i]:
         triggers.append(NoTradeTrigger.VOL_SPIKE)
+    if series.market_closed[i]:
+        triggers.append(NoTradeTrigger.MARKET_CLOSED)
     return Outlook.strict(
         symbol=symbol,
         ts=ns_to_datetime(ts_ns),

@@ -54,6 +54,7 @@ from keel.runtime.session_control import wire_session
 from keel.runtime.tripwire import trip
 from keel.settings import Mode, Profile, Settings
 from keel.strategies.base import Signals, Strategy
+from keel.venues.calendars import ALWAYS_OPEN, calendar_for
 
 EVENTS_FILE = "events.jsonl"
 DB_FILE = "keel.db"
@@ -117,6 +118,7 @@ def run_id_for(
         "venue": True,  # no run trades on a venue yet: once one does, which venue joins the id (never its keys)
         "llm": True,  # what of it decides a run joins below, only when a role is enabled (never the API key)
         "promotion_gates": True,  # how a run is judged afterwards (keel promote), not what it does
+        "market": True,  # joins below, only when a calendar other than 24/7 is configured (earlier runs keep their id)
     }
     config = settings.model_dump(mode="json", exclude=exclude)
     ident = {
@@ -132,6 +134,8 @@ def run_id_for(
         from keel.llm.runtime import identity
 
         ident["llm"] = identity(settings.llm)
+    if settings.market.calendar != ALWAYS_OPEN:
+        ident["market"] = settings.market.model_dump(mode="json")
     if trading_script:
         ident["trading_script"] = [[int(ts), TradingState(st).value, str(why)] for ts, st, why in trading_script]
     return "run-" + hashlib.sha256(orjson.dumps(ident, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
@@ -288,7 +292,12 @@ def prepare(frames: list[OHLCV], strategy: Strategy, settings: Settings, mode: M
         from keel.llm.runtime import knowledge_notes
 
         notes += knowledge_notes(settings, ns_to_datetime(int(market.timeline[0])))
-    outlooks = {f.symbol: precompute_outlook(f, settings.outlook) for f in frames}
+    calendar = calendar_for(settings.market.calendar, int(market.timeline[0]), int(market.timeline[-1]))
+    outlooks = {f.symbol: precompute_outlook(f, settings.outlook, calendar) for f in frames}
+    if calendar.name != ALWAYS_OPEN:
+        closed = {s: int(o.market_closed.sum()) for s, o in outlooks.items()}
+        shown = ", ".join(f"{s} {n:,} of {len(market.views[s].bars):,}" for s, n in closed.items())
+        notes.append(f"market.calendar {calendar.name}: bars with the market closed (no entry there): {shown}")
     return Prepared(market, signals, outlooks, tuple(notes))
 
 

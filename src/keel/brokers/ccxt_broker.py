@@ -43,6 +43,7 @@ from keel.domain.intents import OrderType, Side
 from keel.domain.market import Quote
 from keel.domain.orders import Order, OrderFacts, OrderRequest, OrderStatus, SubmitOutcome, order_facts
 from keel.domain.portfolio import Account, Balance, Position
+from keel.venues.symbols import from_ccxt
 
 DUPLICATE_DETAIL = "duplicate client order id: existing order returned"
 DUPLICATE_MISMATCH_DETAIL = "duplicate client order id with different parameters"
@@ -101,7 +102,7 @@ class CcxtBroker:
         self._ccxt = ccxt
         self.exchange = exchange
         self.name = name
-        self.symbols = tuple(symbols)
+        self.symbols = tuple(str(from_ccxt(s)) for s in symbols)  # a unified spot pair each, or a SymbolError
         self.quote_currency = quote
         self.max_retries = max_retries
         self._sleep = sleep
@@ -476,7 +477,7 @@ class CcxtBroker:
 
     def _base(self, symbol: str) -> str:
         market = (self.exchange.markets or {}).get(symbol)
-        return market["base"] if market else symbol.split("/")[0]
+        return market["base"] if market else from_ccxt(symbol).base
 
     def _fee(self, trade: dict) -> float:
         fee = trade.get("fee") or {}

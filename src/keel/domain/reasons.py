@@ -35,6 +35,10 @@ class ReasonCode(StrEnum):
         "Degrade mode: the entry's notional was scaled down (llm.degrade.notional_factor, 0.25).",
     )
     NO_TRADE_TRIGGER = ("NO_TRADE_TRIGGER", "The outlook raised a NO-TRADE trigger for the symbol.")
+    MARKET_CLOSED = (
+        "MARKET_CLOSED",
+        "The market is closed at the decision (market.calendar): no new entry, in every profile; exits pass.",
+    )
     SYMBOL_NOT_ALLOWED = ("SYMBOL_NOT_ALLOWED", "The symbol is not in the configured allowlist.")
     MISSING_STOP = ("MISSING_STOP", "The profile requires a protective stop and the intent has none.")
     INVALID_SIZE = ("INVALID_SIZE", "The intent's quantity is zero, negative or not a number.")

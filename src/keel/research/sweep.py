@@ -104,6 +104,11 @@ class SweepConfig(SimulationConfig):
                 f"approval.mode is '{settings.approval.mode.value}': a replay has nobody to approve, so every entry "
                 "would expire; the sweep models auto approval"
             )
+        if settings.market.calendar != "24/7":
+            problems.append(
+                f"market.calendar is '{settings.market.calendar}': the sweep does not model market hours (the governed "
+                "replay refuses entries while the market is closed); run it with `keel backtest`"
+            )
         if problems:
             raise InputError(
                 "; ".join(problems), hint="set them with --sizing, or in keel.toml / KEEL_* (`keel config show`)"

@@ -122,8 +122,14 @@ def degrade(c: CheckInput) -> Outcome:
 
 
 def no_trade(c: CheckInput) -> Outcome:
+    """NO-TRADE triggers refuse entries; exits always pass. The research profile records the triggers that are
+    judgements (data quality, volatility, spread, news) without acting on them, so a strategy is measured as written;
+    `market_closed` is a fact of the venue (a calendar the user configured), and refuses entries in every profile: an
+    order the exchange would not take cannot be part of a strategy's result."""
     if c.no_trade and not c.reduces_risk:
         triggers = ",".join(t.value for t in c.no_trade)
+        if NoTradeTrigger.MARKET_CLOSED in c.no_trade:
+            return _reject(ReasonCode.MARKET_CLOSED, triggers)
         if not c.limits.enforce_no_trade:
             return Outcome(detail=f"advisory (research profile): {triggers}")
         return _reject(ReasonCode.NO_TRADE_TRIGGER, triggers)
