@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 from keel.domain.reasons import ReasonCode
 from keel.llm.bounds import Adjustment, StrategistBounds, apply_bounds
 from keel.llm.breaker import Breakers
+from keel.llm.cache import ResponseCache
 from keel.llm.calls import CallPolicy, CallResult, call_bounded
 from keel.llm.parse import Parsed, parse_output
 from keel.llm.prompt import build_request, load_prompt
@@ -54,6 +55,7 @@ class Advisor:
         sleep: Callable[[float], None],
         rng: random.Random,
         prompt_version: str = "v1",
+        cache: ResponseCache | None = None,
     ) -> None:
         self.stage = stage
         self.role = role
@@ -66,6 +68,7 @@ class Advisor:
             cooldown_s=role.breaker.cooldown_s,
         )
         self._clock, self._sleep, self._rng = clock, sleep, rng
+        self.cache = cache
 
     def outlook(self, context: Mapping[str, Any], *, evidence_ids: frozenset[str]) -> Advice[OutlookOutput]:
         self._expect(Stage.OUTLOOK)
@@ -107,6 +110,12 @@ class Advisor:
 
     def _ask(self, payload: Mapping[str, Any], parse: Callable[[str], Parsed[T]]) -> Advice[T]:
         request = build_request(self.prompt, self.role.model, payload, max_tokens=self.role.max_completion_tokens)
+        if self.cache is not None:
+            hit = self.cache.get(self.provider.provider_id, request)
+            if hit is not None:  # parsed and bounded like a fresh answer: a hit carries no more than a call could
+                parsed = parse(hit.content)
+                record = self._record(request, CallResult(hit, (), None, None, 0.0), parsed.reason, cached=True)
+                return Advice(parsed.output, parsed.reason, parsed.detail, record)
         result = call_bounded(
             self.provider,
             request,
@@ -119,10 +128,14 @@ class Advisor:
         if result.response is None:
             return Advice(None, result.reason, result.detail, self._record(request, result, result.reason))
         parsed = parse(result.response.content)
+        if self.cache is not None and parsed.reason is None:
+            self.cache.put(self.provider.provider_id, request, result.response)
         return Advice(parsed.output, parsed.reason, parsed.detail, self._record(request, result, parsed.reason))
 
-    def _record(self, request: LLMRequest, result: CallResult, reason: ReasonCode | None) -> LLMCallRecord:
-        r = result.response
+    def _record(
+        self, request: LLMRequest, result: CallResult, reason: ReasonCode | None, *, cached: bool = False
+    ) -> LLMCallRecord:
+        r = None if cached else result.response  # a cached answer was paid for once, when it was asked
         prompt_tokens = r.prompt_tokens if r is not None else 0
         completion_tokens = r.completion_tokens if r is not None else 0
         return LLMCallRecord(
@@ -142,4 +155,5 @@ class Advisor:
             completion_tokens=completion_tokens,
             total_tokens=prompt_tokens + completion_tokens,
             estimated_cost_usd=estimate_cost(self.role.prices, prompt_tokens, completion_tokens),
+            cached=cached,
         )

@@ -12,6 +12,8 @@ role disabled there is no runtime at all, and nothing in a run changes.
   stays in it until an operator resumes it explicitly (`resume`, recorded as `llm.degrade.resumed`), even after a
   half-open trial closed the breaker again. The supervisor's `degrade` check enforces it (`RunContext.degrade_state`).
   A spent budget does not degrade the run: the deterministic roles are the default, not an emergency.
+- **Cache**: with `llm.cache` on (and no cassette), answers that validated are served again for the same request
+  within the TTL, with no call and nothing spent (`keel.llm.cache`).
 
 Time and randomness are injected: the monotonic clock and the sleep (real ones for a live model; a still clock for a
 cassette replay, so its journal is byte-identical), and a jitter generator seeded from the run id and the role.
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from keel.domain.reasons import ReasonCode
 from keel.llm.advisor import Advice, Advisor, openai_provider
 from keel.llm.breaker import Breakers, BreakerState
+from keel.llm.cache import ResponseCache
 from keel.llm.cassette import CassetteMode, CassetteProvider
 from keel.llm.provider import Provider
 from keel.llm.telemetry import OK, LLMCallRecord, Stage, estimate_cost
@@ -48,6 +51,8 @@ CALL_EVENT = "llm.call"
 #: a prompt's tokens are estimated at one per this many characters (conservative for English and JSON)
 _CHARS_PER_TOKEN = 3
 _PROMPT_SLACK_TOKENS = 64
+#: the response cache's file in `home` unless `llm.cache.path` names another
+CACHE_FILE = "llm-cache.db"
 
 
 def identity(llm: LLMSettings) -> dict[str, Any] | None:
@@ -126,6 +131,7 @@ class Budget:
 class _StageTotals:
     calls: int = 0
     ok: int = 0
+    cached: int = 0
     tokens: int = 0
     cost: float = 0.0
     outcomes: dict[str, int] = field(default_factory=dict)
@@ -139,6 +145,7 @@ class Wiring:
     providers: Mapping[str, Provider] = field(default_factory=dict)
     monotonic: Callable[[], float] | None = None
     sleep: Callable[[float], None] | None = None
+    wall_clock: Callable[[], float] | None = None  # the response cache's TTL clock (seconds since the epoch)
 
 
 class LLMRuntime:
@@ -150,10 +157,12 @@ class LLMRuntime:
         *,
         monotonic: Callable[[], float],
         sleep: Callable[[float], None],
+        cache: ResponseCache | None = None,
     ) -> None:
         self.settings = settings.llm
         self.run_id = run_id
         self.breakers = Breakers(monotonic)
+        self.cache = cache
         self.advisors: dict[str, Advisor] = {}
         for name, role in self.settings.enabled_roles.items():
             self.advisors[name] = Advisor(
@@ -165,6 +174,7 @@ class LLMRuntime:
                 sleep=sleep,
                 rng=random.Random(seed_for(run_id, name)),
                 prompt_version=role.prompt_version,
+                cache=cache,
             )
         self.budget = Budget(self.settings.budget)
         self.off: str | None = None  # why the models are off for the rest of the run (budget spent)
@@ -254,6 +264,7 @@ class LLMRuntime:
         s = self.stages.setdefault(record.stage.value, _StageTotals())
         s.calls += 1
         s.ok += record.outcome == OK
+        s.cached += record.cached
         s.tokens += record.total_tokens
         s.cost = round(s.cost + record.estimated_cost_usd, 6)
         s.outcomes[record.outcome] = s.outcomes.get(record.outcome, 0) + 1
@@ -322,11 +333,19 @@ class LLMRuntime:
             "roles": sorted(self.advisors),
             "calls": calls,
             "ok": ok,
+            "cached": sum(s.cached for s in self.stages.values()),
             "fallbacks": calls - ok + sum(self.skipped.values()),
             "tokens": self.budget.run.tokens,
             "cost_usd": cost,
             "by_stage": {
-                k: {"calls": s.calls, "ok": s.ok, "tokens": s.tokens, "cost_usd": s.cost, "outcomes": s.outcomes}
+                k: {
+                    "calls": s.calls,
+                    "ok": s.ok,
+                    "cached": s.cached,
+                    "tokens": s.tokens,
+                    "cost_usd": s.cost,
+                    "outcomes": s.outcomes,
+                }
                 for k, s in sorted(self.stages.items())
             },
             "skipped": dict(sorted(self.skipped.items())),
@@ -395,7 +414,16 @@ def build_runtime(settings: Settings, run_id: str, wiring: Wiring | None = None)
     replay = cassette.mode is LLMCassetteMode.REPLAY
     monotonic = wiring.monotonic or (_still if replay else time.monotonic)
     sleep = wiring.sleep or (_no_sleep if replay else time.sleep)
-    return LLMRuntime(settings, run_id, providers, monotonic=monotonic, sleep=sleep)
+    return LLMRuntime(settings, run_id, providers, monotonic=monotonic, sleep=sleep, cache=open_cache(settings, wiring))
+
+
+def open_cache(settings: Settings, wiring: Wiring) -> ResponseCache | None:
+    """The response cache `llm.cache` asks for, or None (off, or a cassette: its own record of answers)."""
+    cfg = settings.llm.cache
+    if not cfg.enabled or settings.llm.cassette.mode is not LLMCassetteMode.OFF:
+        return None
+    path = cfg.path if cfg.path is not None else settings.home / CACHE_FILE
+    return ResponseCache(path, ttl_s=cfg.ttl_s, clock=wiring.wall_clock or time.time)
 
 
 def _still() -> float:

@@ -40,6 +40,7 @@ class LLMCallRecord:
     completion_tokens: int
     total_tokens: int
     estimated_cost_usd: float
+    cached: bool = False  # answered from the response cache: no call was made, nothing spent
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
