@@ -112,6 +112,7 @@ from keel.cli import data  # noqa: E402, F401
 from keel.cli import report  # noqa: E402, F401
 from keel.cli import sweep  # noqa: E402, F401
 from keel.cli import promote  # noqa: E402, F401
+from keel.cli import optimize  # noqa: E402, F401
 from keel.cli import llm  # noqa: E402, F401
 # isort: on
 
@@ -133,9 +134,9 @@ def main() -> None:
     try:
         app()  # standalone: usage errors exit 2, typer.Exit carries its own code
     except KeelError as exc:
-        err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, emoji=False)
         if exc.hint:
-            err.print(f"  [dim]hint:[/] {escape(exc.hint)}", highlight=False)
+            err.print(f"  [dim]hint:[/] {escape(exc.hint)}", highlight=False, emoji=False)
         sys.exit(exc.exit_code)
     except (_Interrupted, KeyboardInterrupt):
         err.print(INTERRUPTED, markup=False, highlight=False)

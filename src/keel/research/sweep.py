@@ -40,10 +40,13 @@ __all__ = [
     "UNMODELLED_GATES",
     "ComboResult",
     "ConfirmRow",
+    "EquityMetrics",
     "SweepConfig",
     "SweepEngine",
     "SweepResult",
     "confirm",
+    "equity_metrics",
+    "observed_bars_per_year",
     "rank_results",
     "sweep_id",
 ]
@@ -220,55 +223,64 @@ class SweepResult:
 class SweepEngine:
     """One strategy over one symbol's bars: evaluate any parameter set, sharing indicators between them."""
 
-    def __init__(self, bars: OHLCV, strategy: str | type[Strategy], config: SimulationConfig) -> None:
+    def __init__(
+        self,
+        bars: OHLCV,
+        strategy: str | type[Strategy],
+        config: SimulationConfig,
+        *,
+        bars_per_year: float | None = None,
+    ) -> None:
+        """`bars_per_year` annualizes the ratios (default: what these bars show); a walk-forward passes the whole
+        data's, so that every slice's Sharpe ratios are on one scale."""
         self.bars = bars
         self.cls = get_strategy_class(strategy) if isinstance(strategy, str) else strategy
         self.config = config
         self.source: SignalSource = signal_source(self.cls, bars)
         self.market = Market(bars.open, bars.high, bars.low, bars.close)
         self.n = len(bars)
-        span = (int(bars.ts[-1]) - int(bars.ts[0])) / 1e9 if self.n > 1 else 0.0
-        self.bars_per_year = (self.n - 1) / (span / _YEAR_SECONDS) if span > 0 else math.nan
+        self.bars_per_year = bars_per_year if bars_per_year is not None else observed_bars_per_year(bars)
 
     # -- one combination ------------------------------------------------------------------------------------------
 
-    def simulate(self, params: Mapping[str, Any]) -> Simulation:
+    def simulate(self, params: Mapping[str, Any], *, start: int = 0) -> Simulation:
+        """The trades of `params`; with `start`, entry signals before bar `start` are ignored (the bars before it
+        only warm the indicators up), so the position is flat until then."""
         p = self.source.params(params)
         sig = self.source.signals(p)
-        return simulate(self.market, sig.entry, sig.exit, sig.stop, sig.target, sig.time_exit_bars, self.config)
+        entry = sig.entry
+        if start > 0:
+            entry = entry.copy()
+            entry[:start] = False
+        return simulate(self.market, entry, sig.exit, sig.stop, sig.target, sig.time_exit_bars, self.config)
 
     def warmup(self, params: Mapping[str, Any]) -> int:
         return self.source.signals(self.source.params(params)).warmup
 
-    def evaluate(self, index: int, params: Mapping[str, Any]) -> ComboResult:
-        sim = self.simulate(params)
-        equity = self.equity(sim)
-        initial = self.config.cash
-        final = float(equity[-1]) if equity.size else initial
-        total = (final / initial - 1.0) * 100.0
-        dd = _max_drawdown_pct(equity)
-        sharpe, sortino = self._ratios(equity)
+    def evaluate(self, index: int, params: Mapping[str, Any], *, start: int = 0) -> ComboResult:
+        """One combination's outcome; with `start`, traded and measured from bar `start` on only (see `simulate`)."""
+        sim = self.simulate(params, start=start)
+        return self.summarize(index, params, sim, self.equity(sim)[start:])
+
+    def summarize(self, index: int, params: Mapping[str, Any], sim: Simulation, equity: np.ndarray) -> ComboResult:
+        """The metrics of a simulation over `equity`, its mark-to-close equity on the bars measured."""
+        m = equity_metrics(equity, self.config.cash, self.bars_per_year)
         trades = len(sim.trades)
         wins = sum(1 for t in sim.trades if t[5] > 0.0)
-        years = (self.n - 1) / self.bars_per_year if math.isfinite(self.bars_per_year) else math.nan
-        if final > 0 and years and years > 0 and math.isfinite(years):
-            cagr = ((final / initial) ** (1.0 / years) - 1.0) * 100.0
-            calmar = cagr / dd if dd > 0 else (math.inf if cagr > 0 else 0.0)
-        else:
-            calmar = math.nan
+        n = int(equity.shape[0])
         return ComboResult(
             index=index,
             params=dict(params),
             trades=trades,
             win_rate_pct=(wins / trades * 100.0) if trades else 0.0,
-            total_return_pct=total,
-            sharpe=sharpe,
-            sortino=sortino,
-            max_drawdown_pct=dd,
-            calmar=calmar,
-            final_equity=final,
+            total_return_pct=m.total_return_pct,
+            sharpe=m.sharpe,
+            sortino=m.sortino,
+            max_drawdown_pct=m.max_drawdown_pct,
+            calmar=m.calmar,
+            final_equity=m.final_equity,
             fees_paid=sim.fees_paid,
-            exposure_pct=sim.bars_held / self.n * 100.0 if self.n else 0.0,
+            exposure_pct=sim.bars_held / n * 100.0 if n else 0.0,
             open_at_end=1 if sim.open_units > 0 else 0,
         )
 
@@ -318,21 +330,58 @@ class SweepEngine:
             )
         return out
 
-    def _ratios(self, equity: np.ndarray) -> tuple[float, float]:
-        if equity.shape[0] < 3 or not math.isfinite(self.bars_per_year):
-            return math.nan, math.nan
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r = equity[1:] / equity[:-1] - 1.0
-        if not np.isfinite(r).all():
-            return math.nan, math.nan
-        mean = float(r.mean())
-        sd = float(r.std(ddof=1))
-        scale = math.sqrt(self.bars_per_year)
-        sharpe = mean / sd * scale if sd > 0 else 0.0
-        down = np.minimum(r, 0.0)
-        dsd = float(np.sqrt(np.mean(down * down)))
-        sortino = mean / dsd * scale if dsd > 0 else (0.0 if mean <= 0 else math.inf)
-        return sharpe, sortino
+
+@dataclass(frozen=True, slots=True)
+class EquityMetrics:
+    """What a sweep measures of an equity curve: returns and drawdown in %, ratios annualized."""
+
+    final_equity: float
+    total_return_pct: float
+    sharpe: float
+    sortino: float
+    max_drawdown_pct: float
+    calmar: float
+
+
+def observed_bars_per_year(bars: OHLCV) -> float:
+    """Bars per year as the data shows it: bars over the years its timestamps span (NaN without a span)."""
+    n = len(bars)
+    span = (int(bars.ts[-1]) - int(bars.ts[0])) / 1e9 if n > 1 else 0.0
+    return (n - 1) / (span / _YEAR_SECONDS) if span > 0 else math.nan
+
+
+def equity_metrics(equity: np.ndarray, initial: float, bars_per_year: float) -> EquityMetrics:
+    """Return, Sharpe, Sortino, maximum drawdown and Calmar of a mark-to-close equity curve that starts from
+    `initial` cash: the sweep's arithmetic, for any curve (a walk-forward's stitched out-of-sample one too)."""
+    n = int(equity.shape[0])
+    final = float(equity[-1]) if n else initial
+    total = (final / initial - 1.0) * 100.0
+    dd = _max_drawdown_pct(equity)
+    sharpe, sortino = _ratios(equity, bars_per_year)
+    years = (n - 1) / bars_per_year if math.isfinite(bars_per_year) else math.nan
+    if final > 0 and years and years > 0 and math.isfinite(years):
+        cagr = ((final / initial) ** (1.0 / years) - 1.0) * 100.0
+        calmar = cagr / dd if dd > 0 else (math.inf if cagr > 0 else 0.0)
+    else:
+        calmar = math.nan
+    return EquityMetrics(final, total, sharpe, sortino, dd, calmar)
+
+
+def _ratios(equity: np.ndarray, bars_per_year: float) -> tuple[float, float]:
+    if equity.shape[0] < 3 or not math.isfinite(bars_per_year):
+        return math.nan, math.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = equity[1:] / equity[:-1] - 1.0
+    if not np.isfinite(r).all():
+        return math.nan, math.nan
+    mean = float(r.mean())
+    sd = float(r.std(ddof=1))
+    scale = math.sqrt(bars_per_year)
+    sharpe = mean / sd * scale if sd > 0 else 0.0
+    down = np.minimum(r, 0.0)
+    dsd = float(np.sqrt(np.mean(down * down)))
+    sortino = mean / dsd * scale if dsd > 0 else (0.0 if mean <= 0 else math.inf)
+    return sharpe, sortino
 
 
 def _max_drawdown_pct(equity: np.ndarray) -> float:

@@ -26,7 +26,7 @@ from keel.domain.errors import ConfigError, InputError
 from keel.strategies.base import SKIP_CROSS_FIELD_CHECKS, Strategy
 from keel.strategies.registry import ParamValue, parse_param_args
 
-__all__ = ["MAX_COMBINATIONS", "Grid", "parse_grid"]
+__all__ = ["MAX_COMBINATIONS", "Grid", "parse_grid", "value_problem"]
 
 #: More combinations than this is almost certainly a typo in a step; refused rather than run for hours.
 MAX_COMBINATIONS = 1_000_000
@@ -91,7 +91,7 @@ def parse_grid(strategy: type[Strategy], items: Iterable[str], fixed: Mapping[st
         except ValueError as exc:
             problems.append(f"{where}: {exc}")
             continue
-        bad = [p for v in values if (p := _value_problem(strategy, name, v)) is not None]
+        bad = [p for v in values if (p := value_problem(strategy, name, v)) is not None]
         if bad:
             problems.append(f"{where}: {bad[0]}" + (f" (and {len(bad) - 1} more value(s))" if len(bad) > 1 else ""))
             continue
@@ -103,7 +103,7 @@ def parse_grid(strategy: type[Strategy], items: Iterable[str], fixed: Mapping[st
                 f"{', '.join(fields)}"
             )
             continue
-        problem = _value_problem(strategy, name, value)
+        problem = value_problem(strategy, name, value)
         if problem is not None:
             problems.append(f"--param {name}={value}: {problem}")
     if problems:
@@ -163,7 +163,7 @@ def _number(value: Decimal, integral: bool) -> int | float:
     return int(value) if integral else float(value)
 
 
-def _value_problem(strategy: type[Strategy], name: str, value: ParamValue) -> str | None:
+def value_problem(strategy: type[Strategy], name: str, value: ParamValue) -> str | None:
     """What the strategy's parameter model says about this one value (rules between parameters left out)."""
     try:
         strategy.Params.model_validate({name: value}, context={SKIP_CROSS_FIELD_CHECKS: True})
