@@ -1,5 +1,6 @@
 """The FastAPI application: the routes under `/api/v1`, problem details for every error, a record of every mutating
-call, and the OpenAPI document at `/openapi.json` (no interactive docs: they would load scripts from a CDN)."""
+call, the OpenAPI document at `/openapi.json` (no interactive docs: they would load scripts from a CDN), and the web
+console at `/console` (`keel.api.console`: static files, outside the document)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from datetime import datetime
 
 from fastapi import FastAPI
 
-from keel.api import audit, problems
+from keel.api import audit, console, problems
 from keel.api.context import ApiContext, StoreAccess
 from keel.api.metrics import MetricsState
 from keel.api.routes import events, health, incidents, intents, metrics, runs, sessions, tokens, trading
@@ -49,6 +50,7 @@ def create_app(settings: Settings, *, now: Callable[[], datetime] | None = None)
     for module in (health, sessions, intents, trading, incidents, runs, events, tokens):
         app.include_router(module.router, prefix=PREFIX)
     app.include_router(metrics.router)  # at /metrics, where Prometheus looks
+    console.install(app)
     problems.install(app)
     audit.install(app)
     return app

@@ -58,6 +58,7 @@ ENDPOINTS = [
     *(Endpoint("GET", f"/sessions/s1/{what}", Permission.READ, 200) for what in READS),
     Endpoint("GET", "/events/stream?session=s1", Permission.READ, 200),
     Endpoint("GET", "/metrics", Permission.READ, 200),
+    Endpoint("GET", "/tokens/me", Permission.READ, 200),
     Endpoint("GET", "/tokens", Permission.TOKENS, 200),
     Endpoint("POST", "/tokens", Permission.TOKENS, 201, {"name": "newbie", "role": "viewer"}),
     Endpoint("POST", "/tokens/1/revoke", Permission.TOKENS, 200),

@@ -1,5 +1,9 @@
 """`/tokens`: an admin lists, creates and revokes API tokens (`keel token` is the local user's twin). A new token's
-secret is in the response to its creation only (`Cache-Control: no-store`), and never in a record of the call."""
+secret is in the response to its creation only (`Cache-Control: no-store`), and never in a record of the call.
+
+`/tokens/me` is any token's own: who it acts as and what its role may do, so that a client (the web console) shows
+only the actions the caller may take. It tells the client nothing the server relies on: every call is checked
+again."""
 
 from __future__ import annotations
 
@@ -12,11 +16,27 @@ from keel.api.auth import Caller, require
 from keel.api.bodies import TokenBody
 from keel.api.context import context_of
 from keel.api.problems import Problem, documented
-from keel.api.roles import Permission
+from keel.api.roles import Permission, may
 from keel.domain.errors import InputError
 
 router = APIRouter(tags=["tokens"])
 _ADMIN = Depends(require(Permission.TOKENS))
+_READ = Depends(require(Permission.READ))
+
+
+@router.get(
+    "/tokens/me",
+    summary="The calling token: its name (the actor it acts as), its role and what that role may do",
+    responses=documented(401, 403),
+)
+def whoami(caller: Caller = _READ) -> dict[str, Any]:
+    t = caller.token
+    return {
+        "token_id": t.token_id,
+        "name": t.name,
+        "role": caller.role.value,
+        "permissions": [p.value for p in Permission if may(caller.role, p)],
+    }
 
 
 @router.get("/tokens", summary="Every token, revoked ones too (never a secret)", responses=documented(401, 403))
