@@ -400,6 +400,15 @@ class LLMDegrade(_Section):
     )
 
 
+class LLMMemory(_Section):
+    """Decision memory (docs/llm.md): the outcomes of the run's earlier model-advised trades, closed before the
+    decision bar, shown to the strategist and critic models as a bounded `memory/1` block. Off by default, so prompts,
+    cassettes and run ids stay what they were."""
+
+    enabled: bool = Field(False, description="show the models what became of their earlier advice")
+    max_items: int = Field(10, ge=1, le=50, description="the block holds at most this many closed trades, the latest")
+
+
 class LLMSettings(_Section):
     """The LLM advisory layer (docs/llm.md). Models advise; they never reach the limits, the approval or the executor."""
 
@@ -410,6 +419,7 @@ class LLMSettings(_Section):
     cassette: LLMCassette = Field(default_factory=LLMCassette)
     cache: LLMCache = Field(default_factory=LLMCache)
     degrade: LLMDegrade = Field(default_factory=LLMDegrade)
+    memory: LLMMemory = Field(default_factory=LLMMemory)
     context_bars: int = Field(20, ge=1, le=500, description="closes up to the decision bar shown in each prompt")
 
     @property

@@ -1,5 +1,6 @@
 """`keel llm`: the advisory models. `smoke` calls the strategist model once (nothing is executed), `events` lists the
-`llm.call` events of run journals, `daily` aggregates them per day and stage."""
+`llm.call` events of run journals, `daily` aggregates them per day and stage, `ab` compares two prompt versions of a role
+over the same bars (`keel.llm.ab`)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ from keel.cli.options import ConfigOpt, JsonOpt, load_settings
 from keel.cli.render import emit_json, err, out
 from keel.domain.errors import InputError
 
-llm_app = _Typer(help="The advisory models: smoke-test the provider, inspect their calls.", no_args_is_help=True)
+llm_app = _Typer(
+    help="The advisory models: smoke-test the provider, inspect their calls, A/B two prompt versions.",
+    no_args_is_help=True,
+)
 app.add_typer(llm_app, name="llm")
 
 RunsArg = Annotated[
@@ -174,3 +178,79 @@ def daily_cmd(
         errors = ", ".join(f"{k} {v}" for k, v in r["error_types"].items()) or "none"
         versions = ", ".join(f"{k} {v}" for k, v in (r["prompt_versions"] | r["schema_versions"]).items())
         out.print(f"{r['day']} {r['stage']}: errors {escape(errors)}; versions {escape(versions)}")
+
+
+@llm_app.command("ab")
+def ab_cmd(
+    data: Annotated[list[Path], typer.Option("--data", help="OHLCV file(s): CSV or Parquet; both arms replay them")],
+    prompt: Annotated[
+        list[str], typer.Option("--prompt", help="a prompt version of the role, e.g. v1; give exactly two")
+    ],
+    cassette_dir: Annotated[
+        Path, typer.Option("--cassette-dir", help="cassettes, one folder per arm: <dir>/<version>/<role>.jsonl")
+    ],
+    role: Annotated[
+        str, typer.Option(help="strategist | critic | outlook: the role whose prompts differ")
+    ] = "strategist",
+    record: Annotated[
+        bool, typer.Option("--record", help="ask the configured endpoint and record each arm's cassette (new files)")
+    ] = False,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="the A/B folder: ab.json and one run folder per arm (default: var/ab/…)"),
+    ] = None,
+    symbol: Annotated[
+        list[str] | None, typer.Option("--symbol", help="symbol of each --data file, in order (default: the file name)")
+    ] = None,
+    timestamp_column: Annotated[str | None, typer.Option("--timestamp-column", help="default: detected")] = None,
+    date_format: Annotated[str | None, typer.Option("--date-format", help="strptime format of the dates")] = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Two prompt versions of one role over the same bars: two governed replays that differ only in that prompt,
+    each answered from its own cassette; their scorecards side by side, how often their advice differed, and their
+    fallbacks, tokens and cost. Writes ab.json (keel.llm_ab/1)."""
+    from keel.data.files import load_many
+    from keel.llm.ab import run_ab
+    from keel.research.report_table import scorecard_rows
+    from keel.strategies import build_strategy
+
+    settings = load_settings(config)
+    strategy = build_strategy(settings.strategy.name, settings.strategy.params)
+    frames = load_many(data, symbols=symbol or None, timestamp_column=timestamp_column, date_format=date_format)
+    result = run_ab(
+        settings, frames, strategy, role=role, prompts=prompt, cassette_dir=cassette_dir, record=record, out=out_dir
+    )
+    d = result.data
+    if as_json:
+        emit_json(d | {"path": str(result.path)})
+        return
+    arms = d["arms"]
+    t = Table(title=f"keel llm ab: {role} {' vs '.join(d['prompts'])} over the same bars", title_justify="left")
+    t.add_column("metric", style="bold")
+    for arm in arms:
+        t.add_column(escape(f"{arm['prompt_version']}\n{arm['run_id']}"), justify="right")
+    rows = [scorecard_rows(run.summary.scorecard) for run in result.runs]
+    for k, row in enumerate(rows[0]):
+        t.add_row(escape(row.label), *(escape(r[k].text) for r in rows))
+    t.add_row(f"{role} calls", *(f"{a['llm']['role']['calls']:,}" for a in arms))
+    t.add_row(f"{role} fallbacks", *(f"{a['llm']['role']['fallbacks']:,}" for a in arms))
+    t.add_row("fallbacks, all roles", *(f"{a['llm']['fallbacks']:,}" for a in arms))
+    t.add_row("model tokens", *(f"{a['llm']['tokens']:,}" for a in arms))
+    t.add_row("model cost (est.)", *(f"${a['llm']['cost_usd']:.6f}" for a in arms))
+    out.print(t)
+    g = d["disagreement"]
+    a, b = d["prompts"]
+    rate = f"{100 * g['rate']:.1f} %" if g["rate"] is not None else "undefined (no decision point asked in both)"
+    kinds = ", ".join(f"{k} {v:,}" for k, v in g["by_kind"].items()) or "none"
+    out.print(
+        f"disagreement: {rate}: {g['disagree']:,} of {g['points_in_both']:,} decision points asked in both arms "
+        f"({kinds}); asked only in {a}: {g['points_only_in'][a]:,}, only in {b}: {g['points_only_in'][b]:,}",
+        soft_wrap=True,
+    )
+    for arm in arms:
+        out.print(
+            f"{arm['version']}: {escape(arm['run_dir'])}" + (" (already complete: reused)" if arm["reused"] else ""),
+            soft_wrap=True,
+        )
+    out.print(f"ab.json: {escape(str(result.path))}", soft_wrap=True)

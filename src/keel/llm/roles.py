@@ -10,7 +10,8 @@
   LLM_CRITIC_OBJECTION among the review's reasons), anything else is no objection. It never lifts a checklist reject.
 
 On any failure (no answer, an invalid one, the breaker open, the budget spent) the deterministic role decides, and
-the call's `llm.call` event says so. A prompt sees only data up to the decision bar.
+the call's `llm.call` event says so. A prompt sees only data up to the decision bar; with `llm.memory` on, the
+strategist's and the critic's also see what became of the run's earlier advised trades (`keel.llm.memory`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from keel.data.frame import ns_to_datetime
 from keel.domain.decisions import CriticReview, CriticVerdict, Outlook
 from keel.domain.intents import Side
 from keel.domain.reasons import ReasonCode
+from keel.llm import memory
 from keel.llm.bounds import StrategistBounds, SymbolBounds
 
 if TYPE_CHECKING:
@@ -129,6 +131,8 @@ def advise_entries(state: CycleState, ctx: RunContext, entries: list[TradeIntent
         "account": {"equity": _num(skills["equity"]), "available": _num(skills["available"])},
         "candidates": symbols,
     }
+    if memory.enabled(ctx):  # only then: a run without memory asks exactly what it always asked
+        context["memory"] = memory.block_for(ctx, state["ts_ns"])
     advice = llm.ask(ctx, "strategist", context, lambda a: a.strategist(context, bounds))
     if advice is None:
         return {}
@@ -153,6 +157,8 @@ def advise_entries(state: CycleState, ctx: RunContext, entries: list[TradeIntent
                 rationale=f"{base.rationale} | model {advice.record.model}: {why[symbol]}"[: _RATIONALE * 2],
                 evidence_ids=(*base.evidence_ids, tag),
             )
+            if memory.enabled(ctx):
+                memory.ledger(ctx).note_strategist(chosen[symbol].intent_id, symbol, state["ts_ns"])
     taken = [i.intent_id for i in chosen.values() if i is not None]
     llm.journal_call(
         ctx,
@@ -194,10 +200,14 @@ def advise_review(state: CycleState, ctx: RunContext, intent: TradeIntent, revie
         "market": market_context(ctx, intent.symbol, i),
         "outlook": _outlook_json((state.get("outlooks") or {}).get(intent.symbol)),
     }
+    if memory.enabled(ctx):
+        context["memory"] = memory.block_for(ctx, state["ts_ns"])
     advice = llm.ask(ctx, "critic", context, lambda a: a.critic(intent.intent_id, context, evidence_ids=evidence))
     if advice is None:
         return review
     out = advice.output
+    if out is not None and memory.enabled(ctx):
+        memory.ledger(ctx).note_critic(intent.intent_id, intent.symbol, state["ts_ns"], out.verdict.value)
     merged = review
     if out is not None and _SEVERITY[out.verdict] > _SEVERITY[review.verdict]:
         reasons = review.reasons + ((ReasonCode.LLM_CRITIC_OBJECTION,) if out.verdict is CriticVerdict.REJECT else ())

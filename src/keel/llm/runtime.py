@@ -62,7 +62,7 @@ def identity(llm: LLMSettings) -> dict[str, Any] | None:
     roles = llm.enabled_roles
     if not roles:
         return None
-    return {
+    ident: dict[str, Any] = {
         "roles": {
             name: {
                 "model": r.model.strip(),
@@ -77,6 +77,9 @@ def identity(llm: LLMSettings) -> dict[str, Any] | None:
         "degrade": llm.degrade.model_dump(mode="json"),
         "context_bars": llm.context_bars,
     }
+    if llm.memory.enabled:  # it changes what the models are shown; off, earlier run ids stay what they were
+        ident["memory"] = llm.memory.model_dump(mode="json")
+    return ident
 
 
 def seed_for(run_id: str, role: str) -> int:
