@@ -700,11 +700,14 @@ def semantic_problems(settings: Settings) -> list[str]:
             for name, floor in BOUNDED_LIVE_FLOOR.items()
             if getattr(r, name) > floor
         ]
-    if settings.mode in (Mode.TESTNET, Mode.LIVE):
-        problems.append(
-            f"mode: '{settings.mode.value}' needs a real venue, which this version does not ship yet; "
-            "use replay, shadow or paper"
-        )
+    if settings.mode is Mode.LIVE:
+        problems.append("mode: 'live' is refused until the readiness gate exists (LIVE_NOT_READY); use testnet")
+    if settings.mode is Mode.TESTNET:  # keys from the settings only (keel.toml or KEEL_VENUE__*), never options
+        problems += [
+            f"venue.{k}: mode testnet needs it"
+            for k in ("exchange", "api_key", "api_secret")
+            if not getattr(settings.venue, k)
+        ]
     if settings.approval.auto_approver == settings.strategy.name:
         problems.append("approval.auto_approver: the approver must never be the proposer (the strategy)")
     if settings.approval.auto_max_notional is not None and settings.approval.mode is ApprovalMode.MANUAL:

@@ -100,8 +100,9 @@ BAD_INPUT = {
     "speed-not-a-number": (("--data", "{data}", "--speed", "fast"), "--speed: 'fast' is neither a number nor 'max'"),
     "speed-zero": (("--data", "{data}", "--speed", "0"), "--speed: must be a positive multiple of real time, not 0"),
     "speed-infinite": (("--data", "{data}", "--speed", "inf"), "must be a positive multiple of real time, not inf"),
-    "mode-unknown": (("--data", "{data}", "--mode", "turbo"), "--mode: 'turbo' is not one of shadow, paper"),
-    "mode-live": (("--data", "{data}", "--mode", "live"), "a session runs in mode shadow or paper, not 'live'"),
+    "mode-unknown": (("--data", "{data}", "--mode", "turbo"), "--mode: 'turbo' is not one of shadow, paper, testnet"),
+    "mode-replay": (("--data", "{data}", "--mode", "replay"), "a session runs in mode shadow, paper or testnet, not"),
+    "mode-live": (("--data", "{data}", "--mode", "live"), "LIVE_NOT_READY: a session in mode live is refused"),
     "approval-unknown": (("--data", "{data}", "--approval", "maybe"), "--approval: 'maybe' is not one of auto,"),
 }
 
@@ -123,7 +124,10 @@ def test_start_with_several_bad_options_names_every_problem_at_once(tmp_path, da
         "session", "start", "s", "--data", str(data), "--mode", "turbo", "--speed", "x", cwd=tmp_path, check=False
     )
     assert proc.returncode == 2
-    assert "--mode: 'turbo' is not one of shadow, paper; --speed: 'x' is neither a number nor 'max'" in proc.stderr
+    assert (
+        "--mode: 'turbo' is not one of shadow, paper, testnet; --speed: 'x' is neither a number nor 'max'"
+        in proc.stderr
+    )
 
 
 def test_start_with_a_name_that_is_not_valid_exits_2(tmp_path, data):

@@ -175,8 +175,8 @@ def execute_run(
     timings = {} if timings is None else timings
     mode = mode or settings.mode
     profile = profile or settings.profile
-    if mode not in (Mode.REPLAY, Mode.SHADOW, Mode.PAPER):
-        raise InputError(f"mode '{mode.value}' needs a real venue, which this version does not ship yet")
+    if mode not in (Mode.REPLAY, Mode.SHADOW, Mode.PAPER) and not (mode is Mode.TESTNET and broker is not None):
+        raise InputError(f"mode '{mode.value}' needs a real venue: a testnet session brings its own (keel session)")
     if isinstance(driver, str) and driver not in DRIVERS:
         raise InputError(f"driver '{driver}' is not one of {', '.join(DRIVERS)}")
     if not frames:
@@ -400,7 +400,10 @@ def _resume(ctx: RunContext, started_seq: int) -> tuple[int, int]:
         cursor, seq = -1, started_seq
     else:
         cursor, snap = saved
-        ctx.broker = PaperBroker.restore(snap["broker"], finished_orders=store.orders(ctx.run_id))
+        if isinstance(ctx.broker, PaperBroker):
+            ctx.broker = PaperBroker.restore(snap["broker"], finished_orders=store.orders(ctx.run_id))
+        else:  # a venue's broker (a testnet session): its own ledger back, the venue holds the rest
+            ctx.broker.restore(snap["broker"])
         ctx.costs = ctx.broker.costs
         ctx.book = Book.restore(snap["book"])
         ctx.schedule.restore(snap["schedule"])

@@ -33,6 +33,7 @@ import hashlib
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -80,6 +81,24 @@ def _ms_ts(ms: Any, fallback: datetime) -> datetime:
 
 #: the longest a rate limit's Retry-After is waited for, per retry
 MAX_RETRY_AFTER_SECONDS = 30.0
+#: trades asked per page (Binance's largest)
+TRADES_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class VenueTrade:
+    """One trade of the account as the venue reports it: its id, the venue's id of the order it filled (a trade does
+    not name the client order id), and the fee in the asset the venue charged it in."""
+
+    trade_id: str
+    order_id: str
+    symbol: str
+    side: Side
+    quantity: float
+    price: float
+    fee: float
+    fee_currency: str | None
+    ts_ms: int
 
 
 class CcxtBroker:
@@ -346,24 +365,40 @@ class CcxtBroker:
         except self._ccxt.OrderNotFound:
             return None
 
+    def asked(self, client_order_id: str) -> OrderRequest | None:
+        """What Keel asked under this client order id, when this process knows it."""
+        return self._asked.get(client_order_id)
+
+    def remember(self, request: OrderRequest) -> None:
+        """Learn again, after a restart, what Keel asked under a client order id (a session's checkpoint keeps it):
+        the venue's orders are then reported with it (the type, cap and band asked) as they were before."""
+        self._asked.setdefault(request.client_order_id, request)
+
     def _symbol_of(self, client_order_id: str) -> Iterable[str]:
         asked = self._asked.get(client_order_id)
         return (asked.symbol,) if asked is not None else self.symbols
 
     def status(self, client_order_id: str) -> Order | None:
         """The order as the venue holds it now, found by client order id (every symbol is asked after a restart)."""
+        found = self.status_and_trades(client_order_id)
+        return found[0] if found is not None else None
+
+    def status_and_trades(self, client_order_id: str) -> tuple[Order, list[VenueTrade]] | None:
+        """`status`, with the order's trades (oldest first) read in the same lookup; None when the venue has no such
+        order."""
         for symbol in self._symbol_of(client_order_id):
             try:
                 raw = self._fetch(symbol, client_order_id)
                 if raw is None:
                     continue
-                fees = None
+                fees, trades = None, []
                 if raw.get("filled"):
                     trades = self._call("fetch_my_trades", symbol, None, None, {"orderId": raw["id"]})
                     fees = sum(self._fee(t) for t in trades)
             except self._ccxt.BaseError as exc:
                 raise self._unavailable(f"status of {client_order_id}", exc) from exc
-            return self._order(raw, client_order_id, fees=fees)
+            got = sorted((self._trade(symbol, t) for t in trades), key=lambda t: (t.ts_ms, t.trade_id))
+            return self._order(raw, client_order_id, fees=fees), got
         return None
 
     def order_facts(self, client_order_id: str) -> OrderFacts | None:
@@ -410,6 +445,67 @@ class CcxtBroker:
             self._call("fetch_time")
         except self._ccxt.BaseError as exc:
             raise self._unavailable("heartbeat", exc) from exc
+
+    # -- what start-up reconciliation reads -------------------------------------------------------------
+
+    def server_time_ms(self) -> int:
+        """The venue's clock (ms): where a session's window of trades to reconcile starts."""
+        try:
+            return int(self._call("fetch_time"))
+        except self._ccxt.BaseError as exc:
+            raise self._unavailable("server time", exc) from exc
+
+    def balances(self) -> dict[str, float]:
+        """Every asset's total (free and locked) as the venue holds it."""
+        try:
+            totals = self._call("fetch_balance").get("total") or {}
+        except self._ccxt.BaseError as exc:
+            raise self._unavailable("balances", exc) from exc
+        return {asset: float(v or 0.0) for asset, v in totals.items()}
+
+    def trades(self, symbol: str, *, order_id: str | None = None, since_ms: int | None = None) -> list[VenueTrade]:
+        """The account's trades on `symbol` (of one venue order, or since `since_ms`), oldest first, paged until the
+        venue has no more (a venue may ignore the window: it is applied here too)."""
+        found: dict[str, VenueTrade] = {}
+        params = {"orderId": order_id} if order_id is not None else {}
+        since = since_ms
+        while True:
+            try:
+                rows = self._call("fetch_my_trades", symbol, since, TRADES_PAGE, dict(params))
+            except self._ccxt.BaseError as exc:
+                raise self._unavailable(f"trades of {symbol}", exc) from exc
+            fresh = [t for t in (self._trade(symbol, r) for r in rows) if t.trade_id not in found]
+            for t in fresh:
+                found[t.trade_id] = t
+            if order_id is not None or len(rows) < TRADES_PAGE or not fresh:
+                break
+            since = max(t.ts_ms for t in fresh) + 1
+        got = [t for t in found.values() if since_ms is None or t.ts_ms >= since_ms]
+        return sorted(got, key=lambda t: (t.ts_ms, t.trade_id))
+
+    def order_by_venue_id(self, symbol: str, venue_order_id: str) -> Order | None:
+        """The venue's order by its own id (a trade names only that), or None when it holds no such order."""
+        try:
+            raw = self._call("fetch_order", venue_order_id, symbol)
+        except self._ccxt.OrderNotFound:
+            return None
+        except self._ccxt.BaseError as exc:
+            raise self._unavailable(f"order {venue_order_id}", exc) from exc
+        return self._order(raw, self._keel_id(raw.get("clientOrderId")))
+
+    def _trade(self, symbol: str, raw: dict) -> VenueTrade:
+        fee = raw.get("fee") or {}
+        return VenueTrade(
+            trade_id=str(raw["id"]),
+            order_id=str(raw.get("order")),
+            symbol=raw.get("symbol") or symbol,
+            side=Side(raw["side"]),
+            quantity=float(raw["amount"]),
+            price=float(raw["price"]),
+            fee=float(fee.get("cost") or 0.0),
+            fee_currency=fee.get("currency"),
+            ts_ms=int(raw.get("timestamp") or 0),
+        )
 
     # -- market data and account ------------------------------------------------------------------------
 

@@ -4,6 +4,10 @@
 SIGTERM, or Ctrl-C (once: it stops at the next cycle boundary, cleanly; twice: at once — the session resumes from its
 checkpoint when started again). Its folder and registry entry live under `home`, so the other commands find it from
 any directory. What waits for approval is listed and decided with `keel intents pending|preview|approve|reject`.
+
+`--mode testnet` sends the orders to the venue of the `venue` settings (keys from the settings only) and reconciles
+with it before the first bar: a break halts trading and the start is refused (exit 1). `--mode live` is refused
+(`LIVE_NOT_READY`, exit 2) until the readiness gate exists.
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ if TYPE_CHECKING:
     from keel.control.records import SessionRecord
 
 session_app = _Typer(
-    help="Run the governed runtime continuously: shadow and paper sessions over arriving bars.", no_args_is_help=True
+    help="Run the governed runtime continuously: shadow, paper and testnet sessions over arriving bars.",
+    no_args_is_help=True,
 )
 app.add_typer(session_app, name="session")
 
@@ -59,7 +64,14 @@ def start(
     date_format: DateFormatOpt = None,
     strategy: StrategyOpt = None,
     param: ParamOpt = None,
-    mode: Annotated[str, typer.Option(metavar="shadow|paper", help="shadow: nothing is sent; paper: fills")] = "paper",
+    mode: Annotated[
+        str,
+        typer.Option(
+            metavar="shadow|paper|testnet",
+            help="shadow: nothing is sent; paper: simulated fills; testnet: orders to the venue settings' sandbox "
+            "(ccxt; keys from the settings only); live is refused (LIVE_NOT_READY)",
+        ),
+    ] = "paper",
     speed: Annotated[
         str,
         typer.Option(help="bars arrive at this multiple of real time (60: a minute bar a second); max: at once"),
@@ -81,7 +93,7 @@ def start(
         typed_mode = Mode(mode)
     except ValueError:
         typed_mode = None
-        problems.append(f"--mode: '{mode}' is not one of shadow, paper")
+        problems.append(f"--mode: '{mode}' is not one of shadow, paper, testnet")
     typed_speed = None
     if speed != "max":
         try:
@@ -110,6 +122,10 @@ def start(
     settings = load_settings(config, strategy=chosen) if chosen is not None else base
     strat = build_strategy(settings.strategy.name, settings.strategy.params)
     frames = load_many(data, symbols=symbol or None, timestamp_column=timestamp_column, date_format=date_format)
+    if typed_mode is Mode.TESTNET:  # before anything is opened or written
+        from keel.runtime.session import refuse_without_venue
+
+        refuse_without_venue(settings, frames)
     _run(spec, frames, settings, strat, as_json=as_json)
 
 

@@ -21,6 +21,10 @@ class ReasonCode(StrEnum):
     REDUCING_ONLY = ("REDUCING_ONLY", "Trading state is reducing: only exits that shrink risk pass.")
     MODE_NOT_ALLOWED = ("MODE_NOT_ALLOWED", "The run mode does not allow sending this intent.")
     GOVERNANCE_GATE = ("GOVERNANCE_GATE", "A governance gate (e.g. a signed readiness decision) is missing.")
+    LIVE_NOT_READY = (
+        "LIVE_NOT_READY",
+        "Mode live is refused until the readiness gate exists (a signed go decision): nothing is started or sent.",
+    )
     DEGRADE_BLOCKED = ("DEGRADE_BLOCKED", "Degrade mode is on and its constraints block the intent.")
     DEGRADE_ALLOWLIST_REQUIRED = (
         "DEGRADE_ALLOWLIST_REQUIRED",

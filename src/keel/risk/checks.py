@@ -22,8 +22,8 @@ from keel.domain.orders import units_text
 from keel.domain.reasons import ReasonCode
 from keel.risk.limits import EffectiveLimits
 
-#: Run modes in which this version may send orders (testnet and live need a real venue; later waves).
-SENDING_MODES = frozenset({"replay", "shadow", "paper"})
+#: Run modes in which this version may send orders (live waits for the readiness gate: LIVE_NOT_READY).
+SENDING_MODES = frozenset({"replay", "shadow", "paper", "testnet"})
 
 
 @dataclass(frozen=True, slots=True)

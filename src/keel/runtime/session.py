@@ -47,16 +47,19 @@ from keel.settings import Mode, Settings
 
 if TYPE_CHECKING:
     from keel.backtest.run import RunResult
+    from keel.brokers.ccxt_broker import CcxtBroker
+    from keel.brokers.venue_session import VenueBroker
     from keel.control.store import ControlStore
     from keel.data.frame import OHLCV
     from keel.domain.intents import TradeIntent
     from keel.feeds.base import Feed
     from keel.runtime.context import RunContext
+    from keel.runtime.startup_reconcile import StartupReport
     from keel.runtime.state import CycleState
     from keel.strategies.base import Strategy
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-SESSION_MODES = (Mode.SHADOW, Mode.PAPER)
+SESSION_MODES = (Mode.SHADOW, Mode.PAPER, Mode.TESTNET)
 #: how long the driver waits for a bar before it looks at its stop request and beats its heartbeat again
 POLL_SECONDS = 0.25
 HEARTBEAT_SECONDS = 1.0
@@ -80,10 +83,16 @@ class SessionSpec:
                 f"session name '{self.name}' is not valid",
                 hint="1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
             )
+        if self.mode is Mode.LIVE:
+            raise InputError(
+                f"{ReasonCode.LIVE_NOT_READY}: a session in mode live is refused until the readiness gate exists "
+                "(a signed go decision); nothing was started",
+                hint="run it in mode testnet against the exchange's sandbox first (README: testnet sessions)",
+            )
         if self.mode not in SESSION_MODES:
             raise InputError(
-                f"a session runs in mode shadow or paper, not '{self.mode.value}'",
-                hint="replays are `keel backtest`; testnet and live need a real venue (a later version)",
+                f"a session runs in mode shadow, paper or testnet, not '{self.mode.value}'",
+                hint="replays are `keel backtest`",
             )
         if self.speed is not None and not self.speed > 0:
             raise InputError(f"--speed must be a positive multiple of real time, not {self.speed}")
@@ -148,11 +157,14 @@ class SessionDriver:
         self._stale_threads: tuple[str, ...] = ()  # graph threads of cycles before a restart
         self._probe = control.change_probe()
         self._seen_version: int | None = None
+        #: a start-up reconciliation not journalled yet (a resume's re-run was still being reproduced)
+        self._unrecorded: StartupReport | None = None
 
     # -- the loop ---------------------------------------------------------------------------------------------------
 
     def __call__(self, ctx: RunContext, *, start_after: int = -1, on_bar: Callable[[int], None] | None = None) -> int:
         self._wire(ctx)
+        self._unrecorded = self._reconcile_venue(ctx)  # before any bar: nothing trades until the venue agrees
         feed = self._feed(ctx.market)
         feed.start(start_after)
         last = self.last_bar = start_after
@@ -182,6 +194,7 @@ class SessionDriver:
                             saver.delete_thread(old)
                     self._stale_threads, previous = (), thread
                     self._measure(stamps)
+                    self._record_reconciliation(ctx)
                     last = self.last_bar = t
                     self.cycles += 1
                     self._sync_requests(ctx)
@@ -195,6 +208,38 @@ class SessionDriver:
                 self._heartbeat(ctx, force=False)
         self._close(ctx, last)
         return last
+
+    def _reconcile_venue(self, ctx: RunContext) -> StartupReport | None:
+        """A session on a venue (testnet): start-up reconciliation before the first bar (`keel.runtime.
+        startup_reconcile`); a break halts and refuses the start. What the journal held `executing` is never sent
+        again. While a resume still re-runs its interrupted cycle the journal takes no new record: the report is
+        returned, to be journalled once that cycle is reproduced (a break is refused at once, its incident the
+        record). Paper and shadow sessions: the paper broker is restored from the journal's own checkpoint, so it
+        cannot hold what the journal does not; the resume's journal reconciliation covers them."""
+        from keel.brokers.venue_session import VenueBroker
+
+        broker = ctx.broker
+        if not isinstance(broker, VenueBroker):
+            return None
+        from keel.runtime.startup_reconcile import reconcile_at_startup, record, reproduce_earlier
+
+        states = ctx.journal.store.intent_states(ctx.run_id)
+        claimed = sorted(i for i, state in states.items() if state is IntentState.EXECUTING)
+        broker.attach(claimed=claimed, redo_queue=ctx.journal.redo_queue)
+        reproduce_earlier(ctx)
+        report = reconcile_at_startup(ctx, broker, claimed=claimed)
+        if ctx.journal.redoing and report.ok:
+            return report
+        record(ctx, report, session=self.spec.name)
+        return None
+
+    def _record_reconciliation(self, ctx: RunContext) -> None:
+        """Journal the start-up reconciliation a resume's re-run kept waiting, once that re-run is reproduced."""
+        if self._unrecorded is not None and not ctx.journal.redoing:
+            from keel.runtime.startup_reconcile import record
+
+            report, self._unrecorded = self._unrecorded, None
+            record(ctx, report, session=self.spec.name)
 
     def _stopping(self) -> bool:
         if self.stop.is_set():
@@ -215,10 +260,13 @@ class SessionDriver:
         """End the session cleanly: nothing waits for an approver any more, and the report covers the bars decided."""
         if self.stop.is_set() and self.ended_by == "its bars ran out":
             self.ended_by = "stopped"
+        self._record_reconciliation(ctx)
         # one unit: a kill inside it loses all of it, and the resumed session closes again from the same checkpoint
         with ctx.journal.cycle():
             if ctx.book.pending_approvals:
                 end_pending(ctx, ReasonCode.SESSION_ENDED)
+            if last >= 0:
+                self._last_fills(ctx, last)
             ctx.journal.event(
                 "runtime",
                 "session.ended",
@@ -233,6 +281,22 @@ class SessionDriver:
         if 0 <= last < len(ctx.market) - 1:
             ctx.market = market_until(ctx.market, last)
         self._heartbeat(ctx, force=True)
+
+    def _last_fills(self, ctx: RunContext, last: int) -> None:
+        """A session on a venue: what its orders did after the last bar's market step (an order sent at the last bar
+        fills at once, and no later bar would report it) is asked for once more and journalled before it ends."""
+        from keel.brokers.venue_session import VenueBroker
+
+        broker = ctx.broker
+        if not isinstance(broker, VenueBroker) or not broker.following:
+            return
+        from keel.agents.monitor import follow_orders
+        from keel.runtime.state import new_cycle
+
+        state = new_cycle(last, ctx.market.ts_ns(last))
+        state["fills"] = broker.poll_all(ctx.clock.now())
+        state["ended"] = broker.drain_silent_updates()
+        follow_orders(state, ctx)
 
     # -- the control plane ------------------------------------------------------------------------------------------
 
@@ -565,12 +629,18 @@ def run_session(
     feed: Callable[[MarketView], Feed] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     on_started: Callable[[SessionRecord], None] | None = None,
+    venue: Callable[[Settings, list[str]], CcxtBroker] | None = None,
 ) -> SessionResult:
     """Start (or resume, after a crash) the session `spec.name` and run it until its bars run out or it is stopped.
 
-    Refused (exit 2, nothing written) when a session of that name is running, has ended, or ran other inputs."""
+    Refused (exit 2, nothing written) when a session of that name is running, has ended, or ran other inputs; a
+    testnet session also when the venue is not configured. A testnet session sends its orders to the venue of the
+    `venue` settings through ccxt (`venue(settings, symbols)` builds that broker instead: tests), and refuses to
+    start (exit 1) when start-up reconciliation finds a break."""
     from keel.backtest.run import execute_run
     from keel.runtime.control import open_control
+
+    broker = testnet_broker(settings, frames, venue) if spec.mode is Mode.TESTNET else None
 
     if spec.approval is not None:
         settings = settings.model_copy(
@@ -629,6 +699,7 @@ def run_session(
                 session=spec.name,
                 on_progress=on_progress,
                 on_run_id=started,
+                broker=broker,
             )
         except BaseException as exc:
             if control.session_record(spec.name) is not None and not isinstance(exc, InputError):
@@ -640,6 +711,35 @@ def run_session(
         return SessionResult(run, final, driver.cycles, driver.latency.summary())
     finally:
         control.close()
+
+
+def testnet_broker(
+    settings: Settings, frames: list[OHLCV], venue: Callable[[Settings, list[str]], CcxtBroker] | None
+) -> VenueBroker:
+    """The broker of a testnet session: the venue (ccxt) for its orders, a ledger of its fills for its account.
+    Refused (exit 2) when the venue is not configured or does not list the data's symbols."""
+    from keel.brokers.venue_session import VenueBroker, connect_venue
+    from keel.domain.costs import CostModel
+
+    refuse_without_venue(settings, frames)
+    b = settings.broker
+    symbols = [f.symbol for f in frames]
+    return VenueBroker(
+        (venue or connect_venue)(settings, symbols), cash=b.cash, costs=CostModel.from_bps(b.fees_bps, b.slippage_bps)
+    )
+
+
+def refuse_without_venue(settings: Settings, frames: list[OHLCV]) -> None:
+    """A testnet session without its venue configured is bad input (exit 2), every missing setting named."""
+    from keel.brokers.venue_session import venue_problems
+
+    problems = venue_problems(settings, [f.symbol for f in frames])
+    if problems:
+        raise InputError(
+            "a testnet session needs its venue: " + "; ".join(problems),
+            hint="set them in keel.toml ([venue]) or as KEEL_VENUE__EXCHANGE, KEEL_VENUE__API_KEY, "
+            "KEEL_VENUE__API_SECRET; keys are never options (README: testnet sessions)",
+        )
 
 
 def refuse_start(spec: SessionSpec, existing: SessionRecord | None) -> None:

@@ -67,7 +67,6 @@ def test_clean_entry_passes_every_check_and_records_each():
         ({"trading_state": TradingState.HALTED}, ReasonCode.KILL_SWITCH_ACTIVE),
         ({"trading_state": TradingState.REDUCING}, ReasonCode.REDUCING_ONLY),
         ({"mode": "live"}, ReasonCode.MODE_NOT_ALLOWED),
-        ({"mode": "testnet"}, ReasonCode.MODE_NOT_ALLOWED),
         ({"no_trade": (NoTradeTrigger.VOL_SPIKE,)}, ReasonCode.NO_TRADE_TRIGGER),
         ({"symbol": "ZZZ"}, ReasonCode.SYMBOL_NOT_ALLOWED),
         ({"quantity": 0.0}, ReasonCode.INVALID_SIZE),

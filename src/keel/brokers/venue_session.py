@@ -1,0 +1,423 @@
+"""The broker a testnet session trades through: orders go to a real venue (`CcxtBroker`), and the account the cycle
+reads is a ledger of the session's own fills at that venue.
+
+Why a ledger and not the venue's balance: a session decides on its bars, and a restarted session re-runs the cycle a
+kill interrupted from its checkpoint, reproducing every record the journal already holds (`Journal.begin_redo`). The
+account it decides on must therefore be the one it had then, not whatever the venue holds now; the ledger is part
+of the checkpoint and moves only with fills the journal records. That the ledger and the venue agree is what the
+start-up reconciliation checks (`keel.runtime.startup_reconcile`) before anything trades. Holdings the account had
+before the session started are not the session's: it neither counts nor sells them.
+
+- **Reference prices** are the bars' (`on_bar`, `mark`), as in a paper session: the venue's own ticker runs on wall
+  time and would make every decision's reference stale. The venue's prices decide the fills, and the collar (a
+  market order is sent as a limit IOC at its band's edge) refuses a fill far from the bar the decision was made on.
+- **Fills** are learnt at the market step of each bar: every order of the session the venue may still fill, or whose
+  fills are not reported yet, is asked for by client order id, and each trade not reported before becomes a `Fill`
+  (id `<venue>-<trade id>`, dated at the bar it was learnt: the session's clock is its bars'; the venue's own times
+  stay in the order's facts). An order that ended without a fill is reported once (`drain_silent_updates`). While a
+  resume re-runs its interrupted cycle, only the fills and order ends that cycle recorded are reported: the others
+  wait for the next bar, so the re-run writes exactly what the journal holds.
+- **Never sent twice**: an intent the journal already held in `executing` when this process started (a submit a kill
+  interrupted) is only looked up at the venue, never sent again: found, it is acknowledged; not found, its outcome
+  is unknown and the executor's lookup settles it after the grace period (`broker.unknown_grace_seconds`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from keel.brokers.base import SubmitResult
+from keel.domain.errors import BrokerError
+from keel.domain.intents import Side
+from keel.domain.market import Quote
+from keel.domain.orders import Fill, Order, OrderFacts, OrderRequest, OrderStatus, SubmitOutcome, order_facts
+from keel.domain.portfolio import Account, Balance, Position
+
+if TYPE_CHECKING:
+    from keel.brokers.ccxt_broker import CcxtBroker, VenueTrade
+    from keel.domain.costs import CostModel
+    from keel.settings import Settings
+
+SNAPSHOT_KIND = "keel.venue_ledger"
+#: the venue is asked whether it answers at most this often (wall seconds)
+HEARTBEAT_SECONDS = 1.0
+SNAPSHOT_VERSION = 1
+NOT_RESENT = "claimed before a restart and not at the venue: never sent again; looked up until the grace period ends"
+FOUND_AFTER_RESTART = "claimed before a restart: found at the venue by its client order id, not sent again"
+
+
+def fill_id(venue: str, trade: VenueTrade) -> str:
+    """The journal's id of a venue trade: the venue's name and its trade id (trade ids are the venue's own)."""
+    return f"{venue}-{trade.trade_id}"
+
+
+class VenueBroker:
+    """The `Broker` contract for a testnet session (see the module docstring): `venue` takes the orders, the ledger
+    starts flat with `cash` (the session's `broker.cash`), `costs` is what the supervisor prices orders with."""
+
+    def __init__(
+        self,
+        venue: CcxtBroker,
+        *,
+        cash: float,
+        costs: CostModel,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.venue = venue
+        self.name = venue.name
+        self.symbols = venue.symbols
+        self.quote_currency = venue.quote_currency
+        self._costs = costs
+        self._cash = float(cash)
+        self._fees_paid = 0.0
+        #: symbol -> [quantity, average price, realised PnL] of what the session bought there
+        self._positions: dict[str, list[float]] = {}
+        self._quote_px: dict[str, float] = {}
+        self._quote_ts: dict[str, datetime] = {}
+        #: client order id -> what is followed of an order the venue may still fill or report fills of
+        self._tracked: dict[str, dict[str, Any]] = {}
+        #: orders whose every fill and end were reported: never followed again
+        self._done: set[str] = set()
+        #: orders that ended without a fill since the last drain
+        self._ended: list[Order] = []
+        #: intents claimed (`executing`) before this process started: looked up, never sent
+        self._no_resend: frozenset[str] = frozenset()
+        self._redo: Callable[[], list[Mapping[str, Any]] | None] = lambda: None
+        #: failed polls of the venue (the metrics read `venue.errors` for the API calls themselves)
+        self.poll_failures = 0
+        #: orders as this bar's market step read them, by client order id
+        self._polled: dict[str, Order] = {}
+        self._heartbeat_seconds = heartbeat_seconds
+        self._monotonic = monotonic
+        self._alive_at: float | None = None
+
+    def attach(self, *, claimed: Iterable[str], redo_queue: Callable[[], list[Mapping[str, Any]] | None]) -> None:
+        """Before the first cycle: the intents the journal holds in `executing` (never sent again) and where to read
+        what a resume's re-run must reproduce (`Journal.redo_queue`)."""
+        self._no_resend = frozenset(claimed)
+        self._redo = redo_queue
+
+    @property
+    def costs(self) -> CostModel:
+        return self._costs
+
+    # -- the market step --------------------------------------------------------------------------------
+
+    def on_bar(
+        self, symbol: str, ts: datetime, open: float, high: float, low: float, close: float, volume: float
+    ) -> list[Fill]:
+        """Mark the symbol at the bar's close, and report what the venue filled of the session's orders on it."""
+        self.mark(symbol, ts, close)
+        fills: list[Fill] = []
+        self._polled = {c: o for c, o in self._polled.items() if o.symbol != symbol}
+        for coid in [c for c, t in self._tracked.items() if t["symbol"] == symbol]:
+            fills.extend(self._poll(coid, ts))
+        return fills
+
+    @property
+    def following(self) -> bool:
+        """Whether an order of the session may still fill, or has fills not reported yet."""
+        return bool(self._tracked)
+
+    def poll_all(self, ts: datetime) -> list[Fill]:
+        """Every followed order asked once more, on no new bar (a session's end): its fills, and its end if any."""
+        fills: list[Fill] = []
+        for coid in list(self._tracked):
+            fills.extend(self._poll(coid, ts))
+        return fills
+
+    def mark(self, symbol: str, ts: datetime, close: float) -> None:
+        if not 0.0 < close < float("inf"):
+            raise BrokerError(f"{self.name}: mark {symbol} @ {ts.isoformat()} has an invalid price {close}")
+        self._quote_px[symbol] = float(close)
+        self._quote_ts[symbol] = ts
+
+    def drain_silent_updates(self) -> list[Order]:
+        """Orders that ended at the venue without a fill since the last call, each once."""
+        ended, self._ended = self._ended, []
+        return ended
+
+    def _poll(self, coid: str, ts: datetime) -> list[Fill]:
+        """One followed order: its new trades as fills, its end when it ended without any. A venue that does not
+        answer is asked again at the symbol's next bar (the order stays followed)."""
+        tracked = self._tracked[coid]
+        try:
+            found = self.venue.status_and_trades(coid)
+        except BrokerError:
+            self.poll_failures += 1
+            return []
+        if found is None:  # the venue forgot it (an expired history): nothing more can be learnt
+            self._forget(coid)
+            return []
+        order, trades = found
+        self._polled[coid] = order
+        self._alive_at = self._monotonic()
+        redo = self._redo()
+        recorded = _recorded(redo, "order.fill", "fill_id") if redo else None
+        fills = []
+        for trade in trades:
+            fid = fill_id(self.name, trade)
+            if fid in tracked["seen"] or (recorded is not None and fid not in recorded):
+                continue
+            fills.append(self._book_fill(coid, trade, fid, ts))
+            tracked["seen"].append(fid)
+        tracked["reported"] = sum(t.quantity for t in trades if fill_id(self.name, t) in tracked["seen"])
+        self._reserve(coid, order)
+        reported_all = tracked["reported"] >= order.filled_quantity - 1e-12
+        if not order.status.is_open and reported_all:
+            if not tracked["seen"] and not tracked["quiet"]:
+                ended = _recorded(redo, "order.ended", "client_order_id") if redo else None
+                if ended is not None and coid not in ended:
+                    return fills  # the interrupted cycle did not see it end: the next bar reports it
+                self._ended.append(order)
+            self._forget(coid)
+        return fills
+
+    def _book_fill(self, coid: str, trade: VenueTrade, fid: str, ts: datetime) -> Fill:
+        """Move the ledger by one venue trade (fees in the quote asset are cash, in the base asset units held)."""
+        quote_fee = trade.fee if trade.fee_currency in (None, self.quote_currency) else 0.0
+        base_fee = trade.fee if trade.fee_currency == self.base_of(trade.symbol) else 0.0
+        held, average, realized = self._positions.get(trade.symbol, [0.0, 0.0, 0.0])
+        qty, price = trade.quantity, trade.price
+        if trade.side is Side.BUY:
+            self._cash -= qty * price + quote_fee
+            average = (average * held + price * qty) / (held + qty)
+            held += qty - base_fee
+        else:
+            self._cash += qty * price - quote_fee
+            realized += (price - average) * min(qty, held)
+            held = max(0.0, held - qty)
+        self._fees_paid += quote_fee
+        if held > 0.0:
+            self._positions[trade.symbol] = [held, average, realized]
+        else:
+            self._positions.pop(trade.symbol, None)
+        return Fill(
+            fill_id=fid,
+            client_order_id=coid,
+            symbol=trade.symbol,
+            side=trade.side,
+            quantity=qty,
+            price=price,
+            fee=quote_fee,
+            ts=ts,
+        )
+
+    # -- orders -----------------------------------------------------------------------------------------
+
+    def submit(self, request: OrderRequest) -> SubmitResult:
+        coid = request.client_order_id
+        if coid in self._no_resend:
+            self.venue.remember(request)  # the order is reported as it was asked, as before the restart
+            try:
+                order = self.venue.status(coid)
+            except BrokerError as exc:
+                return SubmitResult(SubmitOutcome.UNKNOWN, None, f"claimed before a restart; {exc.message}")
+            if order is None:
+                return SubmitResult(SubmitOutcome.UNKNOWN, None, NOT_RESENT)
+            self._follow(order)
+            outcome = SubmitOutcome.REJECTED if order.status is OrderStatus.REJECTED else SubmitOutcome.ACKNOWLEDGED
+            return SubmitResult(outcome, order, FOUND_AFTER_RESTART)
+        result = self.venue.submit(request)
+        if result.order is not None and result.outcome is SubmitOutcome.ACKNOWLEDGED:
+            self._follow(result.order)
+        return result
+
+    def status(self, client_order_id: str) -> Order | None:
+        """The order as the venue holds it (raises `BrokerError` when it does not answer); found, it is followed."""
+        order = self.venue.status(client_order_id)
+        if order is not None:
+            self._follow(order)
+        return order
+
+    def order_facts(self, client_order_id: str) -> OrderFacts | None:
+        """The order as this bar's market step read it (what its fills are recorded with), else as the venue has it."""
+        order = self._polled.get(client_order_id) or self.venue.status(client_order_id)
+        return order_facts(order) if order is not None else None
+
+    def cancel(self, client_order_id: str) -> Order | None:
+        """Cancel at the venue; whoever cancels records it, so its end is not reported again (its fills still are)."""
+        order = self.venue.cancel(client_order_id)
+        self._quiet(order)
+        return order
+
+    def cancel_all(self, symbol: str | None = None) -> list[Order]:
+        orders = self.venue.cancel_all(symbol)
+        for order in orders:
+            self._quiet(order)
+        return orders
+
+    def open_orders(self) -> list[Order]:
+        """The venue's open orders on the session's markets (what a halt must see cancelled)."""
+        return [o for o in self.venue.open_orders() if o.symbol in self.symbols]
+
+    def heartbeat(self) -> None:
+        """The venue answers: asked at most every `heartbeat_seconds` (wall time); an answer to any call in between
+        counts. A request spent on every bar would cost a fast session most of its time and its rate limit."""
+        now = self._monotonic()
+        if self._alive_at is not None and now - self._alive_at < self._heartbeat_seconds:
+            return
+        self.venue.heartbeat()
+        self._alive_at = now
+
+    def _follow(self, order: Order) -> None:
+        coid = order.client_order_id
+        if coid in self._done or coid in self._tracked:
+            return
+        self._tracked[coid] = {
+            "symbol": order.symbol,
+            "side": order.side.value,
+            "seen": [],
+            "reported": 0.0,
+            "reserve": 0.0,
+            "quiet": False,
+        }
+        self._reserve(coid, order)
+
+    def _quiet(self, order: Order | None) -> None:
+        if order is not None and order.client_order_id in self._tracked:
+            self._tracked[order.client_order_id]["quiet"] = True
+
+    def _forget(self, coid: str) -> None:
+        self._tracked.pop(coid, None)
+        self._done.add(coid)
+
+    def _reserve(self, coid: str, order: Order) -> None:
+        """What a buy holds back until its fills are in the ledger: the units not reported yet, at the most it pays."""
+        tracked = self._tracked[coid]
+        if order.side is not Side.BUY:
+            tracked["reserve"] = 0.0
+            return
+        if order.status.is_open:
+            units = max(0.0, order.quantity - tracked["reported"])
+            price = order.limit_price or (order.price_band[1] if order.price_band else None)
+        else:
+            units = max(0.0, order.filled_quantity - tracked["reported"])
+            price = order.average_price
+        price = price or self._quote_px.get(order.symbol, 0.0)
+        tracked["reserve"] = self._costs.buy_estimate(units, price, limit=True) if units > 0 and price > 0 else 0.0
+
+    # -- account ----------------------------------------------------------------------------------------
+
+    def quote(self, symbol: str) -> Quote | None:
+        px = self._quote_px.get(symbol)
+        if px is None:
+            return None
+        return Quote.strict(symbol=symbol, ts=self._quote_ts[symbol], bid=px, ask=px, last=px, source="bar_close")
+
+    def _available(self) -> float:
+        return self._cash - sum(t["reserve"] for t in self._tracked.values())
+
+    def _equity(self) -> float:
+        return self._cash + sum(p[0] * self._quote_px.get(s, p[1]) for s, p in self._positions.items())
+
+    def positions(self) -> dict[str, Position]:
+        return {
+            s: Position.strict(symbol=s, quantity=p[0], average_price=p[1], realized_pnl=p[2])
+            for s, p in self._positions.items()
+        }
+
+    def balance(self) -> Balance:
+        return Balance.strict(
+            cash=self._cash, equity=self._equity(), fees_paid=self._fees_paid, available=self._available()
+        )
+
+    def account(self) -> Account:
+        ts = self._quote_ts
+        return Account(
+            self._cash,
+            self._equity(),
+            self._available(),
+            {s: p[0] for s, p in self._positions.items()},
+            {s: (p, ts[s]) for s, p in self._quote_px.items()},
+        )
+
+    def base_of(self, symbol: str) -> str:
+        """The asset a symbol's units are (BTC of BTC/USDT)."""
+        return symbol.split("/", 1)[0]
+
+    # -- checkpoints ------------------------------------------------------------------------------------
+
+    def snapshot(self, *, finished: bool = False) -> dict[str, Any]:
+        """The ledger and what is followed at the venue, as JSON-native values (the venue holds the rest)."""
+        return {
+            "kind": SNAPSHOT_KIND,
+            "schema_version": SNAPSHOT_VERSION,
+            "venue": self.name,
+            "cash": self._cash,
+            "fees_paid": self._fees_paid,
+            "positions": {s: list(p) for s, p in self._positions.items()},
+            "quotes": {s: {"ts": self._quote_ts[s].isoformat(), "price": p} for s, p in self._quote_px.items()},
+            "tracked": {c: {**t, "seen": list(t["seen"])} for c, t in self._tracked.items()},
+            "asked": {c: r.model_dump(mode="json") for c in sorted(self._tracked) if (r := self.venue.asked(c))},
+            "done": sorted(self._done),
+        }
+
+    def restore(self, snapshot: Mapping[str, Any]) -> None:
+        """Back to a checkpoint's ledger; refused when it is not one of this venue's."""
+        if snapshot.get("kind") != SNAPSHOT_KIND or snapshot.get("venue") != self.name:
+            raise BrokerError(
+                f"the checkpoint holds a {snapshot.get('kind')} of {snapshot.get('venue', 'no venue')}, not a "
+                f"{SNAPSHOT_KIND} of {self.name}: this session ran elsewhere",
+                hint="resume it against the venue it started on (venue.exchange), or start another session name",
+            )
+        self._cash = float(snapshot["cash"])
+        self._fees_paid = float(snapshot["fees_paid"])
+        self._positions = {s: [float(x) for x in p] for s, p in snapshot["positions"].items()}
+        self._quote_px = {s: float(q["price"]) for s, q in snapshot["quotes"].items()}
+        self._quote_ts = {s: datetime.fromisoformat(q["ts"]) for s, q in snapshot["quotes"].items()}
+        self._tracked = {c: {**t, "seen": list(t["seen"])} for c, t in snapshot["tracked"].items()}
+        self._done = set(snapshot["done"])
+        for request in snapshot.get("asked", {}).values():
+            self.venue.remember(OrderRequest.model_validate(request))
+
+
+def venue_problems(settings: Settings, symbols: Iterable[str]) -> list[str]:
+    """What keeps a testnet session from its venue, each naming its setting: an exchange, keys (from the settings
+    only), and markets it trades (`venue.symbols`, when set, must list every symbol of the data)."""
+    from keel.venues.symbols import SymbolError, from_ccxt
+
+    v = settings.venue
+    problems = [f"venue.{k} is not set" for k in ("exchange", "api_key", "api_secret") if not getattr(v, k)]
+    for s in symbols:
+        try:
+            from_ccxt(s)
+        except SymbolError as exc:
+            problems.append(f"{exc.message}: a testnet session trades ccxt's unified pairs (--symbol BTC/USDT)")
+    if v.symbols:
+        listed = set(v.symbols)
+        problems += [f"{s} is not in venue.symbols ({', '.join(v.symbols)})" for s in symbols if s not in listed]
+    return problems
+
+
+def connect_venue(settings: Settings, symbols: list[str]) -> CcxtBroker:
+    """The ccxt broker of the `venue` settings for `symbols` (ccxt's unified BASE/QUOTE: a data file's symbol must
+    be one, e.g. `--symbol BTC/USDT`): the exchange's sandbox, or the venue at `venue.api_url` when set (the local
+    exchange)."""
+    from keel.brokers.ccxt_broker import CcxtBroker
+    from keel.domain.errors import InputError
+
+    v = settings.venue
+    assert v.api_key is not None and v.api_secret is not None  # `venue_problems` said so first
+    try:
+        return CcxtBroker.connect(
+            v.exchange,
+            api_key=v.api_key.get_secret_value(),
+            secret=v.api_secret.get_secret_value(),
+            symbols=symbols,
+            quote=v.quote,
+            sandbox=v.sandbox and v.api_url is None,
+            api_url=v.api_url,
+            timeout_ms=v.timeout_ms,
+        )
+    except BrokerError as exc:  # an exchange id ccxt does not know, a symbol that is no unified pair: bad input
+        raise InputError(exc.message, hint=exc.hint) from None
+
+
+def _recorded(redo: list[Mapping[str, Any]], event: str, key: str) -> set[str]:
+    """What the records a re-run must reproduce say of one kind of event: the values of `key` in their payloads."""
+    return {str(r["payload"].get(key)) for r in redo if r.get("event") == event and isinstance(r.get("payload"), dict)}
