@@ -184,8 +184,8 @@ def optimize(
     resumed = StudyFolder.inspect(out_dir, "optimize", ident)
     where.inspect({k: v for k, v in ident.items() if k != "storage"}, ours=resumed)
     folder = StudyFolder.claim(out_dir, "optimize", ident)
+    search = Optimization(bars, the_space, the_objective, sim_config, seed, min_trades, where, ident)
     try:
-        search = Optimization(bars, the_space, the_objective, sim_config, seed, min_trades, where, ident)
         search.open()
         before = len(search.finished())
         interrupted = False
@@ -204,6 +204,7 @@ def optimize(
         result = search.result(trials, data=str(data), interrupted=interrupted)
         _write_json(out_dir / "optimize.json", result)
     finally:
+        search.close()
         folder.release()
     result_path = out_dir / "optimize.json"
     if interrupted:

@@ -217,6 +217,7 @@ class Optimization:
     storage: Storage
     identity: dict[str, Any]
     _study: Any = field(default=None, repr=False)
+    _storage: Any = field(default=None, repr=False)
     _engine: SweepEngine | None = field(default=None, repr=False)
     _cache: dict[tuple, tuple[float | None, dict[str, Any], str | None]] = field(default_factory=dict, repr=False)
 
@@ -230,8 +231,9 @@ class Optimization:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         mine = self._study_identity()
+        self._storage = self.storage.open()
         study = optuna.create_study(
-            storage=self.storage.open(), study_name=STUDY_NAME, direction="maximize", load_if_exists=True
+            storage=self._storage, study_name=STUDY_NAME, direction="maximize", load_if_exists=True
         )
         theirs = study.user_attrs.get(_IDENTITY_ATTR)
         if theirs is None and study.trials:
@@ -253,6 +255,16 @@ class Optimization:
             # a trial running when a search was killed: nobody will finish it (the folder is locked)
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         self._study = study
+
+    def close(self) -> None:
+        """Close the storage's connections now. SQLite folds the WAL into the database file when the last
+        connection closes; left to the garbage collector, that write would land later, after the folder's lock is
+        released, in a folder another command may be reading."""
+        if self._storage is not None:
+            self._storage.remove_session()
+            self._storage.engine.dispose()
+            self._storage = None
+        self._study = None
 
     def _study_identity(self) -> dict[str, Any]:
         return {k: v for k, v in self.identity.items() if k != "storage"}
