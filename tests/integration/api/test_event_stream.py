@@ -87,24 +87,36 @@ def live(tmp_path, serve):
 def test_the_stream_sends_every_committed_record_once_then_the_halt_then_the_end(live):
     _settings, served, secrets, at_gate, gate, result = live
     viewer = {"Authorization": f"Bearer {secrets[ApiRole.VIEWER]}"}
+    halts: list[httpx.Response] = []
+
+    def halt_at_the_gate() -> None:
+        # the session waits at the gate, so nothing new is journalled until the halt is in: the halt comes while the
+        # stream is open, between the session's records
+        at_gate.wait(WAIT)
+        with httpx.Client(base_url=served.base, timeout=WAIT) as risk:
+            halts.append(
+                risk.post(
+                    "/api/v1/trading-state/halt",
+                    json={"reason": "drill"},
+                    headers={"Authorization": f"Bearer {secrets[ApiRole.RISK_OFFICER]}"},
+                )
+            )
+        gate.set()
+
     with httpx.Client(base_url=served.base, timeout=WAIT) as http:
         wait_for(lambda: http.get("/api/v1/sessions/live", headers=viewer).status_code == 200, "the session")
         got: list[dict] = []
         with http.stream("GET", "/api/v1/events/stream?session=live&after=0", headers=viewer) as stream:
             assert stream.status_code == 200
             assert stream.headers["content-type"].startswith("text/event-stream")
+            halter = threading.Thread(target=halt_at_the_gate, daemon=True)
+            halter.start()
             for message in sse(stream.iter_lines()):
                 got.append(message)
-                if message.get("event") == "journal" and at_gate.is_set() and not gate.is_set():
-                    halted = http.post(
-                        "/api/v1/trading-state/halt",
-                        json={"reason": "drill"},
-                        headers={"Authorization": f"Bearer {secrets[ApiRole.RISK_OFFICER]}"},
-                    )
-                    assert halted.status_code == 200, halted.text
-                    gate.set()
                 if message.get("event") == "end":
                     break
+            halter.join(WAIT)
+    assert [h.status_code for h in halts] == [200], [h.text for h in halts]
     wait_for(lambda: bool(result), "the session to end")
     journal = [m for m in got if m.get("event") == "journal"]
     logged = events(result[0].run.run_dir)
