@@ -23,7 +23,7 @@ INSTALL := $(BIN)/python -m pip install --quiet -c $(LOCK) --build-constraint $(
 COMPILE := --quiet --all-extras --all-build-deps --strip-extras --allow-unsafe --no-emit-options --no-config \
            $(if $(filter 1,$(UPGRADE)),--upgrade)
 
-.PHONY: demo test lint format bench clean lock lock-check mutants
+.PHONY: demo test crash lint format bench clean lock lock-check mutants
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ demo: $(STAMP)
 
 test: $(DEVSTAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+# The SIGKILL crash tests at four times the kill points `make test` uses (24 a run, not 6): about 10 minutes.
+crash: $(DEVSTAMP)
+	KEEL_TEST_CRASH_KILLS=24 $(BIN)/python -m pytest -n 2 --dist loadfile -m slow tests/integration
 
 # Refresh the lock: pip-compile keeps the existing pins unless UPGRADE=1, then the digest header is written.
 $(LOCKVENV)/bin/pip-compile:

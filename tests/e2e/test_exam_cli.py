@@ -15,8 +15,9 @@ from keel.data.synthetic import generate_regime_ohlcv, write_csv
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("exam-data")
-    # 2024-03-01 00:00 to 2024-03-02 02:15 (15-minute bars): one complete day
-    for frame in generate_regime_ohlcv(2, 96 + 10, seed=11, start="2024-03-01T00:00:00+00:00", interval_seconds=900):
+    # 2024-03-01 00:00 to 2024-03-02 02:30 (five-minute bars, 288 a day: room for mean_reversion's 200-bar warm-up):
+    # one complete day
+    for frame in generate_regime_ohlcv(2, 288 + 30, seed=11, start="2024-03-01T00:00:00+00:00", interval_seconds=300):
         write_csv(frame, folder / f"{frame.symbol.lower()}.csv")
     return sorted(folder.glob("*.csv"))
 

@@ -7,8 +7,11 @@ already holds, reconciles, and must end exactly where a run that was never inter
 
 from __future__ import annotations
 
+import pytest
+
 from helpers.crash import sigkill_and_compare
 
 
+@pytest.mark.slow
 def test_sigkill_of_a_paper_run_at_random_points_resumes_to_the_same_money(tmp_path):
     sigkill_and_compare(tmp_path, 1_500, {"KEEL_MODE": "paper"})

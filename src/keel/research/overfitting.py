@@ -146,8 +146,11 @@ class Blocks:
             oos_sr = _sharpe(oos @ n, oos @ s1, oos @ s2)
             best = np.argmax(is_sr, axis=1)  # the first of equals
             mine = oos_sr[np.arange(len(chunk)), best][:, None]
-            below = (oos_sr < mine).sum(axis=1)
-            equal = (oos_sr == mine).sum(axis=1) - 1  # ties share their ranks
+            # Ties share their ranks, and Sharpe ratios equal but for the sums' rounding are ties: which of them is
+            # a hair higher depends on the order the BLAS kernel of this CPU adds in, and must not decide the result.
+            tied = np.isclose(oos_sr, mine, rtol=1e-9, atol=1e-12)
+            below = ((oos_sr < mine) & ~tied).sum(axis=1)
+            equal = tied.sum(axis=1) - 1
             omega = (1.0 + below + 0.5 * equal) / (trials + 1.0)
             logit = np.log(omega / (1.0 - omega))
             overfit += int((logit <= 0).sum())

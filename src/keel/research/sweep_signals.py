@@ -19,7 +19,7 @@ from keel.data.frame import OHLCV
 from keel.strategies.base import Strategy, StrategyParams
 from keel.strategies.exact import WindowMeans
 from keel.strategies.indicators import atr, crossed_above, crossed_below, rolling_mean_std, standardize
-from keel.strategies.mean_reversion import MeanReversion, MeanReversionParams
+from keel.strategies.mean_reversion import MeanReversion, MeanReversionParams, entries_and_exits, warmup_of
 from keel.strategies.sma_cross import SmaCross, SmaCrossParams
 
 __all__ = ["ComboSignals", "SignalSource", "signal_source"]
@@ -121,7 +121,7 @@ class MeanReversionSource(SignalSource):
 
     def warmup(self, params: StrategyParams) -> int:
         assert isinstance(params, MeanReversionParams)
-        return params.window
+        return warmup_of(params)
 
     def signals(self, params: StrategyParams) -> ComboSignals:
         assert isinstance(params, MeanReversionParams)
@@ -129,16 +129,13 @@ class MeanReversionSource(SignalSource):
         close = self._close
         mean, z = self._mean_z(p.window)
         stop_price = self._stop_price(p.stop_atr, p.atr_window)
-        with np.errstate(invalid="ignore"):
-            sound = np.isfinite(stop_price) & (stop_price > 0.0) & (stop_price < close) & (mean > close)
-        entry = crossed_below(z, -p.entry_z) & sound
-        exit_ = crossed_above(z, -p.exit_z)
+        entry, exit_ = entries_and_exits(close, mean, z, stop_price, p)
         return ComboSignals(
             entry,
             exit_,
             np.where(entry, stop_price, np.nan),
             np.where(entry, mean, np.nan),
-            p.window,
+            warmup_of(p),
             p.max_hold_bars,
         )
 

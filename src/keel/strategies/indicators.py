@@ -23,6 +23,7 @@ from keel.strategies.exact import MAX_WINDOW, WindowMeans
 
 __all__ = [
     "atr",
+    "atr_settled",
     "crossed_above",
     "crossed_below",
     "ema",
@@ -126,6 +127,22 @@ def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int) -> np.ndar
         prev = c[:-1]
         tr[1:] = np.maximum(tr[1:], np.maximum(np.abs(h[1:] - prev), np.abs(lo[1:] - prev)))  # NaN propagates
     return _smooth(tr, n, 1.0 / n)
+
+
+def atr_settled(n: int, tolerance: float = 1e-6) -> int:
+    """The first bar at which `atr(..., n)` no longer depends on where the data starts, to `tolerance` relative.
+
+    Wilder's average is seeded at bar n − 1 with the mean of the first n ranges, and every later bar shrinks the
+    seed's weight by (1 − 1/n): after k bars it is (1 − 1/n)^k, below `tolerance` once k ≥ log(tolerance) /
+    log(1 − 1/n) — 186 bars past the seed for n = 14 at 1e-6. A strategy that acts on the ATR declares at least
+    this warm-up, or `keel check recursive` finds its values move with the data's start.
+    """
+    n = _window(n)
+    if not 0.0 < tolerance < 1.0:
+        raise ValueError(f"atr_settled: tolerance must be in (0, 1), got {tolerance!r}")
+    if n == 1:
+        return 0  # alpha = 1: each value is the bar's own range
+    return n - 1 + int(np.ceil(np.log(tolerance) / np.log1p(-1.0 / n)))
 
 
 def log_returns(close: np.ndarray) -> np.ndarray:

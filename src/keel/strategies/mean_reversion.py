@@ -6,7 +6,9 @@ With z = (close − SMA(window)) / std(window) (population std, current bar incl
   above the close;
 - exit at bar i: z crosses back above −exit_z (z[i−1] <= −exit_z and z[i] > −exit_z);
 - stop = close − stop_atr × ATR at the entry bar; target = the rolling mean at the entry bar;
-- time exit: the monitor closes the position `max_hold_bars` after its entry fills.
+- time exit: the monitor closes the position `max_hold_bars` after its entry fills;
+- warm-up: no signal before the z-score's window is full and Wilder's ATR has forgotten its seed
+  (`atr_settled`: 200 bars for the default ATR(14)), so no stop depends on where the data starts.
 
 Both are crossings, not levels: an exit level would hold on half the bars and the replay driver would
 visit them all; a crossing entry also means no re-entry after a stop-out until z has recovered above
@@ -22,10 +24,17 @@ from pydantic import Field
 
 from keel.data.frame import OHLCV
 from keel.strategies.base import FiniteFloat, PositiveFloat, Signals, Strategy, StrategyParams, StrategyRules, Window
-from keel.strategies.indicators import atr, crossed_above, crossed_below, rolling_mean_std, standardize
+from keel.strategies.indicators import (
+    atr,
+    atr_settled,
+    crossed_above,
+    crossed_below,
+    rolling_mean_std,
+    standardize,
+)
 from keel.strategies.registry import register
 
-__all__ = ["MeanReversion", "MeanReversionParams"]
+__all__ = ["MeanReversion", "MeanReversionParams", "entries_and_exits", "warmup_of"]
 
 
 class MeanReversionParams(StrategyParams):
@@ -40,6 +49,25 @@ class MeanReversionParams(StrategyParams):
         if self.exit_z >= self.entry_z:
             return [(("exit_z", "entry_z"), f"exit_z ({self.exit_z:g}) must be below entry_z ({self.entry_z:g})")]
         return []
+
+
+def warmup_of(p: MeanReversionParams) -> int:
+    """The first bar a signal may occur at: the window's z-score exists and the ATR behind the stop has settled."""
+    return max(p.window, atr_settled(p.atr_window))
+
+
+def entries_and_exits(
+    close: np.ndarray, mean: np.ndarray, z: np.ndarray, stop_price: np.ndarray, p: MeanReversionParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """The entry and exit bars from the indicators (shared with the sweep's cached source, so both are one rule)."""
+    with np.errstate(invalid="ignore"):
+        sound = np.isfinite(stop_price) & (stop_price > 0.0) & (stop_price < close) & (mean > close)
+    entry = crossed_below(z, -p.entry_z) & sound
+    exit_ = crossed_above(z, -p.exit_z)
+    warmup = warmup_of(p)
+    entry[:warmup] = False
+    exit_[:warmup] = False  # nothing can be held before the first entry
+    return entry, exit_
 
 
 @register
@@ -60,9 +88,9 @@ class MeanReversion(Strategy):
             exit_rule=f"sell when the z-score crosses back above {-p.exit_z + 0.0:g}; the stop, the target, or "
             f"{p.max_hold_bars} bars held also close the position",
             sizing_rule="no size of its own: the allocator sizes every entry",
-            halt_rule=f"no exit before bar {p.window} and no entry before bar {max(p.window, p.atr_window - 1)} "
-            "(warm-up), none on windows with missing prices, and no entry where the stop would not be a positive "
-            "price below the close; "
+            halt_rule=f"no signal before bar {warmup_of(p)} (warm-up: the {p.window}-bar window, and ATR({p.atr_window}) "
+            "settled to 1e-6 of its seed), none on windows with missing prices, and no entry where the stop would not "
+            "be a positive price below the close; "
             "NO-TRADE triggers and the kill switch apply outside the strategy",
         )
 
@@ -72,10 +100,7 @@ class MeanReversion(Strategy):
         mean, std = rolling_mean_std(close, p.window)
         z = standardize(close, mean, std)
         stop_price = close - p.stop_atr * atr(bars.high, bars.low, close, p.atr_window)
-        with np.errstate(invalid="ignore"):
-            sound = np.isfinite(stop_price) & (stop_price > 0.0) & (stop_price < close) & (mean > close)
-        entry = crossed_below(z, -p.entry_z) & sound
-        exit_ = crossed_above(z, -p.exit_z)
+        entry, exit_ = entries_and_exits(close, mean, z, stop_price, p)
         signal = entry | exit_
         strength = np.zeros(close.shape[0])
         strength[signal] = np.clip(np.abs(z[signal]) / (2.0 * p.entry_z), 0.0, 1.0)  # 0.5 at the threshold
@@ -85,5 +110,5 @@ class MeanReversion(Strategy):
             stop=np.where(entry, stop_price, np.nan),
             target=np.where(entry, mean, np.nan),
             strength=strength,
-            warmup=p.window,  # exits can start here; entries also wait for the ATR (rejected above until then)
+            warmup=warmup_of(p),
         )

@@ -20,13 +20,15 @@ from keel.exam.roster import ROSTER
 from keel.risk.kill_switch import halt
 from keel.runtime.control import open_control
 
-QUARTER = 900  # 96 bars a day
+FIVE_MINUTES = 300  # 288 bars a day: mean_reversion's warm-up (200 bars) fits in one
 DAYS = ["2024-03-02", "2024-03-03"]
 
 
 def market():
-    # 2024-03-01 05:00 to 2024-03-04 03:00: the first and the last dates are partial, two whole days between
-    return generate_regime_ohlcv(2, 20 + 96 * 3, seed=11, start="2024-03-01T05:00:00+00:00", interval_seconds=QUARTER)
+    # 2024-03-01 05:00 to 2024-03-04 09:55: the first and the last dates are partial, two whole days between
+    return generate_regime_ohlcv(
+        2, 60 + 288 * 3, seed=11, start="2024-03-01T05:00:00+00:00", interval_seconds=FIVE_MINUTES
+    )
 
 
 def every_third_rejected(request) -> Answer:
@@ -157,7 +159,7 @@ def test_too_few_days_or_a_day_too_short_for_a_warm_up_is_refused_before_anythin
     with pytest.raises(InputError, match="fewer than the 3 asked for"):
         run_exam(market(), settings, spec)
     hourly = generate_regime_ohlcv(1, 24 * 2, seed=1, start="2024-03-01T00:00:00+00:00", interval_seconds=3_600)
-    with pytest.raises(InputError, match="needs more than 50 bars a day"):
+    with pytest.raises(InputError, match="mean_reversion needs more than 200 bars a day"):
         run_exam(hourly, settings, ExamSpec(days=1, out=tmp_path / "out", speed=None))
     assert not (tmp_path / "out").exists()
     assert not (settings.home / "sessions").exists()

@@ -79,7 +79,7 @@ def ray_head():
     finally:  # the head and everything it started share its process group: stop that group, and only it
         try:
             os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
+            proc.wait(timeout=3)  # `ray start --block` often outlives a SIGTERM: do not wait long for it
         except (ProcessLookupError, subprocess.TimeoutExpired):
             pass
         with contextlib.suppress(ProcessLookupError):

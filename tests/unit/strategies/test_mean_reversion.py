@@ -14,35 +14,38 @@ HANDMADE = {"window": 5, "entry_z": 1.5, "exit_z": 0.0, "stop_atr": 2.0, "atr_wi
 
 @pytest.fixture
 def handmade(make_bars):
-    # Flat at 100, a drop to 94 (z = -2.0), then a recovery back above the 5-bar mean at bar 13.
-    close = np.array([100.0] * 10 + [94.0, 95.0, 97.0, 100.0, 101.0, 102.0])
+    # Flat at 100 past the warm-up (ATR(3) settles at bar 37), a drop to 94 at bar 40 (z = -2.0), then a recovery
+    # back above the 5-bar mean at bar 43.
+    close = np.array([100.0] * 40 + [94.0, 95.0, 97.0, 100.0, 101.0, 102.0])
     return make_bars(close, spread=0.5)
 
 
 def test_handmade_drop_enters_with_atr_stop_and_mean_target_then_exits_on_recovery(handmade):
     sig = build_strategy("mean_reversion", HANDMADE).signals(handmade)
-    assert np.flatnonzero(sig.entry).tolist() == [10]
-    assert np.flatnonzero(sig.exit).tolist() == [13]
-    # z at bar 10: window [100, 100, 100, 100, 94], mean 98.8, population std 2.4 → (94 − 98.8) / 2.4 = −2.0
+    assert np.flatnonzero(sig.entry).tolist() == [40]
+    assert np.flatnonzero(sig.exit).tolist() == [43]
+    # z at bar 40: window [100, 100, 100, 100, 94], mean 98.8, population std 2.4 → (94 − 98.8) / 2.4 = −2.0
     # ATR(3), Wilder: 1.0 on the flat bars, then (2·1.0 + 6.5) / 3 at the drop (true range 100 − 93.5)
-    assert sig.target[10] == pytest.approx(98.8)
-    assert sig.stop[10] == pytest.approx(94.0 - 2.0 * (2.0 + 6.5) / 3.0)
-    assert sig.strength[10] == pytest.approx(2.0 / (2 * 1.5))
-    assert np.isnan(np.delete(sig.stop, 10)).all() and np.isnan(np.delete(sig.target, 10)).all()
+    assert sig.target[40] == pytest.approx(98.8)
+    assert sig.stop[40] == pytest.approx(94.0 - 2.0 * (2.0 + 6.5) / 3.0)
+    assert sig.strength[40] == pytest.approx(2.0 / (2 * 1.5))
+    assert np.isnan(np.delete(sig.stop, 40)).all() and np.isnan(np.delete(sig.target, 40)).all()
 
 
 def test_entry_needs_a_fresh_cross_below_not_a_stretch_that_persists(make_bars):
-    close = np.array([100.0] * 10 + [94.0, 93.0, 92.0, 91.0, 90.0])  # z stays below −1.5 after the drop
+    close = np.array([100.0] * 40 + [94.0, 93.0, 92.0, 91.0, 90.0])  # z stays below −1.5 after the drop
     sig = build_strategy("mean_reversion", HANDMADE).signals(make_bars(close, spread=0.5))
-    assert np.flatnonzero(sig.entry).tolist() == [10]
+    assert np.flatnonzero(sig.entry).tolist() == [40]
 
 
-def test_no_entry_while_atr_for_the_stop_is_still_warming_up(make_bars):
-    close = np.array([100.0] * 6 + [94.0] + [100.0] * 5)  # the drop at bar 6 would be an entry ...
-    params = HANDMADE | {"atr_window": 9}  # ... but ATR(9) exists only from bar 8
-    sig = build_strategy("mean_reversion", params).signals(make_bars(close, spread=0.5))
-    assert not sig.entry.any()
-    assert sig.warmup == 5  # exits need only the z-score
+def test_no_signal_until_the_atr_behind_the_stop_has_forgotten_its_seed(make_bars):
+    # The same drop and recovery at bars 30-31 and at 46-47: ATR(3) exists from bar 2, but its seed's weight falls
+    # below 1e-6 only at bar 37 (2 + 35 bars of Wilder's decay by 2/3), so only the second pair signals.
+    close = np.array([100.0] * 30 + [94.0] + [100.0] * 15 + [94.0] + [100.0] * 5)
+    sig = build_strategy("mean_reversion", HANDMADE).signals(make_bars(close, spread=0.5))
+    assert sig.warmup == 37
+    assert np.flatnonzero(sig.entry).tolist() == [46]
+    assert np.flatnonzero(sig.exit).tolist() == [47]
 
 
 def test_flat_market_gives_no_signal(make_bars):
