@@ -189,22 +189,10 @@ def _data(data, symbol, timestamp_column, date_format, expected: dict[str, str])
     from keel.data.files import load_many
     from keel.research.promotion import DataFile
     from keel.research.promotion_file import sha256_of
+    from keel.research.report_data import require_run_data
 
     frames = load_many(data, symbols=symbol or None, timestamp_column=timestamp_column, date_format=date_format)
-    problems = []
-    for frame in frames:
-        want = expected.get(frame.symbol)
-        if want is None:
-            problems.append(f"{frame.symbol} ({frame.source}) is not a symbol of the run ({', '.join(expected)})")
-        elif frame.fingerprint() != want:
-            problems.append(f"{frame.symbol} ({frame.source}) is not the data the run read (its fingerprint differs)")
-    missing = sorted(set(expected) - {f.symbol for f in frames})
-    if missing and not problems:
-        problems.append(f"every symbol of the run is needed, and {', '.join(missing)} is missing")
-    if problems:
-        raise InputError(
-            "--data: " + "; ".join(problems), hint="give the files the run was made from, with the same --symbol names"
-        )
+    require_run_data(expected, frames)
     files = [
         DataFile(symbol=f.symbol, file=str(p), sha256=sha256_of(Path(p))) for p, f in zip(data, frames, strict=True)
     ]

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from keel.domain.errors import ConfigError, InputError
-from keel.research.sweep_grid import value_problem
+from keel.research.sweep_grid import parse_axes
 from keel.strategies.base import SKIP_CROSS_FIELD_CHECKS, Strategy
 from keel.strategies.registry import ParamValue, parse_param_args
 
@@ -100,50 +99,18 @@ def parse_space(strategy: type[Strategy], items: Iterable[str], fixed: Mapping[s
     every problem at once."""
     fixed = dict(fixed or {})
     fields = strategy.Params.model_fields
-    problems: list[str] = []
-    axes: dict[str, Axis] = {}
-    for item in items:
-        name, sep, spec = str(item).partition("=")
-        name, spec = name.strip(), spec.strip()
-        where = f"--space {item}"
-        if not sep or not name or not spec:
-            problems.append(f"{where}: expected NAME=low:high, NAME=low:high:step or NAME=a,b,c")
-            continue
-        if name not in fields:
-            problems.append(f"{where}: {strategy.name} has no parameter '{name}'; its parameters: {', '.join(fields)}")
-            continue
-        if name in axes:
-            problems.append(f"{where}: parameter '{name}' has a range already")
-            continue
-        if name in fixed:
-            problems.append(f"{where}: parameter '{name}' is also fixed by --param {name}={fixed[name]}")
-            continue
-        try:
-            axis = _axis(name, spec, fields[name].annotation)
-        except ValueError as exc:
-            problems.append(f"{where}: {exc}")
-            continue
-        bad = [p for v in axis.ends() if (p := value_problem(strategy, name, v)) is not None]
-        if bad:
-            problems.append(f"{where}: {bad[0]}" + (f" (and {len(bad) - 1} more value(s))" if len(bad) > 1 else ""))
-            continue
-        axes[name] = axis
-    for name, value in fixed.items():
-        if name not in fields:
-            problems.append(
-                f"--param {name}={value}: {strategy.name} has no parameter '{name}'; its parameters: {', '.join(fields)}"
-            )
-            continue
-        problem = value_problem(strategy, name, value)
-        if problem is not None:
-            problems.append(f"--param {name}={value}: {problem}")
-    if problems:
-        raise ConfigError(problems, source="the search space")
-    if not axes:
-        raise InputError(
-            "no --space given: a search needs at least one parameter to vary",
-            hint="e.g. --space fast=5:50 --space slow=20:200 (`keel strategies` lists the parameters)",
-        )
+    axes = parse_axes(
+        strategy,
+        items,
+        fixed,
+        flag="--space",
+        shape="NAME=low:high, NAME=low:high:step or NAME=a,b,c",
+        kind="a range",
+        parse=lambda name, spec: _axis(name, spec, fields[name].annotation),
+        values=Axis.ends,
+        source="the search space",
+        example="--space fast=5:50 --space slow=20:200",
+    )
     return Space(strategy, tuple(axes.values()), fixed)
 
 

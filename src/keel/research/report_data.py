@@ -208,7 +208,13 @@ def run_fingerprints(folder: Path) -> dict[str, str]:
 def _matching_bars(folder: Path, summary: RunSummary, data: Sequence[OHLCV]) -> dict[str, OHLCV]:
     if not data:
         return {}
-    expected = run_fingerprints(folder)
+    require_run_data(run_fingerprints(folder), data)
+    return {f.symbol: f for f in data}
+
+
+def require_run_data(expected: dict[str, str], data: Sequence[OHLCV]) -> None:
+    """Refuse (InputError naming every mismatch) bars that are not exactly what a run read: `expected` is symbol →
+    fingerprint (`run_fingerprints`); every symbol of the run must be given, and nothing else."""
     problems = []
     for frame in data:
         want = expected.get(frame.symbol)
@@ -224,7 +230,6 @@ def _matching_bars(folder: Path, summary: RunSummary, data: Sequence[OHLCV]) -> 
             "--data: " + "; ".join(problems),
             hint="give the files the run was made from, with the same --symbol names",
         )
-    return {f.symbol: f for f in data}
 
 
 def _carry_benchmark(card: Scorecard, stored: Scorecard) -> Scorecard:

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import TypeVar
 
 from pydantic import ValidationError
 
@@ -26,10 +27,11 @@ from keel.domain.errors import ConfigError, InputError
 from keel.strategies.base import SKIP_CROSS_FIELD_CHECKS, Strategy
 from keel.strategies.registry import ParamValue, parse_param_args
 
-__all__ = ["MAX_COMBINATIONS", "Grid", "parse_grid", "value_problem"]
+__all__ = ["MAX_COMBINATIONS", "Grid", "parse_axes", "parse_grid", "value_problem"]
 
 #: More combinations than this is almost certainly a typo in a step; refused rather than run for hours.
 MAX_COMBINATIONS = 1_000_000
+A = TypeVar("A")
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
@@ -67,35 +69,75 @@ def parse_grid(strategy: type[Strategy], items: Iterable[str], fixed: Mapping[st
     """The grid of `--grid` items over fixed parameters (`--param`, already parsed) for `strategy`; `ConfigError`
     lists every problem at once."""
     fixed = dict(fixed or {})
+    axes = parse_axes(
+        strategy,
+        items,
+        fixed,
+        flag="--grid",
+        shape="NAME=start:stop:step, NAME=a,b,c or NAME=value",
+        kind="a grid",
+        parse=lambda _name, spec: _values(spec),
+        values=lambda values: values,
+        source="the sweep grid",
+        example="--grid fast=5:50:5 --grid slow=20:200:10",
+    )
+    grid = Grid(strategy, tuple(axes.items()), fixed)
+    if grid.size > MAX_COMBINATIONS:
+        raise InputError(
+            f"the grid has {grid.size:,} combinations, more than {MAX_COMBINATIONS:,}",
+            hint="use larger steps or fewer parameters; sweep coarse first, then refine around the best",
+        )
+    return grid
+
+
+def parse_axes(
+    strategy: type[Strategy],
+    items: Iterable[str],
+    fixed: Mapping[str, ParamValue],
+    *,
+    flag: str,
+    shape: str,
+    kind: str,
+    parse: Callable[[str, str], A],
+    values: Callable[[A], Iterable[ParamValue]],
+    source: str,
+    example: str,
+) -> dict[str, A]:
+    """The axes of `flag NAME=SPEC` items (a sweep's grid, a search's space) over the fixed parameters, by name.
+
+    `parse(name, spec)` builds one axis (ValueError: what is wrong with the spec) and `values(axis)` gives the values
+    the strategy's parameter model checks one by one. Every problem — a malformed item, an unknown parameter, one
+    varied twice or also fixed, a value the model refuses, a bad fixed value — is collected and raised at once as
+    one ConfigError; no axis at all is an InputError showing `example`."""
     fields = list(strategy.Params.model_fields)
     problems: list[str] = []
-    axes: dict[str, tuple[ParamValue, ...]] = {}
+    axes: dict[str, A] = {}
     for item in items:
         name, sep, spec = str(item).partition("=")
         name, spec = name.strip(), spec.strip()
-        where = f"--grid {item}"
+        where = f"{flag} {item}"
         if not sep or not name or not spec:
-            problems.append(f"{where}: expected NAME=start:stop:step, NAME=a,b,c or NAME=value")
+            problems.append(f"{where}: expected {shape}")
             continue
         if name not in strategy.Params.model_fields:
             problems.append(f"{where}: {strategy.name} has no parameter '{name}'; its parameters: {', '.join(fields)}")
             continue
         if name in axes:
-            problems.append(f"{where}: parameter '{name}' has a grid already")
+            problems.append(f"{where}: parameter '{name}' has {kind} already")
             continue
         if name in fixed:
             problems.append(f"{where}: parameter '{name}' is also fixed by --param {name}={fixed[name]}")
             continue
         try:
-            values = _values(spec)
+            axis = parse(name, spec)
         except ValueError as exc:
             problems.append(f"{where}: {exc}")
             continue
-        bad = [p for v in values if (p := value_problem(strategy, name, v)) is not None]
+        bad = [p for v in values(axis) if (p := value_problem(strategy, name, v)) is not None]
         if bad:
             problems.append(f"{where}: {bad[0]}" + (f" (and {len(bad) - 1} more value(s))" if len(bad) > 1 else ""))
             continue
-        axes[name] = values
+        axes[name] = axis
     for name, value in fixed.items():
         if name not in strategy.Params.model_fields:
             problems.append(
@@ -107,19 +149,14 @@ def parse_grid(strategy: type[Strategy], items: Iterable[str], fixed: Mapping[st
         if problem is not None:
             problems.append(f"--param {name}={value}: {problem}")
     if problems:
-        raise ConfigError(problems, source="the sweep grid")
+        raise ConfigError(problems, source=source)
     if not axes:
+        verb = "a sweep" if flag == "--grid" else "a search"
         raise InputError(
-            "no --grid given: a sweep needs at least one parameter to vary",
-            hint="e.g. --grid fast=5:50:5 --grid slow=20:200:10 (`keel strategies` lists the parameters)",
+            f"no {flag} given: {verb} needs at least one parameter to vary",
+            hint=f"e.g. {example} (`keel strategies` lists the parameters)",
         )
-    grid = Grid(strategy, tuple(axes.items()), fixed)
-    if grid.size > MAX_COMBINATIONS:
-        raise InputError(
-            f"the grid has {grid.size:,} combinations, more than {MAX_COMBINATIONS:,}",
-            hint="use larger steps or fewer parameters; sweep coarse first, then refine around the best",
-        )
-    return grid
+    return axes
 
 
 def _values(spec: str) -> tuple[ParamValue, ...]:
