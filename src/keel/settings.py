@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -454,6 +454,46 @@ class ApiSettings(_Section):
     )
 
 
+class RoutingRule(_Section):
+    """One routing rule: the intents of `strategy` (any, when empty) on `symbol` (any, when empty) go to `venue`."""
+
+    venue: str = Field(min_length=1, description="a ccxt exchange id")
+    strategy: str = Field("", description="a strategy name; empty: any")
+    symbol: str = Field("", description="a canonical symbol (BTC/USDT); empty: any")
+
+    @model_validator(mode="after")
+    def _names_something(self) -> RoutingRule:
+        if not self.strategy and not self.symbol:
+            raise ValueError("a routing rule names a strategy, a symbol or both (the default venue covers the rest)")
+        return self
+
+
+class RoutingSettings(_Section):
+    """Which venue each strategy's intents go to, and what happens when one is down (docs/runbooks/venue-failover.md).
+    The most specific rule wins (strategy and symbol, then symbol, then strategy), else the default."""
+
+    default: str = Field("", description="the venue intents go to when no rule matches; empty: venue.exchange")
+    rules: list[RoutingRule] = Field(
+        default_factory=list, description="[[venue.routing.rules]] venue, strategy, symbol"
+    )
+    on_down: Literal["halt", "fallback_exits"] = Field(
+        "halt",
+        description="a venue down: halt the strategies routed to it, or send only their exits to venue.routing.fallback",
+    )
+    fallback: str = Field("", description="the venue exits go to while theirs is down (on_down = fallback_exits)")
+    down_after: int = Field(
+        3, ge=1, le=100, description="consecutive failed heartbeats or submits after which a venue is down"
+    )
+
+    @model_validator(mode="after")
+    def _fallback_named(self) -> RoutingSettings:
+        if self.on_down == "fallback_exits" and not self.fallback:
+            raise ValueError("on_down = fallback_exits needs venue.routing.fallback (the venue exits go to)")
+        if self.fallback and self.fallback == self.default:
+            raise ValueError(f"venue.routing.fallback is the default venue ({self.fallback}): name another one")
+        return self
+
+
 class VenueSettings(_Section):
     """The exchange a venue-backed command talks to through ccxt (`keel venue check`; testnet sessions later). Keys
     come from here only (`keel.toml` or `KEEL_VENUE__API_KEY` / `KEEL_VENUE__API_SECRET`), never from a command
@@ -472,6 +512,31 @@ class VenueSettings(_Section):
     max_clock_skew_ms: int = Field(
         1_000, ge=0, description="the most this host's clock may differ from the venue's (signed requests are timed)"
     )
+    heartbeat_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        allow_inf_nan=False,
+        description="a session asks the venue whether it answers at most this often (wall seconds; an answer to any "
+        "other call counts); 0: at every cycle",
+    )
+    watch_seconds: float = Field(
+        60.0,
+        ge=0,
+        le=3_600,
+        allow_inf_nan=False,
+        description="during a session, the venue's open orders and recent trades are matched with the journal at "
+        "most this often (wall seconds; 0: between every two cycles); one no intent explains halts (CONTROLS #14)",
+    )
+    dead_man_seconds: float = Field(
+        60.0,
+        ge=0,
+        le=3_600,
+        allow_inf_nan=False,
+        description="where the venue offers a dead-man switch (ccxt cancelAllOrdersAfter), it cancels every order "
+        "when not refreshed for this long; refreshed from the heartbeat; 0: not armed",
+    )
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
 
 
 class PromotionGates(_Section):

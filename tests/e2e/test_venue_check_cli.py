@@ -51,8 +51,11 @@ def test_a_fit_venue_passes_every_check_and_nothing_is_sent(tmp_path, exchange):
         "keys": "ok",
         "trading": "ok",
         "withdrawals": "ok",
+        "dead-man": "warn",  # Binance spot has none: reported, not a failure
         "market BTC/USDT": "ok",
     }
+    (f,) = [f for f in body["findings"] if f["check"] == "dead-man"]
+    assert "offers no dead-man switch" in f["detail"] and "cancel-on-disconnect" in f["detail"]
     assert "tick 0.01" in next(f["detail"] for f in body["findings"] if f["check"] == "market BTC/USDT")
     assert not exchange.book.orders and not [e for e in exchange.requests if e.startswith(("POST", "DELETE"))]
     text = keel(

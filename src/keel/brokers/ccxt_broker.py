@@ -19,6 +19,12 @@ HTTP 429 (ccxt's `DDoSProtection` / `RateLimitExceeded`) means the request was n
 `Retry-After` says (or a backoff) and tries again, `max_retries` times. ccxt's own rate limiter stays on. Every
 error is counted by api id in `errors` (a plain dict the metrics read).
 
+**Dead-man switch**: where the exchange offers one through ccxt's unified API (`has["cancelAllOrdersAfter"]`: OKX,
+Bybit, Kraken, BitMEX, ...; not Binance spot), `dead_man_seconds` arms it: the venue cancels every open order unless
+it is told again within that time. The heartbeat refreshes it, every third of that time at most (`keep_dead_man`), so
+a host that dies, hangs or loses its network leaves no order working for longer. Where the venue offers none, Keel's
+own halt (cancel-all on missed heartbeats) is all there is, and `keel venue check` says so.
+
 Market rules (tick, lot step, quantity bounds, minimum notional) come from `load_markets`; `market_rules(symbol)`
 exposes them, and `submit` rounds to them (quantity down, a limit price to the passive side) and refuses an order they
 forbid before it is sent. A market order with a price band is sent as a limit IOC at the band's adverse edge: it
@@ -115,6 +121,8 @@ class CcxtBroker:
         max_retries: int = 3,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        dead_man_seconds: float = 0.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         import ccxt  # already imported by whoever built `exchange`: free here
 
@@ -130,6 +138,10 @@ class CcxtBroker:
         self.errors: dict[str, int] = {}
         #: what Keel asked, by client order id (what the venue does not hold: the order type asked, cap, band)
         self._asked: dict[str, OrderRequest] = {}
+        self.dead_man_seconds = float(dead_man_seconds)
+        self._monotonic = monotonic
+        #: when the dead-man switch was last armed (monotonic), None: not armed
+        self.dead_man_armed_at: float | None = None
 
     @classmethod
     def connect(
@@ -441,10 +453,43 @@ class CcxtBroker:
         return [self._order(raw, self._keel_id(raw.get("clientOrderId"))) for raw in rows]
 
     def heartbeat(self) -> None:
+        """The venue answers (its clock is asked), and its dead-man switch is refreshed when due."""
         try:
             self._call("fetch_time")
         except self._ccxt.BaseError as exc:
             raise self._unavailable("heartbeat", exc) from exc
+        self.keep_dead_man()
+
+    @property
+    def dead_man_offered(self) -> bool:
+        """Whether the venue offers a dead-man switch through ccxt (`cancel_all_orders_after`)."""
+        return bool((self.exchange.has or {}).get("cancelAllOrdersAfter"))
+
+    def keep_dead_man(self) -> bool:
+        """Arm, or refresh, the venue's dead-man switch when it is offered, wanted (`dead_man_seconds` > 0) and a
+        third of its time has passed since it was last armed; returns whether a request was sent. A refusal raises
+        `BrokerError`: the switch may fire soon, and the caller counts it as a heartbeat missed."""
+        if self.dead_man_seconds <= 0 or not self.dead_man_offered:
+            return False
+        now = self._monotonic()
+        if self.dead_man_armed_at is not None and now - self.dead_man_armed_at < self.dead_man_seconds / 3:
+            return False
+        try:
+            self._call("cancel_all_orders_after", int(self.dead_man_seconds * 1000))
+        except self._ccxt.BaseError as exc:
+            raise self._unavailable("arming the dead-man switch", exc) from exc
+        self.dead_man_armed_at = now
+        return True
+
+    def disarm_dead_man(self) -> None:
+        """Tell the venue not to cancel (a timeout of 0) when the switch is armed."""
+        if self.dead_man_armed_at is None:
+            return
+        try:
+            self._call("cancel_all_orders_after", 0)
+        except self._ccxt.BaseError as exc:
+            raise self._unavailable("disarming the dead-man switch", exc) from exc
+        self.dead_man_armed_at = None
 
     # -- what start-up reconciliation reads -------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """Is a venue fit to trade on, before anything is sent? `check_venue` asks it, without placing an order: whether it
 answers, how far this host's clock is from its clock (signed requests are refused outside a time window), whether
 the keys are accepted, whether they may trade and whether they may withdraw (a trading key never needs to: one that
-can is a risk Keel refuses), and each market's rules (tick, lot, minimum order value).
+can is a risk Keel refuses), whether the venue's own dead-man switch guards the orders (reported, never a failure),
+and each market's rules (tick, lot, minimum order value).
 
 Every finding is one `Finding` (ok, warn or fail, with what was seen and what to do); the venue is fit when none
 failed. What a venue does not say (an exchange whose account answer has no permission flags) is a warning, never a
@@ -63,6 +64,7 @@ def check_venue(broker: CcxtBroker, symbols: list[str], *, max_skew_ms: int, now
     skew = server - (before + after) // 2
     found.append(_skew(skew, max_skew_ms))
     found.extend(_account(broker))
+    found.append(dead_man(broker))
     found.extend(_markets(broker, symbols))
     return VenueReport(broker.name, tuple(found))
 
@@ -111,6 +113,33 @@ def _account(broker: CcxtBroker) -> list[Finding]:
     else:
         found.append(Finding("withdrawals", "ok", "withdrawals are disabled for these keys"))
     return found
+
+
+def dead_man(broker: CcxtBroker) -> Finding:
+    """Whether the venue's own dead-man switch (cancel-all-after) guards the orders when this host is gone. Its
+    absence is reported, never a failure: Keel's own halt (cancel-all when heartbeats are missed) still runs, but it
+    needs this host alive; only the venue can cancel for a host that died."""
+    seconds = broker.dead_man_seconds
+    if not broker.dead_man_offered:
+        return Finding(
+            "dead-man",
+            "warn",
+            f"{broker.name} offers no dead-man switch (cancel-all-after) through ccxt: an order stays working at the "
+            "venue if this host dies; Keel's own cancel-on-disconnect (a halt when heartbeats are missed) is relied on",
+            "watch the host (keel session status) and keep orders small; a venue with the switch arms it by itself",
+        )
+    if seconds <= 0:
+        return Finding(
+            "dead-man",
+            "warn",
+            f"{broker.name} offers a dead-man switch, and it is not armed (venue.dead_man_seconds = 0)",
+            "set venue.dead_man_seconds (e.g. 60): the venue then cancels every order when Keel stops refreshing it",
+        )
+    return Finding(
+        "dead-man",
+        "ok",
+        f"{broker.name} offers a dead-man switch: armed for {seconds:g} s and refreshed by every session's heartbeat",
+    )
 
 
 def _markets(broker: CcxtBroker, symbols: list[str]) -> list[Finding]:

@@ -17,6 +17,10 @@ before the session started are not the session's: it neither counts nor sells th
   stay in the order's facts). An order that ended without a fill is reported once (`drain_silent_updates`). While a
   resume re-runs its interrupted cycle, only the fills and order ends that cycle recorded are reported: the others
   wait for the next bar, so the re-run writes exactly what the journal holds.
+- **Routing and failover** (`keel.brokers.routing`): the session trades the one venue it is connected to, and the
+  routing policy must send its strategy's symbols there (`venue_problems` refuses the start otherwise). Consecutive
+  failures (a heartbeat or a submit the venue did not answer) count towards `venue.routing.down_after`; when the
+  venue goes down, a failover is queued (`drain_failovers`) for the session to journal and halt on.
 - **Never sent twice**: an intent the journal already held in `executing` when this process started (a submit a kill
   interrupted) is only looked up at the venue, never sent again: found, it is acknowledged; not found, its outcome
   is unknown and the executor's lookup settles it after the grace period (`broker.unknown_grace_seconds`).
@@ -30,6 +34,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from keel.brokers.base import SubmitResult
+from keel.brokers.routing import RoutingPolicy, VenueHealth, failover_payload
 from keel.domain.errors import BrokerError
 from keel.domain.intents import Side
 from keel.domain.market import Quote
@@ -66,6 +71,8 @@ class VenueBroker:
         costs: CostModel,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
+        routing: RoutingPolicy | None = None,
+        strategy: str = "",
     ) -> None:
         self.venue = venue
         self.name = venue.name
@@ -94,6 +101,12 @@ class VenueBroker:
         self._heartbeat_seconds = heartbeat_seconds
         self._monotonic = monotonic
         self._alive_at: float | None = None
+        #: the routing policy the session was started under, and the strategy it runs
+        self.routing = routing or RoutingPolicy(default=venue.name)
+        self.strategy = strategy
+        self.health = VenueHealth(self.routing.down_after)
+        #: failovers (the venue went down) the session has not journalled yet
+        self._failovers: list[dict[str, Any]] = []
 
     def attach(self, *, claimed: Iterable[str], redo_queue: Callable[[], list[Mapping[str, Any]] | None]) -> None:
         """Before the first cycle: the intents the journal holds in `executing` (never sent again) and where to read
@@ -225,6 +238,10 @@ class VenueBroker:
         result = self.venue.submit(request)
         if result.order is not None and result.outcome is SubmitOutcome.ACKNOWLEDGED:
             self._follow(result.order)
+        if result.outcome is SubmitOutcome.UNKNOWN:  # the venue did not answer the send
+            self._failed(f"a submit's outcome is unknown: {result.detail}")
+        else:
+            self.health.succeeded(self.name)
         return result
 
     def status(self, client_order_id: str) -> Order | None:
@@ -259,10 +276,46 @@ class VenueBroker:
         """The venue answers: asked at most every `heartbeat_seconds` (wall time); an answer to any call in between
         counts. A request spent on every bar would cost a fast session most of its time and its rate limit."""
         now = self._monotonic()
-        if self._alive_at is not None and now - self._alive_at < self._heartbeat_seconds:
-            return
-        self.venue.heartbeat()
+        try:
+            if self._alive_at is not None and now - self._alive_at < self._heartbeat_seconds:
+                self.venue.keep_dead_man()  # the venue answered: its dead-man switch is refreshed all the same, when due
+                return
+            self.venue.heartbeat()
+        except BrokerError as exc:
+            self._failed(f"a heartbeat failed: {exc.message}")
+            raise
         self._alive_at = now
+        self.health.succeeded(self.name)
+
+    def _failed(self, detail: str) -> None:
+        """One failure of the venue; the one that makes it down queues a failover."""
+        if self.health.failed(self.name):
+            pairs = [(self.strategy, s) for s in self.symbols]
+            self._failovers.append(
+                failover_payload(
+                    self.routing,
+                    self.name,
+                    failures=self.health.failures[self.name],
+                    strategies=self.routing.strategies_on(self.name, pairs) or [self.strategy],
+                    detail=detail,
+                )
+            )
+
+    @property
+    def failing(self) -> bool:
+        """Whether a failover waits to be journalled."""
+        return bool(self._failovers)
+
+    def drain_failovers(self) -> list[dict[str, Any]]:
+        """The failovers since the last call (each the `routing.failover` event's payload), each once."""
+        found, self._failovers = self._failovers, []
+        return found
+
+    def routes(self) -> list[dict[str, Any]]:
+        """The routing decision for each of the session's symbols, as the journal records it (`routing.decided`)."""
+        return [
+            self.routing.decide(self.strategy, s, exit=False, down=self.health.down).as_dict() for s in self.symbols
+        ]
 
     def _follow(self, order: Order) -> None:
         coid = order.client_order_id
@@ -391,6 +444,31 @@ def venue_problems(settings: Settings, symbols: Iterable[str]) -> list[str]:
     if v.symbols:
         listed = set(v.symbols)
         problems += [f"{s} is not in venue.symbols ({', '.join(v.symbols)})" for s in symbols if s not in listed]
+    if v.exchange:
+        problems += routing_problems(settings, symbols)
+    return problems
+
+
+def routing_policy(settings: Settings) -> RoutingPolicy:
+    """The routing policy of the `venue.routing` settings (the default venue: `venue.exchange` unless named)."""
+    return RoutingPolicy.from_settings(settings.venue.routing, settings.venue.exchange)
+
+
+def routing_problems(settings: Settings, symbols: Iterable[str]) -> list[str]:
+    """A session is connected to one venue (`venue.exchange`): the policy must route its strategy's symbols there,
+    and may not ask to fail over to a second venue, which a session does not connect (yet)."""
+    from keel.brokers.routing import mismatched
+
+    policy = routing_policy(settings)
+    problems = [
+        f"venue.routing: {m}: a session trades the one venue it is connected to (venue.exchange)"
+        for m in mismatched(policy, settings.strategy.name, symbols, settings.venue.exchange)
+    ]
+    if settings.venue.routing.on_down == "fallback_exits":
+        problems.append(
+            "venue.routing.on_down = fallback_exits: a session connects one venue, so it cannot send its exits to "
+            f"{settings.venue.routing.fallback}; use halt"
+        )
     return problems
 
 
@@ -413,6 +491,7 @@ def connect_venue(settings: Settings, symbols: list[str]) -> CcxtBroker:
             sandbox=v.sandbox and v.api_url is None,
             api_url=v.api_url,
             timeout_ms=v.timeout_ms,
+            dead_man_seconds=v.dead_man_seconds,
         )
     except BrokerError as exc:  # an exchange id ccxt does not know, a symbol that is no unified pair: bad input
         raise InputError(exc.message, hint=exc.hint) from None

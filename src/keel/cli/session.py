@@ -42,6 +42,7 @@ from keel.domain.errors import InputError
 
 if TYPE_CHECKING:
     from keel.control.records import SessionRecord
+    from keel.settings import Mode
 
 session_app = _Typer(
     help="Run the governed runtime continuously: shadow, paper and testnet sessions over arriving bars.",
@@ -65,13 +66,14 @@ def start(
     strategy: StrategyOpt = None,
     param: ParamOpt = None,
     mode: Annotated[
-        str,
+        str | None,
         typer.Option(
             metavar="shadow|paper|testnet",
             help="shadow: nothing is sent; paper: simulated fills; testnet: orders to the venue settings' sandbox "
-            "(ccxt; keys from the settings only); live is refused (LIVE_NOT_READY)",
+            "(ccxt; keys from the settings only); live is refused (LIVE_NOT_READY). Default: the `mode` setting "
+            "when it is a session's mode, else paper",
         ),
-    ] = "paper",
+    ] = None,
     speed: Annotated[
         str,
         typer.Option(help="bars arrive at this multiple of real time (60: a minute bar a second); max: at once"),
@@ -89,8 +91,9 @@ def start(
     from keel.settings import Mode
 
     problems = []
+    base = load_settings(config)
     try:
-        typed_mode = Mode(mode)
+        typed_mode = Mode(mode) if mode is not None else session_mode(base.mode)
     except ValueError:
         typed_mode = None
         problems.append(f"--mode: '{mode}' is not one of shadow, paper, testnet")
@@ -117,7 +120,6 @@ def start(
     from keel.data.files import load_many
     from keel.strategies import build_strategy
 
-    base = load_settings(config)
     chosen = strategy_override(base, strategy, param)
     settings = load_settings(config, strategy=chosen) if chosen is not None else base
     strat = build_strategy(settings.strategy.name, settings.strategy.params)
@@ -127,6 +129,15 @@ def start(
 
         refuse_without_venue(settings, frames)
     _run(spec, frames, settings, strat, as_json=as_json)
+
+
+def session_mode(configured: Mode) -> Mode:
+    """The mode a session starts in without `--mode`: the configured one, unless that is `replay` (the setting's
+    default, which is no session's mode: a replay is `keel backtest`), which starts a paper session. A configured
+    `live` is kept, so that it is refused with its reason code rather than quietly run on paper."""
+    from keel.settings import Mode
+
+    return Mode.PAPER if configured is Mode.REPLAY else configured
 
 
 def _run(spec, frames, settings, strategy, *, as_json: bool) -> None:

@@ -15,7 +15,7 @@ from rich.markup import escape
 from keel.cli import _Typer, app
 from keel.cli.options import ConfigOpt, JsonOpt, load_settings
 from keel.cli.render import emit_json, err, out
-from keel.domain.errors import BrokerError, InputError
+from keel.domain.errors import InputError
 
 venue_app = _Typer(
     help="Venues: check one before trading on it; the local exchange to test against.", no_args_is_help=True
@@ -101,8 +101,8 @@ def check_cmd(
     (venue.api_key, venue.api_secret; KEEL_VENUE__API_KEY…). Exit 1 when a check fails."""
     import time as clock
 
-    from keel.brokers.ccxt_broker import CcxtBroker
     from keel.brokers.venue_check import check_venue
+    from keel.brokers.venue_session import connect_venue
 
     overrides = {"venue": {"exchange": exchange}} if exchange else {}
     settings = load_settings(config, **overrides)
@@ -116,19 +116,7 @@ def check_cmd(
             hint="set it in keel.toml or as KEEL_VENUE__API_KEY / KEEL_VENUE__API_SECRET; keys are never options",
         )
     symbols = list(symbol) if symbol else list(v.symbols)
-    try:
-        broker = CcxtBroker.connect(
-            v.exchange,
-            api_key=v.api_key.get_secret_value(),
-            secret=v.api_secret.get_secret_value(),
-            symbols=symbols,
-            quote=v.quote,
-            sandbox=v.sandbox and v.api_url is None,
-            api_url=v.api_url,
-            timeout_ms=v.timeout_ms,
-        )
-    except BrokerError as exc:  # an exchange id ccxt does not know: bad input
-        raise InputError(exc.message, hint=exc.hint) from None
+    broker = connect_venue(settings, symbols)  # an exchange id ccxt does not know: bad input (exit 2)
     report = check_venue(broker, symbols, max_skew_ms=v.max_clock_skew_ms, now_ms=lambda: int(clock.time() * 1000))
     if as_json:
         emit_json(report.as_dict())

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from keel.runtime.context import RunContext
     from keel.runtime.startup_reconcile import StartupReport
     from keel.runtime.state import CycleState
+    from keel.runtime.venue_watch import VenueWatch
     from keel.strategies.base import Strategy
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -159,6 +160,10 @@ class SessionDriver:
         self._seen_version: int | None = None
         #: a start-up reconciliation not journalled yet (a resume's re-run was still being reproduced)
         self._unrecorded: StartupReport | None = None
+        #: reconciliation with the venue during the session (testnet), made at its first look
+        self._venue_watch: VenueWatch | None = None
+        #: whether this process journalled its routing decisions yet (after its first cycle)
+        self._routed = False
 
     # -- the loop ---------------------------------------------------------------------------------------------------
 
@@ -195,6 +200,7 @@ class SessionDriver:
                     self._stale_threads, previous = (), thread
                     self._measure(stamps)
                     self._record_reconciliation(ctx)
+                    self._watch_venue(ctx, t)
                     last = self.last_bar = t
                     self.cycles += 1
                     self._sync_requests(ctx)
@@ -205,6 +211,7 @@ class SessionDriver:
                         break
                 if not arrived and feed.exhausted:
                     break
+                self._watch_venue(ctx, self.last_bar)
                 self._heartbeat(ctx, force=False)
         self._close(ctx, last)
         return last
@@ -232,6 +239,31 @@ class SessionDriver:
             return report
         record(ctx, report, session=self.spec.name)
         return None
+
+    def _watch_venue(self, ctx: RunContext, t: int) -> None:
+        """A session on a venue, between two cycles (`keel.runtime.venue_watch`): its routing decisions and failovers
+        journalled (a failover halts), and its open orders and trades matched with the journal at most every
+        `venue.watch_seconds` (a break halts). What is written is checkpointed after bar t at once, so that a restart
+        does not re-run it."""
+        from keel.brokers.venue_session import VenueBroker
+
+        broker = ctx.broker
+        if t < 0 or not isinstance(broker, VenueBroker) or ctx.journal.redoing:
+            return
+        from keel.runtime.venue_watch import VenueWatch, record_routing, watch_venue
+
+        if self._venue_watch is None:
+            self._venue_watch = VenueWatch(ctx.settings.venue.watch_seconds)
+        look = self._venue_watch.due()
+        if not look and self._routed and not broker.failing:
+            return
+        with ctx.journal.cycle():
+            wrote = record_routing(ctx, broker, session=self.spec.name, decided=self._routed)
+            self._routed = True
+            if look and watch_venue(ctx, broker, self._venue_watch, session=self.spec.name):
+                wrote = True
+            if wrote:
+                checkpoint(ctx, t)
 
     def _record_reconciliation(self, ctx: RunContext) -> None:
         """Journal the start-up reconciliation a resume's re-run kept waiting, once that re-run is reproduced."""
@@ -718,14 +750,19 @@ def testnet_broker(
 ) -> VenueBroker:
     """The broker of a testnet session: the venue (ccxt) for its orders, a ledger of its fills for its account.
     Refused (exit 2) when the venue is not configured or does not list the data's symbols."""
-    from keel.brokers.venue_session import VenueBroker, connect_venue
+    from keel.brokers.venue_session import VenueBroker, connect_venue, routing_policy
     from keel.domain.costs import CostModel
 
     refuse_without_venue(settings, frames)
     b = settings.broker
     symbols = [f.symbol for f in frames]
     return VenueBroker(
-        (venue or connect_venue)(settings, symbols), cash=b.cash, costs=CostModel.from_bps(b.fees_bps, b.slippage_bps)
+        (venue or connect_venue)(settings, symbols),
+        cash=b.cash,
+        costs=CostModel.from_bps(b.fees_bps, b.slippage_bps),
+        heartbeat_seconds=settings.venue.heartbeat_seconds,
+        routing=routing_policy(settings),
+        strategy=settings.strategy.name,
     )
 
 

@@ -3,7 +3,14 @@ request authenticated when Binance's would be, faults served as the script says,
 
 Routes (under /api/v3): time, ping, exchangeInfo, ticker/24hr, ticker/bookTicker, ticker/price and klines (public);
 account, order (POST new, GET query by orderId or origClientOrderId, DELETE cancel), openOrders (GET, DELETE: cancel
-all on a symbol) and myTrades (signed).
+all on a symbol), myTrades and countdownCancelAll (signed).
+
+countdownCancelAll is a dead-man switch, as Binance's futures API has it (`POST /fapi/v1/countdownCancelAll`, with
+`countdownTime` in ms; 0 disarms it), here on the spot path and, without `symbol`, over every market: unless it is
+called again within the countdown, the exchange cancels the open orders it covers. ccxt's `binance` class does not
+call it (Binance spot has no such switch); a test teaches a ccxt instance to (`cancel_all_orders_after`) so that the
+adapter's arming and refreshing are tested against a venue that really cancels. An expired countdown fires at the
+next request the exchange serves, on its own clock (`clock_ms`).
 
 Klines come from the price history a test loads (`serve_history`: any Binance interval, with gaps), paged as Binance
 pages them (`max_klines` per answer at most); a symbol without history answers the bars the book has seen (1m). A
@@ -79,6 +86,10 @@ class LocalExchange:
         self.max_klines = KLINES_MAX
         #: a request rate limit over every route (`limit_requests`); None: none
         self.rate_limit: RateLimit | None = None
+        #: armed dead-man switches: symbol (None: every market) -> the exchange time (ms) they cancel at
+        self.dead_man: dict[str | None, int] = {}
+        #: orders a dead-man switch cancelled
+        self.dead_man_cancelled: list[int] = []
         self._clock = clock_ms
         self._address = (host, port)
         self._httpd: ThreadingHTTPServer | None = None
@@ -101,6 +112,7 @@ class LocalExchange:
             ("GET", "/openOrders"): (self._open_orders, True),
             ("DELETE", "/openOrders"): (self._cancel_all, True),
             ("GET", "/myTrades"): (self._my_trades, True),
+            ("POST", "/countdownCancelAll"): (self._countdown, True),
         }
 
     # -- life -------------------------------------------------------------------------------------------
@@ -196,6 +208,7 @@ class LocalExchange:
         params.update(parse_qsl(body, keep_blank_values=True))
         endpoint = f"{method} {parts.path}"
         self.requests[endpoint] += 1
+        self.fire_dead_man()
         route = self._routes.get((method, parts.path[len(API) :])) if parts.path.startswith(API) else None
         if route is None:
             _send(handler, _Answer(404, {"code": -1, "msg": f"no route {endpoint} at the local exchange"}))
@@ -318,13 +331,46 @@ class LocalExchange:
     def _cancel_all(self, q: dict[str, str]) -> _Answer:
         return _Answer(200, [wire.cancelled(o) for o in self.book.cancel_all(q.get("symbol"))])
 
+    def _countdown(self, q: dict[str, str]) -> _Answer:
+        try:
+            ms = int(q["countdownTime"])
+        except (KeyError, ValueError):
+            raise VenueReject(400, -1102, "Mandatory parameter 'countdownTime' was not sent or malformed.") from None
+        if ms < 0:
+            raise VenueReject(400, -1100, "Illegal characters found in parameter 'countdownTime'.")
+        symbol = self.book._market(q["symbol"]).symbol if q.get("symbol") else None
+        with self.book.lock:
+            if ms == 0:
+                self.dead_man.pop(symbol, None)
+            else:
+                self.dead_man[symbol] = self._clock() + ms
+        return _Answer(200, {"symbol": symbol or "", "countdownTime": str(ms)})
+
+    def fire_dead_man(self) -> None:
+        """Cancel what every expired countdown covers (at each request; a test may call it after moving the clock)."""
+        with self.book.lock:  # requests are served on threads: one of them fires a countdown
+            now = self._clock()
+            for symbol, deadline in list(self.dead_man.items()):
+                if now < deadline:
+                    continue
+                del self.dead_man[symbol]
+                for order in self.book.open_orders(symbol):
+                    self.book.cancel({"symbol": order.symbol, "orderId": str(order.order_id)})
+                    self.dead_man_cancelled.append(order.order_id)
+
     def _my_trades(self, q: dict[str, str]) -> _Answer:
         return _Answer(200, [wire.trade(t) for t in self.book.my_trades(q.get("symbol"), q.get("orderId"))])
 
 
 class _Handler(BaseHTTPRequestHandler):
+    """One connection. An answer leaves in one send: headers and body are buffered (`wbufsize`) and flushed together
+    when the request is done, and TCP_NODELAY is set. Sent apart, the body's small segment waits for the ACK of the
+    headers' under Nagle, which the client delays (~40 ms): every request to the exchange took that long."""
+
     protocol_version = "HTTP/1.1"
     server_version = "keel-local-exchange"
+    wbufsize = 64 * 1024
+    disable_nagle_algorithm = True
 
     def setup(self) -> None:
         super().setup()
@@ -357,6 +403,7 @@ def _send(handler: BaseHTTPRequestHandler, answer: _Answer) -> None:
         handler.send_header(k, v)
     handler.end_headers()
     handler.wfile.write(data)
+    handler.wfile.flush()
 
 
 def _send_text(handler: BaseHTTPRequestHandler, status: int, text: str) -> None:
@@ -366,6 +413,7 @@ def _send_text(handler: BaseHTTPRequestHandler, status: int, text: str) -> None:
     handler.send_header("Content-Length", str(len(data)))
     handler.end_headers()
     handler.wfile.write(data)
+    handler.wfile.flush()
 
 
 def _drop(handler: BaseHTTPRequestHandler) -> None:

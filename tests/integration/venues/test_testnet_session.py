@@ -21,10 +21,12 @@ from helpers.cli import keel
 from helpers.sessions import ScriptedFeed, control, events, intents, rows, settings_for
 from keel.brokers.ccxt_broker import CcxtBroker
 from keel.control.records import SessionStatus
+from keel.data.frame import ns_to_datetime
 from keel.data.synthetic import generate_regime_ohlcv, write_csv
 from keel.domain.decisions import TradingState
 from keel.domain.errors import InputError, KeelError
 from keel.domain.reasons import ReasonCode
+from keel.journal.schema import from_iso
 from keel.journal.verify import verify_run
 from keel.risk.kill_switch import resume
 from keel.risk.roles import RiskRole
@@ -66,7 +68,17 @@ def settings(tmp_path, exchange):
         sizing={"method": "fixed_notional", "fixed_notional": 1_000},
         broker={"cash": CASH, "unknown_grace_seconds": 600},
         risk={"max_broker_failures": 10},
-        venue={"exchange": "binance", "api_key": KEY, "api_secret": SECRET, "api_url": exchange.url},
+        # the venue is matched with the journal between every two cycles: every test here also proves it finds no
+        # break in a session that has none
+        venue={
+            "exchange": "binance",
+            "api_key": KEY,
+            "api_secret": SECRET,
+            "api_url": exchange.url,
+            "watch_seconds": 0,
+            # as risk.max_broker_failures above: the fault scripts' failed submits in a row are not a venue down
+            "routing": {"down_after": 10},
+        },
     )
 
 
@@ -311,6 +323,58 @@ def test_an_order_placed_at_the_venue_by_hand_halts_and_refuses_the_restart(sett
         assert verify_run(run_dir).ok
 
 
+def hand_client(exchange):
+    """A second ccxt client on the same account (its own `binance` instance and connection): someone placing an
+    order by hand while the session runs."""
+    return connect(exchange)(None, [SYMBOL]).exchange
+
+
+@pytest.mark.parametrize("case", ["open", "filled"])
+def test_an_order_placed_by_hand_while_the_session_runs_halts_it_at_its_next_look(settings, frames, exchange, case):
+    client = hand_client(exchange)
+    placed = {}
+
+    def by_hand(t):
+        if t == 40:
+            if case == "open":
+                order = client.create_order(SYMBOL, "limit", "buy", 1, 10.0, {"newClientOrderId": "by-hand-2"})
+            else:  # about 50 USDT's worth, at the market
+                units = round(50 / float(frames[0].close[t]), 4)
+                order = client.create_order(SYMBOL, "market", "buy", units, None, {"newClientOrderId": "by-hand-2"})
+            placed["id"] = order["id"]
+        if t == 41:  # the look after bar 40 found it: the session sends nothing from here on
+            placed["ours"] = {c for c in venue_orders(exchange) if c.startswith("it-")}
+
+    got = session(settings, frames, exchange, before=by_hand)
+    run_dir = got.run.run_dir
+    kinds = [e["event"] for e in events(run_dir)]
+    (found,) = [e for e in events(run_dir) if e["event"] == "reconcile.session"]
+    (brk,) = found["payload"]["breaks"]
+    assert brk["kind"] == ("unknown_order" if case == "open" else "unknown_fill")
+    assert brk["subject"] == "by-hand-2"
+    assert kinds[kinds.index("reconcile.session") + 1] == "kill_switch.tripped"
+    assert from_iso(found["ts"]) == ns_to_datetime(int(frames[0].ts[40]))  # found right after the bar it came at
+    store = control(settings)
+    assert store.trading_state().state is TradingState.HALTED
+    incident = store.incidents(limit=1)[0].opened
+    assert incident.trigger == "reconciliation-break" and "by-hand-2" in incident.reason
+    assert {c for c in venue_orders(exchange) if c.startswith("it-")} == placed["ours"]  # nothing sent once halted
+    assert verify_run(run_dir).ok
+
+
+def test_a_session_between_looks_at_the_venue_does_not_see_a_hand_order_before_the_interval(settings, frames, exchange):
+    client = hand_client(exchange)
+    slow = settings.model_copy(update={"venue": settings.venue.model_copy(update={"watch_seconds": 3_600})})
+
+    def by_hand(t):
+        if t == 40:
+            client.create_order(SYMBOL, "limit", "buy", 1, 10.0, {"newClientOrderId": "by-hand-3"})
+
+    got = session(slow, frames, exchange, before=by_hand)
+    assert "reconcile.session" not in [e["event"] for e in events(got.run.run_dir)]  # its next look is an hour away
+    assert control(slow).trading_state().state is not TradingState.HALTED
+
+
 def test_an_open_order_the_journal_does_not_know_refuses_even_the_first_start(settings, frames, exchange):
     exchange.set_price(RAW, 100)
     exchange.book.new_order(
@@ -401,4 +465,85 @@ def test_a_testnet_session_over_a_symbol_that_is_no_ccxt_pair_is_bad_input(tmp_p
     raw = generate_regime_ohlcv([RAW], 30, seed=5, interval_seconds=300)
     with pytest.raises(InputError, match="unified pairs"):
         run_session(SessionSpec("tn", Mode.TESTNET), raw, settings, STRATEGY)
+    assert not (settings.home / "sessions").exists()
+
+
+def test_keel_session_start_without_mode_runs_in_the_configured_mode(tmp_path, data_file, exchange, frames):
+    exchange.set_price(RAW, round(float(frames[0].close[CLI_BARS - 1]), 2))
+    env = cli_env(tmp_path, exchange, KEEL_MODE="testnet", KEEL_BROKER__CASH=str(CASH))
+    proc = start(tmp_path, data_file, env, "--json")  # no --mode: the `mode` setting says testnet
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    body = json.loads(proc.stdout)
+    assert body["session"]["mode"] == "testnet"
+    assert startups(Path(body["run_dir"]))[0]["ok"]  # it reconciled with the venue: it ran there, not on paper
+
+
+@pytest.mark.parametrize(
+    ("configured", "started"),
+    [(Mode.REPLAY, Mode.PAPER), (Mode.SHADOW, Mode.SHADOW), (Mode.PAPER, Mode.PAPER), (Mode.TESTNET, Mode.TESTNET)],
+)
+def test_a_session_without_mode_starts_in_the_configured_session_mode_or_paper(configured, started):
+    from keel.cli.session import session_mode
+
+    assert session_mode(configured) is started
+
+
+def test_a_configured_live_mode_is_kept_and_refused_with_its_reason_code():
+    from keel.cli.session import session_mode
+
+    with pytest.raises(InputError, match=ReasonCode.LIVE_NOT_READY.value):
+        SessionSpec("tn", session_mode(Mode.LIVE))
+
+
+# -- routing and failover ---------------------------------------------------------------------------------------------
+
+
+def with_venue(settings, **venue):
+    return settings.model_copy(update={"venue": settings.venue.model_copy(update=venue)})
+
+
+def test_each_start_journals_where_the_session_routes_its_symbols(settings, frames, exchange):
+    got = session(settings, frames, exchange)
+    (routed,) = [e["payload"] for e in events(got.run.run_dir) if e["event"] == "routing.decided"]
+    (decision,) = routed["decisions"]
+    assert decision["symbol"] == SYMBOL and decision["venue"] == "binance" and decision["action"] == "route"
+    assert decision["why"] == "the default venue" and decision["policy_version"] == 1
+    assert decision["strategy"] == "sma_cross"
+
+
+def test_a_venue_down_for_down_after_heartbeats_is_a_failover_that_halts_its_strategies(settings, frames, exchange):
+    from keel.settings import RoutingSettings
+
+    down = with_venue(settings, heartbeat_seconds=0, watch_seconds=3_600, routing=RoutingSettings(down_after=2))
+    down = down.model_copy(update={"risk": down.risk.model_copy(update={"max_missed_heartbeats": 50})})
+
+    def outage(t):
+        if t == 50:  # the venue's clock stops answering: every heartbeat from here fails
+            exchange.script("GET /api/v3/time", ScriptedFault(VenueFault.SERVER_ERROR), times=1_000)
+
+    got = session(down, frames, exchange, before=outage)
+    run_dir = got.run.run_dir
+    kinds = [e["event"] for e in events(run_dir)]
+    # the first failover halts; a venue that answered a submit in between and went down again is journalled again
+    failover = next(e["payload"] for e in events(run_dir) if e["event"] == "routing.failover")
+    assert failover["venue"] == "binance" and failover["failures"] == 2 and failover["down_after"] == 2
+    assert failover["on_down"] == "halt" and failover["strategies"] == ["sma_cross"]
+    tripped = events(run_dir)[kinds.index("routing.failover") + 1]
+    assert tripped["event"] == "kill_switch.tripped" and tripped["payload"]["trigger"] == "BROKER_FAILURES"
+    assert "venue binance is down" in tripped["payload"]["detail"]
+    missed = [e for e in events(run_dir) if e["event"] == "broker.heartbeat_missed"]
+    assert missed and kinds.index("routing.failover") > kinds.index("broker.heartbeat_missed")
+    assert control(down).trading_state().state is TradingState.HALTED
+    assert verify_run(run_dir).ok
+
+
+def test_a_routing_policy_that_sends_a_symbol_elsewhere_refuses_the_session(tmp_path, frames, settings):
+    from keel.settings import RoutingRule, RoutingSettings
+
+    elsewhere = with_venue(settings, routing=RoutingSettings(rules=[RoutingRule(venue="okx", symbol=SYMBOL)]))
+    with pytest.raises(InputError, match="routed to okx"):
+        run_session(SessionSpec("tn", Mode.TESTNET), frames, elsewhere, STRATEGY)
+    exits = with_venue(settings, routing=RoutingSettings(on_down="fallback_exits", fallback="okx"))
+    with pytest.raises(InputError, match="cannot send its exits to okx"):
+        run_session(SessionSpec("tn", Mode.TESTNET), frames, exits, STRATEGY)
     assert not (settings.home / "sessions").exists()
