@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from helpers.sessions import ScriptedFeed, control, settings_for
+from keel import charts
 from keel.api import tokens
 from keel.api.roles import ApiRole
 from keel.approval.service import pending
@@ -449,9 +450,18 @@ def test_the_console_loads_nothing_from_elsewhere_and_every_control_has_a_name(c
     assert desk.get("/tokens/me", as_=ApiRole.ADMIN)["permissions"] == ["read", "decide", "trading-state", "tokens"]
     assert httpx.get(desk.base + "/api/v1/tokens/me", timeout=WAIT).status_code == 401
     shipped = sorted(p.name for p in CONSOLE_FILES.iterdir())
-    assert shipped == ["app.css", "app.js", "chart.js", "format.js", "index.html", "sse.js", "views.js"]
-    for name in shipped:  # no URL to any host but the SVG namespace's name
-        text = (CONSOLE_FILES / name).read_text(encoding="utf-8")
+    assert shipped == ["app.css", "app.js", "format.js", "index.html", "sse.js", "views.js"]
+    # the chart script is the run report's (keel.charts), served with the console's headers
+    chart = httpx.get(desk.base + "/console/chart.js", timeout=WAIT)
+    assert chart.status_code == 200 and chart.text == charts.script() and "KeelChart" in chart.text
+    assert chart.headers["content-security-policy"] == csp and chart.headers["content-type"].startswith(
+        "text/javascript"
+    )
+    for name, text in [
+        *((n, (CONSOLE_FILES / n).read_text(encoding="utf-8")) for n in shipped),
+        ("chart.js", chart.text),
+    ]:
+        # no URL to any host but the SVG namespace's name
         assert set(re.findall(r"https?://[^\s\"'<>)]+", text)) <= {"http://www.w3.org/2000/svg"}, name
         assert "@import" not in text and "url(" not in text
 

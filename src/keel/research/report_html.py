@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from keel import charts
 from keel.research.report_data import RunData, downsample
 from keel.research.report_table import conventions, scorecard_rows
 
@@ -185,7 +186,8 @@ def _page(title: str, body: str, data: dict, *, generator: str = GENERATOR) -> s
         f'<meta name=generator content="{_e(generator)}">'
         "<meta name=viewport content='width=device-width, initial-scale=1'>"
         f"<title>{_e(title)}</title><style>{_CSS}</style></head>\n<body>\n{body}\n"
-        f'<script type="application/json" id=keel-data>{payload}</script>\n<script>{_JS}</script>\n</body></html>\n'
+        f'<script type="application/json" id=keel-data>{payload}</script>\n'
+        f"<script>{charts.script()}</script>\n<script>{_JS}</script>\n</body></html>\n"
     )
 
 
@@ -229,20 +231,6 @@ _JS = r"""
 (function () {
   "use strict";
   var D = JSON.parse(document.getElementById("keel-data").textContent);
-  var NS = "http://www.w3.org/2000/svg";
-  function el(name, attrs, text) {
-    var e = document.createElementNS(NS, name);
-    for (var k in attrs) e.setAttribute(k, attrs[k]);
-    if (text !== undefined) e.textContent = text;
-    return e;
-  }
-  function num(v, d) { return v.toLocaleString("en-US", {minimumFractionDigits: d, maximumFractionDigits: d}); }
-  function when(ms) { return new Date(ms).toISOString().slice(0, 16).replace("T", " "); }
-  function nearest(xs, x) {
-    var lo = 0, hi = xs.length - 1;
-    while (hi - lo > 1) { var mid = (lo + hi) >> 1; if (xs[mid] < x) lo = mid; else hi = mid; }
-    return Math.abs(xs[lo] - x) <= Math.abs(xs[hi] - x) ? lo : hi;
-  }
   function visible(s) {
     if (!s.toggle) return true;
     var box = document.getElementById(s.toggle);
@@ -251,81 +239,8 @@ _JS = r"""
   function draw(spec) {
     var host = document.getElementById(spec.id);
     if (!host) return false;
-    host.textContent = "";
-    var W = Math.max(host.clientWidth || 900, 320), H = 240, L = 72, R = 12, T = 10, B = 26;
-    var series = spec.series.filter(visible), markers = spec.markers || [];
-    var x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
-    series.forEach(function (s) {
-      s.x.forEach(function (x, i) {
-        var y = s.y[i]; if (y === null) return;
-        if (x < x0) x0 = x; if (x > x1) x1 = x; if (y < y0) y0 = y; if (y > y1) y1 = y;
-      });
-      if (s.fill) { y1 = Math.max(y1, 0); }
-    });
-    markers.forEach(function (m) { if (m.y < y0) y0 = m.y; if (m.y > y1) y1 = m.y; });
-    if (!isFinite(x0)) { host.textContent = "no data"; return true; }
-    if (x1 === x0) x1 = x0 + 1;
-    if (y1 === y0) { y0 -= 1; y1 += 1; }
-    var pad = (y1 - y0) * 0.05; y0 -= pad; y1 += pad;
-    function px(x) { return L + (x - x0) / (x1 - x0) * (W - L - R); }
-    function py(y) { return T + (y1 - y) / (y1 - y0) * (H - T - B); }
-    var svg = el("svg", {viewBox: "0 0 " + W + " " + H, width: W, height: H, role: "img"});
-    for (var i = 0; i <= 4; i++) {
-      var yv = y0 + (y1 - y0) * i / 4, yy = py(yv);
-      svg.appendChild(el("line", {x1: L, x2: W - R, y1: yy, y2: yy, stroke: "#eaeef2"}));
-      svg.appendChild(el("text", {x: L - 6, y: yy + 4, "text-anchor": "end", "font-size": 11, fill: "#57606a"},
-        num(yv, spec.digits > 2 ? 2 : spec.digits) + spec.unit));
-    }
-    for (var j = 0; j <= 5; j++) {
-      var xv = x0 + (x1 - x0) * j / 5;
-      svg.appendChild(el("text", {x: px(xv), y: H - 8, "text-anchor": j === 0 ? "start" : j === 5 ? "end" : "middle",
-        "font-size": 11, fill: "#57606a"}, when(xv).slice(0, 10)));
-    }
-    series.forEach(function (s) {
-      var d = "", first = true;
-      s.x.forEach(function (x, i) {
-        if (s.y[i] === null) { first = true; return; }
-        d += (first ? "M" : "L") + px(x).toFixed(1) + " " + py(s.y[i]).toFixed(1); first = false;
-      });
-      if (s.fill && s.x.length) {
-        svg.appendChild(el("path", {d: d + "L" + px(s.x[s.x.length - 1]).toFixed(1) + " " + py(0).toFixed(1) + "L" +
-          px(s.x[0]).toFixed(1) + " " + py(0).toFixed(1) + "Z", fill: s.color, "fill-opacity": 0.18, stroke: "none"}));
-      }
-      svg.appendChild(el("path", {d: d, fill: "none", stroke: s.color, "stroke-width": 1.4, "data-series": s.name}));
-    });
-    if (spec.series.length > 1) series.forEach(function (s, i) {
-      svg.appendChild(el("text", {x: L + 8, y: T + 14 + i * 14, "font-size": 12, fill: s.color, "data-legend": s.name},
-        "\u25A0 " + s.name));
-    });
-    markers.forEach(function (m) {
-      var x = px(m.x), y = py(m.y), up = m.kind === "buy";
-      var d = up ? "M" + x + " " + (y + 1) + "l-4 7h8z" : "M" + x + " " + (y - 1) + "l-4 -7h8z";
-      var mark = el("path", {d: d, fill: up ? "#1a7f37" : "#cf222e", "data-marker": m.kind});
-      mark.appendChild(el("title", {}, m.label + " @ " + num(m.y, spec.digits) + ", " + when(m.x)));
-      svg.appendChild(mark);
-    });
-    var cross = el("line", {y1: T, y2: H - B, stroke: "#8c959f", "stroke-dasharray": "3 3", visibility: "hidden"});
-    svg.appendChild(cross);
-    var tip = document.createElement("div"); tip.className = "tip";
-    var overlay = el("rect", {x: L, y: T, width: W - L - R, height: H - T - B, fill: "transparent"});
-    overlay.addEventListener("mousemove", function (ev) {
-      var r = svg.getBoundingClientRect(), sx = (ev.clientX - r.left) * W / r.width;
-      var x = x0 + (sx - L) / (W - L - R) * (x1 - x0), lines = [];
-      series.forEach(function (s) {
-        if (!s.x.length) return;
-        var k = nearest(s.x, x);
-        if (s.y[k] !== null) lines.push(s.name + ": " + num(s.y[k], spec.digits) + spec.unit);
-        if (lines.length === 1) lines.unshift(when(s.x[k]) + " UTC");
-      });
-      cross.setAttribute("x1", sx); cross.setAttribute("x2", sx); cross.setAttribute("visibility", "visible");
-      tip.innerHTML = ""; lines.forEach(function (t) { var div = document.createElement("div"); div.textContent = t; tip.appendChild(div); });
-      tip.style.display = "block";
-      tip.style.left = Math.min(ev.clientX - r.left + 12, r.width - 180) + "px"; tip.style.top = "8px";
-    });
-    overlay.addEventListener("mouseleave", function () { cross.setAttribute("visibility", "hidden"); tip.style.display = "none"; });
-    svg.appendChild(overlay);
-    host.appendChild(svg); host.appendChild(tip);
-    host.setAttribute("data-drawn", String(series.length));
+    KeelChart.draw(host, {series: spec.series.filter(visible), markers: spec.markers, unit: spec.unit,
+      digits: spec.digits});
     return true;
   }
   var drawn = 0;

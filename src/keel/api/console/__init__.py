@@ -1,5 +1,5 @@
-"""The web console: one page, its scripts (ES modules) and its style sheet (`static/`), served by the API at
-`/console`, with `/` sending a browser there. No build step and no library: the page calls the API's own `/api/v1`
+"""The web console: one page, its scripts (ES modules, and the chart script of `keel.charts`) and its style sheet
+(`static/`), served by the API at `/console`, with `/` sending a browser there. No build step and no library: the page calls the API's own `/api/v1`
 endpoints with the bearer token the operator pastes, and loads nothing from anywhere else.
 
 The console is no second authority: it hides the actions a token's role may not take (`GET /api/v1/tokens/me`
@@ -45,7 +45,14 @@ class ConsoleFiles(StaticFiles):
 
 
 def install(app: FastAPI) -> None:
-    """Serve the console at `PATH` and send `/` there (neither in the OpenAPI document)."""
+    """Serve the console at `PATH` and send `/` there (neither in the OpenAPI document). Its charts are drawn by
+    `keel.charts`' script, the one the run report inlines, served as `PATH/chart.js`."""
+    from keel import charts
+
+    @app.get(f"{PATH}/chart.js", include_in_schema=False)
+    def chart_script() -> Response:
+        return Response(charts.script(), media_type="text/javascript; charset=utf-8", headers=HEADERS)
+
     app.mount(PATH, ConsoleFiles(directory=STATIC, html=True), name="console")
 
     @app.get("/", include_in_schema=False)

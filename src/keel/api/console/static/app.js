@@ -8,8 +8,8 @@
  * the selected session's journal streams live, and each record that changes positions, orders or intents triggers
  * a (debounced) reload of those reads; a `trading_state` event updates the banner at once.
  *
- * This module holds the state and the flow; views.js draws the panels, chart.js the curves, sse.js reads the event
- * stream, format.js formats numbers and times. ES modules from this server: no bundler, no build step. */
+ * This module holds the state and the flow; views.js draws the panels, chart.js (keel.charts, the run report's
+ * too) the curves, sse.js reads the event stream, format.js formats numbers and times. ES modules from this server: no bundler, no build step. */
 import { el, num, qty, short, stamp, when } from "./format.js";
 import { readEvents } from "./sse.js";
 import {

@@ -1,6 +1,5 @@
 /* The views of the console: each draws one panel from what the API returned, with text only (nothing shown is
  * ever parsed as HTML). They hold no state and call nothing: app.js decides what to show and when. */
-import { drawChart } from "./chart.js";
 import { el, num, qty, short, signed, stamp, when } from "./format.js";
 
 const $ = (id) => document.getElementById(id);
@@ -217,8 +216,20 @@ export function renderEquity(eq) {
     eq.max_drawdown_pct === null || eq.max_drawdown_pct === undefined ? "–" : num(eq.max_drawdown_pct) + " %";
   $("equity-basis").textContent =
     "from the " + (eq.basis === "report" ? "run report" : "fills") + " · max drawdown " + worst;
-  drawChart($("chart-equity"), pts, { name: "equity", color: "#0969da", unit: "", height: 150 });
-  drawChart($("chart-drawdown"), dd, { name: "drawdown", color: "#cf222e", unit: " %", fill: true, height: 100 });
+  curve($("chart-equity"), pts, { name: "equity", color: "#0969da", unit: "", height: 150 });
+  curve($("chart-drawdown"), dd, { name: "drawdown", color: "#cf222e", unit: " %", fill: true, height: 100 });
+}
+
+/* One curve, drawn by the chart script the run report draws with (keel.charts, loaded by index.html). */
+function curve(host, pts, o) {
+  window.KeelChart.draw(host, {
+    series: [{ name: o.name, x: pts.map((p) => p.x), y: pts.map((p) => p.y), color: o.color, fill: o.fill }],
+    unit: o.unit,
+    height: o.height,
+    ticks: { y: 3, x: 4 },
+    times: "minute",
+    empty: "No " + o.name + " curve yet: it starts with the first fill.",
+  });
 }
 
 function summary(rec) {
