@@ -29,7 +29,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from keel.domain.decisions import ApprovalMode
+from keel.domain.decisions import ApprovalMode, CriticVerdict, NoTradeTrigger
 from keel.domain.errors import ConfigError
 
 ENV_PREFIX = "KEEL_"
@@ -409,6 +409,52 @@ class LLMMemory(_Section):
     max_items: int = Field(10, ge=1, le=50, description="the block holds at most this many closed trades, the latest")
 
 
+#: where no model output may ever go (ARCHITECTURE §2: L5 the risk gate, the approval, L6 execution)
+_NEVER_SCOPED = ("supervisor", "risk", "limits", "approval", "executor", "execution", "broker", "orders")
+_MODEL_ROLES = ("outlook", "strategist", "critic")
+
+
+class LLMScopes(_Section):
+    """Capability scopes, as data: which layers may ask a model at all, and what each model's answer may do. An answer
+    outside its scope is LLM_SCOPE_VIOLATION and is not used (the deterministic role decides). The strategist's scope
+    is its bounds, computed at each decision (symbols, buy only, the allocator's size). There is no scope for the
+    supervisor's limits, the approval or the executor: no model output reaches them, and naming one here is refused."""
+
+    roles: tuple[str, ...] = Field(
+        _MODEL_ROLES, description="the layers that may ask a model: outlook, strategist, critic"
+    )
+    outlook_no_trade: tuple[NoTradeTrigger, ...] = Field(
+        tuple(NoTradeTrigger), description="the NO-TRADE triggers the outlook model may add (it never removes one)"
+    )
+    critic_verdicts: tuple[CriticVerdict, ...] = Field(
+        tuple(CriticVerdict), description="the verdicts the critic model may give (REJECT blocks, others do not)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _never_beyond_advice(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            named = sorted(k for k in data if str(k).lower() in _NEVER_SCOPED)
+            if named:
+                raise ValueError(
+                    f"llm.scopes.{named[0]}: no model output may reach the supervisor's limits, the approval or the "
+                    "executor; scopes exist only for roles, outlook_no_trade and critic_verdicts"
+                )
+        return data
+
+    @field_validator("roles")
+    @classmethod
+    def _known_roles(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [r for r in v if r not in _MODEL_ROLES]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not a role that may ask a model: only {', '.join(_MODEL_ROLES)}")
+        return tuple(dict.fromkeys(v))
+
+    @property
+    def is_default(self) -> bool:
+        return self == LLMScopes()
+
+
 class LLMSettings(_Section):
     """The LLM advisory layer (docs/llm.md). Models advise; they never reach the limits, the approval or the executor."""
 
@@ -420,6 +466,7 @@ class LLMSettings(_Section):
     cache: LLMCache = Field(default_factory=LLMCache)
     degrade: LLMDegrade = Field(default_factory=LLMDegrade)
     memory: LLMMemory = Field(default_factory=LLMMemory)
+    scopes: LLMScopes = Field(default_factory=LLMScopes)
     context_bars: int = Field(20, ge=1, le=500, description="closes up to the decision bar shown in each prompt")
 
     @property
@@ -429,6 +476,18 @@ class LLMSettings(_Section):
             for name, r in (("outlook", self.outlook), ("strategist", self.strategist), ("critic", self.critic))
             if r.enabled
         }
+
+    @model_validator(mode="after")
+    def _roles_in_scope(self) -> LLMSettings:
+        outside = [name for name in self.enabled_roles if name not in self.scopes.roles]
+        if outside:
+            raise _llm_problem(
+                "role_out_of_scope",
+                f"llm.{outside[0]} is enabled but llm.scopes.roles ({', '.join(self.scopes.roles) or 'none'}) does "
+                "not let that layer ask a model: disable it or add it to the scopes",
+                {"enabled": sorted(self.enabled_roles), "scopes.roles": list(self.scopes.roles)},
+            )
+        return self
 
     @model_validator(mode="after")
     def _separation_of_duties(self) -> LLMSettings:

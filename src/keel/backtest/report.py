@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +13,7 @@ import numpy as np
 from keel.data.frame import datetime_to_ns, ns_to_datetime
 from keel.domain.intents import Side
 from keel.domain.orders import Fill
-from keel.domain.run import RunSummary, Trade
+from keel.domain.run import ModelUsage, RunSummary, Trade
 from keel.journal.records import FillRow
 from keel.research.scorecard import compute_scorecard, with_excursions
 from keel.runtime.market import MarketView
@@ -73,9 +73,10 @@ def equity_curve(market: MarketView, fills: Sequence[Fill | FillRow], initial_ca
     return EquityCurve(timeline, cash, equity)
 
 
-def round_trips(fills: Sequence[Fill | FillRow], legs: dict[str, str]) -> list[dict]:
+def round_trips(fills: Sequence[Fill | FillRow], legs: Mapping[str, str], *, entry_ids: bool = False) -> list[dict]:
     """Closed round trips from the journalled fills: a trade opens with the first buy fill of a flat symbol and
-    closes when its position is flat again. `legs` (intent id → leg) names how each trade ended."""
+    closes when its position is flat again. `legs` (intent id → leg) names how each trade ended. `entry_ids` adds
+    `entry_id`, the client order id (the intent id) of each trade's first fill (decision memory links advice by it)."""
     open_: dict[str, dict] = {}
     trades = []
     for f in fills:
@@ -83,6 +84,7 @@ def round_trips(fills: Sequence[Fill | FillRow], legs: dict[str, str]) -> list[d
         if f.side is Side.BUY:
             if t is None:
                 t = open_[f.symbol] = {
+                    "entry_id": f.client_order_id,
                     "entry_ts": f.ts.isoformat(),
                     "qty": 0.0,
                     "cost": 0.0,
@@ -100,19 +102,20 @@ def round_trips(fills: Sequence[Fill | FillRow], legs: dict[str, str]) -> list[d
         t["xv"] += f.quantity * f.price
         t["fees"] += f.fee
         if t["xq"] + 1e-9 >= t["qty"]:
-            trades.append(
-                {
-                    "symbol": f.symbol,
-                    "entry_ts": t["entry_ts"],
-                    "exit_ts": f.ts.isoformat(),
-                    "quantity": t["qty"],
-                    "entry_price": t["cost"] / t["qty"],
-                    "exit_price": t["xv"] / t["xq"],
-                    "pnl": t["xv"] - t["cost"] - t["fees"],
-                    "fees": t["fees"],
-                    "exit_leg": legs.get(f.client_order_id, "exit"),
-                }
-            )
+            trade = {
+                "symbol": f.symbol,
+                "entry_ts": t["entry_ts"],
+                "exit_ts": f.ts.isoformat(),
+                "quantity": t["qty"],
+                "entry_price": t["cost"] / t["qty"],
+                "exit_price": t["xv"] / t["xq"],
+                "pnl": t["xv"] - t["cost"] - t["fees"],
+                "fees": t["fees"],
+                "exit_leg": legs.get(f.client_order_id, "exit"),
+            }
+            if entry_ids:
+                trade["entry_id"] = t["entry_id"]
+            trades.append(trade)
             del open_[f.symbol]
     return trades
 
@@ -138,9 +141,11 @@ def build_summary(
     journal_head: str,
     notes: tuple[str, ...] = (),
     fills_list: Sequence[Fill | FillRow] | None = None,
+    model_usage: ModelUsage | None = None,
 ) -> RunSummary:
     """The run's summary, its scorecard included (computed from the curve, the trades and the market's bars;
-    `fills_list`, when given, makes turnover and slippage exact to the fill, else they come from the closed trades)."""
+    `fills_list`, when given, makes turnover and slippage exact to the fill, else they come from the closed trades;
+    `model_usage`: what the advisory models did and cost, when a model took part)."""
     final_equity = float(curve.equity[-1]) if len(curve.equity) else initial_cash
     top = dict(Counter(blocked_reasons).most_common(TOP_REASONS))
     ts = market.timeline
@@ -155,6 +160,7 @@ def build_summary(
         fees_paid=_cents(fees_paid),
         bars=bars,
         fills=fills_list,
+        model_usage=model_usage,
     )
     return RunSummary(
         run_id=run_id,
@@ -182,6 +188,7 @@ def build_summary(
         journal_head=journal_head,
         notes=notes,
         scorecard=card,
+        model_usage=model_usage,
         trade_list=trade_list,
     )
 

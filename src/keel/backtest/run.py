@@ -232,6 +232,8 @@ def execute_run(
                 journal.commit()
             else:
                 start_after, redone = _resume(ctx, started_seq)
+                if ctx.llm is not None:  # what the models spent before the restart counts against the budget
+                    ctx.llm.restore(ctx)
             total = len(ctx.market)
 
             def progress(t: int) -> None:
@@ -460,8 +462,10 @@ def _finish(ctx: RunContext, run_dir: Path, notes: tuple[str, ...]) -> RunSummar
     journal, store = ctx.journal, ctx.journal.store
     if ctx.book.unknown:  # submits still unanswered when the bars ran out: ask the broker once more
         settle_unknown(ctx, ctx.market.first_at_or_after(ctx.clock.ns), ctx.clock.ns, final=True)
-    if ctx.llm is not None:  # the models' totals: an `llm.run.summary` event, and a note in the summary
-        notes = notes + ctx.llm.finish(ctx, knowledge_notes=tuple(n for n in notes if n.startswith("llm.")))
+    usage = None
+    if ctx.llm is not None:  # the models' totals: an `llm.run.summary` event, the summary's usage and a note
+        more, usage = ctx.llm.finish(ctx, knowledge_notes=tuple(n for n in notes if n.startswith("llm.")))
+        notes = notes + more
     journal.commit()
     # The report needs the bars and the journal, not the decision inputs: let them go first (at a million bars they
     # are ~45 MB, and the report is where a run's memory peaks).
@@ -493,6 +497,7 @@ def _finish(ctx: RunContext, run_dir: Path, notes: tuple[str, ...]) -> RunSummar
         journal_head=head_hash,
         notes=notes,
         fills_list=fills,
+        model_usage=usage,
     )
     write_outputs(run_dir, summary, curve, output_files(equity_csv=ctx.settings.report.equity_csv))
     last = ns_to_datetime(int(ctx.market.timeline[-1]))

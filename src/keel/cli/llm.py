@@ -49,6 +49,28 @@ def _check_stage(stage: str | None) -> None:
         raise InputError(f"--stage {stage!r} is not one of {', '.join(_STAGES)}")
 
 
+def _check_filters(outcome: str | None, day: str | None) -> None:
+    """A filter that can match nothing is a typo, not an empty answer."""
+    from datetime import date
+
+    from keel.domain.reasons import ReasonCode
+
+    if outcome is not None:
+        known = {"ok"} | {c.value.lower() for c in ReasonCode if c.value.startswith("LLM_")}
+        if outcome.lower() not in known:
+            raise InputError(
+                f"--outcome {outcome!r} is not a call outcome",
+                hint="ok, or one of " + ", ".join(sorted(c.upper() for c in known if c != "ok")),
+            )
+    if day is not None:
+        try:
+            ok = len(day) == 10 and date.fromisoformat(day).isoformat() == day
+        except ValueError:
+            ok = False
+        if not ok:
+            raise InputError(f"--day {day!r} is not a day: give it as YYYY-MM-DD (UTC, the decision clock)")
+
+
 @llm_app.command("smoke")
 def smoke_cmd(
     show_llm_event: Annotated[
@@ -93,6 +115,14 @@ def smoke_cmd(
         out.print(t)
         if show_llm_event:
             out.print_json(json.dumps(event, sort_keys=True))
+    if not result.ok and settings.llm.strategist.api_key is None:
+        statuses = {a["status"] for a in event["attempts"]}
+        if statuses & {401, 403}:
+            err.print(
+                "llm.strategist.api_key is not set, and the provider refused the call "
+                f"(HTTP {'/'.join(str(x) for x in sorted(statuses & {401, 403}))}): a hosted provider needs its key "
+                "(KEEL_LLM__STRATEGIST__API_KEY or keel.toml)"
+            )
     if require_llm_event and not result.ok:
         err.print(f"[red]no successful llm event:[/red] {result.advice.record.outcome}: {escape(result.advice.detail)}")
         raise typer.Exit(1)
@@ -113,6 +143,7 @@ def events_cmd(
     from keel.llm.events import call_events
 
     _check_stage(stage)
+    _check_filters(outcome, day)
     settings = load_settings(config)
     found = list(call_events(_folders(runs, every, settings), stage=stage, outcome=outcome, day=day))
     if as_json:
@@ -212,7 +243,7 @@ def ab_cmd(
     fallbacks, tokens and cost. Writes ab.json (keel.llm_ab/1)."""
     from keel.data.files import load_many
     from keel.llm.ab import run_ab
-    from keel.research.report_table import scorecard_rows
+    from keel.research.report_table import side_by_side
     from keel.strategies import build_strategy
 
     settings = load_settings(config)
@@ -230,14 +261,12 @@ def ab_cmd(
     t.add_column("metric", style="bold")
     for arm in arms:
         t.add_column(escape(f"{arm['prompt_version']}\n{arm['run_id']}"), justify="right")
-    rows = [scorecard_rows(run.summary.scorecard) for run in result.runs]
+    rows = side_by_side([run.summary.scorecard for run in result.runs])  # its model rows: tokens and cost
     for k, row in enumerate(rows[0]):
         t.add_row(escape(row.label), *(escape(r[k].text) for r in rows))
     t.add_row(f"{role} calls", *(f"{a['llm']['role']['calls']:,}" for a in arms))
     t.add_row(f"{role} fallbacks", *(f"{a['llm']['role']['fallbacks']:,}" for a in arms))
     t.add_row("fallbacks, all roles", *(f"{a['llm']['fallbacks']:,}" for a in arms))
-    t.add_row("model tokens", *(f"{a['llm']['tokens']:,}" for a in arms))
-    t.add_row("model cost (est.)", *(f"${a['llm']['cost_usd']:.6f}" for a in arms))
     out.print(t)
     g = d["disagreement"]
     a, b = d["prompts"]

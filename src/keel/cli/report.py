@@ -126,7 +126,7 @@ def compare(
     from keel.research.report_data import load_run
     from keel.research.report_files import is_keel_page, write_atomic
     from keel.research.report_html import render_comparison
-    from keel.research.report_table import scorecard_rows
+    from keel.research.report_table import side_by_side
 
     loaded = [load_run(r, periods_per_year=periods_per_year, risk_free_rate=risk_free_rate) for r in runs]
     if html is not None:
@@ -148,7 +148,7 @@ def compare(
             data["html"] = str(html)
         emit_json(data)
         return
-    rows = [scorecard_rows(r.scorecard) for r in loaded]
+    rows = side_by_side([r.scorecard for r in loaded])
     t = Table(title=f"{len(loaded)} runs side by side", title_justify="left")
     t.add_column("metric", style="bold")
     for r in loaded:

@@ -97,7 +97,8 @@ class ReasonCode(StrEnum):
     )
     LLM_SCOPE_VIOLATION = (
         "LLM_SCOPE_VIOLATION",
-        "The model's answer carries execution parameters (order type, price, client ids, …): dropped whole.",
+        "The model's answer carries execution parameters (order type, price, client ids, …), or goes beyond its "
+        "role's llm.scopes: dropped whole.",
     )
     LLM_OUT_OF_BOUNDS = (
         "LLM_OUT_OF_BOUNDS",

@@ -94,15 +94,68 @@ class Scorecard(Contract):
     model_tokens: int | None = None
     model_cost: float | None = None
     model_cost_per_trade: float | None = None
+    model_tokens_per_trade: float | None = None
+    #: the models' cost per intent they advised on (`ModelUsage.cost_per_intent_usd`)
+    model_cost_per_intent: float | None = None
     #: metric -> why it is None for this run
     undefined: dict[str, str] = Field(default_factory=dict)
+
+
+class StageUsage(Contract):
+    """One advisory stage's calls in a run (`outlook_llm`, `strategist_llm`, `critic_llm`)."""
+
+    calls: int
+    ok: int
+    cached: int
+    prompt_tokens: int
+    completion_tokens: int
+    tokens: int
+    cost_usd: float
+    #: outcome (`ok` or a reason code) -> calls
+    outcomes: dict[str, int] = Field(default_factory=dict)
+
+
+class ModelUsage(Contract):
+    """What the advisory models did and cost in a run (`keel.llm.runtime`): in the summary of every run a model took
+    part in, absent (None) from a run without one. Costs are estimates from the configured per-token prices, in USD.
+
+    A call answered from the response cache costs nothing and counts in `cached`; `fallbacks` are the calls whose
+    answer was not used (failed, invalid) plus the calls not made (`skipped`: the budget was spent), where the
+    deterministic role decided. `cost_per_intent_usd` spreads each call's cost over the intents it was about (the
+    strategist's chosen entries, the critic's reviewed entry) and averages it over those intents; the outlook's calls
+    are about a symbol, not an intent, and count in the total only.
+    """
+
+    schema_version: int = 1
+    #: role -> model name, of the enabled roles
+    models: dict[str, str]
+    calls: int
+    ok: int
+    cached: int
+    fallbacks: int
+    prompt_tokens: int
+    completion_tokens: int
+    tokens: int
+    cost_usd: float
+    intents_with_cost: int
+    cost_per_intent_usd: float | None
+    by_stage: dict[str, StageUsage] = Field(default_factory=dict)
+    #: calls not made, by reason (LLM_BUDGET_EXHAUSTED)
+    skipped: dict[str, int] = Field(default_factory=dict)
+    #: why the models were off for the rest of the run (a spent budget), None when they never were
+    budget_exhausted: str | None = None
+    #: why the run was in degrade mode at its end (a provider's breaker opened, no operator resumed), else None
+    degraded: str | None = None
+    #: point-in-time honesty: the enabled models whose knowledge cutoff falls after the run's first bar (they may
+    #: know how the period ended); empty when none does or no cutoff is configured
+    knowledge_cutoff_flags: tuple[str, ...] = ()
 
 
 class RunSummary(Contract):
     """What a run did. `notes` are what a reader must know to read it right (data without volume, a file sorted on
     load, a strategy warm-up longer than a symbol's data, manual approval in a replay)."""
 
-    schema_version: int = 3
+    schema_version: int = 4
     run_id: str
     mode: str
     strategy: str
@@ -129,4 +182,6 @@ class RunSummary(Contract):
     notes: tuple[str, ...] = ()
     #: None in the summaries of runs made before scorecards (schema 2)
     scorecard: Scorecard | None = None
+    #: the advisory models' calls, tokens and cost; None when no model took part (and in summaries before schema 4)
+    model_usage: ModelUsage | None = None
     trade_list: tuple[Trade, ...] = Field(default=(), exclude=True)

@@ -577,10 +577,16 @@ class IntentStore(OrderRows, RunRows):
             stmt = stmt.where(s.intents.c.run_id == run_id)
         return {row["intent_id"]: IntentState(row["state"]) for row in self._query(stmt)}
 
-    def intent_legs(self, run_id: str) -> dict[str, str]:
-        """`intent_id → leg` of committed intents, without decoding payloads (what the trade ledger needs)."""
+    def intent_legs(self, run_id: str, *, pending: bool = False) -> dict[str, str]:
+        """`intent_id → leg` of committed intents, without decoding payloads (what the trade ledger needs); `pending`
+        adds the intents of the batch not committed yet (see `fill_rows`)."""
         stmt = select(s.intents.c.intent_id, s.intents.c.leg).where(s.intents.c.run_id == run_id)
-        return {row["intent_id"]: row["leg"] for row in self._query(stmt)}
+        legs = {row["intent_id"]: row["leg"] for row in self._query(stmt)}
+        if pending:
+            for row in self._new_intents.values():
+                if row["run_id"] == run_id:
+                    legs.setdefault(row["intent_id"], row["leg"])
+        return legs
 
     def transitions(self, intent_id: str) -> list[TransitionRecord]:
         """The committed transitions of one intent, in the order they happened."""

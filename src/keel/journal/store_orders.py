@@ -91,9 +91,32 @@ class OrderRows:
             for r in self.fill_rows(run_id)
         ]
 
-    def fill_rows(self, run_id: str | None = None) -> list[FillRow]:
+    def fill_rows(self, run_id: str | None = None, *, pending: bool = False) -> list[FillRow]:
         """Committed fills, by time then fill id, as plain typed rows: what a report reading tens of thousands
-        of fills needs, without building a model for each. A column of the wrong type still raises."""
+        of fills needs, without building a model for each. A column of the wrong type still raises. `pending` adds
+        the fills of the batch not committed yet (a replay commits in large batches; a decision inside one must see
+        them); in write-through mode there are none."""
+        rows = self._fill_rows(run_id)
+        if not pending or not self._fills:
+            return rows
+        known = {r.fill_id for r in rows}
+        for row in self._fills.values():
+            if (run_id is None or row["run_id"] == run_id) and row["fill_id"] not in known:
+                rows.append(
+                    FillRow(
+                        row["fill_id"],
+                        row["client_order_id"],
+                        row["symbol"],
+                        Side(row["side"]),
+                        float(row["quantity"]),
+                        float(row["price"]),
+                        float(row["fee"]),
+                        from_iso(row["ts"]),
+                    )
+                )
+        return sorted(rows, key=lambda r: (r.ts, r.fill_id))
+
+    def _fill_rows(self, run_id: str | None) -> list[FillRow]:
         f = s.fills
         stmt = select(f.c.fill_id, f.c.client_order_id, f.c.symbol, f.c.side, f.c.quantity, f.c.price, f.c.fee, f.c.ts)
         stmt = stmt.order_by(f.c.ts, f.c.fill_id)

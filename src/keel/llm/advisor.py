@@ -22,7 +22,7 @@ from keel.llm.prompt import build_request, load_prompt
 from keel.llm.provider import LLMRequest, OpenAICompatibleProvider, Provider
 from keel.llm.schemas import CriticOutput, ModelOutput, OutlookOutput, StrategistOutput
 from keel.llm.telemetry import OK, LLMCallRecord, Stage, estimate_cost
-from keel.settings import LLMRoleSettings
+from keel.settings import LLMRoleSettings, LLMScopes
 
 T = TypeVar("T", bound=ModelOutput)
 
@@ -56,8 +56,10 @@ class Advisor:
         rng: random.Random,
         prompt_version: str = "v1",
         cache: ResponseCache | None = None,
+        scopes: LLMScopes | None = None,
     ) -> None:
         self.stage = stage
+        self.scopes = scopes if scopes is not None else LLMScopes()
         self.role = role
         self.provider = provider
         self.prompt = load_prompt(_ROLES[stage], prompt_version)
@@ -73,7 +75,20 @@ class Advisor:
     def outlook(self, context: Mapping[str, Any], *, evidence_ids: frozenset[str]) -> Advice[OutlookOutput]:
         self._expect(Stage.OUTLOOK)
         payload = {"context": context, "evidence_ids": sorted(evidence_ids)}
-        return self._ask(payload, lambda text: parse_output(text, OutlookOutput, evidence_ids=evidence_ids))
+        allowed = set(self.scopes.outlook_no_trade)
+
+        def parse(text: str) -> Parsed[OutlookOutput]:
+            parsed = parse_output(text, OutlookOutput, evidence_ids=evidence_ids)
+            outside = [t.value for t in parsed.output.no_trade if t not in allowed] if parsed.output else []
+            if outside:
+                return Parsed(
+                    None,
+                    ReasonCode.LLM_SCOPE_VIOLATION,
+                    f"NO-TRADE trigger(s) outside llm.scopes.outlook_no_trade: {', '.join(outside)}",
+                )
+            return parsed
+
+        return self._ask(payload, parse)
 
     def strategist(self, context: Mapping[str, Any], bounds: StrategistBounds) -> Advice[StrategistOutput]:
         self._expect(Stage.STRATEGIST)
@@ -97,6 +112,12 @@ class Advisor:
                     None,
                     ReasonCode.LLM_INVALID_OUTPUT,
                     f"reviews proposal {parsed.output.proposal_id!r}, was asked about {proposal_id!r}",
+                )
+            if parsed.output is not None and parsed.output.verdict not in self.scopes.critic_verdicts:
+                return Parsed(
+                    None,
+                    ReasonCode.LLM_SCOPE_VIOLATION,
+                    f"verdict {parsed.output.verdict.value} is outside llm.scopes.critic_verdicts",
                 )
             return parsed
 

@@ -29,15 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from keel.backtest.report import round_trips
 from keel.data.frame import OHLCV, datetime_to_ns, ns_to_datetime
-from keel.domain.intents import Side
 from keel.domain.run import Trade
 from keel.journal.records import FillRow
 from keel.journal.schema import from_iso
 from keel.research.scorecard import excursions
 
 if TYPE_CHECKING:
-    from keel.journal.store import IntentStore
     from keel.runtime.context import RunContext
 
 VERSION = "memory/1"
@@ -66,43 +65,24 @@ class ClosedTrade:
     exit_leg: str
 
 
-def closed_trades(fills: Iterable[FillRow], legs: Mapping[str, str]) -> list[ClosedTrade]:
+def closed_trades(fills: Sequence[FillRow], legs: Mapping[str, str]) -> list[ClosedTrade]:
     """The closed round trips of `fills` (in time order), by the report's rule (`round_trips`), keeping the entry's
     intent id. `legs` (intent id → leg) names how each ended."""
-    open_: dict[str, dict[str, Any]] = {}
-    trades = []
-    for f in fills:
-        t = open_.get(f.symbol)
-        if f.side is Side.BUY:
-            if t is None:
-                t = open_[f.symbol] = {"id": f.client_order_id, "ts": f.ts, "qty": 0.0, "cost": 0.0, "fees": 0.0}
-                t |= {"xq": 0.0, "xv": 0.0}
-            t["qty"] += f.quantity
-            t["cost"] += f.quantity * f.price
-            t["fees"] += f.fee
-            continue
-        if t is None:
-            continue
-        t["xq"] += f.quantity
-        t["xv"] += f.quantity * f.price
-        t["fees"] += f.fee
-        if t["xq"] + 1e-9 >= t["qty"]:
-            trades.append(
-                ClosedTrade(
-                    symbol=f.symbol,
-                    entry_intent_id=t["id"],
-                    entry_ns=datetime_to_ns(t["ts"]),
-                    exit_ns=datetime_to_ns(f.ts),
-                    quantity=t["qty"],
-                    entry_price=t["cost"] / t["qty"],
-                    exit_price=t["xv"] / t["xq"],
-                    pnl=t["xv"] - t["cost"] - t["fees"],
-                    fees=t["fees"],
-                    exit_leg=legs.get(f.client_order_id, "exit"),
-                )
-            )
-            del open_[f.symbol]
-    return trades
+    return [
+        ClosedTrade(
+            symbol=t["symbol"],
+            entry_intent_id=t["entry_id"],
+            entry_ns=_ns(t["entry_ts"]),
+            exit_ns=_ns(t["exit_ts"]),
+            quantity=t["quantity"],
+            entry_price=t["entry_price"],
+            exit_price=t["exit_price"],
+            pnl=t["pnl"],
+            fees=t["fees"],
+            exit_leg=t["exit_leg"],
+        )
+        for t in round_trips(fills, legs, entry_ids=True)
+    ]
 
 
 @dataclass(slots=True)
@@ -240,47 +220,14 @@ def block_for(ctx: RunContext, decision_ns: int) -> dict[str, Any]:
     if book._block is not None and book._block[0] == decision_ns:
         return book._block[1]
     store = ctx.journal.store
-    trades = closed_trades(journal_fills(store, ctx.run_id), journal_legs(store, ctx.run_id))
+    # the batch a replay has not committed yet holds the latest fills: the decision must see them
+    trades = closed_trades(store.fill_rows(ctx.run_id, pending=True), store.intent_legs(ctx.run_id, pending=True))
     bars = {s: v.bars for s, v in ctx.market.views.items()}
     block = memory_block(
         trades, book.advised, decision_ns=decision_ns, max_items=ctx.settings.llm.memory.max_items, bars=bars
     )
     book._block = (decision_ns, block)
     return block
-
-
-def journal_fills(store: IntentStore, run_id: str) -> list[FillRow]:
-    """The run's fills as the journal holds them: committed rows and the batch a replay has not committed yet, by
-    time then fill id (the order `fill_rows` gives)."""
-    rows = {r.fill_id: r for r in store.fill_rows(run_id)}
-    for row in _pending(store, "_fills"):
-        if row["run_id"] == run_id and row["fill_id"] not in rows:
-            rows[row["fill_id"]] = FillRow(
-                row["fill_id"],
-                row["client_order_id"],
-                row["symbol"],
-                Side(row["side"]),
-                float(row["quantity"]),
-                float(row["price"]),
-                float(row["fee"]),
-                from_iso(row["ts"]),
-            )
-    return sorted(rows.values(), key=lambda r: (r.ts, r.fill_id))
-
-
-def journal_legs(store: IntentStore, run_id: str) -> dict[str, str]:
-    """intent id → leg of the run's intents, committed or in the uncommitted batch."""
-    legs = store.intent_legs(run_id)
-    for row in _pending(store, "_new_intents"):
-        if row["run_id"] == run_id:
-            legs.setdefault(row["intent_id"], row["leg"])
-    return legs
-
-
-def _pending(store: IntentStore, name: str) -> Iterator[Mapping[str, Any]]:
-    """The store's uncommitted rows of one table (a replay commits in large batches; the decision must see the fills
-    of the batch it is in). Empty in write-through mode, where every row is committed at once."""
-    yield from getattr(store, name, {}).values()
 
 
 def _committed_records(ctx: RunContext) -> Iterator[Mapping[str, Any]]:

@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from keel.domain.reasons import ReasonCode
+from keel.domain.run import ModelUsage, StageUsage
+from keel.journal.schema import from_iso
 from keel.llm.advisor import Advice, Advisor, openai_provider
 from keel.llm.breaker import Breakers, BreakerState
 from keel.llm.cache import ResponseCache
@@ -79,6 +81,8 @@ def identity(llm: LLMSettings) -> dict[str, Any] | None:
     }
     if llm.memory.enabled:  # it changes what the models are shown; off, earlier run ids stay what they were
         ident["memory"] = llm.memory.model_dump(mode="json")
+    if not llm.scopes.is_default:  # narrower scopes change which answers are used; the default keeps run ids
+        ident["scopes"] = llm.scopes.model_dump(mode="json")
     return ident
 
 
@@ -124,6 +128,10 @@ class Budget:
         assert self._held is not None, "settle without reserve"
         day = self._held[0]
         self._held = None
+        self.charge(day, tokens, cost)
+
+    def charge(self, day: str, tokens: int, cost: float) -> None:
+        """Count spending against the run and `day` (a settled call, or one a resumed run reads back)."""
         today = self.days.setdefault(day, _Spend())
         for spend in (self.run, today):
             spend.tokens += tokens
@@ -135,6 +143,8 @@ class _StageTotals:
     calls: int = 0
     ok: int = 0
     cached: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
     tokens: int = 0
     cost: float = 0.0
     outcomes: dict[str, int] = field(default_factory=dict)
@@ -178,6 +188,7 @@ class LLMRuntime:
                 rng=random.Random(seed_for(run_id, name)),
                 prompt_version=role.prompt_version,
                 cache=cache,
+                scopes=self.settings.scopes,
             )
         self.budget = Budget(self.settings.budget)
         self.off: str | None = None  # why the models are off for the rest of the run (budget spent)
@@ -205,13 +216,13 @@ class LLMRuntime:
             return None
         now = ctx.clock.now()
         if self.off is not None:
-            self.skipped[ReasonCode.LLM_BUDGET_EXHAUSTED.value] = self.skipped.get("LLM_BUDGET_EXHAUSTED", 0) + 1
+            self._skip()
             return None
         tokens, cost = self._worst_case(advisor.role, advisor.prompt.text, context)
         over = self.budget.reserve(now.date().isoformat(), tokens, cost)
         if over is not None:
             self.off = over
-            self.skipped[ReasonCode.LLM_BUDGET_EXHAUSTED.value] = self.skipped.get("LLM_BUDGET_EXHAUSTED", 0) + 1
+            self._skip()
             ctx.journal.event(
                 STAGE,
                 "llm.budget.exhausted",
@@ -230,7 +241,7 @@ class LLMRuntime:
         advice = call(advisor)
         record = advice.record
         self.budget.settle(record.total_tokens, record.estimated_cost_usd)
-        self._count(record)
+        self._count(record.to_json())
         return advice
 
     def journal_call(
@@ -248,9 +259,7 @@ class LLMRuntime:
                 **extra,
             }
         )
-        for intent_id in about.get("intent_ids", ()):
-            share = record.estimated_cost_usd / max(len(about["intent_ids"]), 1)
-            self.intent_cost[intent_id] = round(self.intent_cost.get(intent_id, 0.0) + share, 6)
+        self._attribute(about.get("intent_ids", ()), record.estimated_cost_usd)
         now = ctx.clock.now()
         ctx.journal.event(record.stage.value, CALL_EVENT, payload, ts=now, run_id=ctx.run_id)
         self._watch_breaker(ctx, self.advisors[role], record)
@@ -263,14 +272,67 @@ class LLMRuntime:
         tokens = prompt_tokens + role.max_completion_tokens
         return tokens, estimate_cost(role.prices, prompt_tokens, role.max_completion_tokens)
 
-    def _count(self, record: LLMCallRecord) -> None:
-        s = self.stages.setdefault(record.stage.value, _StageTotals())
+    def _count(self, call: Mapping[str, Any]) -> None:
+        """Add one call to its stage's totals, from its record's JSON (a live call's, or a journalled one's)."""
+        s = self.stages.setdefault(str(call["stage"]), _StageTotals())
         s.calls += 1
-        s.ok += record.outcome == OK
-        s.cached += record.cached
-        s.tokens += record.total_tokens
-        s.cost = round(s.cost + record.estimated_cost_usd, 6)
-        s.outcomes[record.outcome] = s.outcomes.get(record.outcome, 0) + 1
+        s.ok += call["outcome"] == OK
+        s.cached += bool(call.get("cached", False))
+        s.prompt_tokens += int(call["prompt_tokens"])
+        s.completion_tokens += int(call["completion_tokens"])
+        s.tokens += int(call["total_tokens"])
+        s.cost = round(s.cost + float(call["estimated_cost_usd"]), 6)
+        s.outcomes[call["outcome"]] = s.outcomes.get(call["outcome"], 0) + 1
+
+    def _attribute(self, intent_ids: Any, cost: float) -> None:
+        """Spread a call's cost over the intents it was about."""
+        ids = list(intent_ids)
+        for intent_id in ids:
+            self.intent_cost[intent_id] = round(self.intent_cost.get(intent_id, 0.0) + cost / len(ids), 6)
+
+    def _skip(self) -> None:
+        code = ReasonCode.LLM_BUDGET_EXHAUSTED.value
+        self.skipped[code] = self.skipped.get(code, 0) + 1
+
+    # -- a resumed run ----------------------------------------------------------------------------------------------
+
+    def restore(self, ctx: RunContext) -> int:
+        """Rebuild what the run had spent and counted from its journal, before a resumed run asks anything: a run
+        killed and restarted must not get a fresh budget. Called once the resume has arranged its re-run
+        (`Journal.begin_redo`): the committed records the re-run will write again are left out, since re-running them
+        charges them again. Returns how many calls were restored.
+
+        From the records: each `llm.call` charges its tokens and cost to the run and to its UTC day, and counts in its
+        stage's totals and in the cost of the intents it was about; `llm.budget.exhausted` turns the models off
+        again (counting the one call it refused); `llm.degrade.entered` / `llm.degrade.resumed` restore degrade mode.
+        Not restored: the breakers' failure counts (a restarted provider starts closed) and the calls skipped after
+        the budget was spent beyond the first, which the journal does not record one by one."""
+        from keel.journal.eventlog import iter_records
+
+        head = ctx.journal.committed_head[0]
+        path = Path(ctx.journal.log.path)
+        if head <= 0 or not path.exists():
+            return 0
+        again = {int(r["seq"]) for r in ctx.journal.redo_queue() or ()}
+        restored = 0
+        for r in iter_records(path, upto_seq=head):
+            if r.get("run_id") != ctx.run_id or int(r["seq"]) in again or not isinstance(r.get("payload"), Mapping):
+                continue
+            event, payload = r["event"], r["payload"]
+            if event == CALL_EVENT:
+                day = from_iso(str(r["ts"])).date().isoformat()
+                self.budget.charge(day, int(payload["total_tokens"]), float(payload["estimated_cost_usd"]))
+                self._count(payload)
+                self._attribute((payload.get("about") or {}).get("intent_ids", ()), payload["estimated_cost_usd"])
+                restored += 1
+            elif event == "llm.budget.exhausted":
+                self.off = str(payload.get("detail") or payload.get("reason"))
+                self._skip()
+            elif event == "llm.degrade.entered":
+                self.degraded = str(payload["reason"])
+            elif event == "llm.degrade.resumed":
+                self.degraded = None
+        return restored
 
     # -- degrade mode ---------------------------------------------------------------------------------------------
 
@@ -328,6 +390,7 @@ class LLMRuntime:
     # -- the run's totals -----------------------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
+        """The run's totals as the `llm.run.summary` event holds them."""
         calls = sum(s.calls for s in self.stages.values())
         ok = sum(s.ok for s in self.stages.values())
         intents = len(self.intent_cost)
@@ -358,8 +421,43 @@ class LLMRuntime:
             "degraded": self.degraded,
         }
 
-    def finish(self, ctx: RunContext, *, knowledge_notes: tuple[str, ...] = ()) -> tuple[str, ...]:
-        """The run's `llm.run.summary` event (before `run.finished`), and the notes its summary carries."""
+    def usage(self, knowledge_flags: tuple[str, ...] = ()) -> ModelUsage:
+        """The run's totals as the run summary carries them (`RunSummary.model_usage`)."""
+        totals = self.summary()
+        intents = totals["intents_with_llm_cost"]
+        return ModelUsage(
+            models={name: a.role.model.strip() for name, a in sorted(self.advisors.items())},
+            calls=totals["calls"],
+            ok=totals["ok"],
+            cached=totals["cached"],
+            fallbacks=totals["fallbacks"],
+            prompt_tokens=sum(s.prompt_tokens for s in self.stages.values()),
+            completion_tokens=sum(s.completion_tokens for s in self.stages.values()),
+            tokens=totals["tokens"],
+            cost_usd=totals["cost_usd"],
+            intents_with_cost=intents,
+            cost_per_intent_usd=totals["cost_per_intent_usd"] if intents else None,
+            by_stage={
+                k: StageUsage(
+                    calls=s.calls,
+                    ok=s.ok,
+                    cached=s.cached,
+                    prompt_tokens=s.prompt_tokens,
+                    completion_tokens=s.completion_tokens,
+                    tokens=s.tokens,
+                    cost_usd=s.cost,
+                    outcomes=dict(sorted(s.outcomes.items())),
+                )
+                for k, s in sorted(self.stages.items())
+            },
+            skipped=totals["skipped"],
+            budget_exhausted=self.off,
+            degraded=self.degraded,
+            knowledge_cutoff_flags=knowledge_flags,
+        )
+
+    def finish(self, ctx: RunContext, *, knowledge_notes: tuple[str, ...] = ()) -> tuple[tuple[str, ...], ModelUsage]:
+        """The run's `llm.run.summary` event (before `run.finished`), the notes its summary carries, and its usage."""
         totals = self.summary()
         ts: datetime = ctx.clock.now()
         ctx.journal.event(
@@ -376,7 +474,7 @@ class LLMRuntime:
             extra.append(f"llm budget exhausted ({self.off}): the models were off for the rest of the run")
         if self.degraded is not None:
             extra.append(f"llm degrade mode at the end of the run: {self.degraded}")
-        return (note, *extra)
+        return (note, *extra), self.usage(knowledge_notes)
 
 
 def knowledge_notes(settings: Settings, first_ts: datetime) -> tuple[str, ...]:

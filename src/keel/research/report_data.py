@@ -110,6 +110,7 @@ def load_run(
             periods_per_year=periods_per_year,
             risk_free_rate=risk_free_rate or 0.0,
             slippage=None if bars or stored is None else stored.slippage_paid,
+            model_usage=summary.model_usage,
         )
         if not bars and stored is not None:
             card = _carry_benchmark(card, stored)

@@ -17,7 +17,7 @@ import numpy as np
 
 from keel import charts
 from keel.research.report_data import RunData, downsample
-from keel.research.report_table import conventions, scorecard_rows
+from keel.research.report_table import conventions, scorecard_rows, side_by_side
 
 GENERATOR = "keel report"
 #: trade markers drawn per symbol at most (the trades table in trades.csv has them all)
@@ -67,7 +67,7 @@ def render_comparison(runs: Sequence[RunData]) -> str:
         ts, eq = downsample(r.ts, r.equity)
         series.append({"name": r.run_id, "x": _ms(ts), "y": _floats((eq / base - 1.0) * 100.0), "color": _color(i)})
     data = {"charts": [{"id": "chart-compare", "series": series, "unit": "%", "digits": 2}]}
-    rows = [scorecard_rows(r.scorecard) for r in runs]
+    rows = side_by_side([r.scorecard for r in runs])
     head = "<tr><th>metric</th>" + "".join(f"<th>{_e(n)}</th>" for n in names) + "</tr>"
     lines = []
     for k, row in enumerate(rows[0]):

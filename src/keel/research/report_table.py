@@ -3,7 +3,7 @@ report and `keel compare` all show these rows, so they never disagree."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from keel.domain.run import Scorecard
@@ -30,6 +30,11 @@ def _ratio(x: float) -> str:
 
 def _money(x: float) -> str:
     return f"{_zero(x):,.2f}"
+
+
+def _usd(x: float) -> str:
+    """Dollars, with the cents of a hosted model and the fractions of a cent of a cheap one."""
+    return f"${x:,.2f}" if abs(x) >= 1 else f"${x:.6f}"
 
 
 def _zero(x: float) -> float:
@@ -79,7 +84,10 @@ _SPEC: tuple[tuple[str, str, Callable[[float], str], str, int], ...] = (
     ("fees_paid", "fees paid", _money, "fees charged by the broker", -1),
     ("slippage_paid", "slippage paid", _money, "fill prices against the bar's open", -1),
     ("model_tokens", "model tokens", lambda x: f"{int(x):,}", "tokens of the models that took part", 0),
-    ("model_cost_per_trade", "model cost per trade", _money, "model cost over closed trades", -1),
+    ("model_cost", "model cost", _usd, "estimated from the configured per-token prices", -1),
+    ("model_cost_per_intent", "model cost per intent", _usd, "cost of the calls about an intent, per intent", -1),
+    ("model_cost_per_trade", "model cost per trade", _usd, "model cost over closed trades", -1),
+    ("model_tokens_per_trade", "model tokens per trade", lambda x: f"{x:,.1f}", "model tokens over closed trades", 0),
 )
 
 
@@ -96,6 +104,13 @@ def scorecard_rows(card: Scorecard, *, skip_model: bool = True) -> list[Row]:
         else:
             rows.append(Row(key, label, fmt(value), meaning, float(value), better))
     return rows
+
+
+def side_by_side(cards: Sequence[Scorecard]) -> list[list[Row]]:
+    """The rows of several scorecards, aligned: the model rows are kept for all when a model took part in any (a
+    run without one reads "n/a" there), and left out when none had one."""
+    any_model = any(c.model_tokens is not None for c in cards)
+    return [scorecard_rows(c, skip_model=not any_model) for c in cards]
 
 
 def conventions(card: Scorecard) -> str:

@@ -22,7 +22,7 @@ from datetime import datetime
 import numpy as np
 
 from keel.data.frame import NS_PER_SECOND, OHLCV, datetime_to_ns
-from keel.domain.run import Scorecard, Trade
+from keel.domain.run import ModelUsage, Scorecard, Trade
 
 #: a Julian year, the year bar spacing is measured in
 YEAR_SECONDS = 365.25 * 86_400
@@ -261,7 +261,7 @@ def compute_scorecard(
     risk_free_rate: float = 0.0,
     benchmark: np.ndarray | None = None,
     slippage: float | None = None,
-    model_usage: tuple[int, float] | None = None,
+    model_usage: ModelUsage | None = None,
 ) -> Scorecard:
     """The scorecard of one run.
 
@@ -269,8 +269,8 @@ def compute_scorecard(
     excursions are used where they carry them, else measured from `bars`). `bars`: the run's bars by symbol, for the
     excursions, the buy-and-hold benchmark and the slippage; without them those come from `benchmark` (a curve on
     the timeline) and `slippage`, or are undefined. `fills`: every fill, for exact turnover and slippage (else the
-    closed trades' legs). `periods_per_year`: None infers it from the timeline. `model_usage`: (tokens, cost) of the
-    models used, if any.
+    closed trades' legs). `periods_per_year`: None infers it from the timeline. `model_usage`: what the advisory models
+    did and cost (the run summary's), when a model took part: its tokens, its cost, per closed trade and per intent.
     """
     undefined: dict[str, str] = {}
     ts = np.asarray(ts, dtype=np.int64)
@@ -445,13 +445,23 @@ def compute_scorecard(
         slippage = slippage_paid(fills, bars) if fills is not None else trade_slippage(trades, bars)
     slippage = need("slippage_paid", slippage, "the run's bars are not at hand")
 
-    tokens = cost = cost_per_trade = None
+    tokens = cost = cost_per_trade = tokens_per_trade = cost_per_intent = None
     if model_usage is None:
-        for name in ("model_tokens", "model_cost", "model_cost_per_trade"):
+        for name in (
+            "model_tokens",
+            "model_cost",
+            "model_cost_per_trade",
+            "model_tokens_per_trade",
+            "model_cost_per_intent",
+        ):
             undefined[name] = "no model took part in the decisions"
     else:
-        tokens, cost = int(model_usage[0]), float(model_usage[1])
+        tokens, cost = int(model_usage.tokens), float(model_usage.cost_usd)
         cost_per_trade = need("model_cost_per_trade", cost / count if count else None, none)
+        tokens_per_trade = need("model_tokens_per_trade", tokens / count if count else None, none)
+        cost_per_intent = need(
+            "model_cost_per_intent", model_usage.cost_per_intent_usd, "no model call was about an intent"
+        )
 
     return Scorecard(
         periods_per_year=ppy,
@@ -498,6 +508,8 @@ def compute_scorecard(
         model_tokens=tokens,
         model_cost=cost,
         model_cost_per_trade=cost_per_trade,
+        model_tokens_per_trade=tokens_per_trade,
+        model_cost_per_intent=cost_per_intent,
         undefined=dict(sorted(undefined.items())),
     )
 

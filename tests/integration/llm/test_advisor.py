@@ -101,8 +101,9 @@ def test_json_inside_a_fence_or_prose_is_extracted(chat_server, clock, content):
             ReasonCode.LLM_INVALID_OUTPUT,
         ),
         ("I would buy some BTC.", ReasonCode.LLM_INVALID_OUTPUT),
+        ("", ReasonCode.LLM_INVALID_OUTPUT),  # an answer with empty content
     ],
-    ids=["truncated", "wrong-schema", "execution-fields", "client-id", "missing-side", "no-json"],
+    ids=["truncated", "wrong-schema", "execution-fields", "client-id", "missing-side", "no-json", "empty-content"],
 )
 def test_bad_answers_give_no_output_and_a_reason(chat_server, clock, content, reason):
     chat_server.push(completion(content))
@@ -326,8 +327,13 @@ def test_the_api_key_is_in_no_log_record_detail_or_telemetry(chat_server, clock,
 
 @pytest.mark.parametrize(
     "step",
-    [Step(body=b"not json at all"), Step(body={"id": "x", "object": "chat.completion"}), Step(body={"choices": []})],
-    ids=["not-json", "no-choices", "empty-choices"],
+    [
+        Step(body=b"not json at all"),
+        Step(body={"id": "x", "object": "chat.completion"}),
+        Step(body={"choices": []}),
+        Step(body=b""),
+    ],
+    ids=["not-json", "no-choices", "empty-choices", "empty-body"],
 )
 def test_an_answer_that_is_no_chat_completion_is_unavailable_not_retried(chat_server, clock, step):
     chat_server.push(step, completion(VALID))

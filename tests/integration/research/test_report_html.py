@@ -66,7 +66,7 @@ def test_every_run_summary_carries_its_scorecard(goog_run):
     out, frames = goog_run
     summary = RunSummary.model_validate_json((out / "summary.json").read_bytes())
     card = summary.scorecard
-    assert card is not None and summary.schema_version == 3
+    assert card is not None and summary.schema_version == 4
     assert card.total_return_pct == pytest.approx(summary.total_return_pct, abs=1e-5)
     assert card.max_drawdown_pct == pytest.approx(summary.max_drawdown_pct, abs=1e-5)
     assert card.trades == summary.trades and card.fees_paid == summary.fees_paid

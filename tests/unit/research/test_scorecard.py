@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from keel.data.frame import OHLCV
-from keel.domain.run import Scorecard, Trade
+from keel.domain.run import ModelUsage, Scorecard, Trade
 from keel.research import scorecard as sc
 
 DAY = 86_400 * 1_000_000_000
@@ -204,10 +204,44 @@ def test_no_trades_leaves_every_trade_metric_undefined():
     assert c.turnover == 0.0
 
 
-def test_model_usage_is_reported_per_trade_when_a_model_was_used():
-    c = card([100.0, 110.0], trades=[trade(5.0), trade(5.0)], model_usage=(1200, 0.5))
-    assert (c.model_tokens, c.model_cost, c.model_cost_per_trade) == (1200, 0.5, 0.25)
-    assert "no model" in card([100.0, 110.0]).undefined["model_tokens"]
+def usage(tokens: int, cost: float, per_intent: float | None) -> ModelUsage:
+    return ModelUsage(
+        models={"strategist": "m"},
+        calls=3,
+        ok=3,
+        cached=0,
+        fallbacks=0,
+        prompt_tokens=tokens - 100,
+        completion_tokens=100,
+        tokens=tokens,
+        cost_usd=cost,
+        intents_with_cost=0 if per_intent is None else 4,
+        cost_per_intent_usd=per_intent,
+    )
+
+
+def test_model_usage_is_reported_per_trade_and_per_intent_when_a_model_was_used():
+    c = card([100.0, 110.0], trades=[trade(5.0), trade(5.0)], model_usage=usage(1200, 0.5, 0.125))
+    assert (c.model_tokens, c.model_cost, c.model_cost_per_trade, c.model_cost_per_intent) == (1200, 0.5, 0.25, 0.125)
+    assert c.model_tokens_per_trade == 600.0
+    for name in (
+        "model_tokens",
+        "model_cost",
+        "model_cost_per_trade",
+        "model_tokens_per_trade",
+        "model_cost_per_intent",
+    ):
+        assert getattr(card([100.0, 110.0]), name) is None  # absent, not zero, without a model
+        assert "no model" in card([100.0, 110.0]).undefined[name]
+
+
+def test_model_cost_per_trade_and_per_intent_are_undefined_without_trades_or_intents():
+    c = card([100.0, 110.0], model_usage=usage(50, 0.01, None))
+    assert (c.model_tokens, c.model_cost) == (50, 0.01)
+    assert c.model_cost_per_trade is None and c.undefined["model_cost_per_trade"] == "no closed trade"
+    assert (
+        c.model_cost_per_intent is None and "no model call was about an intent" in c.undefined["model_cost_per_intent"]
+    )
 
 
 # -- excursions, benchmark, slippage -----------------------------------------------------------------------------

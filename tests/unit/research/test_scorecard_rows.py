@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from keel.domain.run import ModelUsage
 from keel.research import scorecard as sc
 from keel.research.report_data import downsample
-from keel.research.report_table import conventions, duration, scorecard_rows
+from keel.research.report_table import conventions, duration, scorecard_rows, side_by_side
 
 T0 = 1_704_067_200 * 1_000_000_000
 
@@ -26,10 +27,39 @@ def test_an_undefined_metric_reads_n_a_with_its_reason():
     assert rows["total_return_pct"].text == "0.00 %"
 
 
+def _usage(tokens: int, cost: float, per_intent: float | None) -> ModelUsage:
+    return ModelUsage(
+        models={"critic": "m"},
+        calls=2,
+        ok=2,
+        cached=0,
+        fallbacks=0,
+        prompt_tokens=tokens,
+        completion_tokens=0,
+        tokens=tokens,
+        cost_usd=cost,
+        intents_with_cost=1 if per_intent is not None else 0,
+        cost_per_intent_usd=per_intent,
+    )
+
+
 def test_the_model_rows_show_only_when_a_model_took_part():
     assert not any(r.key.startswith("model_") for r in scorecard_rows(_card([100.0, 101.0])))
-    rows = {r.key: r.text for r in scorecard_rows(_card([100.0, 101.0], model_usage=(12_345, 1.5)))}
+    rows = {r.key: r.text for r in scorecard_rows(_card([100.0, 101.0], model_usage=_usage(12_345, 1.5, 0.0025)))}
     assert rows["model_tokens"] == "12,345" and rows["model_cost_per_trade"] == "n/a"
+    assert rows["model_cost"] == "$1.50" and rows["model_cost_per_intent"] == "$0.002500"
+
+
+def test_side_by_side_aligns_a_run_with_a_model_and_one_without():
+    with_model = _card([100.0, 101.0], model_usage=_usage(10, 0.001, None))
+    without = _card([100.0, 102.0])
+    a, b = side_by_side([without, with_model])
+    assert [r.key for r in a] == [r.key for r in b]
+    got = {r.key: r for r in a}
+    assert got["model_tokens"].text == "n/a" and "no model" in got["model_tokens"].meaning
+    assert {r.key: r.text for r in b}["model_tokens"] == "10"
+    plain = side_by_side([without, without])
+    assert not any(r.key.startswith("model_") for r in plain[0])
 
 
 def test_conventions_say_how_the_metrics_were_annualised():
