@@ -7,9 +7,13 @@ are the same whichever API process serves them and survive its restart. The one 
 records by event, which reads each log incrementally (from where the previous scrape stopped) instead of from the
 start at every scrape.
 
-A metric whose source does not exist yet is exported with its HELP and TYPE and no samples, never with a made-up
-value: the LLM calls (not journalled yet), the LLM circuit state (held by the session process), and the broker's API
-errors by api id and its 429s (counted by the ccxt broker inside the session process, not published yet).
+The models' calls come from the same incremental read: each `llm.call` record counts by stage and outcome, its
+latency joins a window of the last `LATENCY_WINDOW` calls per stage, and a provider's circuit is open from the call
+that found it open (or the `llm.degrade.entered` that its opening caused) until a call it answers. The broker's API
+errors by api id, and the 429s among them, are what a venue session's ccxt broker counted since its process started,
+published in its registry heartbeat (`detail.broker_api`): counters that restart with the session, as Prometheus
+counters may. A metric with no source for a session (a paper session calls no venue) has no sample for it, never a
+made-up value.
 
 `python -m keel.api.metrics` prints the schema as the Markdown table `docs/api.md` holds (a test compares them).
 """
@@ -19,12 +23,13 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -45,7 +50,8 @@ EVENTS_PER_SCRAPE = 50_000
 #: the latency paths a session reports in its heartbeat, and the quantiles
 LATENCY_PATHS = ("arrival_to_verdict", "verdict_to_submit", "arrival_to_submit")
 QUANTILES = {"p50": "0.5", "p95": "0.95", "p99": "0.99"}
-NOT_YET = "no samples yet"
+#: LLM calls per stage whose latencies the quantiles are taken over
+LATENCY_WINDOW = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,35 +218,35 @@ SCHEMA: tuple[MetricSpec, ...] = (
         "counter",
         ("stage", "outcome"),
         "LLM calls by stage and outcome (ok or the reason code)",
-        f"{NOT_YET}: LLM calls are not journalled yet",
+        "the sessions' `llm.call` records, read incrementally",
     ),
     _m(
         "keel_llm_call_latency_seconds",
         "gauge",
         ("stage", "quantile"),
         "LLM call latency by stage",
-        f"{NOT_YET}: LLM calls are not journalled yet",
+        "the sessions' `llm.call` records: the last 500 calls per stage (cached answers left out)",
     ),
     _m(
         "keel_llm_circuit_open",
         "gauge",
         ("provider",),
         "1 while a provider's circuit breaker is open",
-        f"{NOT_YET}: the breaker lives in the session process",
+        "the sessions' `llm.call` records (error type circuit_open) and `llm.degrade.entered`, until a call answers",
     ),
     _m(
         "keel_broker_api_errors_total",
         "counter",
         ("session", "api_id"),
         "broker API errors by api id (the ccxt method)",
-        f"{NOT_YET}: counted inside the session process, not published yet",
+        "a venue session's registry heartbeat (`detail.broker_api`), since its process started",
     ),
     _m(
         "keel_broker_rate_limited_total",
         "counter",
         ("session", "api_id"),
         "broker API calls refused with HTTP 429, by api id",
-        f"{NOT_YET}: counted inside the session process, not published yet",
+        "a venue session's registry heartbeat (`detail.broker_api`), since its process started",
     ),
     _m("keel_api_event_streams", "gauge", (), "event streams open on this API process", "the API process"),
     _m(
@@ -271,6 +277,26 @@ class _LogTail:
     offset: int = 0
     seq: int = 0
     counts: Counter[str] = field(default_factory=Counter)
+    #: (stage, outcome) -> `llm.call` records
+    llm_calls: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: stage -> the latest calls' latencies (seconds)
+    llm_latency: dict[str, deque[float]] = field(default_factory=dict)
+    #: provider -> whether its circuit was open at its latest record
+    circuit_open: dict[str, bool] = field(default_factory=dict)
+
+    def read(self, record: dict[str, Any]) -> None:
+        event, payload = record["event"], record.get("payload") or {}
+        self.counts[event] += 1
+        if event == "llm.call":
+            stage = str(payload.get("stage"))
+            self.llm_calls[(stage, str(payload.get("outcome")))] += 1
+            latency = payload.get("latency_s")
+            if isinstance(latency, int | float) and not payload.get("cached"):
+                self.llm_latency.setdefault(stage, deque(maxlen=LATENCY_WINDOW)).append(float(latency))
+            if payload.get("provider"):
+                self.circuit_open[str(payload["provider"])] = payload.get("error_type") == "circuit_open"
+        elif event == "llm.degrade.entered" and payload.get("provider"):
+            self.circuit_open[str(payload["provider"])] = True
 
 
 class MetricsState:
@@ -323,8 +349,11 @@ def collect(ctx: ApiContext, state: MetricsState) -> Iterator[Metric]:
             out.add("keel_session_up", [rec.name], 1 if age <= stale_after else 0)
             out.add("keel_session_heartbeat_age_seconds", [rec.name], age)
             _latency(out, rec)
-    for rec in _exported(sessions, now):
+    exported = _exported(sessions, now)
+    for rec in exported:
         _journal(out, ctx, state, rec)
+        _broker_api(out, rec)
+    _llm(out, state, {(r.name, r.run_id) for r in exported})
     risk = ctx.settings.risk
     for limit in ("max_daily_loss", "max_exposure", "max_drawdown_pct"):
         out.add("keel_risk_limit", [limit], getattr(risk, limit))
@@ -350,6 +379,37 @@ def _latency(out: _Families, rec: SessionRecord) -> None:
             value = figures.get(key)
             if isinstance(value, int | float):
                 out.add("keel_decision_latency_seconds", [rec.name, path, q], value / 1000.0)
+
+
+def _broker_api(out: _Families, rec: SessionRecord) -> None:
+    api = (rec.detail or {}).get("broker_api") or {}
+    for key, metric in (("errors", "keel_broker_api_errors_total"), ("rate_limited", "keel_broker_rate_limited_total")):
+        for api_id, n in sorted((api.get(key) or {}).items()):
+            if isinstance(n, int | float):
+                out.add(metric, [rec.name, str(api_id)], n)
+
+
+def _llm(out: _Families, state: MetricsState, exported: set[tuple[str, str]]) -> None:
+    """The models' calls over the exported sessions' logs (as far as they were read), summed across sessions."""
+    calls: Counter[tuple[str, str]] = Counter()
+    latency: dict[str, list[float]] = {}
+    circuit: dict[str, bool] = {}
+    with state.lock:
+        for key, tail in state.tails.items():
+            if key not in exported:
+                continue
+            calls.update(tail.llm_calls)
+            for stage, window in tail.llm_latency.items():
+                latency.setdefault(stage, []).extend(window)
+            for provider, is_open in tail.circuit_open.items():
+                circuit[provider] = circuit.get(provider, False) or is_open
+    for (stage, outcome), n in sorted(calls.items()):
+        out.add("keel_llm_calls_total", [stage, outcome], n)
+    for stage, values in sorted(latency.items()):
+        for q in ("0.5", "0.95", "0.99"):
+            out.add("keel_llm_call_latency_seconds", [stage, q], float(np.quantile(values, float(q))))
+    for provider, is_open in sorted(circuit.items()):
+        out.add("keel_llm_circuit_open", [provider], 1 if is_open else 0)
 
 
 def _journal(out: _Families, ctx: ApiContext, state: MetricsState, rec: SessionRecord) -> None:
@@ -395,7 +455,7 @@ def _journal(out: _Families, ctx: ApiContext, state: MetricsState, rec: SessionR
                 ref.events, after=tail.seq, upto=head, limit=EVENTS_PER_SCRAPE, offset_hint=tail.offset
             )
             for record in records:
-                tail.counts[record["event"]] += 1
+                tail.read(record)
             if records:
                 tail.seq = records[-1]["seq"]
         for event, n in sorted(tail.counts.items()):

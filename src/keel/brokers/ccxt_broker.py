@@ -134,8 +134,9 @@ class CcxtBroker:
         self.max_retries = max_retries
         self._sleep = sleep
         self._clock = clock
-        #: errors by api id (the ccxt method's unified name), for the metrics
+        #: errors by api id (the ccxt method's unified name), for the metrics; `rate_limited` counts the 429s of them
         self.errors: dict[str, int] = {}
+        self.rate_limited: dict[str, int] = {}
         #: what Keel asked, by client order id (what the venue does not hold: the order type asked, cap, band)
         self._asked: dict[str, OrderRequest] = {}
         self.dead_man_seconds = float(dead_man_seconds)
@@ -189,6 +190,7 @@ class CcxtBroker:
                 return fn(*args, **kwargs)
             except (self._ccxt.DDoSProtection, self._ccxt.RateLimitExceeded):
                 self.errors[api_id] = self.errors.get(api_id, 0) + 1
+                self.rate_limited[api_id] = self.rate_limited.get(api_id, 0) + 1
                 if attempt == self.max_retries:
                     raise
                 self._sleep(self._retry_after(attempt))

@@ -439,6 +439,9 @@ class SessionDriver:
         self._beat_at = mono
         last = ns_to_datetime(ctx.market.ts_ns(self.last_bar)) if self.last_bar >= 0 else None
         detail = {"latency": self.latency.summary(), "pending_approvals": len(ctx.book.pending_approvals)}
+        api = broker_api_errors(ctx.broker)
+        if api is not None:
+            detail["broker_api"] = api
         if "graph_resume" in ctx.extras:
             detail["resumed"] = ctx.extras["graph_resume"]
         self.control.session_heartbeat(
@@ -545,6 +548,17 @@ def stamp(stamps: dict[str, int], name: str, state: dict) -> None:
     """Latency marks: when the supervisor judged something, when the executor sent something."""
     if (name == "supervisor" and state.get("proposals")) or (name == "executor" and state.get("approved")):
         stamps.setdefault(name, time.perf_counter_ns())
+
+
+def broker_api_errors(broker: object) -> dict[str, dict[str, int]] | None:
+    """A venue session's broker API errors by api id since this process started, and the 429s among them (the
+    registry's `detail.broker_api`, which `/metrics` publishes); None for a broker that calls no venue's API."""
+    from keel.brokers.venue_session import VenueBroker
+
+    if not isinstance(broker, VenueBroker):
+        return None
+    venue = broker.venue
+    return {"errors": dict(venue.errors), "rate_limited": dict(venue.rate_limited)}
 
 
 def preview_of(intent: TradeIntent, detail: dict, state: CycleState, ctx: RunContext, *, published: datetime) -> dict:

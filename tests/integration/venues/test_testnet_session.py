@@ -217,6 +217,14 @@ def test_the_venues_faults_end_with_no_duplicate_and_every_unknown_resolved(sett
         assert states[iid] == (("executed", None) if iid in held else ("failed", ReasonCode.SUBMIT_UNKNOWN.value))
     assert sum(iid in held for iid in unknown) == 3
     assert_agrees(exchange, run_dir)
+    # what the ccxt broker counted is in the registry's heartbeat, where /metrics reads it (by api id, 429s apart)
+    store = control(settings)
+    try:
+        (record,) = [r for r in store.session_records() if r.name == "tn"]
+    finally:
+        store.close()
+    api = record.detail["broker_api"]
+    assert api["errors"]["create_order"] == 6 and api["rate_limited"] == {"create_order": 1}
 
 
 # -- a restart --------------------------------------------------------------------------------------------------------

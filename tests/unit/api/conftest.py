@@ -128,3 +128,36 @@ def journal_run(built_run, settings, store) -> JournalRun:
     store.register_session(session("s1", run_id=built_run.run_id, run_dir=str(folder), heartbeat_ts=at(590)))
     store.end_session("s1", status=SessionStatus.STOPPED, reason="its bars ran out", ts=at(590))
     return JournalRun(built_run.run_id, folder, built_run.intents, built_run.orders, built_run.fills)
+
+
+@dataclass(frozen=True)
+class LLMJournalRun:
+    folder: Path
+    records: list[dict]
+
+
+@pytest.fixture(scope="session")
+def built_llm_run(tmp_path_factory) -> Path:
+    """The demo with its strategist and critic models, answered offline from the shipped cassette (built once)."""
+    from keel.backtest.run import execute_run
+    from keel.llm.demo import demo_frames, demo_settings, shaped
+    from keel.settings import load_settings
+    from keel.strategies import build_strategy
+
+    base = tmp_path_factory.mktemp("llm-run")
+    settings = demo_settings(shaped(load_settings(var_dir=base / "var")))
+    strategy = build_strategy(settings.strategy.name, settings.strategy.params)
+    return execute_run(demo_frames(settings), settings, strategy, out_dir=base / "run").run_dir
+
+
+@pytest.fixture
+def llm_journal_run(built_llm_run, settings, store) -> LLMJournalRun:
+    """`built_llm_run` as live session `m1`'s folder in this test's home."""
+    import json
+
+    folder = settings.home / "sessions" / "m1"
+    shutil.copytree(built_llm_run, folder)
+    records = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+    run_id = records[0]["run_id"]
+    store.register_session(session("m1", run_id=run_id, run_dir=str(folder), heartbeat_ts=at(590)))
+    return LLMJournalRun(folder, records)

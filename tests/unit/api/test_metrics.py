@@ -4,18 +4,23 @@ control store and the sessions' journals; a source that does not exist yet has n
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
+
+import numpy as np
+import pytest
 
 from helpers.approval_contract import session
 from helpers.control_contract import at, change
-from keel.api.metrics import SCHEMA, samples_of, table
+from keel.api.metrics import SCHEMA, _LogTail, samples_of, table
 from keel.api.roles import ApiRole
 from keel.control.records import Trigger
 from keel.domain.decisions import TradingState
 
 V = ApiRole.VIEWER
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "api.md"
-NOT_YET = {
+#: metrics whose source a paper session without models does not have: no sample, never a made-up value
+NO_SOURCE_IN_A_PAPER_RUN = {
     "keel_llm_calls_total",
     "keel_llm_call_latency_seconds",
     "keel_llm_circuit_open",
@@ -47,11 +52,58 @@ def test_the_docs_table_is_generated_from_the_schema():
     assert kept.group(1) == table(), "docs/api.md's metrics table is not the schema's: `python -m keel.api.metrics`"
 
 
-def test_what_has_no_source_yet_has_no_samples(api, journal_run):
+def test_what_a_session_has_no_source_for_has_no_samples(api, journal_run):
     found = scrape(api)
-    for name in NOT_YET:
+    for name in NO_SOURCE_IN_A_PAPER_RUN:
         assert found[name][1] == [], name
-    assert {m.name for m in SCHEMA if "no samples yet" in m.source} == NOT_YET
+
+
+def test_the_models_calls_come_from_the_sessions_llm_call_records(api, llm_journal_run):
+    text = api.get("/metrics", as_=V).text
+    calls = [r["payload"] for r in llm_journal_run.records if r["event"] == "llm.call"]
+    assert len(calls) > 5
+    by = Counter((c["stage"], c["outcome"]) for c in calls)
+    for (stage, outcome), n in by.items():
+        assert value(text, "keel_llm_calls_total", stage=stage, outcome=outcome) == n
+    for stage in {c["stage"] for c in calls}:
+        latencies = sorted(c["latency_s"] for c in calls if c["stage"] == stage and not c["cached"])
+        assert value(text, "keel_llm_call_latency_seconds", stage=stage, quantile="0.5") == pytest.approx(
+            float(np.quantile(latencies, 0.5))
+        )
+    for provider in {c["provider"] for c in calls}:
+        assert value(text, "keel_llm_circuit_open", provider=provider) == 0.0
+    # a second scrape reads on from where the first stopped: the same counts, not twice them
+    again = api.get("/metrics", as_=V).text
+    for (stage, outcome), n in by.items():
+        assert value(again, "keel_llm_calls_total", stage=stage, outcome=outcome) == n
+
+
+def test_a_circuit_is_open_from_the_call_that_found_it_open_until_a_call_it_answers():
+    tail = _LogTail()
+
+    def call(error_type=None):
+        outcome = "LLM_CIRCUIT_OPEN" if error_type == "circuit_open" else "ok"
+        payload = {"stage": "strategist_llm", "outcome": outcome, "latency_s": 0.0, "provider": "p", "cached": False}
+        tail.read({"event": "llm.call", "payload": payload | {"error_type": error_type}})
+
+    call()
+    assert tail.circuit_open == {"p": False}
+    tail.read({"event": "llm.degrade.entered", "payload": {"provider": "p", "reason": "breaker open"}})
+    assert tail.circuit_open == {"p": True}
+    call("circuit_open")
+    assert tail.circuit_open == {"p": True}
+    call()  # the half-open trial answered
+    assert tail.circuit_open == {"p": False}
+    assert tail.llm_calls == Counter({("strategist_llm", "ok"): 2, ("strategist_llm", "LLM_CIRCUIT_OPEN"): 1})
+
+
+def test_a_venue_sessions_broker_api_errors_come_from_its_heartbeat(api, store):
+    detail = {"broker_api": {"errors": {"create_order": 3, "fetch_time": 1}, "rate_limited": {"create_order": 2}}}
+    store.register_session(session("venue", heartbeat_ts=at(590), detail=detail, run_id="run-v", run_dir="/nowhere"))
+    text = api.get("/metrics", as_=V).text
+    assert value(text, "keel_broker_api_errors_total", session="venue", api_id="create_order") == 3.0
+    assert value(text, "keel_broker_api_errors_total", session="venue", api_id="fetch_time") == 1.0
+    assert value(text, "keel_broker_rate_limited_total", session="venue", api_id="create_order") == 2.0
 
 
 def value(text: str, name: str, **labels: str) -> float | None:
