@@ -9,22 +9,32 @@ A submit has three outcomes: acknowledged (`executed`), definitively rejected (`
 timeout, a disconnect, a 5xx — which stays `executing` until the order is looked up by its client order id
 (`settle_unknown`, from the next bar; a restart's reconciliation does the same). It is never resubmitted, and it
 is marked failed only when the broker says it holds no such order after the grace period.
+
+`execute_one` is the execution of one approved intent, the one path both executors take: this cycle's and the
+worker processes' (`keel.workers`), which claim from a shared journal and for which a lost claim is an ordinary race.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from keel.domain.costs import price_band
 from keel.domain.decisions import TradingState
-from keel.domain.errors import BrokerError
+from keel.domain.errors import BrokerError, StaleState
 from keel.domain.intents import IntentState
 from keel.domain.orders import OrderFacts, OrderRequest, OrderStatus, SubmitOutcome, order_facts
 from keel.domain.reasons import ReasonCode
 from keel.runtime.tripwire import count_broker_failure, note_sent, throttle_repeats
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from keel.brokers.base import Broker, SubmitResult
     from keel.domain.intents import TradeIntent
+    from keel.journal.journal import Journal
     from keel.runtime.context import RunContext
     from keel.runtime.state import CycleState
 
@@ -46,6 +56,136 @@ def order_request(intent: TradeIntent, collar_pct: float, *, quantity: float | N
     )
 
 
+class Outcome(StrEnum):
+    """What `execute_one` did with one approved intent."""
+
+    EXPIRED = "expired"  # the trading state no longer allows it: expired, nothing sent
+    LOST = "lost"  # another process claimed (or expired) it first: nothing done here
+    ACKNOWLEDGED = "acknowledged"  # sent, and the broker holds the order: `executed`
+    REJECTED = "rejected"  # sent (or refused before the send), definitively refused: `failed`
+    UNKNOWN = "unknown"  # sent, outcome unknown: stays `executing` until it is looked up
+
+
+class Step(StrEnum):
+    """The points of `execute_one` a fault-injection hook is called at (the chaos drill crashes or fails there)."""
+
+    CLAIM = "claim"  # the state re-checked, before the claim
+    SUBMIT = "submit"  # the claim durable, before the order leaves
+    RECORD = "record"  # the broker answered, before its outcome is recorded
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    outcome: Outcome
+    trading: TradingState
+    why: str
+    result: SubmitResult | None = None
+
+
+def execute_one(
+    journal: Journal,
+    broker: Broker,
+    intent: TradeIntent,
+    *,
+    trading: Callable[[], tuple[TradingState, str]],
+    now: datetime,
+    run_id: str,
+    collar_pct: float,
+    actor: str = STAGE,
+    prepare: Callable[[], float | None] | None = None,
+    contended: bool = False,
+    hook: Callable[[Step, str], None] | None = None,
+) -> Execution:
+    """Execute one approved intent, the one path every executor takes (the cycle's, a worker process's): re-check the
+    trading state right before anything is sent (halted, or reducing and this is no exit: expired), claim it
+    `approved → executing` by compare-and-set, make the claim durable, submit with client order id = intent id, and
+    record the broker's answer: acknowledged `executed`, rejected `failed`, unknown left `executing` (never failed,
+    never sent again: it is looked up by its client order id).
+
+    `prepare` runs once the state allows the intent and before the claim, and returns the quantity to send (None:
+    the intent's). `contended`: other processes claim from the same store, so a lost compare-and-set is `LOST`, not
+    an error. `hook` is called at each `Step` (fault injection)."""
+    iid = intent.intent_id
+    state, why = trading()
+    if hook is not None:
+        hook(Step.CLAIM, iid)
+    if state is TradingState.HALTED or (state is TradingState.REDUCING and not intent.leg.reduces_risk):
+        try:
+            journal.transition(
+                iid,
+                IntentState.APPROVED,
+                IntentState.EXPIRED,
+                ts=now,
+                actor=actor,
+                reason=ReasonCode.TRADING_STATE_CHANGED.value,
+                stage=STAGE,
+                run_id=run_id,
+                detail={"trading_state": state.value, "why": why},
+            )
+        except StaleState:
+            if not contended:
+                raise
+            return Execution(Outcome.LOST, state, why)
+        return Execution(Outcome.EXPIRED, state, why)
+    quantity = prepare() if prepare is not None else None
+    try:
+        journal.transition(
+            iid, IntentState.APPROVED, IntentState.EXECUTING, ts=now, actor=actor, stage=STAGE, run_id=run_id
+        )
+    except StaleState:
+        if not contended:
+            raise
+        return Execution(Outcome.LOST, state, why)
+    journal.durable()  # the claim, and the decision behind it, are on disk before the order leaves
+    if hook is not None:
+        hook(Step.SUBMIT, iid)
+    result = broker.submit(order_request(intent, collar_pct, quantity=quantity))
+    if hook is not None:
+        hook(Step.RECORD, iid)
+    if result.outcome is SubmitOutcome.UNKNOWN:
+        journal.event(STAGE, "order.submit_unknown", {"intent_id": iid, "detail": result.detail}, ts=now, run_id=run_id)
+        return Execution(Outcome.UNKNOWN, state, why, result)
+    order = result.order
+    if result.outcome is SubmitOutcome.REJECTED:
+        detail: dict = {"detail": result.detail}
+        facts = order_facts(order) if order is not None else None
+        if facts is not None:
+            detail["order"] = facts
+        with journal.atomic():
+            journal.transition(
+                iid,
+                IntentState.EXECUTING,
+                IntentState.FAILED,
+                ts=now,
+                actor=actor,
+                reason=ReasonCode.BROKER_REJECTED.value,
+                stage=STAGE,
+                run_id=run_id,
+                detail=detail,
+            )
+            if order is not None:
+                journal.store.record_order_facts(facts, intent_id=iid, run_id=run_id)
+        return Execution(Outcome.REJECTED, state, why, result)
+    facts = order_facts(order)
+    with journal.atomic():
+        journal.transition(
+            iid,
+            IntentState.EXECUTING,
+            IntentState.EXECUTED,
+            ts=now,
+            actor=actor,
+            stage=STAGE,
+            run_id=run_id,
+            detail={
+                "broker_order_id": order.broker_order_id,
+                "order_status": order.status.value,
+                "order": facts,
+            },
+        )
+        journal.store.record_order_facts(facts, intent_id=iid, run_id=run_id)
+    return Execution(Outcome.ACKNOWLEDGED, state, why, result)
+
+
 def executor(state: CycleState, ctx: RunContext) -> dict:
     if not state["approved"]:
         return {}
@@ -56,37 +196,30 @@ def executor(state: CycleState, ctx: RunContext) -> dict:
     for intent in state["approved"]:
         iid = intent.intent_id
         throttle_repeats(ctx, intent, state["ts_ns"])  # may halt: the re-check below then expires the intent
-        trading, why = ctx.guard.current()
-        if trading is TradingState.HALTED or (trading is TradingState.REDUCING and not intent.leg.reduces_risk):
-            journal.transition(
-                iid,
-                IntentState.APPROVED,
-                IntentState.EXPIRED,
-                ts=now,
-                actor=STAGE,
-                reason=ReasonCode.TRADING_STATE_CHANGED.value,
-                stage=STAGE,
-                run_id=run_id,
-                detail={"trading_state": trading.value, "why": why},
-            )
-            book.release(iid, intent.symbol)
-            continue
-        quantity = None
-        if intent.leg.reduces_risk:
+
+        def prepare(intent: TradeIntent = intent) -> float | None:
+            if not intent.leg.reduces_risk:
+                return None
             _cancel_entry(intent.symbol, ctx)
             held = broker.account().positions.get(intent.symbol, 0.0)
-            if held > 0:
-                quantity = min(intent.quantity, held)  # nothing held: the broker refuses it, with its reason
-        journal.transition(
-            iid, IntentState.APPROVED, IntentState.EXECUTING, ts=now, actor=STAGE, stage=STAGE, run_id=run_id
+            # nothing held: the broker refuses it, with its reason
+            return min(intent.quantity, held) if held > 0 else None
+
+        done = execute_one(
+            journal,
+            broker,
+            intent,
+            trading=ctx.guard.current,
+            now=now,
+            run_id=run_id,
+            collar_pct=collar,
+            prepare=prepare,
         )
-        journal.durable()  # the claim, and the decision behind it, are on disk before the order leaves
-        result = broker.submit(order_request(intent, collar, quantity=quantity))
+        if done.outcome is Outcome.EXPIRED:
+            book.release(iid, intent.symbol)
+            continue
         book.unsent.pop(iid, None)  # from here on the broker's own reservation holds the cash
-        if result.outcome is SubmitOutcome.UNKNOWN:
-            journal.event(
-                STAGE, "order.submit_unknown", {"intent_id": iid, "detail": result.detail}, ts=now, run_id=run_id
-            )
+        if done.outcome is Outcome.UNKNOWN:
             # Still in flight for every limit (its reservation stays); `settle_unknown` looks it up from the next bar.
             book.unknown[iid] = {**_working_info(intent), "since_ns": state["ts_ns"]}
             _wake_next(ctx, intent.symbol, state["t"])
@@ -94,45 +227,9 @@ def executor(state: CycleState, ctx: RunContext) -> dict:
             note_sent(ctx, intent, state["ts_ns"])
             continue
         count_broker_failure(ctx, False)
-        order = result.order
-        if result.outcome is SubmitOutcome.REJECTED:
-            detail: dict = {"detail": result.detail}
-            facts = order_facts(order) if order is not None else None
-            if facts is not None:
-                detail["order"] = facts
-            with journal.atomic():
-                journal.transition(
-                    iid,
-                    IntentState.EXECUTING,
-                    IntentState.FAILED,
-                    ts=now,
-                    actor=STAGE,
-                    reason=ReasonCode.BROKER_REJECTED.value,
-                    stage=STAGE,
-                    run_id=run_id,
-                    detail=detail,
-                )
-                if order is not None:
-                    journal.store.record_order_facts(facts, intent_id=iid, run_id=run_id)
+        if done.outcome is Outcome.REJECTED:
             book.release(iid, intent.symbol)
             continue
-        facts = order_facts(order)
-        with journal.atomic():
-            journal.transition(
-                iid,
-                IntentState.EXECUTING,
-                IntentState.EXECUTED,
-                ts=now,
-                actor=STAGE,
-                stage=STAGE,
-                run_id=run_id,
-                detail={
-                    "broker_order_id": order.broker_order_id,
-                    "order_status": order.status.value,
-                    "order": facts,
-                },
-            )
-            journal.store.record_order_facts(facts, intent_id=iid, run_id=run_id)
         book.order_times.append(state["ts_ns"])
         note_sent(ctx, intent, state["ts_ns"])
         book.working[iid] = _working_info(intent)

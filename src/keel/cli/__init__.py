@@ -114,6 +114,8 @@ from keel.cli import sweep  # noqa: E402, F401
 from keel.cli import promote  # noqa: E402, F401
 from keel.cli import optimize  # noqa: E402, F401
 from keel.cli import llm  # noqa: E402, F401
+from keel.cli import worker  # noqa: E402, F401
+from keel.cli import drill  # noqa: E402, F401
 # isort: on
 
 

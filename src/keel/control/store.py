@@ -53,6 +53,10 @@ from keel.control.records import (
 from keel.domain.decisions import TradingState
 from keel.domain.errors import InputError, KeelError, StaleState
 
+#: The PostgreSQL channel every trading-state change notifies (in its own transaction: delivered when it commits), so
+#: that a worker waiting on it (`keel.workers.watch`) learns of a halt at once.
+STATE_CHANNEL = "keel_trading_state"
+
 
 class ControlSchemaError(KeelError):
     """The control store was written by a version of Keel with another schema."""
@@ -267,6 +271,8 @@ class ControlStore:
                 "detail": json.dumps(dict(detail or {}), sort_keys=True, separators=(",", ":"), default=str),
             }
             cur.execute(self._ins_record, row)
+            if self.dialect == "postgresql":
+                cur.execute(f"NOTIFY {STATE_CHANNEL}")
             self._dbapi.commit()
         except BaseException:
             self._dbapi.rollback()

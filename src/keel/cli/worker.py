@@ -1,0 +1,203 @@
+"""`keel worker start | stop | status`: executor workers, each a process that claims approved intents from the shared
+journal (`journal.url`) and sends them to the venue (`venue.*`), obeying the control plane's trading state.
+
+Several workers may run at once, on one host or several (PostgreSQL): the claim is a compare-and-set, so no intent
+is sent twice. `start` runs one in the foreground until Ctrl-C or SIGTERM (it stops between two intents, never
+between a claim and the record of its outcome), or in the background with `--detach`. `stop` asks workers to stop
+at their next boundary; `status` lists them from the registry in the control store, wherever they run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from keel.cli import _Typer, app
+from keel.cli.options import ConfigOpt, JsonOpt, load_settings
+from keel.cli.render import emit_json, err, out
+from keel.domain.errors import InputError
+
+if TYPE_CHECKING:
+    from keel.settings import Settings
+    from keel.workers.spec import WorkerSpec
+
+worker_app = _Typer(
+    help="Executor workers: processes that claim approved intents from the shared journal and send them.",
+    no_args_is_help=True,
+)
+app.add_typer(worker_app, name="worker")
+
+
+def _spec(settings: Settings, worker_id: str, symbols: list[str] | None, log_dir: Path | None) -> WorkerSpec:
+    from keel.runtime.control import control_url
+    from keel.workers.spec import VenueSpec, WorkerSpec
+
+    if settings.journal.url is None:
+        raise InputError(
+            "a worker claims from a shared journal, and journal.url is not set",
+            hint="set journal.url (KEEL_JOURNAL__URL) to the journal the sessions write, e.g. postgresql+psycopg://…",
+        )
+    v = settings.venue
+    if not v.exchange or v.api_key is None or v.api_secret is None:
+        raise InputError(
+            "a worker sends to a venue, and venue.exchange or its keys are not set",
+            hint="set venue.exchange, KEEL_VENUE__API_KEY and KEEL_VENUE__API_SECRET (`keel venue check` tests them)",
+        )
+    markets = list(symbols or v.symbols)
+    if not markets:
+        raise InputError("a worker needs the markets it trades", hint="--symbol BTC/USDT, or venue.symbols")
+    return WorkerSpec(
+        worker_id=worker_id,
+        journal_url=settings.journal.url.get_secret_value(),
+        control_url=control_url(settings),
+        log_dir=str(log_dir or settings.home / "workers"),
+        venue=VenueSpec(
+            exchange=v.exchange,
+            symbols=tuple(markets),
+            quote=v.quote,
+            api_url=v.api_url,
+            sandbox=v.sandbox,
+            timeout_ms=v.timeout_ms,
+        ),
+        collar_pct=settings.risk.price_collar_pct,
+        unknown_grace_s=settings.broker.unknown_grace_seconds,
+        max_broker_failures=settings.risk.max_broker_failures,
+        seed=sum(map(ord, worker_id)),
+    )
+
+
+def _default_id() -> str:
+    return f"{socket.gethostname().split('.')[0]}-{os.getpid()}"
+
+
+@worker_app.command("start")
+def start_cmd(
+    worker_id: Annotated[str | None, typer.Option("--id", help="the worker's name (default: <host>-<pid>)")] = None,
+    symbol: Annotated[
+        list[str] | None, typer.Option(help="a market to trade, BASE/QUOTE (default: venue.symbols)")
+    ] = None,
+    log_dir: Annotated[
+        Path | None, typer.Option(help="folder of the worker's event log (default: <home>/workers)")
+    ] = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="run in the background; `keel worker stop` stops it")
+    ] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Run one executor worker until Ctrl-C, SIGTERM or `keel worker stop`."""
+    settings = load_settings(config)
+    wid = worker_id or _default_id()
+    spec = _spec(settings, wid, symbol, log_dir)
+    v = settings.venue
+    keys = (v.api_key.get_secret_value(), v.api_secret.get_secret_value())  # type: ignore[union-attr]
+    if detach:
+        _detach(spec, keys)
+        return
+    from keel.workers.process import serve
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    err.print(f"worker {wid}: starting; Ctrl-C stops it between two intents", highlight=False)
+    reason = serve(spec, stop, keys=keys, on_started=lambda: out.print(f"worker {wid} up", highlight=False))
+    out.print(f"worker {wid} {reason}", highlight=False)
+
+
+def _detach(spec: WorkerSpec, keys: tuple[str, str]) -> None:
+    from keel.durable import write_atomic
+    from keel.workers.spec import KEY_ENV, SECRET_ENV
+
+    folder = Path(spec.log_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = write_atomic(folder / f"{spec.worker_id}.spec.json", spec.to_json().encode())
+    with open(folder / f"{spec.worker_id}.stderr", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "keel.workers.process", str(path)],
+            env={**os.environ, KEY_ENV: keys[0], SECRET_ENV: keys[1]},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,
+        )
+    out.print(f"worker {spec.worker_id} started in the background (pid {proc.pid})", highlight=False)
+
+
+def _registry(config: Path | None):
+    from keel.runtime.control import control_location
+    from keel.workers.registry import WorkerRegistry
+
+    settings = load_settings(config)
+    location = control_location(settings)
+    if location.file is not None and not location.file.is_file():
+        return None, location.where
+    return WorkerRegistry(location.url), location.where
+
+
+@worker_app.command("stop")
+def stop_cmd(
+    worker_id: Annotated[str | None, typer.Argument(help="the worker to stop (see `keel worker status`)")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="every live worker")] = False,
+    reason: Annotated[str, typer.Option(help="why, recorded in the registry")] = "stopped by an operator",
+    config: ConfigOpt = None,
+) -> None:
+    """Ask a worker (or every one, --all) to stop at its next boundary."""
+    if (worker_id is None) == (not all_):
+        raise InputError("name one worker, or --all", hint="`keel worker status` lists them")
+    registry, where = _registry(config)
+    if registry is None:
+        err.print(f"no worker has ever run on the control store {where}", highlight=False)
+        raise typer.Exit(1)
+    try:
+        asked = registry.request_stop(worker_id, reason=reason)
+    finally:
+        registry.close()
+    if not asked:
+        err.print(f"no live worker {'named ' + worker_id if worker_id else 'runs'}", highlight=False)
+        raise typer.Exit(1)
+    out.print(f"asked to stop: {', '.join(asked)}", highlight=False)
+
+
+@worker_app.command("status")
+def status_cmd(json_out: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """The workers in the registry: status, heartbeat, the trading state each saw, and what each did."""
+    from rich.table import Table
+
+    registry, where = _registry(config)
+    records = []
+    if registry is not None:
+        try:
+            records = registry.records()
+        finally:
+            registry.close()
+    if json_out:
+        emit_json({"control_store": where, "workers": [r.as_dict() for r in records]})
+        return
+    out.print(f"control store: {where}", highlight=False)
+    if not records:
+        out.print("no worker registered")
+        return
+    now = datetime.now(UTC)
+    table = Table("id", "status", "host", "pid", "heartbeat", "state seen", "sent", "unknown", "expired")
+    for r in records:
+        age = (now - r.heartbeat_ts).total_seconds()
+        table.add_row(
+            r.worker_id,
+            r.status,
+            r.host,
+            str(r.pid),
+            f"{age:.1f} s ago",
+            r.trading_state or "-",
+            str(r.counts.get("acknowledged", 0) + r.counts.get("rejected", 0)),
+            str(r.counts.get("unknown", 0)),
+            str(r.counts.get("expired", 0)),
+        )
+    out.print(table)

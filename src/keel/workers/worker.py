@@ -1,0 +1,356 @@
+"""One executor worker: claims approved intents from the journal and sends them through the one execution path
+(`keel.agents.executor.execute_one`), alongside any number of other workers on the same journal.
+
+- **The claim** is the store's `approved → executing` compare-and-set: two workers racing for an intent, exactly one
+  wins, the other moves on (`Outcome.LOST`). Each worker writes its own hash-chained event log (`log_id` = its actor,
+  `worker-<id>`) over the shared intent store.
+- **The trading state** is re-read right before every claim and every submit (the guarantee); the `StateWatch`
+  wakes an idle worker the moment it changes (the speed). The first time the worker sees a new state it writes it,
+  with the instant, to its registry row and its log (what the kill-switch drill measures).
+- **Unknown outcomes** stay `executing` and are looked up at the venue by client order id until it answers: found
+  is `executed`, absent past `unknown_grace_s` is `failed`; never sent again. At start-up the worker first takes over
+  the intents it had claimed before it stopped (a crash, a SIGKILL), and trades nothing until the venue has answered
+  for each of them.
+- **Stopping** happens at a boundary: between two intents, never between a claim and the record of its outcome.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from keel.agents.executor import Outcome, Step, execute_one
+from keel.control.store import ControlStore
+from keel.domain.decisions import TradingState
+from keel.domain.errors import BrokerError, KeelError
+from keel.domain.intents import IntentState
+from keel.domain.orders import order_facts
+from keel.domain.reasons import ReasonCode
+from keel.journal.journal import Journal
+from keel.journal.reconcile import resolve_execution
+from keel.risk.trading_state import TradingStateGuard
+from keel.runtime.clock import WallClock
+from keel.settings import describe_url
+from keel.workers.registry import WorkerRegistry
+from keel.workers.spec import WorkerSpec
+from keel.workers.watch import StateWatch
+
+if TYPE_CHECKING:
+    from keel.brokers.base import Broker
+
+STAGE = "worker"
+#: the least time between two lookups of one unknown submit
+LOOKUP_EVERY_NS = 50_000_000
+
+
+class _Watcher(threading.Thread):
+    """The worker's ear: blocks on the `StateWatch`, and on every change re-reads the trading state on a connection
+    of its own, notes the instant it first saw a new state in the registry, and wakes the claim loop. It never
+    decides anything: the loop re-reads the state from the store before every claim."""
+
+    def __init__(self, spec: WorkerSpec, watch: StateWatch, registry: WorkerRegistry, wall_ns: Callable[[], int]):
+        super().__init__(name=f"keel-watch-{spec.worker_id}", daemon=True)
+        self.spec, self.watch, self.registry, self._wall_ns = spec, watch, registry, wall_ns
+        self.control = ControlStore.open(spec.control_url, connect_args=spec.connect_args)
+        self.wake = threading.Event()
+        self.done = threading.Event()
+        self.seen: TradingState | None = None
+        self.error: BaseException | None = None
+
+    def look(self) -> None:
+        state = self.control.trading_state().state
+        if state is not self.seen:
+            seen_ns = self._wall_ns()
+            self.seen = state
+            self.registry.saw_state(self.spec.worker_id, state.value, seen_ns)
+        self.wake.set()
+
+    def run(self) -> None:
+        try:
+            while not self.done.is_set():
+                if self.watch.wait(0.25):
+                    self.look()
+        except BaseException as exc:  # the loop still re-reads the state itself; the stop says why
+            self.error = exc
+            self.wake.set()
+        finally:
+            self.control.close()
+            self.watch.close()
+
+
+@dataclass
+class _Unknown:
+    run_id: str
+    since_ns: int
+    next_ns: int = 0
+
+
+class Worker:
+    """Open with `Worker.open`, then `start()` (recovery, registration, take-over), `run(should_stop)`, `close()`."""
+
+    def __init__(
+        self,
+        spec: WorkerSpec,
+        *,
+        journal: Journal,
+        broker: Broker,
+        control: ControlStore,
+        registry: WorkerRegistry,
+        watch: StateWatch,
+        hook: Callable[[Step, str], None] | None = None,
+        clock: WallClock | None = None,
+        wall_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.spec = spec
+        self.journal = journal
+        self.broker = broker
+        self.control = control
+        self.registry = registry
+        self.watch = watch
+        self.hook = hook
+        self.clock = clock or WallClock()
+        self._wall_ns = wall_ns
+        self.guard = TradingStateGuard(self._read_state, control.change_probe())
+        self.counts: Counter[str] = Counter()
+        self.unknown: dict[str, _Unknown] = {}
+        self.seen: TradingState | None = None
+        self._rng = random.Random(spec.seed)
+        self._failures = 0
+        self._watcher = _Watcher(spec, watch, registry, wall_ns)
+
+    @classmethod
+    def open(cls, spec: WorkerSpec, *, broker: Broker, hook: Callable[[Step, str], None] | None = None) -> Worker:
+        """Open the journal (the worker's own log over the shared store), the control store, the registry and the
+        watch. Whatever was opened is closed again if a later step fails."""
+        opened: list[Callable[[], None]] = []
+        try:
+            os.makedirs(spec.log_dir, exist_ok=True)
+            journal = Journal.open(
+                url=spec.journal_url,
+                log_path=spec.log_path,
+                log_id=spec.actor,
+                write_through=True,
+                connect_args=spec.connect_args,
+            )
+            opened.append(journal.close)
+            control = ControlStore.open(spec.control_url, connect_args=spec.connect_args)
+            opened.append(control.close)
+            registry = WorkerRegistry(spec.control_url, connect_args=spec.connect_args)
+            opened.append(registry.close)
+            watch = StateWatch.open(spec.control_url, interval=spec.watch_interval_s, connect_args=spec.connect_args)
+        except BaseException:
+            for close in reversed(opened):
+                close()
+            raise
+        return cls(spec, journal=journal, broker=broker, control=control, registry=registry, watch=watch, hook=hook)
+
+    # -- the trading state -----------------------------------------------------------------------------
+
+    def _read_state(self) -> tuple[TradingState, str]:
+        rec = self.control.trading_state()
+        return rec.state, rec.reason
+
+    def observe(self) -> tuple[TradingState, str]:
+        """The trading state now (re-read whenever another process committed); a change is noted, with its instant,
+        the first time this worker sees it."""
+        state, why = self.guard.current()
+        if state is not self.seen:
+            seen_ns = self._wall_ns()
+            self.seen = state
+            self.registry.saw_state(self.spec.worker_id, state.value, seen_ns, loop=True)
+            self._event("worker.state_seen", {"state": state.value, "why": why, "seen_ns": seen_ns})
+        return state, why
+
+    def _event(self, event: str, payload: dict) -> None:
+        if not self.journal.needs_recovery:
+            self.journal.event(STAGE, event, payload, ts=self.clock.now(), run_id=self.spec.actor)
+
+    # -- life --------------------------------------------------------------------------------------------
+
+    def start(self, *, should_stop: Callable[[], bool] = lambda: False) -> None:
+        """Repair the log's tail (a crash), register, take over the intents this worker claimed before it stopped,
+        and look each of them up at the venue: nothing is traded before the venue has answered for all of them."""
+        now = self.clock.now()
+        self.journal.recover(ts=now)
+        self.registry.register(
+            worker_id=self.spec.worker_id,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            journal=describe_url(self.spec.journal_url),
+            ts=now,
+        )
+        store = self.journal.store
+        for rec in store.list_intents(state=IntentState.EXECUTING):
+            iid = rec.intent.intent_id
+            claim = [t for t in store.transitions(iid) if t.to_state is IntentState.EXECUTING]
+            if claim and claim[-1].actor == self.spec.actor:
+                self.unknown[iid] = _Unknown(rec.intent.run_id, int(claim[-1].ts.timestamp() * 1e9))
+        self._event("worker.started", {"taken_over": sorted(self.unknown)})
+        self._watcher.look()
+        self._watcher.start()
+        self.observe()
+        while not should_stop() and not self.settle(force=True):
+            self._idle(0.2)  # the venue did not answer every lookup: ask again before trading
+
+    def _idle(self, timeout: float) -> None:
+        """Wait until the trading state changes (the watcher wakes the loop) or `timeout` passes."""
+        watcher = self._watcher
+        watcher.wake.wait(timeout)
+        watcher.wake.clear()
+        if watcher.error is not None:
+            raise watcher.error
+
+    def run(self, should_stop: Callable[[], bool]) -> str:
+        """Claim and execute until `should_stop()` or a stop request in the registry; returns why it stopped."""
+        next_beat = 0.0
+        while True:
+            if should_stop():
+                return "stopped by signal"
+            mono = time.monotonic()
+            if mono >= next_beat:
+                if self.registry.heartbeat(self.spec.worker_id, ts=self.clock.now(), counts=self.counts):
+                    return "stop requested"
+                next_beat = mono + self.spec.heartbeat_s
+            if not self.step(should_stop):
+                self._idle(self.spec.idle_wait_s)
+
+    def close(self, *, status: str = "stopped", reason: str = "stopped") -> None:
+        try:
+            self._event("worker.stopped", {"status": status, "reason": reason, "counts": dict(self.counts)})
+            self.registry.end(
+                self.spec.worker_id, status=status, reason=reason, ts=self.clock.now(), counts=self.counts
+            )
+        finally:
+            watcher = self._watcher
+            watcher.done.set()
+            if watcher.is_alive():
+                watcher.join()
+            else:
+                watcher.watch.close()
+                watcher.control.close()
+            self.registry.close()
+            self.control.close()
+            self.journal.close()
+
+    # -- one pass ------------------------------------------------------------------------------------------
+
+    def step(self, should_stop: Callable[[], bool] = lambda: False) -> int:
+        """Settle what is unknown, then execute (or, halted, expire) the approved intents of one batch, in this
+        worker's own order. Returns how many intents it acted on."""
+        self.settle()
+        self.observe()
+        batch = self.journal.store.list_intents(state=IntentState.APPROVED, limit=self.spec.batch)
+        self._rng.shuffle(batch)
+        acted = 0
+        for rec in batch:
+            if should_stop():
+                break
+            if self._execute(rec.intent) is not Outcome.LOST:
+                acted += 1
+        return acted
+
+    def _execute(self, intent) -> Outcome | None:
+        iid = intent.intent_id
+        try:
+            done = execute_one(
+                self.journal,
+                self.broker,
+                intent,
+                trading=self.observe,
+                now=self.clock.now(),
+                run_id=intent.run_id,
+                collar_pct=self.spec.collar_pct,
+                actor=self.spec.actor,
+                contended=True,
+                hook=self.hook,
+            )
+        except Exception as exc:  # whatever failed, the intent's own row says what is true
+            self._after_failure(intent, exc)
+            return None
+        self.counts[done.outcome.value] += 1
+        if done.outcome is Outcome.UNKNOWN:
+            now = self._wall_ns()
+            self.unknown[iid] = _Unknown(intent.run_id, now, now + LOOKUP_EVERY_NS)
+            self._broker_failed(True)
+        elif done.outcome in (Outcome.ACKNOWLEDGED, Outcome.REJECTED):
+            self._broker_failed(False)
+        return done.outcome
+
+    def _after_failure(self, intent, exc: Exception) -> None:
+        """A step failed (the database, the log, the venue's adapter): repair the log if it must be, and if the
+        intent was claimed by this worker it is an unknown outcome — looked up, never sent again. An intent still
+        `approved` was not claimed (the claim rolled back): any worker takes it again."""
+        self.counts["errors"] += 1
+        iid = intent.intent_id
+        if self.journal.needs_recovery:
+            self.journal.recover(ts=self.clock.now())
+        message = exc.message if isinstance(exc, KeelError) else f"{type(exc).__name__}: {exc}"
+        self._event("worker.step_failed", {"intent_id": iid, "error": message})
+        try:
+            state = self.journal.store.state(iid)
+            mine = state is IntentState.EXECUTING and any(
+                t.to_state is IntentState.EXECUTING and t.actor == self.spec.actor
+                for t in self.journal.store.transitions(iid)
+            )
+        except Exception:  # cannot tell now: ours to look up, the lookup decides
+            mine = True
+        if mine and iid not in self.unknown:
+            self.unknown[iid] = _Unknown(intent.run_id, self._wall_ns())
+
+    def _broker_failed(self, failed: bool) -> None:
+        """Consecutive unknown submits trip the kill switch (`max_broker_failures`; 0: never)."""
+        self._failures = self._failures + 1 if failed else 0
+        limit = self.spec.max_broker_failures
+        if limit and self._failures >= limit and self.guard.current()[0] is not TradingState.HALTED:
+            self.control.change_state(
+                TradingState.HALTED,
+                trigger=ReasonCode.BROKER_FAILURES.value,
+                actor=self.spec.actor,
+                reason=f"{self._failures} unknown submits in a row at {self.spec.actor} (limit {limit})",
+                ts=self.clock.now(),
+                expected_change=None,
+            )
+            self.guard.refresh()
+
+    def settle(self, *, force: bool = False) -> bool:
+        """Look up the unknown submits at the venue by client order id and settle those it answers for: held is
+        `executed` (or `failed` if the venue rejected it), absent past the grace period is `failed`. Returns whether
+        the venue answered for every one looked up (a lookup that fails leaves its intent `executing`)."""
+        if not self.unknown:
+            return True
+        answered = True
+        grace_ns = int(self.spec.unknown_grace_s * 1e9)
+        store = self.journal.store
+        for iid, info in list(self.unknown.items()):
+            now = self._wall_ns()
+            if not force and now < info.next_ns:
+                continue
+            info.next_ns = now + LOOKUP_EVERY_NS
+            try:
+                order = self.broker.status(iid)
+            except BrokerError:
+                answered = False
+                continue
+            if order is None and now - info.since_ns < grace_ns:
+                continue
+            if store.state(iid) is not IntentState.EXECUTING:  # settled elsewhere (a reconciliation)
+                del self.unknown[iid]
+                continue
+            resolve_execution(
+                self.journal,
+                iid,
+                order_facts(order) if order is not None else None,
+                run_id=info.run_id,
+                ts=self.clock.now(),
+                how=f"looked up by {self.spec.actor}",
+            )
+            self.counts["settled"] += 1
+            del self.unknown[iid]
+        return answered
