@@ -122,6 +122,11 @@ class ControlStore:
         return store
 
     def _ensure_schema(self) -> None:
+        from keel.schema_setup import ensure_schema
+
+        ensure_schema(self._conn, self._create_schema)
+
+    def _create_schema(self) -> None:
         conn = self._conn
         s.metadata.create_all(conn, checkfirst=True)
         versions = conn.execute(select(s.control_schema.c.version)).scalars().all()

@@ -166,6 +166,11 @@ class IntentStore(OrderRows, RunRows):
         return store
 
     def _ensure_schema(self) -> None:
+        from keel.schema_setup import ensure_schema
+
+        ensure_schema(self._conn, self._create_schema)
+
+    def _create_schema(self) -> None:
         conn = self._conn
         s.metadata.create_all(conn, checkfirst=True)
         versions = conn.execute(select(s.schema_version.c.version)).scalars().all()
