@@ -36,6 +36,13 @@ class Advice(Generic[T]):
     detail: str
     record: LLMCallRecord
     adjustments: tuple[Adjustment, ...] = ()  # the strategist's refusals and clamps
+    #: the model's answer as it came (None: no answer); the journal keeps it, so a resumed run's re-run reads it back
+    content: str | None = None
+
+
+#: `recorded(stage, request key)`: the payload of the journal's `llm.call` for this request that a resumed run's
+#: re-run must reproduce, or None (ask the model)
+Recorded = Callable[[str, str], Mapping[str, Any] | None]
 
 
 def openai_provider(role: LLMRoleSettings) -> OpenAICompatibleProvider:
@@ -71,6 +78,8 @@ class Advisor:
         )
         self._clock, self._sleep, self._rng = clock, sleep, rng
         self.cache = cache
+        #: set while a resumed run re-runs its interrupted cycle: the answers the journal holds for it
+        self.recorded: Recorded | None = None
 
     def outlook(self, context: Mapping[str, Any], *, evidence_ids: frozenset[str]) -> Advice[OutlookOutput]:
         self._expect(Stage.OUTLOOK)
@@ -97,7 +106,7 @@ class Advisor:
         if advice.output is None:
             return advice
         kept, adjustments = apply_bounds(advice.output, bounds)
-        return Advice(kept, None, advice.detail, advice.record, adjustments)
+        return Advice(kept, None, advice.detail, advice.record, adjustments, advice.content)
 
     def critic(
         self, proposal_id: str, context: Mapping[str, Any], *, evidence_ids: frozenset[str]
@@ -131,12 +140,15 @@ class Advisor:
 
     def _ask(self, payload: Mapping[str, Any], parse: Callable[[str], Parsed[T]]) -> Advice[T]:
         request = build_request(self.prompt, self.role.model, payload, max_tokens=self.role.max_completion_tokens)
+        recorded = self.recorded(self.stage.value, request.key) if self.recorded is not None else None
+        if recorded is not None:
+            return self._replayed(recorded, parse)
         if self.cache is not None:
             hit = self.cache.get(self.provider.provider_id, request)
             if hit is not None:  # parsed and bounded like a fresh answer: a hit carries no more than a call could
                 parsed = parse(hit.content)
                 record = self._record(request, CallResult(hit, (), None, None, 0.0), parsed.reason, cached=True)
-                return Advice(parsed.output, parsed.reason, parsed.detail, record)
+                return Advice(parsed.output, parsed.reason, parsed.detail, record, content=hit.content)
         result = call_bounded(
             self.provider,
             request,
@@ -151,7 +163,19 @@ class Advisor:
         parsed = parse(result.response.content)
         if self.cache is not None and parsed.reason is None:
             self.cache.put(self.provider.provider_id, request, result.response)
-        return Advice(parsed.output, parsed.reason, parsed.detail, self._record(request, result, parsed.reason))
+        record = self._record(request, result, parsed.reason)
+        return Advice(parsed.output, parsed.reason, parsed.detail, record, content=result.response.content)
+
+    def _replayed(self, recorded: Mapping[str, Any], parse: Callable[[str], Parsed[T]]) -> Advice[T]:
+        """The advice a journalled call gave, rebuilt from its record: its answer parsed and bounded again (the same
+        text gives the same output), its telemetry as recorded. Nothing is asked, cached or counted by the breaker:
+        this is the call the interrupted cycle made, not a new one."""
+        record = LLMCallRecord.from_json(recorded)
+        content = recorded.get("answer")
+        if content is None:  # the call had no answer: it failed the same way again
+            return Advice(None, record.reason, str(recorded.get("detail", "")), record)
+        parsed = parse(content)
+        return Advice(parsed.output, parsed.reason, parsed.detail, record, content=content)
 
     def _record(
         self, request: LLMRequest, result: CallResult, reason: ReasonCode | None, *, cached: bool = False

@@ -25,6 +25,7 @@ import hashlib
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -196,6 +197,8 @@ class LLMRuntime:
         self.stages: dict[str, _StageTotals] = {}
         self.skipped: dict[str, int] = {}  # calls not made, by reason
         self.intent_cost: dict[str, float] = {}
+        #: (stage, request key) -> the journalled calls a resumed run's re-run answers from (`restore`)
+        self._replay: dict[tuple[str, str], deque[Mapping[str, Any]]] = {}
 
     def has(self, role: str) -> bool:
         return role in self.advisors
@@ -238,6 +241,7 @@ class LLMRuntime:
                 run_id=ctx.run_id,
             )
             return None
+        advisor.recorded = self._recorded if ctx.journal.redoing and self._replay else None
         advice = call(advisor)
         record = advice.record
         self.budget.settle(record.total_tokens, record.estimated_cost_usd)
@@ -256,6 +260,8 @@ class LLMRuntime:
                 "about": dict(about),
                 "used": used,  # whether the answer took part in the decision (False: the deterministic role decided)
                 "detail": advice.detail[:500],
+                # what the model said, as it said it (None: no answer): evidence, and what a resumed run re-reads
+                "answer": advice.content,
                 **extra,
             }
         )
@@ -313,7 +319,14 @@ class LLMRuntime:
         path = Path(ctx.journal.log.path)
         if head <= 0 or not path.exists():
             return 0
-        again = {int(r["seq"]) for r in ctx.journal.redo_queue() or ()}
+        redo = list(ctx.journal.redo_queue() or ())
+        again = {int(r["seq"]) for r in redo}
+        self._replay = {}
+        for r in redo:  # the calls the re-run makes again: answered from the journal, as they were answered then
+            payload = r.get("payload")
+            if r.get("event") == CALL_EVENT and isinstance(payload, Mapping) and "answer" in payload:
+                key = (str(payload["stage"]), str(payload["request_key"]))
+                self._replay.setdefault(key, deque()).append(payload)
         restored = 0
         for r in iter_records(path, upto_seq=head):
             if r.get("run_id") != ctx.run_id or int(r["seq"]) in again or not isinstance(r.get("payload"), Mapping):
@@ -333,6 +346,11 @@ class LLMRuntime:
             elif event == "llm.degrade.resumed":
                 self.degraded = None
         return restored
+
+    def _recorded(self, stage: str, request_key: str) -> Mapping[str, Any] | None:
+        """The next journalled answer to this request that the re-run must reproduce, once each (None: ask)."""
+        queue = self._replay.get((stage, request_key))
+        return queue.popleft() if queue else None
 
     # -- degrade mode ---------------------------------------------------------------------------------------------
 

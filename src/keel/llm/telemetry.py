@@ -1,9 +1,10 @@
-"""One plain record per LLM call, for the journal (wired later) and the metrics: what was asked of whom, how it went,
-what it cost. Never the prompt, the answer or a credential."""
+"""One plain record per LLM call, for the journal and the metrics: what was asked of whom, how it went, what it cost.
+Never the prompt or a credential; the answer joins it in the journal's `llm.call` event (`keel.llm.runtime`)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
 from typing import Any
 
@@ -47,6 +48,15 @@ class LLMCallRecord:
         data["stage"] = self.stage.value
         data["reason"] = self.reason.value if self.reason is not None else None
         return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LLMCallRecord:
+        """The record `to_json` wrote (an `llm.call` payload: its other keys are ignored)."""
+        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        values["stage"] = Stage(values["stage"])
+        values["reason"] = ReasonCode(values["reason"]) if values.get("reason") is not None else None
+        values["attempts"] = tuple(AttemptRecord(**a) for a in values.get("attempts", ()))
+        return cls(**values)
 
 
 def estimate_cost(prices: LLMPrices, prompt_tokens: int, completion_tokens: int) -> float:
