@@ -246,6 +246,44 @@ def stop_session(
         out.print(f"session {escape(name)} {record.status.value}: {escape(record.end_reason or '')}", highlight=False)
 
 
+@session_app.command("resume-llm")
+def resume_llm(
+    name: NameArg,
+    reason: Annotated[str, typer.Option(help="why the models may advise again, recorded")],
+    actor: ActorOpt = None,
+    wait: Annotated[float, typer.Option(help="seconds to wait for the session to apply it (0: do not wait)")] = 30.0,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Take a running session out of LLM degrade mode (a provider's breaker opened), with the risk role: it applies
+    it at its next cycle boundary, journalled with your name and reason; refused while the breaker is still open."""
+    from keel.cli.control import _local_user
+    from keel.risk.roles import RiskRole
+
+    who = _actor(actor)
+    settings = load_settings(config)
+    RiskRole.of(settings.risk.operators, local_user=_local_user()).require(who, to="end a session's degrade mode")
+    with _store(config, read_only=True) as store:
+        command = store.request_command(name, "llm.resume", actor=who, reason=reason, ts=datetime.now(UTC))
+        deadline = time.monotonic() + max(wait, 0.0)
+        while command.applied_ts is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            command = next((c for c in store.session_commands(name) if c.command_id == command.command_id), command)
+    if as_json:
+        emit_json(command.as_dict())
+        return
+    if command.applied_ts is None:
+        out.print(
+            f"asked session {escape(name)} to leave degrade mode; it does at its next cycle boundary"
+            + (" (it has not yet: see `keel llm events`)" if wait > 0 else ""),
+            highlight=False,
+        )
+        return
+    out.print(f"session {escape(name)}: {escape(command.outcome or '')}", highlight=False)
+    if command.outcome != "applied":
+        raise typer.Exit(1)
+
+
 @contextmanager
 def _store(config: Path | None, *, read_only: bool):
     from keel.runtime.control import open_control

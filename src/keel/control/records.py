@@ -393,3 +393,34 @@ class ApiCall:
             "status": self.status,
             "detail": dict(self.detail),
         }
+
+
+#: the commands a session takes from its operators (`ControlStore.request_command`)
+SESSION_COMMANDS = ("llm.resume",)
+
+
+@dataclass(frozen=True)
+class SessionCommand:
+    """An operator's request to a running session (`command`, one of `SESSION_COMMANDS`), by whom and why; the
+    session applies it once and records `applied_ts` and `outcome` (what it did, or why it did nothing)."""
+
+    command_id: int
+    session: str
+    command: str
+    actor: str
+    reason: str
+    ts: datetime
+    applied_ts: datetime | None = None
+    outcome: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "command_id": self.command_id,
+            "session": self.session,
+            "command": self.command,
+            "actor": self.actor,
+            "reason": self.reason,
+            "ts": self.ts.isoformat(),
+            "applied_ts": _iso(self.applied_ts),
+            "outcome": self.outcome,
+        }

@@ -21,10 +21,10 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text
 
 #: Bump with a migration whenever a table changes shape (`ControlStore._ensure_schema`). 2: `limit_overrides`;
-#: 3: `approval_requests`, `sessions`; 4: `api_tokens`, `api_calls`.
-CONTROL_SCHEMA_VERSION = 4
+#: 3: `approval_requests`, `sessions`; 4: `api_tokens`, `api_calls`; 5: `session_commands`.
+CONTROL_SCHEMA_VERSION = 5
 #: Versions the store migrates from: each only lacked tables that `create_all` adds.
-MIGRATES_FROM = frozenset({1, 2, 3})
+MIGRATES_FROM = frozenset({1, 2, 3, 4})
 
 metadata = MetaData()
 
@@ -134,6 +134,21 @@ sessions = Table(
     Column("ended_ts", String, nullable=True),
     Column("end_reason", String, nullable=True),
     Column("detail", Text, nullable=False),  # JSON object, sorted keys
+)
+
+#: What operators ask a running session to do besides stopping (`llm.resume`: leave degrade mode), each applied
+#: once by the session between two cycles, which records when and with what outcome.
+session_commands = Table(
+    "session_commands",
+    metadata,
+    Column("id", _AutoId, primary_key=True, autoincrement=True),
+    Column("session", String, nullable=False, index=True),
+    Column("command", String, nullable=False),
+    Column("actor", String, nullable=False),
+    Column("reason", String, nullable=False),
+    Column("ts", String, nullable=False),
+    Column("applied_ts", String, nullable=True),
+    Column("outcome", String, nullable=True),
 )
 
 #: The API's bearer tokens (`keel.api.tokens`): the SHA-256 of the secret, never the secret. A name is unique among

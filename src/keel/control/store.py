@@ -44,6 +44,7 @@ from keel.control.records import (
     IncidentRecord,
     LimitOverride,
     RecordKind,
+    SessionCommand,
     SessionRecord,
     SessionStatus,
     incidents_of,
@@ -593,6 +594,55 @@ class ControlStore:
             stop_reason=reason,
         )
 
+    def request_command(self, name: str, command: str, *, actor: str, reason: str, ts: datetime) -> SessionCommand:
+        """Ask a running session to do `command` (one of `SESSION_COMMANDS`) at its next cycle boundary; the caller
+        has checked that `actor` may. An unknown command, an empty actor or reason, an unknown session or one that
+        ended is an `InputError`, and nothing is written."""
+        from keel.control.records import SESSION_COMMANDS
+
+        if command not in SESSION_COMMANDS:
+            raise InputError(f"unknown session command '{command}' (known: {', '.join(SESSION_COMMANDS)})")
+        if not actor.strip() or not reason.strip():
+            raise InputError("a session command needs a non-empty actor and reason (--reason TEXT)")
+        t, c = s.sessions, s.session_commands
+        with self._writing() as run:
+            rows = run(select(*t.c).where(t.c.name == name)).fetchall()
+            if not rows:
+                raise _unknown_session(name, run)
+            rec = _session_of(rows[0])
+            if not rec.status.is_live:
+                raise InputError(
+                    f"session {name} is {rec.status.value}: it takes no command; nothing was changed",
+                    hint="`keel session list` shows the sessions that run",
+                )
+            values = {
+                "session": name,
+                "command": command,
+                "actor": actor.strip(),
+                "reason": reason.strip(),
+                "ts": to_iso(ts),
+            }
+            command_id = int(run(c.insert().values(**values).returning(c.c.id)).fetchone()[0])
+        return SessionCommand(command_id, name, command, values["actor"], values["reason"], ts)
+
+    def pending_commands(self, name: str) -> list[SessionCommand]:
+        """The commands `name` has not applied yet, oldest first."""
+        c = s.session_commands
+        stmt = select(*c.c).where(c.c.session == name, c.c.applied_ts.is_(None)).order_by(c.c.id)
+        return [_command_of(row) for row in self._select(stmt)]
+
+    def session_commands(self, name: str) -> list[SessionCommand]:
+        """Every command asked of `name`, oldest first."""
+        c = s.session_commands
+        return [_command_of(row) for row in self._select(select(*c.c).where(c.c.session == name).order_by(c.c.id))]
+
+    def settle_command(self, command_id: int, *, outcome: str, ts: datetime) -> None:
+        """The session applied the command (or found nothing to do): when, and what became of it. Once."""
+        c = s.session_commands
+        stmt = c.update().where(c.c.id == command_id, c.c.applied_ts.is_(None))
+        with self._writing() as run:
+            run(stmt.values(applied_ts=to_iso(ts), outcome=outcome))
+
     def end_session(self, name: str, *, status: SessionStatus, reason: str, ts: datetime) -> None:
         """The session ended: `stopped` (as asked, or by itself) or `failed`, why, and when."""
         status = SessionStatus(status)
@@ -894,6 +944,20 @@ def _session_of(row: Any) -> SessionRecord:
         ended_ts=_dt(r["ended_ts"]),
         end_reason=r["end_reason"],
         detail=json.loads(r["detail"]),
+    )
+
+
+def _command_of(row: Any) -> SessionCommand:
+    r = dict(zip((col.name for col in s.session_commands.c), row, strict=True))
+    return SessionCommand(
+        command_id=int(r["id"]),
+        session=r["session"],
+        command=r["command"],
+        actor=r["actor"],
+        reason=r["reason"],
+        ts=datetime.fromisoformat(r["ts"]),
+        applied_ts=_dt(r["applied_ts"]),
+        outcome=r["outcome"],
     )
 
 

@@ -164,6 +164,8 @@ class SessionDriver:
         self._venue_watch: VenueWatch | None = None
         #: whether this process journalled its routing decisions yet (after its first cycle)
         self._routed = False
+        #: whether operators' commands are to be read (the control store changed since they last were)
+        self._commands_due = True
 
     # -- the loop ---------------------------------------------------------------------------------------------------
 
@@ -204,6 +206,7 @@ class SessionDriver:
                     last = self.last_bar = t
                     self.cycles += 1
                     self._sync_requests(ctx)
+                    self._apply_commands(ctx, t)
                     if on_bar is not None:
                         on_bar(t)
                     self._heartbeat(ctx, force=False)
@@ -239,6 +242,30 @@ class SessionDriver:
             return report
         record(ctx, report, session=self.spec.name)
         return None
+
+    def _apply_commands(self, ctx: RunContext, t: int) -> None:
+        """Between two cycles: apply what operators asked of this session (`keel session resume-llm`), each once,
+        when the control store changed. `llm.resume` leaves degrade mode through the models' runtime (journalled as
+        `llm.degrade.resumed` with the operator and reason, and checkpointed at once, so that a restart does not
+        re-run it); where there is nothing to resume, or the breaker is still open, the command is settled with
+        that reason and nothing changes."""
+        if not self._commands_due or ctx.journal.redoing:
+            return
+        self._commands_due = False
+        from keel.domain.errors import InputError
+
+        for command in self.control.pending_commands(self.spec.name):
+            outcome = "applied"
+            if ctx.llm is None:
+                outcome = "refused: this session asks no model"
+            else:
+                try:
+                    with ctx.journal.cycle():
+                        ctx.llm.resume(ctx, actor=command.actor, reason=command.reason)
+                        checkpoint(ctx, t)
+                except InputError as exc:
+                    outcome = f"refused: {exc.message}"
+            self.control.settle_command(command.command_id, outcome=outcome, ts=self._now())
 
     def _watch_venue(self, ctx: RunContext, t: int) -> None:
         """A session on a venue, between two cycles (`keel.runtime.venue_watch`): its routing decisions and failovers
@@ -281,6 +308,7 @@ class SessionDriver:
         if version is not None and version == self._seen_version:
             return False
         self._seen_version = version
+        self._commands_due = True  # another process wrote to the control store: perhaps a command for this session
         rec = self.control.session_record(self.spec.name)
         if rec is not None and rec.stop_requested_ts is not None:
             self.ended_by = f"stopped by {rec.stop_requested_by}: {rec.stop_reason}"

@@ -62,6 +62,7 @@ def test_the_file_is_sqlite_in_wal_mode(open_store, db):
             "sessions",
             "api_tokens",
             "api_calls",
+            "session_commands",
         }
 
 
