@@ -553,6 +553,23 @@ class RoutingSettings(_Section):
         return self
 
 
+class VenueConnection(_Section):
+    """One further venue a session may route to (`[venue.venues.<id>]`): its own exchange, keys and URLs. The id is
+    the venue's name in routing rules, the journal and fill ids; `exchange` is its ccxt class (the id when empty)."""
+
+    exchange: str = Field("", description="a ccxt exchange id; empty: the venue's id")
+    api_key: SecretStr | None = Field(None, description="the venue API key; never shown nor logged")
+    api_secret: SecretStr | None = Field(None, description="that key's secret; never shown nor logged")
+    sandbox: bool = Field(True, description="the exchange's testnet (ccxt set_sandbox_mode); false: the real venue")
+    api_url: str | None = Field(
+        None, description="every API of the venue at this base URL instead (e.g. the local exchange)"
+    )
+    timeout_ms: int = Field(10_000, ge=100, le=120_000, description="per HTTP request to the venue")
+    dead_man_seconds: float = Field(
+        60.0, ge=0, le=3_600, allow_inf_nan=False, description="the venue's dead-man switch; 0: not armed"
+    )
+
+
 class VenueSettings(_Section):
     """The exchange a venue-backed command talks to through ccxt (`keel venue check`; testnet sessions later). Keys
     come from here only (`keel.toml` or `KEEL_VENUE__API_KEY` / `KEEL_VENUE__API_SECRET`), never from a command
@@ -595,7 +612,29 @@ class VenueSettings(_Section):
         description="where the venue offers a dead-man switch (ccxt cancelAllOrdersAfter), it cancels every order "
         "when not refreshed for this long; refreshed from the heartbeat; 0: not armed",
     )
+    venues: dict[str, VenueConnection] = Field(
+        default_factory=dict,
+        description="[venue.venues.<id>] further venues a session routes to, each with its own connection settings",
+    )
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+
+    def venue_ids(self) -> list[str]:
+        """Every configured venue: the main one (`venue.exchange`, when set), then `venue.venues` in order."""
+        return ([self.exchange] if self.exchange else []) + list(self.venues)
+
+
+def unconfigured_venues(venue: VenueSettings) -> list[str]:
+    """Each venue the routing names (a rule, the default, the fallback) that is neither `venue.exchange` nor in
+    `venue.venues`: an order routed there would have nowhere to go."""
+    r = venue.routing
+    named = [(f"venue.routing.rules[{i}].venue", rule.venue) for i, rule in enumerate(r.rules)]
+    named += [("venue.routing.default", r.default), ("venue.routing.fallback", r.fallback)]
+    known = set(venue.venue_ids())
+    return [
+        f"{where} names venue {name!r}, which is not configured (set venue.exchange or [venue.venues.{name}])"
+        for where, name in named
+        if name and name not in known
+    ]
 
 
 class PromotionGates(_Section):
@@ -832,6 +871,12 @@ def semantic_problems(settings: Settings) -> list[str]:
             for k in ("exchange", "api_key", "api_secret")
             if not getattr(settings.venue, k)
         ]
+    # here, not in a validator of [venue]: a validator's error would show the section as given, keys included
+    if settings.venue.exchange and settings.venue.exchange in settings.venue.venues:
+        problems.append(
+            f"venue.venues.{settings.venue.exchange}: the main venue (venue.exchange) is configured in [venue]"
+        )
+    problems += unconfigured_venues(settings.venue)
     if settings.approval.auto_approver == settings.strategy.name:
         problems.append("approval.auto_approver: the approver must never be the proposer (the strategy)")
     if settings.approval.auto_max_notional is not None and settings.approval.mode is ApprovalMode.MANUAL:

@@ -17,10 +17,13 @@ before the session started are not the session's: it neither counts nor sells th
   stay in the order's facts). An order that ended without a fill is reported once (`drain_silent_updates`). While a
   resume re-runs its interrupted cycle, only the fills and order ends that cycle recorded are reported: the others
   wait for the next bar, so the re-run writes exactly what the journal holds.
-- **Routing and failover** (`keel.brokers.routing`): the session trades the one venue it is connected to, and the
-  routing policy must send its strategy's symbols there (`venue_problems` refuses the start otherwise). Consecutive
-  failures (a heartbeat or a submit the venue did not answer) count towards `venue.routing.down_after`; when the
-  venue goes down, a failover is queued (`drain_failovers`) for the session to journal and halt on.
+- **Routing and failover** (`keel.brokers.routing`): a session on one venue trades it through this broker; a session
+  over several has one of these per venue behind a `keel.brokers.routed.RoutedBroker`, every venue the policy names
+  configured (`venue_problems`). Consecutive failures (a heartbeat or a submit the venue did not answer) count
+  towards `venue.routing.down_after`; when the venue goes down a failover is queued, and when it comes back a
+  recovery (`drain_failovers`, `drain_recoveries`), for the session to journal (and halt on, where the policy says).
+- **A fallback's ledger** may hold a symbol below zero: an exit failed over to it sells units it held before the
+  session, for a position another venue's ledger holds; the routed broker's sum is the session's position.
 - **Never sent twice**: an intent the journal already held in `executing` when this process started (a submit a kill
   interrupted) is only looked up at the venue, never sent again: found, it is acknowledged; not found, its outcome
   is unknown and the executor's lookup settles it after the grace period (`broker.unknown_grace_seconds`).
@@ -34,7 +37,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from keel.brokers.base import SubmitResult
-from keel.brokers.routing import RoutingPolicy, VenueHealth, failover_payload
+from keel.brokers.routing import POLICY_VERSION, OnDown, RoutingPolicy, VenueHealth, failover_payload
 from keel.domain.errors import BrokerError
 from keel.domain.intents import Side
 from keel.domain.market import Quote
@@ -107,6 +110,8 @@ class VenueBroker:
         self.health = VenueHealth(self.routing.down_after)
         #: failovers (the venue went down) the session has not journalled yet
         self._failovers: list[dict[str, Any]] = []
+        #: the venue came back up: not journalled yet
+        self._recoveries: list[dict[str, Any]] = []
 
     def attach(self, *, claimed: Iterable[str], redo_queue: Callable[[], list[Mapping[str, Any]] | None]) -> None:
         """Before the first cycle: the intents the journal holds in `executing` (never sent again) and where to read
@@ -201,11 +206,15 @@ class VenueBroker:
             average = (average * held + price * qty) / (held + qty)
             held += qty - base_fee
         else:
+            # below zero only at a fallback venue selling what it held before the session, for a position bought
+            # at another venue (an exit failed over): the sum over venues is the session's position
             self._cash += qty * price - quote_fee
-            realized += (price - average) * min(qty, held)
-            held = max(0.0, held - qty)
+            realized += (price - average) * min(qty, max(held, 0.0))
+            held -= qty
+            if abs(held) < 1e-12:
+                held = 0.0
         self._fees_paid += quote_fee
-        if held > 0.0:
+        if held != 0.0:
             self._positions[trade.symbol] = [held, average, realized]
         else:
             self._positions.pop(trade.symbol, None)
@@ -241,7 +250,7 @@ class VenueBroker:
         if result.outcome is SubmitOutcome.UNKNOWN:  # the venue did not answer the send
             self._failed(f"a submit's outcome is unknown: {result.detail}")
         else:
-            self.health.succeeded(self.name)
+            self._succeeded()
         return result
 
     def status(self, client_order_id: str) -> Order | None:
@@ -285,7 +294,17 @@ class VenueBroker:
             self._failed(f"a heartbeat failed: {exc.message}")
             raise
         self._alive_at = now
-        self.health.succeeded(self.name)
+        self._succeeded()
+
+    def _succeeded(self) -> None:
+        """The venue answered; the answer that brings it back up queues a recovery."""
+        if self.health.succeeded(self.name):
+            self._recoveries.append({"venue": self.name, "policy_version": POLICY_VERSION})
+
+    def drain_recoveries(self) -> list[dict[str, Any]]:
+        """The venue's comebacks since the last call (each the `routing.recovered` event's payload), each once."""
+        found, self._recoveries = self._recoveries, []
+        return found
 
     def _failed(self, detail: str) -> None:
         """One failure of the venue; the one that makes it down queues a failover."""
@@ -303,8 +322,8 @@ class VenueBroker:
 
     @property
     def failing(self) -> bool:
-        """Whether a failover waits to be journalled."""
-        return bool(self._failovers)
+        """Whether a failover or a recovery waits to be journalled."""
+        return bool(self._failovers or self._recoveries)
 
     def drain_failovers(self) -> list[dict[str, Any]]:
         """The failovers since the last call (each the `routing.failover` event's payload), each once."""
@@ -408,6 +427,8 @@ class VenueBroker:
             "tracked": {c: {**t, "seen": list(t["seen"])} for c, t in self._tracked.items()},
             "asked": {c: r.model_dump(mode="json") for c in sorted(self._tracked) if (r := self.venue.asked(c))},
             "done": sorted(self._done),
+            # whether the venue was down then: a resume re-runs its interrupted cycle with the routing it had
+            "health": self.health.snapshot(),
         }
 
     def restore(self, snapshot: Mapping[str, Any]) -> None:
@@ -425,6 +446,7 @@ class VenueBroker:
         self._quote_ts = {s: datetime.fromisoformat(q["ts"]) for s, q in snapshot["quotes"].items()}
         self._tracked = {c: {**t, "seen": list(t["seen"])} for c, t in snapshot["tracked"].items()}
         self._done = set(snapshot["done"])
+        self.health.restore(snapshot.get("health", {}))
         for request in snapshot.get("asked", {}).values():
             self.venue.remember(OrderRequest.model_validate(request))
 
@@ -455,43 +477,55 @@ def routing_policy(settings: Settings) -> RoutingPolicy:
 
 
 def routing_problems(settings: Settings, symbols: Iterable[str]) -> list[str]:
-    """A session is connected to one venue (`venue.exchange`): the policy must route its strategy's symbols there,
-    and may not ask to fail over to a second venue, which a session does not connect (yet)."""
-    from keel.brokers.routing import mismatched
+    """Every venue the routing policy may send to (a rule, the default, the fallback) must be configured, with its
+    keys: `venue.exchange` in `[venue]`, any other in `[venue.venues.<id>]`."""
+    from keel.settings import unconfigured_venues
 
-    policy = routing_policy(settings)
-    problems = [
-        f"venue.routing: {m}: a session trades the one venue it is connected to (venue.exchange)"
-        for m in mismatched(policy, settings.strategy.name, symbols, settings.venue.exchange)
-    ]
-    if settings.venue.routing.on_down == "fallback_exits":
-        problems.append(
-            "venue.routing.on_down = fallback_exits: a session connects one venue, so it cannot send its exits to "
-            f"{settings.venue.routing.fallback}; use halt"
-        )
+    problems = [f"venue.routing: {p}" for p in unconfigured_venues(settings.venue)]
+    if problems:
+        return problems
+    for vid in sorted(routing_policy(settings).venues - {settings.venue.exchange}):
+        conn = settings.venue.venues[vid]
+        problems += [f"venue.venues.{vid}.{k} is not set" for k in ("api_key", "api_secret") if not getattr(conn, k)]
     return problems
 
 
-def connect_venue(settings: Settings, symbols: list[str]) -> CcxtBroker:
+def routed_symbols(settings: Settings, symbols: Iterable[str]) -> dict[str, list[str]]:
+    """venue -> the symbols it may be sent orders on: those the policy routes to it, and at the fallback (with
+    `on_down = fallback_exits`) every symbol, since any exit may fail over to it. Venues with none are left out."""
+    policy = routing_policy(settings)
+    symbols = list(symbols)
+    out: dict[str, list[str]] = {}
+    for symbol in symbols:
+        out.setdefault(policy.routed(settings.strategy.name, symbol)[0], []).append(symbol)
+    if policy.on_down is OnDown.FALLBACK_EXITS and policy.fallback is not None:
+        out[policy.fallback] = symbols
+    return out
+
+
+def connect_venue(settings: Settings, symbols: list[str], venue: str | None = None) -> CcxtBroker:
     """The ccxt broker of the `venue` settings for `symbols` (ccxt's unified BASE/QUOTE: a data file's symbol must
-    be one, e.g. `--symbol BTC/USDT`): the exchange's sandbox, or the venue at `venue.api_url` when set (the local
-    exchange)."""
+    be one, e.g. `--symbol BTC/USDT`): the exchange's sandbox, or the venue at `api_url` when set (the local
+    exchange). `venue`: one of `venue.venues` (its own connection settings, named by its id), else the main one."""
     from keel.brokers.ccxt_broker import CcxtBroker
     from keel.domain.errors import InputError
 
     v = settings.venue
-    assert v.api_key is not None and v.api_secret is not None  # `venue_problems` said so first
+    conn: Any = v if venue in (None, v.exchange) else v.venues[venue]
+    name = v.exchange if venue in (None, v.exchange) else venue
+    assert conn.api_key is not None and conn.api_secret is not None  # `venue_problems` said so first
     try:
         return CcxtBroker.connect(
-            v.exchange,
-            api_key=v.api_key.get_secret_value(),
-            secret=v.api_secret.get_secret_value(),
+            conn.exchange or name,
+            api_key=conn.api_key.get_secret_value(),
+            secret=conn.api_secret.get_secret_value(),
             symbols=symbols,
             quote=v.quote,
-            sandbox=v.sandbox and v.api_url is None,
-            api_url=v.api_url,
-            timeout_ms=v.timeout_ms,
-            dead_man_seconds=v.dead_man_seconds,
+            sandbox=conn.sandbox and conn.api_url is None,
+            api_url=conn.api_url,
+            timeout_ms=conn.timeout_ms,
+            dead_man_seconds=conn.dead_man_seconds,
+            name=name,
         )
     except BrokerError as exc:  # an exchange id ccxt does not know, a symbol that is no unified pair: bad input
         raise InputError(exc.message, hint=exc.hint) from None

@@ -7,7 +7,7 @@ any Binance client, can be pointed at it. It prints its URL and keys on stdout; 
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -87,7 +87,8 @@ def local_cmd(
 @venue_app.command("check")
 def check_cmd(
     exchange: Annotated[
-        str | None, typer.Option("--exchange", help="a ccxt exchange id (default: venue.exchange)")
+        str | None,
+        typer.Option("--exchange", help="a ccxt exchange id, or a venue of venue.venues (default: venue.exchange)"),
     ] = None,
     symbol: Annotated[
         list[str] | None,
@@ -99,12 +100,15 @@ def check_cmd(
     """Check a venue before trading on it, without placing an order: it answers, the clocks agree, the keys are
     accepted and may trade but not withdraw, and each market's rules. Keys come from the settings only
     (venue.api_key, venue.api_secret; KEEL_VENUE__API_KEY…). Exit 1 when a check fails."""
-    import time as clock
-
-    from keel.brokers.venue_check import check_venue
     from keel.brokers.venue_session import connect_venue
 
-    overrides = {"venue": {"exchange": exchange}} if exchange else {}
+    settings = load_settings(config)
+    if exchange and exchange in settings.venue.venues:  # a further venue: its own connection settings
+        _check_further(settings, exchange, symbol, as_json)
+        return
+    # another exchange than the configured one: the routing, which names the configured venues, does not apply
+    unrouted = {"rules": [], "default": "", "fallback": "", "on_down": "halt"}
+    overrides = {"venue": {"exchange": exchange, "routing": unrouted}} if exchange else {}
     settings = load_settings(config, **overrides)
     v = settings.venue
     if not v.exchange:
@@ -117,11 +121,37 @@ def check_cmd(
         )
     symbols = list(symbol) if symbol else list(v.symbols)
     broker = connect_venue(settings, symbols)  # an exchange id ccxt does not know: bad input (exit 2)
-    report = check_venue(broker, symbols, max_skew_ms=v.max_clock_skew_ms, now_ms=lambda: int(clock.time() * 1000))
+    where = v.api_url or ("its testnet" if v.sandbox else "the real venue")
+    _report(broker, symbols, v.max_clock_skew_ms, where, as_json)
+
+
+def _check_further(settings: Any, venue: str, symbol: list[str] | None, as_json: bool) -> None:
+    """`keel venue check --exchange ID` for a venue of `venue.venues`: its keys, URL and exchange class."""
+    from keel.brokers.venue_session import connect_venue
+
+    conn = settings.venue.venues[venue]
+    missing = [k for k in ("api_key", "api_secret") if getattr(conn, k) is None]
+    if missing:
+        raise InputError(
+            f"the venue's {' and '.join(f'venue.venues.{venue}.{k}' for k in missing)} is not set",
+            hint=f"set it in keel.toml ([venue.venues.{venue}]) or as KEEL_VENUE__VENUES__{venue.upper()}__API_KEY; "
+            "keys are never options",
+        )
+    symbols = list(symbol) if symbol else list(settings.venue.symbols)
+    broker = connect_venue(settings, symbols, venue=venue)
+    where = conn.api_url or ("its testnet" if conn.sandbox else "the real venue")
+    _report(broker, symbols, settings.venue.max_clock_skew_ms, where, as_json)
+
+
+def _report(broker: Any, symbols: list[str], max_skew_ms: int, where: str, as_json: bool) -> None:
+    import time as clock
+
+    from keel.brokers.venue_check import check_venue
+
+    report = check_venue(broker, symbols, max_skew_ms=max_skew_ms, now_ms=lambda: int(clock.time() * 1000))
     if as_json:
         emit_json(report.as_dict())
     else:
-        where = v.api_url or ("its testnet" if v.sandbox else "the real venue")
         out.print(f"venue {escape(report.venue)} at {escape(where)}", highlight=False)
         style = {"ok": "green", "warn": "yellow", "fail": "bold red"}
         for f in report.findings:

@@ -48,6 +48,7 @@ from keel.settings import Mode, Settings
 if TYPE_CHECKING:
     from keel.backtest.run import RunResult
     from keel.brokers.ccxt_broker import CcxtBroker
+    from keel.brokers.routed import RoutedBroker
     from keel.brokers.venue_session import VenueBroker
     from keel.control.store import ControlStore
     from keel.data.frame import OHLCV
@@ -159,9 +160,9 @@ class SessionDriver:
         self._probe = control.change_probe()
         self._seen_version: int | None = None
         #: a start-up reconciliation not journalled yet (a resume's re-run was still being reproduced)
-        self._unrecorded: StartupReport | None = None
-        #: reconciliation with the venue during the session (testnet), made at its first look
-        self._venue_watch: VenueWatch | None = None
+        self._unrecorded: list[StartupReport] = []
+        #: reconciliation with each venue during the session (testnet), made at its first look
+        self._venue_watch: dict[str, VenueWatch] = {}
         #: whether this process journalled its routing decisions yet (after its first cycle)
         self._routed = False
         #: whether operators' commands are to be read (the control store changed since they last were)
@@ -219,29 +220,39 @@ class SessionDriver:
         self._close(ctx, last)
         return last
 
-    def _reconcile_venue(self, ctx: RunContext) -> StartupReport | None:
+    def _reconcile_venue(self, ctx: RunContext) -> list[StartupReport]:
         """A session on a venue (testnet): start-up reconciliation before the first bar (`keel.runtime.
         startup_reconcile`); a break halts and refuses the start. What the journal held `executing` is never sent
         again. While a resume still re-runs its interrupted cycle the journal takes no new record: the report is
         returned, to be journalled once that cycle is reproduced (a break is refused at once, its incident the
         record). Paper and shadow sessions: the paper broker is restored from the journal's own checkpoint, so it
-        cannot hold what the journal does not; the resume's journal reconciliation covers them."""
-        from keel.brokers.venue_session import VenueBroker
+        cannot hold what the journal does not; the resume's journal reconciliation covers them. Over several venues
+        (`keel.brokers.routed`) each is reconciled on its own, and where the journal says each order went is given
+        to the routed broker, so it is asked of that venue and no other."""
+        from keel.brokers.routed import RoutedBroker, venue_parts
 
         broker = ctx.broker
-        if not isinstance(broker, VenueBroker):
-            return None
+        parts = venue_parts(broker)
+        if not parts:
+            return []
         from keel.runtime.startup_reconcile import reconcile_at_startup, record, reproduce_earlier
+        from keel.runtime.venue_watch import record_sent, sent_in_journal
 
         states = ctx.journal.store.intent_states(ctx.run_id)
         claimed = sorted(i for i, state in states.items() if state is IntentState.EXECUTING)
-        broker.attach(claimed=claimed, redo_queue=ctx.journal.redo_queue)
+        sent: dict[str, str] | None = None
+        if isinstance(broker, RoutedBroker):
+            sent = sent_in_journal(ctx)
+            broker.attach(claimed=claimed, redo_queue=ctx.journal.redo_queue, sent=sent, record=record_sent(ctx))
+        else:
+            broker.attach(claimed=claimed, redo_queue=ctx.journal.redo_queue)
         reproduce_earlier(ctx)
-        report = reconcile_at_startup(ctx, broker, claimed=claimed)
-        if ctx.journal.redoing and report.ok:
-            return report
-        record(ctx, report, session=self.spec.name)
-        return None
+        reports = [reconcile_at_startup(ctx, part, claimed=claimed, sent=sent) for part in parts]
+        if ctx.journal.redoing and all(r.ok for r in reports):
+            return reports
+        for report in reports:
+            record(ctx, report, session=self.spec.name)
+        return []
 
     def _apply_commands(self, ctx: RunContext, t: int) -> None:
         """Between two cycles: apply what operators asked of this session (`keel session resume-llm`), each once,
@@ -271,34 +282,39 @@ class SessionDriver:
         """A session on a venue, between two cycles (`keel.runtime.venue_watch`): its routing decisions and failovers
         journalled (a failover halts), and its open orders and trades matched with the journal at most every
         `venue.watch_seconds` (a break halts). What is written is checkpointed after bar t at once, so that a restart
-        does not re-run it."""
-        from keel.brokers.venue_session import VenueBroker
+        does not re-run it. Over several venues each has its own watch."""
+        from keel.brokers.routed import RoutedBroker, venue_parts
 
         broker = ctx.broker
-        if t < 0 or not isinstance(broker, VenueBroker) or ctx.journal.redoing:
+        parts = venue_parts(broker)
+        if t < 0 or not parts or ctx.journal.redoing:
             return
         from keel.runtime.venue_watch import VenueWatch, record_routing, watch_venue
 
-        if self._venue_watch is None:
-            self._venue_watch = VenueWatch(ctx.settings.venue.watch_seconds)
-        look = self._venue_watch.due()
-        if not look and self._routed and not broker.failing:
+        for part in parts:
+            if part.name not in self._venue_watch:
+                self._venue_watch[part.name] = VenueWatch(ctx.settings.venue.watch_seconds)
+        due = [p for p in parts if self._venue_watch[p.name].due()]
+        if not due and self._routed and not broker.failing:
             return
+        where = broker.sent if isinstance(broker, RoutedBroker) else None
         with ctx.journal.cycle():
             wrote = record_routing(ctx, broker, session=self.spec.name, decided=self._routed)
             self._routed = True
-            if look and watch_venue(ctx, broker, self._venue_watch, session=self.spec.name):
-                wrote = True
+            for part in due:
+                if watch_venue(ctx, part, self._venue_watch[part.name], session=self.spec.name, sent=where):
+                    wrote = True
             if wrote:
                 checkpoint(ctx, t)
 
     def _record_reconciliation(self, ctx: RunContext) -> None:
         """Journal the start-up reconciliation a resume's re-run kept waiting, once that re-run is reproduced."""
-        if self._unrecorded is not None and not ctx.journal.redoing:
+        if self._unrecorded and not ctx.journal.redoing:
             from keel.runtime.startup_reconcile import record
 
-            report, self._unrecorded = self._unrecorded, None
-            record(ctx, report, session=self.spec.name)
+            reports, self._unrecorded = self._unrecorded, []
+            for report in reports:
+                record(ctx, report, session=self.spec.name)
 
     def _stopping(self) -> bool:
         if self.stop.is_set():
@@ -345,10 +361,10 @@ class SessionDriver:
     def _last_fills(self, ctx: RunContext, last: int) -> None:
         """A session on a venue: what its orders did after the last bar's market step (an order sent at the last bar
         fills at once, and no later bar would report it) is asked for once more and journalled before it ends."""
-        from keel.brokers.venue_session import VenueBroker
+        from keel.brokers.routed import venue_parts
 
         broker = ctx.broker
-        if not isinstance(broker, VenueBroker) or not broker.following:
+        if not venue_parts(broker) or not broker.following:
             return
         from keel.agents.monitor import follow_orders
         from keel.runtime.state import new_cycle
@@ -580,13 +596,19 @@ def stamp(stamps: dict[str, int], name: str, state: dict) -> None:
 
 def broker_api_errors(broker: object) -> dict[str, dict[str, int]] | None:
     """A venue session's broker API errors by api id since this process started, and the 429s among them (the
-    registry's `detail.broker_api`, which `/metrics` publishes); None for a broker that calls no venue's API."""
-    from keel.brokers.venue_session import VenueBroker
+    registry's `detail.broker_api`, which `/metrics` publishes); over several venues each api id is prefixed with its
+    venue (`okx.create_order`). None for a broker that calls no venue's API."""
+    from keel.brokers.routed import venue_parts
 
-    if not isinstance(broker, VenueBroker):
+    parts = venue_parts(broker)
+    if not parts:
         return None
-    venue = broker.venue
-    return {"errors": dict(venue.errors), "rate_limited": dict(venue.rate_limited)}
+    out: dict[str, dict[str, int]] = {"errors": {}, "rate_limited": {}}
+    for part in parts:
+        prefix = f"{part.name}." if len(parts) > 1 else ""
+        for key, counts in (("errors", part.venue.errors), ("rate_limited", part.venue.rate_limited)):
+            out[key].update({prefix + api: n for api, n in counts.items()})
+    return out
 
 
 def preview_of(intent: TradeIntent, detail: dict, state: CycleState, ctx: RunContext, *, published: datetime) -> dict:
@@ -703,7 +725,7 @@ def run_session(
     feed: Callable[[MarketView], Feed] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     on_started: Callable[[SessionRecord], None] | None = None,
-    venue: Callable[[Settings, list[str]], CcxtBroker] | None = None,
+    venue: Callable[..., CcxtBroker] | None = None,
 ) -> SessionResult:
     """Start (or resume, after a crash) the session `spec.name` and run it until its bars run out or it is stopped.
 
@@ -788,24 +810,43 @@ def run_session(
 
 
 def testnet_broker(
-    settings: Settings, frames: list[OHLCV], venue: Callable[[Settings, list[str]], CcxtBroker] | None
-) -> VenueBroker:
-    """The broker of a testnet session: the venue (ccxt) for its orders, a ledger of its fills for its account.
-    Refused (exit 2) when the venue is not configured or does not list the data's symbols."""
-    from keel.brokers.venue_session import VenueBroker, connect_venue, routing_policy
+    settings: Settings, frames: list[OHLCV], venue: Callable[..., CcxtBroker] | None
+) -> VenueBroker | RoutedBroker:
+    """The broker of a testnet session: the venue (ccxt) for its orders, a ledger of its fills for its account; over
+    several venues (the routing sends symbols to more than one, or fails exits over) a routed broker over one of
+    each (`keel.brokers.routed`), the session's cash in the main venue's ledger. Refused (exit 2) when a venue is
+    not configured or does not list the data's symbols. `venue(settings, symbols)` builds the main venue's ccxt
+    broker instead (tests); over several venues it is called `venue(settings, symbols, venue=ID)`."""
+    from keel.brokers.routed import RoutedBroker
+    from keel.brokers.venue_session import VenueBroker, connect_venue, routed_symbols, routing_policy
     from keel.domain.costs import CostModel
 
     refuse_without_venue(settings, frames)
     b = settings.broker
     symbols = [f.symbol for f in frames]
-    return VenueBroker(
-        (venue or connect_venue)(settings, symbols),
-        cash=b.cash,
-        costs=CostModel.from_bps(b.fees_bps, b.slippage_bps),
-        heartbeat_seconds=settings.venue.heartbeat_seconds,
-        routing=routing_policy(settings),
-        strategy=settings.strategy.name,
-    )
+    policy = routing_policy(settings)
+    main = settings.venue.exchange
+
+    def ledger(ccxt: CcxtBroker, cash: float) -> VenueBroker:
+        return VenueBroker(
+            ccxt,
+            cash=cash,
+            costs=CostModel.from_bps(b.fees_bps, b.slippage_bps),
+            heartbeat_seconds=settings.venue.heartbeat_seconds,
+            routing=policy,
+            strategy=settings.strategy.name,
+        )
+
+    routed = routed_symbols(settings, symbols)
+    if set(routed) == {main}:  # one venue: the session trades it alone, as before routing existed
+        return ledger((venue or connect_venue)(settings, symbols), b.cash)
+    connect = venue or connect_venue
+    holder = main if main in routed else next(iter(routed))  # whose ledger holds the session's cash
+    venues = {
+        vid: ledger(connect(settings, syms, venue=vid), b.cash if vid == holder else 0.0)
+        for vid, syms in routed.items()
+    }
+    return RoutedBroker(venues, routing=policy, strategy=settings.strategy.name)
 
 
 def refuse_without_venue(settings: Settings, frames: list[OHLCV]) -> None:

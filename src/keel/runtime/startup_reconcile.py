@@ -11,6 +11,8 @@ by lookup) runs when a run resumes; this is the venue's half. A **break** is any
 - `unknown_fill`: a trade of an order the journal does not know, or of an intent it says never executed (the classic
   failure: an order marked failed while the venue filled it);
 - `missing_fill`: a fill the journal recorded that the venue does not report;
+- `misplaced_order`: an order (open, or traded) at a venue other than the one the journal says it was sent to (a
+  session over several venues: `keel.brokers.routed`);
 - `position` / `cash`: what the venue holds differs from the baseline plus the session's own trades.
 
 The **baseline** is what the account held when the session first started (each symbol's base asset and the quote
@@ -145,14 +147,19 @@ def match(
     journal_fills: Collection[str],
     baseline: Baseline,
     bases: Mapping[str, str],
+    sent: Mapping[str, str] | None = None,
 ) -> Matched:
     """Every break between the venue's view and the journal (see the module docstring). `intents`: this run's
-    intents and their states; `journal_fills`: the fill ids it recorded; `bases`: each symbol's base asset. Pure."""
+    intents and their states; `journal_fills`: the fill ids it recorded at this venue; `bases`: each symbol's base
+    asset; `sent`: where the journal says each order went (a session over several venues). Pure."""
     breaks: list[VenueBreak] = []
+    sent = sent or {}
     for order in view.open_orders:
         coid, state = order.client_order_id, intents.get(order.client_order_id)
         what = f"{order.side.value} {order.quantity:g} {order.symbol} (venue order {order.broker_order_id})"
-        if state is None:
+        if sent.get(coid, venue) != venue:
+            breaks.append(VenueBreak("misplaced_order", coid, f"open at {venue}: {what}; sent to {sent[coid]}"))
+        elif state is None:
             breaks.append(VenueBreak("unknown_order", coid, f"open at {venue}: {what}; no intent of this run has it"))
         elif state not in SENT:
             breaks.append(VenueBreak("unexpected_order", coid, f"open at {venue}: {what}; the journal says {state}"))
@@ -165,6 +172,9 @@ def match(
         coid = view.owners.get(trade.order_id)
         state = intents.get(coid) if coid is not None else None
         what = f"{trade.side.value} {trade.quantity:g} {trade.symbol} at {trade.price:g}, trade {fid}"
+        if coid is not None and sent.get(coid, venue) != venue:
+            breaks.append(VenueBreak("misplaced_order", coid, f"{what}: the order was sent to {sent[coid]}"))
+            continue
         if state is None:
             owner = f"order {coid}" if coid else f"venue order {trade.order_id}"
             breaks.append(VenueBreak("unknown_fill", coid or trade.order_id, f"{what} of {owner}: not this run's"))
@@ -205,19 +215,28 @@ def match(
 # -- against the venue ------------------------------------------------------------------------------------------------
 
 
-def earlier_baseline(ctx: RunContext) -> Baseline | None:
-    """The baseline this run recorded at its first start (its first `reconcile.startup` event), or None: first start."""
+def earlier_baseline(ctx: RunContext, venue: str | None = None) -> Baseline | None:
+    """The baseline this run recorded at its first start with `venue` (any, when None: its first `reconcile.startup`
+    event of that venue), or None: the first start there."""
     journal = ctx.journal
     for record in iter_records(journal.log.path, upto_seq=journal.committed_head[0]):
-        if record["event"] == EVENT and record["run_id"] == ctx.run_id and isinstance(record["payload"], dict):
-            return Baseline.from_dict(record["payload"]["baseline"])
+        payload = record["payload"]
+        ours = record["event"] == EVENT and record["run_id"] == ctx.run_id and isinstance(payload, dict)
+        if ours and (venue is None or payload.get("venue") == venue):
+            return Baseline.from_dict(payload["baseline"])
     return None
 
 
 def fetch_view(
-    broker: VenueBroker, baseline: Baseline | None, journal_orders: Iterable[Order]
+    broker: VenueBroker,
+    baseline: Baseline | None,
+    journal_orders: Iterable[Order],
+    sent: Mapping[str, str] | None = None,
 ) -> tuple[VenueView, int]:
-    """Ask the venue (raises `BrokerError` when it does not answer); returns the view and its clock now."""
+    """Ask the venue (raises `BrokerError` when it does not answer); returns the view and its clock now. `sent`:
+    where each order went (several venues): only this venue's orders say who owns its trades, since venue order
+    ids are each venue's own and two venues may use the same one."""
+    journal_orders = here(journal_orders, broker.name, sent)
     venue = broker.venue
     now_ms = venue.server_time_ms()
     symbols = set(broker.symbols)
@@ -239,14 +258,25 @@ def fetch_view(
     return view, now_ms
 
 
-def reconcile_at_startup(ctx: RunContext, broker: VenueBroker, *, claimed: Collection[str]) -> StartupReport:
+def here(orders: Iterable[Order], venue: str, sent: Mapping[str, str] | None) -> list[Order]:
+    """The journal's orders that were sent to `venue` (all of them when `sent` is None: a session on one venue)."""
+    if sent is None:
+        return list(orders)
+    return [o for o in orders if sent.get(o.client_order_id, venue) == venue]
+
+
+def reconcile_at_startup(
+    ctx: RunContext, broker: VenueBroker, *, claimed: Collection[str], sent: Mapping[str, str] | None = None
+) -> StartupReport:
     """Fetch the venue's view and match it with the journal. A venue that cannot be asked refuses the start (nothing
-    was concluded, nothing is halted: start again when it answers)."""
+    was concluded, nothing is halted: start again when it answers). Over several venues each is reconciled on its
+    own (its baseline, its fills), and `sent` (client order id -> venue, from the journal) makes an order found at
+    a venue other than the one it was sent to a break."""
     store = ctx.journal.store
-    baseline = earlier_baseline(ctx)
+    baseline = earlier_baseline(ctx, broker.name)
     journal_orders = store.orders(ctx.run_id)
     try:
-        view, now_ms = fetch_view(broker, baseline, journal_orders)
+        view, now_ms = fetch_view(broker, baseline, journal_orders, sent)
     except BrokerError as exc:
         raise KeelError(
             f"start-up reconciliation with {broker.name} could not ask the venue: {exc.message}; nothing was sent",
@@ -255,7 +285,7 @@ def reconcile_at_startup(ctx: RunContext, broker: VenueBroker, *, claimed: Colle
     first = baseline is None
     if baseline is None:
         baseline = Baseline(now_ms, broker.quote_currency, view.cash, dict(view.holdings))
-    fills = {f.fill_id for f in store.fill_rows(ctx.run_id)}
+    fills = {f.fill_id for f in store.fill_rows(ctx.run_id) if f.fill_id.startswith(f"{broker.name}-")}
     matched = match(
         view,
         venue=broker.name,
@@ -263,6 +293,7 @@ def reconcile_at_startup(ctx: RunContext, broker: VenueBroker, *, claimed: Colle
         journal_fills=fills,
         baseline=baseline,
         bases={s: broker.base_of(s) for s in broker.symbols},
+        sent=sent,
     )
     return StartupReport(
         venue=broker.name,

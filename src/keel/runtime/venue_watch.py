@@ -15,8 +15,11 @@ the heartbeat counts that (`risk.max_missed_heartbeats`). Each break is reported
 
 **Routing** (`keel.brokers.routing`): each process start journals the routing decision for each of the session's
 symbols (`routing.decided`) after its first cycle; a venue that went down (`venue.routing.down_after` consecutive
-failed heartbeats or submits) is journalled as a `routing.failover` and its strategies are halted (`on_down = halt`;
-a session connects one venue, so it has no fallback to send exits to).
+failed heartbeats or submits) is journalled as a `routing.failover`, and one back up as a `routing.recovered`. A
+failover halts the session's strategies (`on_down = halt`), unless the session trades over several venues with
+`on_down = fallback_exits` and the fallback answers: then the routed broker (`keel.brokers.routed`) refuses the
+down venue's entries and sends its exits to the fallback, and each decision that sends an order is journalled
+before it leaves (`routing.sent`).
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ from keel.brokers.venue_session import fill_id
 from keel.domain.errors import BrokerError
 from keel.domain.intents import IntentState
 from keel.domain.reasons import ReasonCode
-from keel.runtime.startup_reconcile import SENT, VenueBreak, earlier_baseline
+from keel.runtime.startup_reconcile import SENT, VenueBreak, earlier_baseline, here
 
 if TYPE_CHECKING:
+    from keel.brokers.routed import RoutedBroker
     from keel.brokers.venue_session import VenueBroker
     from keel.domain.orders import Order
     from keel.runtime.context import RunContext
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
 EVENT = "reconcile.session"
 ROUTED = "routing.decided"
 FAILOVER = "routing.failover"
+RECOVERED = "routing.recovered"
 STAGE = "reconcile"
 STAGE_ROUTING = "routing"
 #: trades are asked from this long before the previous look's venue clock (a trade dated just before it, seen late)
@@ -65,9 +70,16 @@ class VenueWatch:
 
 
 def look(
-    broker: VenueBroker, watch: VenueWatch, *, intents: Mapping[str, IntentState], journal_orders: list[Order]
+    broker: VenueBroker,
+    watch: VenueWatch,
+    *,
+    intents: Mapping[str, IntentState],
+    journal_orders: list[Order],
+    sent: Mapping[str, str] | None = None,
 ) -> list[VenueBreak]:
-    """Ask the venue once (raises `BrokerError` when it does not answer) and return the new breaks."""
+    """Ask the venue once (raises `BrokerError` when it does not answer) and return the new breaks. `sent`: where
+    each order was sent (a session over several venues): one open here that was sent elsewhere is a break."""
+    sent = sent or {}
     venue = broker.venue
     now_ms = venue.server_time_ms()
     symbols = set(broker.symbols)
@@ -76,13 +88,15 @@ def look(
     for order in open_orders:
         coid, state = order.client_order_id, intents.get(order.client_order_id)
         what = f"{order.side.value} {order.quantity:g} {order.symbol} (venue order {order.broker_order_id})"
-        if state is None:
+        if sent.get(coid, broker.name) != broker.name:
+            found.append(VenueBreak("misplaced_order", coid, f"open at {broker.name}: {what}; sent to {sent[coid]}"))
+        elif state is None:
             found.append(VenueBreak("unknown_order", coid, f"open at {broker.name}: {what}; no intent of this run"))
         elif state not in SENT:
             found.append(
                 VenueBreak("unexpected_order", coid, f"open at {broker.name}: {what}; the journal says {state}")
             )
-    owners = {o.broker_order_id: o.client_order_id for o in (*journal_orders, *open_orders)}
+    owners = {o.broker_order_id: o.client_order_id for o in (*here(journal_orders, broker.name, sent), *open_orders)}
     since = watch.since_ms
     for symbol in sorted(symbols):
         for trade in venue.trades(symbol, since_ms=since):
@@ -109,19 +123,33 @@ def look(
     return fresh
 
 
-def watch_venue(ctx: RunContext, broker: VenueBroker, watch: VenueWatch, *, session: str) -> list[VenueBreak]:
+def watch_venue(
+    ctx: RunContext,
+    broker: VenueBroker,
+    watch: VenueWatch,
+    *,
+    session: str,
+    sent: Callable[[], Mapping[str, str]] | None = None,
+) -> list[VenueBreak]:
     """Between two cycles: look when due; on a break, journal it and halt trading. Returns the breaks recorded
-    (the caller checkpoints after them, so a restart does not re-run them)."""
+    (the caller checkpoints after them, so a restart does not re-run them). Over several venues each has its own
+    watch; `sent()` says where each order went."""
     journal = ctx.journal
     if journal.redoing or not watch.due():
         return []
     watch.looked_at = watch.monotonic()
     if watch.since_ms is None:  # the first look: trades since the session began (its start-up baseline)
-        baseline = earlier_baseline(ctx)
+        baseline = earlier_baseline(ctx, broker.name)
         watch.since_ms = baseline.since_ms if baseline is not None else None
     store = journal.store
     try:
-        breaks = look(broker, watch, intents=store.intent_states(ctx.run_id), journal_orders=store.orders(ctx.run_id))
+        breaks = look(
+            broker,
+            watch,
+            intents=store.intent_states(ctx.run_id),
+            journal_orders=store.orders(ctx.run_id),
+            sent=sent() if sent is not None else None,
+        )
     except BrokerError:
         return []  # nothing concluded: the heartbeat counts a venue that does not answer
     if not breaks:
@@ -135,9 +163,13 @@ def watch_venue(ctx: RunContext, broker: VenueBroker, watch: VenueWatch, *, sess
     return breaks
 
 
-def record_routing(ctx: RunContext, broker: VenueBroker, *, session: str, decided: bool) -> bool:
-    """Journal the routing decisions (once per process: `decided` says whether they were) and every failover since
-    the last call, halting trading on one; returns whether anything was written."""
+def record_routing(ctx: RunContext, broker: VenueBroker | RoutedBroker, *, session: str, decided: bool) -> bool:
+    """Journal the routing decisions (once per process: `decided` says whether they were), every failover since the
+    last call, and every venue back up; returns whether anything was written. A failover halts trading unless the
+    venue's exits have somewhere to go (a routed broker, `on_down = fallback_exits`, the fallback up): then its
+    entries are refused at the broker and its exits sent to the fallback, and the other venues trade on."""
+    from keel.brokers.routed import RoutedBroker
+
     journal = ctx.journal
     if journal.redoing:
         return False
@@ -148,6 +180,9 @@ def record_routing(ctx: RunContext, broker: VenueBroker, *, session: str, decide
         wrote = True
     for failover in broker.drain_failovers():
         journal.event(STAGE_ROUTING, FAILOVER, {"session": session, **failover}, ts=ctx.clock.now(), run_id=ctx.run_id)
+        wrote = True
+        if isinstance(broker, RoutedBroker) and not broker.stranded(failover["venue"]):
+            continue
         from keel.runtime.tripwire import trip
 
         trip(
@@ -157,5 +192,30 @@ def record_routing(ctx: RunContext, broker: VenueBroker, *, session: str, decide
             f"(venue.routing.down_after = {failover['down_after']}); venue.routing.on_down = {failover['on_down']}: "
             f"strategies {', '.join(failover['strategies'])} halted; {failover['detail']}",
         )
+    for recovered in broker.drain_recoveries():
+        journal.event(
+            STAGE_ROUTING, RECOVERED, {"session": session, **recovered}, ts=ctx.clock.now(), run_id=ctx.run_id
+        )
         wrote = True
     return wrote
+
+
+def sent_in_journal(ctx: RunContext) -> dict[str, str]:
+    """client order id -> venue, from this run's committed `routing.sent` records: where each order went."""
+    from keel.brokers.routed import sent_from_records
+    from keel.journal.eventlog import iter_records
+
+    journal = ctx.journal
+    return sent_from_records(iter_records(journal.log.path, upto_seq=journal.committed_head[0]), ctx.run_id)
+
+
+def record_sent(ctx: RunContext) -> Callable[[dict], None]:
+    """How a routed broker journals the decision behind an order: one `routing.sent` event, durable at once (it
+    precedes the send, as the claim does)."""
+    from keel.brokers.routed import SENT_EVENT
+
+    def record(payload: dict) -> None:
+        ctx.journal.event(STAGE_ROUTING, SENT_EVENT, payload, ts=ctx.clock.now(), run_id=ctx.run_id)
+        ctx.journal.durable()
+
+    return record

@@ -545,13 +545,16 @@ def test_a_venue_down_for_down_after_heartbeats_is_a_failover_that_halts_its_str
     assert verify_run(run_dir).ok
 
 
-def test_a_routing_policy_that_sends_a_symbol_elsewhere_refuses_the_session(tmp_path, frames, settings):
-    from keel.settings import RoutingRule, RoutingSettings
+def test_a_routing_policy_that_sends_to_a_venue_not_configured_refuses_the_session(tmp_path, frames, settings):
+    from keel.settings import RoutingRule, RoutingSettings, VenueConnection
 
     elsewhere = with_venue(settings, routing=RoutingSettings(rules=[RoutingRule(venue="okx", symbol=SYMBOL)]))
-    with pytest.raises(InputError, match="routed to okx"):
+    with pytest.raises(InputError, match=r"rules\[0\]\.venue names venue 'okx', which is not configured"):
         run_session(SessionSpec("tn", Mode.TESTNET), frames, elsewhere, STRATEGY)
     exits = with_venue(settings, routing=RoutingSettings(on_down="fallback_exits", fallback="okx"))
-    with pytest.raises(InputError, match="cannot send its exits to okx"):
+    with pytest.raises(InputError, match="fallback names venue 'okx', which is not configured"):
         run_session(SessionSpec("tn", Mode.TESTNET), frames, exits, STRATEGY)
+    keyless = with_venue(exits, venues={"okx": VenueConnection()})
+    with pytest.raises(InputError, match=r"venue\.venues\.okx\.api_key is not set"):
+        run_session(SessionSpec("tn", Mode.TESTNET), frames, keyless, STRATEGY)
     assert not (settings.home / "sessions").exists()

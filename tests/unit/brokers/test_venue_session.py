@@ -31,6 +31,7 @@ class ScriptedVenue:
         self.sent: list[str] = []
         self.asked_for: dict[str, OrderRequest] = {}
         self.heartbeats = 0
+        self.dead_man_checks = 0
 
     def hold(self, coid: str, *, side=Side.BUY, status=OrderStatus.FILLED, filled=2.0, price=100.0) -> Order:
         order = Order(
@@ -73,6 +74,11 @@ class ScriptedVenue:
 
     def heartbeat(self) -> None:
         self.heartbeats += 1
+
+    def keep_dead_man(self) -> bool:
+        """A venue without a dead-man switch (Binance spot): nothing to refresh between heartbeats."""
+        self.dead_man_checks += 1
+        return False
 
 
 def broker(venue: ScriptedVenue, **kw) -> VenueBroker:
@@ -190,7 +196,7 @@ def test_the_venue_is_asked_whether_it_answers_at_most_once_a_second():
     b.heartbeat()
     now[0] = 0.5
     b.heartbeat()
-    assert venue.heartbeats == 1
+    assert venue.heartbeats == 1 and venue.dead_man_checks == 1  # its dead-man switch is refreshed all the same
     now[0] = 1.6
     b.heartbeat()
     assert venue.heartbeats == 2

@@ -8,7 +8,7 @@ import pytest
 from keel.brokers.routing import POLICY_VERSION, Action, OnDown, RoutingPolicy, Rule, VenueHealth, mismatched
 from keel.domain.errors import ConfigError
 from keel.runtime.venue_watch import VenueWatch
-from keel.settings import load_settings
+from keel.settings import describe_settings, load_settings
 
 RULES = (
     Rule("okx", strategy="trend"),
@@ -73,7 +73,13 @@ def test_a_policy_that_cannot_work_is_refused():
 
 
 def test_the_settings_build_the_policy_and_refuse_what_cannot_work():
-    s = load_settings(venue={"exchange": "binance", "routing": {"rules": [{"venue": "okx", "symbol": "ETH/USDT"}]}})
+    s = load_settings(
+        venue={
+            "exchange": "binance",
+            "venues": {"okx": {}},
+            "routing": {"rules": [{"venue": "okx", "symbol": "ETH/USDT"}]},
+        }
+    )
     policy = RoutingPolicy.from_settings(s.venue.routing, s.venue.exchange)
     assert policy.default == "binance" and policy.venues == {"binance", "okx"}
     assert mismatched(policy, "trend", ["BTC/USDT", "ETH/USDT"], "binance") == [
@@ -88,7 +94,51 @@ def test_the_settings_build_the_policy_and_refuse_what_cannot_work():
     ]
     for routing, says in bad:
         with pytest.raises(ConfigError, match=says):
-            load_settings(venue={"exchange": "binance", "routing": routing})
+            load_settings(venue={"exchange": "binance", "venues": {"okx": {}}, "routing": routing})
+
+
+def test_every_venue_the_routing_names_must_be_configured_and_its_keys_never_shown():
+    unconfigured = [
+        (
+            {"rules": [{"venue": "kraken", "symbol": "ETH/USDT"}]},
+            r"venue\.routing\.rules\[0\]\.venue names venue 'kraken'",
+        ),
+        ({"default": "kraken"}, r"venue\.routing\.default names venue 'kraken'"),
+        ({"on_down": "fallback_exits", "fallback": "kraken"}, r"venue\.routing\.fallback names venue 'kraken'"),
+    ]
+    for routing, says in unconfigured:
+        venue = {"exchange": "binance", "api_key": "k-main-123", "venues": {"okx": {"api_key": "k-okx-456"}}}
+        with pytest.raises(ConfigError, match=says) as bad:
+            load_settings(venue={**venue, "routing": routing})
+        assert "k-main-123" not in str(bad.value) and "k-okx-456" not in str(bad.value)
+    with pytest.raises(ConfigError, match=r"venue\.venues\.binance: the main venue"):
+        load_settings(venue={"exchange": "binance", "venues": {"binance": {}}})
+    fine = load_settings(
+        venue={
+            "exchange": "binance",
+            "venues": {"okx": {"api_key": "k-okx-456", "api_secret": "s-okx-789"}},
+            "routing": {"on_down": "fallback_exits", "fallback": "okx"},
+        }
+    )
+    assert fine.venue.venue_ids() == ["binance", "okx"]
+
+
+def test_config_show_masks_the_keys_of_every_venue():
+    rows = {
+        k: v
+        for k, v, _ in describe_settings(
+            **{
+                "venue": {
+                    "exchange": "binance",
+                    "api_key": "k-main-123",
+                    "venues": {"okx": {"api_key": "k-okx-456", "api_secret": "s-okx-789"}},
+                }
+            }
+        )
+    }
+    assert rows["venue.venues.okx.api_key"] == "**********" and rows["venue.venues.okx.api_secret"] == "**********"
+    assert rows["venue.api_key"] == "**********"
+    assert not any(secret in str(rows) for secret in ("k-main-123", "k-okx-456", "s-okx-789"))
 
 
 def test_the_venue_watch_looks_at_once_then_at_most_every_interval_on_its_injected_clock():

@@ -227,7 +227,7 @@ def test_a_malformed_plain_name_is_refused(text, mic, says):
 assets = st.from_regex(r"[A-Z0-9]{1,20}", fullmatch=True)
 pairs = st.tuples(assets, assets).filter(lambda bq: bq[0] != bq[1]).map(lambda bq: Symbol.pair(*bq))
 mics = st.from_regex(r"[A-Z0-9]{4}", fullmatch=True)
-tickers = st.from_regex(r"[A-Z0-9]{1,6}([.-][A-Z0-9]{1,4}){0,2}", fullmatch=True)
+tickers = st.from_regex(r"[A-Z0-9]{1,5}([.-][A-Z0-9]{1,4}){0,2}", fullmatch=True)
 equities = st.builds(Symbol.equity, mics, tickers)
 
 
