@@ -21,6 +21,7 @@ import time
 #: the wall time it reports includes start-up.
 STARTED = time.perf_counter()
 
+import gc  # noqa: E402
 import os  # noqa: E402
 import shlex  # noqa: E402
 import sys  # noqa: E402
@@ -132,17 +133,31 @@ def _write_crash_report(exc: BaseException) -> Path:
 
 
 def main() -> None:
-    """Entry point: renders Keel errors without a traceback and maps them to exit codes."""
+    """Entry point: renders Keel errors without a traceback and maps them to exit codes.
+
+    The exit happens after the command's objects are gone: an error's traceback holds the frames that held Arrow
+    readers and tables, and collected only at interpreter teardown their background threads can outlive Arrow itself
+    and abort the process (SIGABRT, "terminate called without an active exception": apache/arrow#34314) instead of
+    exiting with the code the command chose."""
+    code = _run()
+    gc.collect()
+    sys.exit(code)
+
+
+def _run() -> int | str | None:
+    """The command's exit code (None: 0), its errors rendered."""
     try:
         app()  # standalone: usage errors exit 2, typer.Exit carries its own code
+    except SystemExit as exc:
+        return exc.code
     except KeelError as exc:
         err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, emoji=False)
         if exc.hint:
             err.print(f"  [dim]hint:[/] {escape(exc.hint)}", highlight=False, emoji=False)
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except (_Interrupted, KeyboardInterrupt):
         err.print(INTERRUPTED, markup=False, highlight=False)
-        sys.exit(130)
+        return 130
     except Exception as exc:
         message = (str(exc).strip().splitlines() or [""])[0]
         err.print(f"error: internal error: {type(exc).__name__}: {message}", markup=False, highlight=False)
@@ -151,4 +166,5 @@ def main() -> None:
         except OSError as write_error:
             where = f"  the traceback could not be written to {tempfile.gettempdir()}: {write_error}"
         err.print(where, markup=False, highlight=False)
-        sys.exit(1)
+        return 1
+    return 0

@@ -46,17 +46,17 @@ def test_decisions_and_halts_through_the_api_land_in_the_shared_postgresql_store
     assert not (tmp_path / "home" / "control.db").exists()  # PostgreSQL holds it, not home
 
 
-def test_a_schema_3_store_on_postgresql_opens_as_schema_4_keeping_what_it_held(open_store):
+def test_a_schema_3_store_on_postgresql_opens_as_the_current_schema_keeping_what_it_held(open_store):
     old = open_store()
     change(old, TradingState.HALTED, expected=None, reason="drill", actor="alice", ts=at(1))
     with old._engine.begin() as conn:
-        for table in (s.api_calls, s.api_tokens):
+        for table in (s.api_calls, s.api_tokens, s.session_commands):
             table.drop(conn)
         conn.execute(s.control_schema.update().values(version=3))
     old.close()
     store = open_store()
     with store._engine.connect() as conn:
-        assert list(conn.execute(select(s.control_schema.c.version)).scalars()) == [4]
+        assert list(conn.execute(select(s.control_schema.c.version)).scalars()) == [5]
     assert store.trading_state().reason == "drill"
     first = tokens.create(store, name="alice", role="viewer", actor="root", ts=at(2))
     with pytest.raises(Exception, match="already named 'alice'"):
