@@ -121,6 +121,8 @@ class Worker:
         self.counts: Counter[str] = Counter()
         self.unknown: dict[str, _Unknown] = {}
         self.seen: TradingState | None = None
+        #: a halt was seen and the venue has not yet confirmed the cancel-all this worker owes it
+        self._cancel_due = False
         self._rng = random.Random(spec.seed)
         self._failures = 0
         self._watcher = _Watcher(spec, watch, registry, wall_ns)
@@ -164,6 +166,7 @@ class Worker:
         if state is not self.seen:
             seen_ns = self._wall_ns()
             self.seen = state
+            self._cancel_due = state is TradingState.HALTED
             self.registry.saw_state(self.spec.worker_id, state.value, seen_ns, loop=True)
             self._event("worker.state_seen", {"state": state.value, "why": why, "seen_ns": seen_ns})
         return state, why
@@ -246,6 +249,8 @@ class Worker:
         worker's own order. Returns how many intents it acted on."""
         self.settle()
         self.observe()
+        if self._cancel_due:
+            self._cancel_all()
         batch = self.journal.store.list_intents(state=IntentState.APPROVED, limit=self.spec.batch)
         self._rng.shuffle(batch)
         acted = 0
@@ -255,6 +260,21 @@ class Worker:
             if self._execute(rec.intent) is not Outcome.LOST:
                 acted += 1
         return acted
+
+    def _cancel_all(self) -> None:
+        """Halted: cancel every open order of this worker's markets at the venue (the account's, whoever sent them:
+        a halt stops everything), journalled; a venue that does not answer is asked again at the next pass, and
+        counts as a broker failure. Every worker does it: a cancel-all of what is already cancelled changes nothing,
+        and no single worker's death can leave orders resting after a halt."""
+        try:
+            cancelled = self.broker.cancel_all()
+        except BrokerError as exc:
+            self._event("worker.cancel_all_failed", {"detail": exc.message})
+            self._broker_failed(True)
+            return
+        self._cancel_due = False
+        self.counts["cancelled"] += len(cancelled)
+        self._event("worker.cancel_all", {"cancelled": sorted(o.client_order_id for o in cancelled)})
 
     def _execute(self, intent) -> Outcome | None:
         iid = intent.intent_id

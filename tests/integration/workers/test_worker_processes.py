@@ -52,11 +52,22 @@ def test_three_workers_send_every_approved_intent_exactly_once(backend, exchange
             assert wj.verify().ok, spec.worker_id
 
 
-def test_a_halt_from_another_process_stops_every_worker_and_expires_what_is_approved(backend, exchange, tmp_path):
+def test_a_halt_from_another_process_stops_every_worker_cancels_what_rests_and_expires_what_is_approved(
+    backend, exchange, tmp_path
+):
     specs = [worker_spec(backend, exchange, tmp_path, f"w{i}") for i in range(3)]
     with Fleet(specs, key=KEY, secret=SECRET, folder=tmp_path / "fleet") as fleet, _producer(backend, tmp_path) as j:
         fleet.start_all()
         fleet.wait_up()
+        resting = [resting_buy("run-r", k, symbol=SYMBOL, price=100, t0=T0) for k in range(3)]
+        for intent in resting:
+            approve(j, intent)
+        wait_for(
+            lambda: all(s is IntentState.EXECUTED for s in _states(j, "run-r").values()),
+            timeout=30,
+            what="the resting orders placed",
+        )
+        assert len(exchange.book.open_orders(None)) == 3
         with ControlStore.open(backend.control_url) as control:
             change = control.change_state(
                 TradingState.HALTED,
@@ -71,6 +82,8 @@ def test_a_halt_from_another_process_stops_every_worker_and_expires_what_is_appr
                 timeout=30,
                 what="every worker saw the halt",
             )
+            # the workers cancel at the venue what rests there: nothing is left working after a halt
+            wait_for(lambda: not exchange.book.open_orders(None), timeout=30, what="every resting order cancelled")
             intents = [resting_buy("run-h", k, symbol=SYMBOL, price=100, t0=T0) for k in range(6)]
             for intent in intents:
                 approve(j, intent)
@@ -79,7 +92,7 @@ def test_a_halt_from_another_process_stops_every_worker_and_expires_what_is_appr
                 timeout=30,
                 what="every approved intent expired",
             )
-            assert exchange.accepted == {}
+            assert set(exchange.accepted) == {i.intent_id for i in resting}  # nothing sent since the halt
             control.change_state(
                 TradingState.ACTIVE,
                 trigger="operator",
@@ -96,4 +109,4 @@ def test_a_halt_from_another_process_stops_every_worker_and_expires_what_is_appr
             late = resting_buy("run-h", 99, symbol=SYMBOL, price=100, t0=T0)
             approve(j, late)
             wait_for(lambda: _states(j, "run-h")[late.intent_id] is IntentState.EXECUTED, timeout=30, what="executed")
-    assert set(exchange.accepted) == {late.intent_id}
+    assert set(exchange.accepted) == {late.intent_id, *(i.intent_id for i in resting)}
