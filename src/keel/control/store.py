@@ -563,17 +563,7 @@ class ControlStore:
         t = s.sessions
         when = to_iso(ts)
         with self._writing() as run:
-            rows = run(select(*t.c).where(t.c.name == name)).fetchall()
-            if not rows:
-                raise _unknown_session(name, run)
-            rec = _session_of(rows[0])
-            if not rec.status.is_live:
-                ended = f" at {rec.ended_ts.isoformat()}" if rec.ended_ts is not None else ""
-                why = f" ({rec.end_reason})" if rec.end_reason else ""
-                raise InputError(
-                    f"session {name} is already {rec.status.value}{ended}{why}; nothing was changed",
-                    hint="`keel session list` shows the sessions that run",
-                )
+            rec = _live_session(run, name)
             if rec.status is SessionStatus.STOPPING:
                 return rec
             run(
@@ -604,17 +594,9 @@ class ControlStore:
             raise InputError(f"unknown session command '{command}' (known: {', '.join(SESSION_COMMANDS)})")
         if not actor.strip() or not reason.strip():
             raise InputError("a session command needs a non-empty actor and reason (--reason TEXT)")
-        t, c = s.sessions, s.session_commands
+        c = s.session_commands
         with self._writing() as run:
-            rows = run(select(*t.c).where(t.c.name == name)).fetchall()
-            if not rows:
-                raise _unknown_session(name, run)
-            rec = _session_of(rows[0])
-            if not rec.status.is_live:
-                raise InputError(
-                    f"session {name} is {rec.status.value}: it takes no command; nothing was changed",
-                    hint="`keel session list` shows the sessions that run",
-                )
+            _live_session(run, name)
             values = {
                 "session": name,
                 "command": command,
@@ -835,6 +817,23 @@ def _status_in(run: Callable[[Any], Any], intent_id: str) -> ApprovalStatus:
     if not rows:
         raise InputError(f"no approval request for intent {intent_id}", hint="the session publishes it first")
     return ApprovalStatus(rows[0][0])
+
+
+def _live_session(run: Callable[[Any], Any], name: str) -> SessionRecord:
+    """The registered session `name`, which must still run (InputError otherwise: unknown, or ended and when)."""
+    t = s.sessions
+    rows = run(select(*t.c).where(t.c.name == name)).fetchall()
+    if not rows:
+        raise _unknown_session(name, run)
+    rec = _session_of(rows[0])
+    if not rec.status.is_live:
+        ended = f" at {rec.ended_ts.isoformat()}" if rec.ended_ts is not None else ""
+        why = f" ({rec.end_reason})" if rec.end_reason else ""
+        raise InputError(
+            f"session {name} is already {rec.status.value}{ended}{why}; nothing was changed",
+            hint="`keel session list` shows the sessions that run",
+        )
+    return rec
 
 
 def _unknown_session(name: str, run: Callable[[Any], Any]) -> InputError:

@@ -48,7 +48,7 @@ def test_a_degraded_session_leaves_degrade_mode_when_an_operator_asks_it_and_ent
             feed=lambda m: ScriptedFeed(m, before),
         )
         commands = operators.session_commands("s")
-        with pytest.raises(InputError, match="stopped: it takes no command"):  # it ended
+        with pytest.raises(InputError, match="session s is already stopped at"):  # it ended
             operators.request_command("s", "llm.resume", actor="rita", reason="late", ts=datetime.now(UTC))
     finally:
         operators.close()
