@@ -225,7 +225,7 @@ SCHEMA: tuple[MetricSpec, ...] = (
         "gauge",
         ("stage", "quantile"),
         "LLM call latency by stage",
-        "the sessions' `llm.call` records: the last 500 calls per stage (cached answers left out)",
+        f"the sessions' `llm.call` records: the last {LATENCY_WINDOW} calls per stage (cached answers left out)",
     ),
     _m(
         "keel_llm_circuit_open",

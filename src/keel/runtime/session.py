@@ -216,6 +216,8 @@ class SessionDriver:
                 if not arrived and feed.exhausted:
                     break
                 self._watch_venue(ctx, self.last_bar)
+                if self.last_bar >= 0:  # a command asked while no bar arrives is applied now, not at the next bar
+                    self._apply_commands(ctx, self.last_bar)
                 self._heartbeat(ctx, force=False)
         self._close(ctx, last)
         return last

@@ -5,13 +5,13 @@ process to create a table failed ("already exists") or broke the version row's p
 from __future__ import annotations
 
 import multiprocessing
-import uuid
 
 import pytest
 from sqlalchemy import create_engine, text
 
+from .conftest import POSTGRES_URL as POSTGRES  # and its `pg_schema` fixture: a fresh schema, dropped after
+
 PROCESSES = 6
-POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 def _open(kind: str, url: str, options: str | None, barrier, results) -> None:
@@ -57,23 +57,6 @@ def test_processes_opening_a_fresh_sqlite_store_at_once_all_open_it(tmp_path, ki
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     assert _race(kind, url) == ["ok"] * PROCESSES
     assert len(_versions(kind, url)) == 1
-
-
-@pytest.fixture
-def pg_schema():
-    import psycopg
-
-    try:
-        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL server answers at 127.0.0.1:5432: {exc}".splitlines()[0])
-    schema = f"keel_race_{uuid.uuid4().hex[:12]}"
-    admin.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield schema
-    finally:
-        admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.close()
 
 
 @pytest.mark.parametrize("kind", ["journal", "control"])
