@@ -76,12 +76,16 @@ def _spec(settings: Settings, worker_id: str, symbols: list[str] | None, log_dir
 
 
 def _default_id() -> str:
-    return f"{socket.gethostname().split('.')[0]}-{os.getpid()}"
+    """The host's name: the same after a restart, so that the worker takes over the claims it left (a second worker
+    on the host needs an --id of its own; the id's lock refuses it otherwise)."""
+    return socket.gethostname().split(".")[0]
 
 
 @worker_app.command("start")
 def start_cmd(
-    worker_id: Annotated[str | None, typer.Option("--id", help="the worker's name (default: <host>-<pid>)")] = None,
+    worker_id: Annotated[
+        str | None, typer.Option("--id", help="the worker's name, kept across restarts (default: the host name)")
+    ] = None,
     symbol: Annotated[
         list[str] | None, typer.Option(help="a market to trade, BASE/QUOTE (default: venue.symbols)")
     ] = None,

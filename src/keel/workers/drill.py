@@ -36,7 +36,7 @@ from keel.domain.decisions import TradingState
 from keel.domain.intents import IntentState
 from keel.journal.journal import Journal
 from keel.workers.feed import PRODUCER, approve, resting_buy
-from keel.workers.fleet import Fleet, wait_for
+from keel.workers.fleet import Fleet, FleetError, wait_for
 from keel.workers.sandbox import Sandbox
 from keel.workers.spec import VenueSpec, WorkerSpec
 from keel.workers.venue import KEY, PRICE, SECRET, SYMBOL, CountingExchange
@@ -155,6 +155,10 @@ class Producer(threading.Thread):
             self.error = exc
 
 
+#: how long a trip round waits for every worker to stop and the venue to hold nothing (twice the runbook's target)
+STOP_DEADLINE_S = 60.0
+
+
 def trip_round(side: Fleetside, box: Sandbox, n: int, *, burst: int, broker: Any) -> TripRound:
     """One trip during a burst, its cancel-all, and the recovery."""
     ex, control, fleet = side.exchange, side.control, side.fleet
@@ -175,7 +179,10 @@ def trip_round(side: Fleetside, box: Sandbox, n: int, *, burst: int, broker: Any
     tripped = time.time_ns()
     ids = [s.worker_id for s in side.specs]
     cancelled = 0
+    deadline = time.monotonic() + STOP_DEADLINE_S
     while True:  # cancel-all until the venue holds nothing and no worker's loop can claim any more
+        if time.monotonic() > deadline:  # a worker died or hangs: the drill fails instead of waiting for ever
+            raise FleetError(f"kill-switch drill, trip {n}: not every worker stopped within {STOP_DEADLINE_S:g} s")
         cancelled += len(broker.cancel_all())
         seen = {r.worker_id: r for r in fleet.registry.records() if r.worker_id in ids}
         stopped = all(seen[w].loop_state == "halted" and (seen[w].loop_seen_ns or 0) >= asked for w in ids)

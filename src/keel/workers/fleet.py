@@ -12,14 +12,15 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from keel.control.store import ControlStore
+from keel.domain.errors import KeelError
 from keel.durable import write_atomic
 from keel.journal.store import IntentStore
 from keel.workers.registry import WorkerRegistry
 from keel.workers.spec import KEY_ENV, SECRET_ENV, WorkerSpec
 
 
-class FleetError(RuntimeError):
-    """A worker process did not come up, or did not stop, in time."""
+class FleetError(KeelError):
+    """A worker process did not come up, or did not stop, in time (exit 1, the message shown)."""
 
 
 class Fleet:

@@ -24,12 +24,15 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from keel.agents.executor import Outcome, Step, execute_one
 from keel.control.store import ControlStore
 from keel.domain.decisions import TradingState
-from keel.domain.errors import BrokerError, KeelError
+from keel.domain.errors import BrokerError, InputError, KeelError
 from keel.domain.intents import IntentState
 from keel.domain.orders import order_facts
 from keel.domain.reasons import ReasonCode
@@ -126,14 +129,27 @@ class Worker:
         self._rng = random.Random(spec.seed)
         self._failures = 0
         self._watcher = _Watcher(spec, watch, registry, wall_ns)
+        #: what `open` took that `close` gives back (the worker id's lock)
+        self._release: list[Callable[[], None]] = []
 
     @classmethod
     def open(cls, spec: WorkerSpec, *, broker: Broker, hook: Callable[[Step, str], None] | None = None) -> Worker:
         """Open the journal (the worker's own log over the shared store), the control store, the registry and the
         watch. Whatever was opened is closed again if a later step fails."""
+        from keel.durable import try_lock, unlock
+
         opened: list[Callable[[], None]] = []
         try:
             os.makedirs(spec.log_dir, exist_ok=True)
+            # one live process per worker id: two would write one hash-chained log and take over each other's claims
+            lock = open(Path(spec.log_dir) / f"{spec.worker_id}.lock", "a+")  # noqa: SIM115 (held until close)
+            opened.append(lock.close)
+            if not try_lock(lock):
+                raise InputError(
+                    f"worker {spec.worker_id} already runs here (its lock {lock.name} is held); nothing was started",
+                    hint="give this one another --id, or stop the other first (`keel worker stop ID`)",
+                )
+            opened.append(lambda: unlock(lock))
             journal = Journal.open(
                 url=spec.journal_url,
                 log_path=spec.log_path,
@@ -151,7 +167,9 @@ class Worker:
             for close in reversed(opened):
                 close()
             raise
-        return cls(spec, journal=journal, broker=broker, control=control, registry=registry, watch=watch, hook=hook)
+        worker = cls(spec, journal=journal, broker=broker, control=control, registry=registry, watch=watch, hook=hook)
+        worker._release = opened[:2]  # the lock, released when the worker closes
+        return worker
 
     # -- the trading state -----------------------------------------------------------------------------
 
@@ -241,6 +259,8 @@ class Worker:
             self.registry.close()
             self.control.close()
             self.journal.close()
+            for release in reversed(self._release):
+                release()
 
     # -- one pass ------------------------------------------------------------------------------------------
 
@@ -314,12 +334,8 @@ class Worker:
         message = exc.message if isinstance(exc, KeelError) else f"{type(exc).__name__}: {exc}"
         self._event("worker.step_failed", {"intent_id": iid, "error": message})
         try:
-            state = self.journal.store.state(iid)
-            mine = state is IntentState.EXECUTING and any(
-                t.to_state is IntentState.EXECUTING and t.actor == self.spec.actor
-                for t in self.journal.store.transitions(iid)
-            )
-        except Exception:  # cannot tell now: ours to look up, the lookup decides
+            mine = self._claimed_by_me(iid)
+        except Exception:  # cannot tell now: looked up, and settled only if the claim proves to be ours (`settle`)
             mine = True
         if mine and iid not in self.unknown:
             self.unknown[iid] = _Unknown(intent.run_id, self._wall_ns())
@@ -347,7 +363,6 @@ class Worker:
             return True
         answered = True
         grace_ns = int(self.spec.unknown_grace_s * 1e9)
-        store = self.journal.store
         for iid, info in list(self.unknown.items()):
             now = self._wall_ns()
             if not force and now < info.next_ns:
@@ -360,17 +375,32 @@ class Worker:
                 continue
             if order is None and now - info.since_ns < grace_ns:
                 continue
-            if store.state(iid) is not IntentState.EXECUTING:  # settled elsewhere (a reconciliation)
-                del self.unknown[iid]
+            try:
+                if not self._claimed_by_me(iid):  # settled elsewhere, or another worker's claim: not ours to settle
+                    del self.unknown[iid]
+                    continue
+                resolve_execution(
+                    self.journal,
+                    iid,
+                    order_facts(order) if order is not None else None,
+                    run_id=info.run_id,
+                    ts=self.clock.now(),
+                    how=f"looked up by {self.spec.actor}",
+                )
+            except (KeelError, SQLAlchemyError) as exc:  # the store, or a race with a reconciliation: ask again
+                answered = False
+                self._event("worker.settle_failed", {"intent_id": iid, "error": str(exc)[:300]})
+                if self.journal.needs_recovery:
+                    self.journal.recover(ts=self.clock.now())
                 continue
-            resolve_execution(
-                self.journal,
-                iid,
-                order_facts(order) if order is not None else None,
-                run_id=info.run_id,
-                ts=self.clock.now(),
-                how=f"looked up by {self.spec.actor}",
-            )
             self.counts["settled"] += 1
             del self.unknown[iid]
         return answered
+
+    def _claimed_by_me(self, iid: str) -> bool:
+        """Whether `iid` is still `executing` under this worker's claim (the last claim is this worker's)."""
+        store = self.journal.store
+        if store.state(iid) is not IntentState.EXECUTING:
+            return False
+        claims = [t for t in store.transitions(iid) if t.to_state is IntentState.EXECUTING]
+        return bool(claims) and claims[-1].actor == self.spec.actor
