@@ -57,10 +57,6 @@ class CountingExchange(LocalExchange):
         with self._count_lock:
             return sum(n - 1 for n in self.accepted.values() if n > 1)
 
-    def open_count(self) -> int:
-        with self.book.lock:
-            return sum(1 for o in self.book.orders.values() if o.is_open)
-
 
 def drill_exchange(*, cash: float = 10_000_000) -> CountingExchange:
     """A started exchange on 127.0.0.1 (an ephemeral port) with one market and a large cash balance."""
