@@ -20,6 +20,7 @@ Everything per bar is vectorized; Python loops only over segments and 256-bar bl
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum
@@ -209,7 +210,7 @@ def _generate(
     log_close = np.empty(bars)
     sigma = np.empty(bars)
     regime = np.empty(bars, dtype=np.int8)
-    anchor = level = float(np.log(start_price))
+    anchor = level = math.log(start_price)
     previous: Regime | None = None
     for k in range(count):
         s, e = int(starts[k]), int(ends[k])
@@ -231,23 +232,30 @@ def _generate(
         level = float(log_close[e - 1])
         previous = r
 
-    close = np.exp(log_close)
+    close = _exp(log_close)
     previous_close = np.concatenate(([start_price], close[:-1]))
-    open_ = previous_close * np.exp(_GAP * sigma * gaps)
+    open_ = previous_close * _exp(_GAP * sigma * gaps)
     # exp(x >= 0) >= 1 exactly, so high >= max(open, close) and low <= min(open, close) hold in floating point.
-    high = np.maximum(open_, close) * np.exp(_WICK * sigma * wicks[0])
-    low = np.minimum(open_, close) * np.exp(-_WICK * sigma * wicks[1])
-    volume = _BASE_VOLUME * (sigma / _REFERENCE_SIGMA) * (0.5 + np.abs(shocks)) * np.exp(0.25 * volume_noise)
+    high = np.maximum(open_, close) * _exp(_WICK * sigma * wicks[0])
+    low = np.minimum(open_, close) * _exp(-_WICK * sigma * wicks[1])
+    volume = _BASE_VOLUME * (sigma / _REFERENCE_SIGMA) * (0.5 + np.abs(shocks)) * _exp(0.25 * volume_noise)
     arrays = (open_, high, low, close, volume, regime)
     for a in arrays:
         a.flags.writeable = False
     return arrays
 
 
+def _exp(x: np.ndarray) -> np.ndarray:
+    """`exp` element by element through the C library, as `math.exp` computes it. numpy's own `np.exp` takes a
+    vectorised path on CPUs with AVX-512 whose last bits differ from it, so the same seed would give other bars (and
+    another fingerprint, run id and intent ids) on another machine; these bars must be the same everywhere."""
+    return np.fromiter(map(math.exp, x.tolist()), dtype=np.float64, count=x.shape[0])
+
+
 def _next_regime(u: float, distance: float, previous: Regime | None) -> Regime:
     """Draw the next segment's regime from uniform `u`: never the same twice; bull likelier below the start."""
     weights = _BASE_WEIGHT.copy()
-    tilt = float(np.exp(np.clip(distance / _PULL_SCALE, -3.0, 3.0)))
+    tilt = math.exp(min(max(distance / _PULL_SCALE, -3.0), 3.0))
     weights[Regime.BULL] /= tilt
     weights[Regime.BEAR] *= tilt
     if previous is not None:
@@ -267,8 +275,7 @@ def _ar1(noise: np.ndarray, phi: float) -> np.ndarray:
     padded = np.zeros(blocks * _BLOCK)
     padded[:n] = noise
     e = padded.reshape(blocks, _BLOCK)
-    k = np.arange(_BLOCK)
-    decay = phi**k
+    decay = np.array([phi**i for i in range(_BLOCK)])  # Python's pow, the same on every CPU (see `_exp`)
     inside = np.cumsum(e / decay, axis=1) * decay
     carries = np.empty(blocks)
     carry = 0.0
