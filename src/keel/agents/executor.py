@@ -145,10 +145,9 @@ def execute_one(
     if result.outcome is SubmitOutcome.UNKNOWN:
         journal.event(STAGE, "order.submit_unknown", {"intent_id": iid, "detail": result.detail}, ts=now, run_id=run_id)
         return Execution(Outcome.UNKNOWN, state, why, result)
-    order = result.order
+    facts = result.facts  # the order as the journal records it (the paper broker builds no `Order` for this)
     if result.outcome is SubmitOutcome.REJECTED:
         detail: dict = {"detail": result.detail}
-        facts = order_facts(order) if order is not None else None
         if facts is not None:
             detail["order"] = facts
         with journal.atomic():
@@ -163,10 +162,11 @@ def execute_one(
                 run_id=run_id,
                 detail=detail,
             )
-            if order is not None:
+            if facts is not None:
                 journal.store.record_order_facts(facts, intent_id=iid, run_id=run_id)
         return Execution(Outcome.REJECTED, state, why, result)
-    facts = order_facts(order)
+    if facts is None:
+        raise BrokerError(f"intent {iid}: the broker acknowledged the order but returned none; it stays executing")
     with journal.atomic():
         journal.transition(
             iid,
@@ -177,8 +177,8 @@ def execute_one(
             stage=STAGE,
             run_id=run_id,
             detail={
-                "broker_order_id": order.broker_order_id,
-                "order_status": order.status.value,
+                "broker_order_id": facts["broker_order_id"],
+                "order_status": facts["status"],
                 "order": facts,
             },
         )

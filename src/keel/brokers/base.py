@@ -7,17 +7,49 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any, Protocol, runtime_checkable
 
 from keel.domain.market import Quote
-from keel.domain.orders import Order, OrderRequest, SubmitOutcome
+from keel.domain.orders import Order, OrderRequest, SubmitOutcome, order_facts
 from keel.domain.portfolio import Account, Balance, Position
 
 
-@dataclass(frozen=True, slots=True)
 class SubmitResult:
-    """Acknowledged, definitively rejected, or unknown (timeout, disconnect: reconciliation decides)."""
+    """Acknowledged, definitively rejected, or unknown (timeout, disconnect: reconciliation decides).
 
-    outcome: SubmitOutcome
-    order: Order | None
-    detail: str = ""
+    A broker that keeps its orders as plain records may pass `record` (anything with `model` and `facts()`, e.g. the
+    paper broker's `OrderRecord`) instead of the order: the `Order` contract is then built only if someone asks for
+    it, and `facts` (what the journal records) comes straight from the record. On the replay path nobody asks."""
+
+    __slots__ = ("_order", "_record", "detail", "outcome")
+
+    def __init__(
+        self, outcome: SubmitOutcome, order: Order | None = None, detail: str = "", *, record: Any = None
+    ) -> None:
+        self.outcome = outcome
+        self._order = order
+        self._record = record
+        self.detail = detail
+
+    @property
+    def order(self) -> Order | None:
+        if self._order is None and self._record is not None:
+            self._order = self._record.model
+        return self._order
+
+    @property
+    def facts(self) -> dict[str, Any] | None:
+        """The order as the journal records it (`keel.domain.orders.order_facts`), or None without an order."""
+        if self._record is not None:
+            return self._record.facts()
+        return order_facts(self._order) if self._order is not None else None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SubmitResult):
+            return NotImplemented
+        return (self.outcome, self.order, self.detail) == (other.outcome, other.order, other.detail)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"SubmitResult(outcome={self.outcome!r}, order={self.order!r}, detail={self.detail!r})"
 
 
 @runtime_checkable

@@ -207,10 +207,10 @@ class PaperBroker(FillModel, Snapshots):
         self._next_id += 1
         self._orders[request.client_order_id] = rec
         if reason is not None:
-            return SubmitResult(SubmitOutcome.REJECTED, rec.model, reason)
+            return SubmitResult(SubmitOutcome.REJECTED, detail=reason, record=rec.snapshot())
         self._open[request.client_order_id] = rec
         self._by_symbol.setdefault(request.symbol, []).append(rec)
-        return SubmitResult(SubmitOutcome.ACKNOWLEDGED, rec.model, "acknowledged")
+        return SubmitResult(SubmitOutcome.ACKNOWLEDGED, detail="acknowledged", record=rec.snapshot())
 
     def status(self, client_order_id: str) -> Order | None:
         rec = self._orders.get(client_order_id)

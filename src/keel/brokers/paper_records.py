@@ -126,6 +126,10 @@ class OrderRecord:
     def _build(self) -> Order:
         return Order.strict(**self._fields())
 
+    def snapshot(self) -> OrderSnapshot:
+        """The order as it is now, for a `SubmitResult`: its contract is built only if someone asks for it."""
+        return OrderSnapshot(self._fields(), self._model)
+
     def _fields(self) -> dict[str, Any]:
         """The order's fields as `Order` holds them, from the broker's own state."""
         r = self.request
@@ -160,6 +164,26 @@ class OrderRecord:
         if cap is not None:
             held = min(held, max(0.0, cap - self.cost - self.fees))
         return held
+
+
+class OrderSnapshot:
+    """An order's fields at one instant, with the `Order` contract built from them on first use."""
+
+    __slots__ = ("_fields", "_model")
+
+    def __init__(self, fields: dict[str, Any], model: Order | None = None) -> None:
+        self._fields = fields
+        self._model = model
+
+    @property
+    def model(self) -> Order:
+        model = self._model
+        if model is None:
+            model = self._model = Order.strict(**self._fields)
+        return model
+
+    def facts(self) -> OrderFacts:
+        return facts_of(self._fields)
 
 
 class PositionRecord:
