@@ -568,6 +568,9 @@ class VenueConnection(_Section):
     dead_man_seconds: float = Field(
         60.0, ge=0, le=3_600, allow_inf_nan=False, description="the venue's dead-man switch; 0: not armed"
     )
+    cash: float = Field(
+        0.0, ge=0, allow_inf_nan=False, description="the part of broker.cash this venue buys with (the main: the rest)"
+    )
 
 
 class VenueSettings(_Section):

@@ -115,7 +115,7 @@ def run_id_for(
         "demo": True,
         "report": True,
         "api": True,
-        "venue": True,  # no run trades on a venue yet: once one does, which venue joins the id (never its keys)
+        "venue": True,  # joins below, only for a mode that trades on a venue: which venue, never its keys
         "llm": True,  # what of it decides a run joins below, only when a role is enabled (never the API key)
         "promotion_gates": True,  # how a run is judged afterwards (keel promote), not what it does
         "market": True,  # joins below, only when a calendar other than 24/7 is configured (earlier runs keep their id)
@@ -136,6 +136,10 @@ def run_id_for(
         ident["llm"] = identity(settings.llm)
     if settings.market.calendar != ALWAYS_OPEN:
         ident["market"] = settings.market.model_dump(mode="json")
+    if mode in (Mode.TESTNET, Mode.LIVE):  # a replay or paper run keeps the id it had
+        from keel.brokers.venue_session import venue_identity
+
+        ident["venue"] = venue_identity(settings)
     if trading_script:
         ident["trading_script"] = [[int(ts), TradingState(st).value, str(why)] for ts, st, why in trading_script]
     return "run-" + hashlib.sha256(orjson.dumps(ident, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]

@@ -28,7 +28,9 @@ own halt (cancel-all on missed heartbeats) is all there is, and `keel venue chec
 Market rules (tick, lot step, quantity bounds, minimum notional) come from `load_markets`; `market_rules(symbol)`
 exposes them, and `submit` rounds to them (quantity down, a limit price to the passive side) and refuses an order they
 forbid before it is sent. A market order with a price band is sent as a limit IOC at the band's adverse edge: it
-fills at the market or not at all, never beyond the collar. Fees are read in the quote asset.
+fills at the market or not at all, never beyond the collar. An order's `fees` are those charged in the quote asset;
+each trade (`VenueTrade`) names its fee's asset, and a fee in a third asset (BNB) is valued by the session's ledger
+at that asset's ticker against the quote (`fee_price`).
 
 `import ccxt` costs most of a second: it happens in `connect`, never at import of this module.
 """
@@ -553,6 +555,24 @@ class CcxtBroker:
             fee_currency=fee.get("currency"),
             ts_ms=int(raw.get("timestamp") or 0),
         )
+
+    def fee_price(self, asset: str) -> float | None:
+        """What one unit of `asset` is worth in the quote asset, by the venue's ticker of `asset/quote`: how a fee
+        charged in a third asset (BNB) is valued. None when the venue lists no such market or gives it no price;
+        raises `BrokerError` when it does not answer."""
+        symbol = f"{asset}/{self.quote_currency}"
+        try:
+            markets = self._call("load_markets")
+            if symbol not in markets:
+                return None
+            ticker = self._call("fetch_ticker", symbol)
+        except self._ccxt.BaseError as exc:
+            raise self._unavailable(f"the price of {asset} in {self.quote_currency}", exc) from exc
+        try:
+            price = float(ticker.get("last") or ticker.get("close") or 0.0)
+        except (TypeError, ValueError):
+            return None
+        return price if 0.0 < price < float("inf") else None
 
     # -- market data and account ------------------------------------------------------------------------
 

@@ -11,6 +11,13 @@ and its own ledger of fills), behind the one broker contract the session speaks.
   restart (`attach(sent=...)`), so `status`, `cancel` and the fills of an order are asked of the venue that holds
   it. One the journal does not place (a kill between the claim and the record) is looked up at every venue; it is
   never sent again (`VenueBroker`'s claimed intents), and found at two venues it is refused as a break would be.
+  An id no venue holds is remembered as absent (`NEGATIVE_CACHE` ids at most, for `NEGATIVE_TTL_SECONDS`), so a
+  lookup of it does not ask every venue every time; never an id claimed before the restart (its submit's outcome is
+  unknown: it may appear at a venue), and forgotten the moment a submit of it is journalled or sent.
+- **Each venue buys with its own cash**: its ledger starts with its part of the session's cash
+  (`venue.venues.<id>.cash`, the main venue the rest: `venue_budgets`), and a buy routed to it is paid from that
+  alone (`VenueBroker.afford`): an all-in buy's cap comes down to what that venue has available, and a buy of a size
+  it cannot pay for is refused before anything is journalled or sent, even when the sum of the venues could.
 - **The account** is the sum of the venues' ledgers: cash, equity, what is available, and positions (an exit failed
   over sells at the fallback what the fallback held before the session: its ledger goes below zero by what the
   routed venue's is above it, and the sum is the session's position).
@@ -21,6 +28,8 @@ and its own ledger of fills), behind the one broker contract the session speaks.
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -41,12 +50,22 @@ SENT_EVENT = "routing.sent"
 STAGE = "routing"
 #: units below this are no position (float sums of venue decimals)
 EPSILON = 1e-12
+#: the most ids remembered as held by no venue, and for how long (monotonic seconds)
+NEGATIVE_CACHE = 1024
+NEGATIVE_TTL_SECONDS = 30.0
 
 
 class RoutedBroker:
     """The `Broker` contract over `venues` (venue name -> its broker), routed by `routing` for `strategy`."""
 
-    def __init__(self, venues: Mapping[str, VenueBroker], *, routing: RoutingPolicy, strategy: str) -> None:
+    def __init__(
+        self,
+        venues: Mapping[str, VenueBroker],
+        *,
+        routing: RoutingPolicy,
+        strategy: str,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         if not venues:
             raise BrokerError("a routed broker needs at least one venue")
         self.venues = dict(venues)
@@ -62,6 +81,9 @@ class RoutedBroker:
         self._claimed: frozenset[str] = frozenset()
         self._record: Callable[[dict[str, Any]], None] = lambda payload: None
         self._redo: Callable[[], list[Mapping[str, Any]] | None] = lambda: None
+        #: client order id -> when every venue said it holds no such order (oldest first; see `_holder`)
+        self._absent: OrderedDict[str, float] = OrderedDict()
+        self._monotonic = monotonic
 
     @property
     def costs(self) -> CostModel:
@@ -79,6 +101,7 @@ class RoutedBroker:
         where each earlier order was sent (from the journal's `routing.sent` records), and how to journal a
         decision (`record(payload)`, durable before the order leaves)."""
         self._claimed = frozenset(claimed)
+        self._absent.clear()
         self._redo = redo_queue
         for child in self.venues.values():
             child.attach(claimed=self._claimed, redo_queue=redo_queue)
@@ -101,6 +124,9 @@ class RoutedBroker:
 
     def drain_recoveries(self) -> list[dict[str, Any]]:
         return [r for b in self.venues.values() for r in b.drain_recoveries()]
+
+    def drain_unpriced(self) -> list[dict[str, Any]]:
+        return [u for b in self.venues.values() for u in b.drain_unpriced()]
 
     def stranded(self, venue: str) -> bool:
         """Whether a venue that is down leaves exits nowhere to go: `halt`, or the fallback is it or down too."""
@@ -147,14 +173,19 @@ class RoutedBroker:
         if child is None or request.symbol not in child.symbols:  # never, for the venues `routed_symbols` connects
             self._record({**payload, "venue": None, "action": Action.HALT.value})
             return SubmitResult(SubmitOutcome.REJECTED, None, f"{decision.venue} does not trade {request.symbol}")
+        paid = child.afford(request)  # a buy is paid for by the venue it goes to, never by the sum of all of them
+        if isinstance(paid, str):
+            return SubmitResult(SubmitOutcome.REJECTED, None, paid)
         self._record(payload)  # on disk before the order leaves: a restart knows where to look
+        self._absent.pop(coid, None)
         self._sent[coid] = decision.venue
-        return child.submit(request)
+        return child.submit(paid)
 
     def _resubmit_claimed(self, request: OrderRequest) -> SubmitResult:
         """A submit a kill interrupted: only ever looked up, at the venue the journal says it went to (its decision
         reproduced as recorded), else at every venue."""
         coid = request.client_order_id
+        self._absent.pop(coid, None)
         venue = self._sent.get(coid)
         if venue is not None:
             for rec in self._redo() or []:
@@ -187,8 +218,26 @@ class RoutedBroker:
         return None
 
     def _holder(self, coid: str) -> VenueBroker | None:
-        venue = self._sent.get(coid) or self._locate(coid)
-        return self.venues[venue] if venue is not None else None
+        """The venue broker holding an order: where it was sent, else where it is found (None: nowhere). An id no
+        venue holds is not asked again for `NEGATIVE_TTL_SECONDS`, unless it was claimed before the restart (its
+        outcome unknown: it may yet appear) or a submit of it is journalled meanwhile (`submit` forgets it)."""
+        venue = self._sent.get(coid)
+        if venue is not None:
+            return self.venues[venue]
+        now = self._monotonic()
+        seen = self._absent.get(coid)
+        if seen is not None and now - seen < NEGATIVE_TTL_SECONDS:
+            return None
+        venue = self._locate(coid)
+        if venue is not None:
+            self._absent.pop(coid, None)
+            return self.venues[venue]
+        if coid not in self._claimed:
+            self._absent[coid] = now
+            self._absent.move_to_end(coid)
+            while len(self._absent) > NEGATIVE_CACHE:
+                self._absent.popitem(last=False)
+        return None
 
     def status(self, client_order_id: str) -> Order | None:
         child = self._holder(client_order_id)
@@ -319,6 +368,7 @@ class RoutedBroker:
             )
         for name, b in self.venues.items():
             b.restore(venues[name])
+        self._absent.clear()
         self._sent.update({c: v for c, v in snapshot.get("sent", {}).items() if v in self.venues})
 
 

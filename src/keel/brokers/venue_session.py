@@ -22,6 +22,12 @@ before the session started are not the session's: it neither counts nor sells th
   configured (`venue_problems`). Consecutive failures (a heartbeat or a submit the venue did not answer) count
   towards `venue.routing.down_after`; when the venue goes down a failover is queued, and when it comes back a
   recovery (`drain_failovers`, `drain_recoveries`), for the session to journal (and halt on, where the policy says).
+- **Fees** in the quote asset are cash, in the base asset come off the units held, and in a third asset (BNB) move
+  that asset's own balance in the ledger (`assets`): the fee is valued in the quote asset at the venue's ticker of
+  that asset (`CcxtBroker.fee_price`), for the fill's fee, the fees paid and the equity. A fee the venue gives no
+  price for is never booked at zero: the fill waits (asked again at the next bar) and `drain_unpriced` says so once,
+  for the session to journal and halt on. A resume's re-run values a fee as its interrupted cycle did (the journal's
+  fill), never at today's ticker.
 - **A fallback's ledger** may hold a symbol below zero: an exit failed over to it sells units it held before the
   session, for a position another venue's ledger holds; the routed broker's sum is the session's position.
 - **Never sent twice**: an intent the journal already held in `executing` when this process started (a submit a kill
@@ -79,11 +85,21 @@ class VenueBroker:
     ) -> None:
         self.venue = venue
         self.name = venue.name
+        #: the venue's ccxt class (a checkpoint of the same name at another exchange is not this venue's)
+        self.exchange_id: str | None = getattr(getattr(venue, "exchange", None), "id", None)
         self.symbols = venue.symbols
         self.quote_currency = venue.quote_currency
         self._costs = costs
         self._cash = float(cash)
         self._fees_paid = 0.0
+        #: asset -> units of a third asset (neither a symbol's base nor the quote) the session's fees took (negative)
+        self._assets: dict[str, float] = {}
+        #: asset -> the quote price its last fee was valued at (what the equity marks `_assets` at)
+        self._asset_px: dict[str, float] = {}
+        #: fills whose fee could not be valued, not journalled yet (each the `venue.fee_unpriced` payload), and
+        #: the fill ids already said
+        self._unpriced: list[dict[str, Any]] = []
+        self._unpriced_said: set[str] = set()
         #: symbol -> [quantity, average price, realised PnL] of what the session bought there
         self._positions: dict[str, list[float]] = {}
         self._quote_px: dict[str, float] = {}
@@ -175,13 +191,16 @@ class VenueBroker:
         self._polled[coid] = order
         self._alive_at = self._monotonic()
         redo = self._redo()
-        recorded = _recorded(redo, "order.fill", "fill_id") if redo else None
+        recorded = _recorded_fees(redo) if redo else None
         fills = []
         for trade in trades:
             fid = fill_id(self.name, trade)
             if fid in tracked["seen"] or (recorded is not None and fid not in recorded):
                 continue
-            fills.append(self._book_fill(coid, trade, fid, ts))
+            fill = self._book_fill(coid, trade, fid, ts, recorded_fee=recorded.get(fid) if recorded else None)
+            if fill is None:  # its fee cannot be valued: not booked, asked again at the next bar
+                break
+            fills.append(fill)
             tracked["seen"].append(fid)
         tracked["reported"] = sum(t.quantity for t in trades if fill_id(self.name, t) in tracked["seen"])
         self._reserve(coid, order)
@@ -195,10 +214,24 @@ class VenueBroker:
             self._forget(coid)
         return fills
 
-    def _book_fill(self, coid: str, trade: VenueTrade, fid: str, ts: datetime) -> Fill:
-        """Move the ledger by one venue trade (fees in the quote asset are cash, in the base asset units held)."""
+    def _book_fill(
+        self, coid: str, trade: VenueTrade, fid: str, ts: datetime, *, recorded_fee: float | None = None
+    ) -> Fill | None:
+        """Move the ledger by one venue trade: a fee in the quote asset is cash, in the base asset units held, in a
+        third asset that asset's units, valued in the quote (`_third_fee`). None, and nothing moved, when a third
+        asset's fee has no price. `recorded_fee`: the fee the journal holds for this fill (a resume's re-run)."""
+        base = self.base_of(trade.symbol)
         quote_fee = trade.fee if trade.fee_currency in (None, self.quote_currency) else 0.0
-        base_fee = trade.fee if trade.fee_currency == self.base_of(trade.symbol) else 0.0
+        base_fee = trade.fee if trade.fee_currency == base else 0.0
+        third = (
+            trade.fee_currency if trade.fee and trade.fee_currency not in (None, self.quote_currency, base) else None
+        )
+        third_value = 0.0
+        if third is not None:
+            valued = self._third_fee(coid, trade, fid, third, recorded_fee)
+            if valued is None:
+                return None
+            third_value = valued
         held, average, realized = self._positions.get(trade.symbol, [0.0, 0.0, 0.0])
         qty, price = trade.quantity, trade.price
         if trade.side is Side.BUY:
@@ -213,7 +246,9 @@ class VenueBroker:
             held -= qty
             if abs(held) < 1e-12:
                 held = 0.0
-        self._fees_paid += quote_fee
+        if third is not None:
+            self._take_fee(third, trade.fee, third_value)
+        self._fees_paid += quote_fee + third_value
         if held != 0.0:
             self._positions[trade.symbol] = [held, average, realized]
         else:
@@ -225,9 +260,65 @@ class VenueBroker:
             side=trade.side,
             quantity=qty,
             price=price,
-            fee=quote_fee,
+            fee=quote_fee + third_value,
             ts=ts,
         )
+
+    def _third_fee(
+        self, coid: str, trade: VenueTrade, fid: str, asset: str, recorded_fee: float | None
+    ) -> float | None:
+        """A fee charged in a third asset, in the quote asset: as the journal recorded it (a re-run), else at the
+        venue's price of that asset now. No price (no market, no answer): None, said once (`drain_unpriced`)."""
+        if recorded_fee is not None:  # the fee is all in the third asset: the quote paid none of it
+            return recorded_fee
+        detail = ""
+        try:
+            px = self.venue.fee_price(asset)
+        except BrokerError as exc:
+            px, detail = None, exc.message
+        if px is not None:
+            return trade.fee * px
+        if fid not in self._unpriced_said:
+            self._unpriced_said.add(fid)
+            self._unpriced.append(
+                {
+                    "venue": self.name,
+                    "fill_id": fid,
+                    "client_order_id": coid,
+                    "symbol": trade.symbol,
+                    "fee": trade.fee,
+                    "fee_asset": asset,
+                    "detail": detail or f"{self.name} gives no price of {asset} in {self.quote_currency}",
+                }
+            )
+        return None
+
+    def _take_fee(self, asset: str, units: float, value: float) -> None:
+        """A fee of `units` of a third asset: off the position of the session's symbol whose base it is (BNB/USDT's),
+        else off that asset's own balance in the ledger, marked at the price it was valued at."""
+        symbol = next((s for s in self.symbols if self.base_of(s) == asset), None)
+        if symbol is not None:
+            held, average, realized = self._positions.get(symbol, [0.0, 0.0, 0.0])
+            held -= units
+            if abs(held) < 1e-12:
+                self._positions.pop(symbol, None)
+            else:
+                self._positions[symbol] = [held, average, realized]
+            return
+        self._assets[asset] = self._assets.get(asset, 0.0) - units
+        self._asset_px[asset] = value / units
+
+    def drain_unpriced(self) -> list[dict[str, Any]]:
+        """Fills whose fee in a third asset could not be valued since the last call, each once (the session
+        journals `venue.fee_unpriced` and halts: a fee is never booked at zero)."""
+        found, self._unpriced = self._unpriced, []
+        return found
+
+    @property
+    def assets(self) -> dict[str, float]:
+        """asset -> units of each third asset the session's fees took (negative): what the start-up reconciliation
+        expects the venue's balance of it to have moved by."""
+        return dict(self._assets)
 
     # -- orders -----------------------------------------------------------------------------------------
 
@@ -264,6 +355,29 @@ class VenueBroker:
         """The order as this bar's market step read it (what its fills are recorded with), else as the venue has it."""
         order = self._polled.get(client_order_id) or self.venue.status(client_order_id)
         return order_facts(order) if order is not None else None
+
+    def afford(self, request: OrderRequest) -> OrderRequest | str:
+        """A buy as this venue's own cash pays for it (a session over several venues: each buys with its ledger's
+        cash, never with another's): an all-in buy's cap down to what is available here; a buy of a size whose
+        estimate (the supervisor's, `CostModel.buy_estimate` at its limit or the bar's price) is more than that, the
+        reason it is refused. A sell, and an exit, is returned as it is."""
+        if request.side is not Side.BUY or request.reduce_only:
+            return request
+        available = self._available()
+        here = f"{self.name} holds {max(available, 0.0):.2f} {self.quote_currency} of the session's cash"
+        hint = "not sent: each venue buys with its own cash (venue.venues.<id>.cash; the main venue: the rest)"
+        if request.notional_cap is not None:
+            if available <= 0.0:
+                return f"{here}: {hint}"
+            return request.but(notional_cap=available) if request.notional_cap > available else request
+        limit = request.limit_price is not None
+        price = request.limit_price if limit else self._quote_px.get(request.symbol)
+        if price is None:
+            return request  # nothing to judge it by: the venue's own refusal decides
+        need = self._costs.buy_estimate(request.quantity, price, limit=limit)
+        if need > available + 1e-9:
+            return f"{here}, the buy of {request.quantity:g} {request.symbol} takes {need:.2f}: {hint}"
+        return request
 
     def cancel(self, client_order_id: str) -> Order | None:
         """Cancel at the venue; whoever cancels records it, so its end is not reported again (its fills still are)."""
@@ -322,8 +436,8 @@ class VenueBroker:
 
     @property
     def failing(self) -> bool:
-        """Whether a failover or a recovery waits to be journalled."""
-        return bool(self._failovers or self._recoveries)
+        """Whether a failover, a recovery or a fee without a price waits to be journalled."""
+        return bool(self._failovers or self._recoveries or self._unpriced)
 
     def drain_failovers(self) -> list[dict[str, Any]]:
         """The failovers since the last call (each the `routing.failover` event's payload), each once."""
@@ -385,7 +499,8 @@ class VenueBroker:
         return self._cash - sum(t["reserve"] for t in self._tracked.values())
 
     def _equity(self) -> float:
-        return self._cash + sum(p[0] * self._quote_px.get(s, p[1]) for s, p in self._positions.items())
+        held = sum(p[0] * self._quote_px.get(s, p[1]) for s, p in self._positions.items())
+        return self._cash + held + sum(u * self._asset_px[a] for a, u in self._assets.items())
 
     def positions(self) -> dict[str, Position]:
         return {
@@ -420,8 +535,11 @@ class VenueBroker:
             "kind": SNAPSHOT_KIND,
             "schema_version": SNAPSHOT_VERSION,
             "venue": self.name,
+            "exchange": self.exchange_id,
             "cash": self._cash,
             "fees_paid": self._fees_paid,
+            "assets": dict(self._assets),
+            "asset_prices": dict(self._asset_px),
             "positions": {s: list(p) for s, p in self._positions.items()},
             "quotes": {s: {"ts": self._quote_ts[s].isoformat(), "price": p} for s, p in self._quote_px.items()},
             "tracked": {c: {**t, "seen": list(t["seen"])} for c, t in self._tracked.items()},
@@ -439,8 +557,17 @@ class VenueBroker:
                 f"{SNAPSHOT_KIND} of {self.name}: this session ran elsewhere",
                 hint="resume it against the venue it started on (venue.exchange), or start another session name",
             )
+        held_at = snapshot.get("exchange")
+        if held_at is not None and self.exchange_id is not None and held_at != self.exchange_id:
+            raise BrokerError(
+                f"the checkpoint holds the ledger of venue {self.name} at the exchange {held_at}, and {self.name} is "
+                f"now {self.exchange_id}: this session ran elsewhere",
+                hint="resume it against the exchange it started on, or start another session name",
+            )
         self._cash = float(snapshot["cash"])
         self._fees_paid = float(snapshot["fees_paid"])
+        self._assets = {a: float(u) for a, u in snapshot.get("assets", {}).items()}
+        self._asset_px = {a: float(p) for a, p in snapshot.get("asset_prices", {}).items()}
         self._positions = {s: [float(x) for x in p] for s, p in snapshot["positions"].items()}
         self._quote_px = {s: float(q["price"]) for s, q in snapshot["quotes"].items()}
         self._quote_ts = {s: datetime.fromisoformat(q["ts"]) for s, q in snapshot["quotes"].items()}
@@ -449,6 +576,44 @@ class VenueBroker:
         self.health.restore(snapshot.get("health", {}))
         for request in snapshot.get("asked", {}).values():
             self.venue.remember(OrderRequest.model_validate(request))
+
+
+def venue_identity(settings: Settings) -> dict[str, Any]:
+    """Which venues a session trades on, for its run id: each venue the routing may send to (its ccxt class, whether
+    it is the exchange's sandbox, and the host of an `api_url` override: the local exchange is not the testnet; never
+    a key, a port or a path), the account currency, and the routing table. Timeouts, heartbeats and the dead-man
+    switch are how it is watched, not where it trades: they stay out."""
+    from urllib.parse import urlsplit
+
+    v = settings.venue
+
+    def one(conn: Any, name: str) -> dict[str, Any]:
+        url = conn.api_url
+        return {
+            "exchange": conn.exchange or name,
+            "sandbox": bool(conn.sandbox and url is None),
+            "host": (urlsplit(url).hostname or url) if url else None,
+        }
+
+    named = {v.routing.default, v.routing.fallback, *(r.venue for r in v.routing.rules)} - {"", v.exchange}
+    return {
+        "main": one(v, v.exchange),
+        "venues": {vid: one(v.venues[vid], vid) for vid in sorted(named) if vid in v.venues},
+        "quote": v.quote,
+        "routing": v.routing.model_dump(mode="json"),
+    }
+
+
+def venue_budgets(settings: Settings, venues: Iterable[str]) -> dict[str, float]:
+    """venue -> the session's cash its ledger starts with: `venue.venues.<id>.cash` for each further venue, and the
+    rest of `broker.cash` for the main one (or, when the main venue is not among `venues`, for the first). What a
+    venue may buy is its own ledger's cash: the venues' budgets add up to `broker.cash` (`venue_problems`)."""
+    v = settings.venue
+    venues = list(venues)
+    budgets = {vid: float(v.venues[vid].cash) if vid in v.venues and vid != v.exchange else 0.0 for vid in venues}
+    holder = v.exchange if v.exchange in budgets else venues[0]
+    budgets[holder] = settings.broker.cash - sum(c for vid, c in budgets.items() if vid != holder)
+    return budgets
 
 
 def venue_problems(settings: Settings, symbols: Iterable[str]) -> list[str]:
@@ -487,6 +652,13 @@ def routing_problems(settings: Settings, symbols: Iterable[str]) -> list[str]:
     for vid in sorted(routing_policy(settings).venues - {settings.venue.exchange}):
         conn = settings.venue.venues[vid]
         problems += [f"venue.venues.{vid}.{k} is not set" for k in ("api_key", "api_secret") if not getattr(conn, k)]
+    carved = {vid: c.cash for vid, c in settings.venue.venues.items() if c.cash and vid != settings.venue.exchange}
+    if sum(carved.values()) > settings.broker.cash:
+        parts = " + ".join(f"venue.venues.{vid}.cash {c:g}" for vid, c in sorted(carved.items()))
+        problems.append(
+            f"{parts} = {sum(carved.values()):g} is more than broker.cash {settings.broker.cash:g}: the venues' "
+            "budgets are parts of the session's cash (the main venue holds the rest)"
+        )
     return problems
 
 
@@ -529,6 +701,15 @@ def connect_venue(settings: Settings, symbols: list[str], venue: str | None = No
         )
     except BrokerError as exc:  # an exchange id ccxt does not know, a symbol that is no unified pair: bad input
         raise InputError(exc.message, hint=exc.hint) from None
+
+
+def _recorded_fees(redo: list[Mapping[str, Any]]) -> dict[str, float]:
+    """fill id -> the fee the journal recorded for it, of the fills a re-run must reproduce."""
+    return {
+        str(r["payload"].get("fill_id")): float(r["payload"].get("fee") or 0.0)
+        for r in redo
+        if r.get("event") == "order.fill" and isinstance(r.get("payload"), dict)
+    }
 
 
 def _recorded(redo: list[Mapping[str, Any]], event: str, key: str) -> set[str]:

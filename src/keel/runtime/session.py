@@ -843,11 +843,10 @@ def testnet_broker(
     if set(routed) == {main}:  # one venue: the session trades it alone, as before routing existed
         return ledger((venue or connect_venue)(settings, symbols), b.cash)
     connect = venue or connect_venue
-    holder = main if main in routed else next(iter(routed))  # whose ledger holds the session's cash
-    venues = {
-        vid: ledger(connect(settings, syms, venue=vid), b.cash if vid == holder else 0.0)
-        for vid, syms in routed.items()
-    }
+    from keel.brokers.venue_session import venue_budgets
+
+    budgets = venue_budgets(settings, routed)  # each venue's part of the session's cash: what it buys with
+    venues = {vid: ledger(connect(settings, syms, venue=vid), budgets[vid]) for vid, syms in routed.items()}
     return RoutedBroker(venues, routing=policy, strategy=settings.strategy.name)
 
 

@@ -13,10 +13,11 @@ by lookup) runs when a run resumes; this is the venue's half. A **break** is any
 - `missing_fill`: a fill the journal recorded that the venue does not report;
 - `misplaced_order`: an order (open, or traded) at a venue other than the one the journal says it was sent to (a
   session over several venues: `keel.brokers.routed`);
-- `position` / `cash`: what the venue holds differs from the baseline plus the session's own trades.
+- `position` / `cash`: what the venue holds differs from the baseline plus the session's own trades;
+- `fee_asset`: a third asset the session's fees were charged in (BNB) differs from the baseline less those fees.
 
-The **baseline** is what the account held when the session first started (each symbol's base asset and the quote
-asset, and the venue's clock): it is recorded in the session's first `reconcile.startup` event and read back from the
+The **baseline** is what the account held when the session first started (each symbol's base asset, the quote
+asset, every other asset it held, and the venue's clock): it is recorded in the session's first `reconcile.startup` event and read back from the
 journal at every later start, so holdings the session did not create are never mistaken for its own, and only the
 trades since it began are matched. A break halts trading through the kill switch (an incident in the control
 plane) and the session refuses to start; the runbook is docs/runbooks/reconciliation-break.md.
@@ -60,14 +61,27 @@ class Baseline:
     quote: str
     cash: float
     holdings: dict[str, float]
+    #: every other asset the account held (what a fee in a third asset is taken from); a baseline recorded before
+    #: it was kept has none, and a fee in a third asset is then a break (fail closed)
+    assets: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"since_ms": self.since_ms, "quote": self.quote, "cash": self.cash, "holdings": dict(self.holdings)}
+        return {
+            "since_ms": self.since_ms,
+            "quote": self.quote,
+            "cash": self.cash,
+            "holdings": dict(self.holdings),
+            "assets": dict(self.assets),
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Baseline:
         return cls(
-            int(d["since_ms"]), str(d["quote"]), float(d["cash"]), {s: float(q) for s, q in d["holdings"].items()}
+            int(d["since_ms"]),
+            str(d["quote"]),
+            float(d["cash"]),
+            {s: float(q) for s, q in d["holdings"].items()},
+            {a: float(q) for a, q in (d.get("assets") or {}).items()},
         )
 
 
@@ -95,6 +109,8 @@ class VenueView:
     owners: Mapping[str, str]
     holdings: Mapping[str, float]
     cash: float
+    #: every other asset's total (neither the quote nor a symbol's base): what fees in a third asset come from
+    assets: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -103,6 +119,8 @@ class Matched:
     #: symbol -> (the venue's holding, what the baseline and the session's trades explain)
     positions: dict[str, tuple[float, float]]
     cash: tuple[float, float]
+    #: third asset the session's fees were charged in -> (the venue's total, what the baseline less them explains)
+    assets: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -117,6 +135,7 @@ class StartupReport:
     positions: dict[str, tuple[float, float]]
     cash: tuple[float, float]
     breaks: list[VenueBreak] = field(default_factory=list)
+    assets: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -135,6 +154,7 @@ class StartupReport:
             "claimed_at_start": self.claimed,
             "positions": {s: {"venue": v, "expected": e} for s, (v, e) in sorted(self.positions.items())},
             "cash": {"venue": self.cash[0], "expected": self.cash[1]},
+            "fee_assets": {a: {"venue": v, "expected": e} for a, (v, e) in sorted(self.assets.items())},
             "breaks": [b.as_dict() for b in self.breaks],
         }
 
@@ -165,6 +185,7 @@ def match(
             breaks.append(VenueBreak("unexpected_order", coid, f"open at {venue}: {what}; the journal says {state}"))
     expected = {s: baseline.holdings.get(s, 0.0) for s in bases}
     cash = baseline.cash
+    fees_in: dict[str, float] = {}  # third asset -> what the session's fees took of it
     reported: set[str] = set()
     for trade in view.trades:
         fid = fill_id(venue, trade)
@@ -186,6 +207,13 @@ def match(
         base = bases.get(trade.symbol)
         fee_quote = trade.fee if trade.fee_currency in (None, baseline.quote) else 0.0
         fee_base = trade.fee if base is not None and trade.fee_currency == base else 0.0
+        if trade.fee and trade.fee_currency not in (None, baseline.quote, base):
+            # a third asset: another symbol's base (its holding pays it), else an asset of its own
+            held_as = [s for s, b in bases.items() if b == trade.fee_currency and s in expected]
+            for s in held_as[:1]:
+                expected[s] -= trade.fee
+            if not held_as:
+                fees_in[trade.fee_currency] = fees_in.get(trade.fee_currency, 0.0) + trade.fee
         if trade.symbol in expected:
             expected[trade.symbol] += sign * trade.quantity - fee_base
         cash -= sign * trade.quantity * trade.price + fee_quote
@@ -209,7 +237,19 @@ def match(
                 f"{venue} holds {view.cash:.8g} {baseline.quote}, the baseline and this run's trades explain {cash:.8g}",
             )
         )
-    return Matched(breaks, positions, (float(view.cash), cash))
+    assets = {a: (float(view.assets.get(a, 0.0)), baseline.assets.get(a, 0.0) - f) for a, f in fees_in.items()}
+    for asset, (held, want) in sorted(assets.items()):
+        if abs(held - want) > RELATIVE_TOLERANCE * max(1.0, abs(want)):
+            unknown = "" if asset in baseline.assets else f" (the baseline records no {asset})"
+            breaks.append(
+                VenueBreak(
+                    "fee_asset",
+                    asset,
+                    f"{venue} holds {held:g} {asset}, the baseline less this run's fees in it explains {want:g}"
+                    f"{unknown}",
+                )
+            )
+    return Matched(breaks, positions, (float(view.cash), cash), assets)
 
 
 # -- against the venue ------------------------------------------------------------------------------------------------
@@ -254,7 +294,9 @@ def fetch_view(
             if order is not None:
                 owners[trade.order_id] = order.client_order_id
     holdings = {s: totals.get(broker.base_of(s), 0.0) for s in symbols}
-    view = VenueView(open_orders, trades, owners, holdings, totals.get(broker.quote_currency, 0.0))
+    known = {broker.quote_currency, *(broker.base_of(s) for s in symbols)}
+    assets = {a: q for a, q in totals.items() if a not in known and q}
+    view = VenueView(open_orders, trades, owners, holdings, totals.get(broker.quote_currency, 0.0), assets)
     return view, now_ms
 
 
@@ -284,7 +326,7 @@ def reconcile_at_startup(
         ) from exc
     first = baseline is None
     if baseline is None:
-        baseline = Baseline(now_ms, broker.quote_currency, view.cash, dict(view.holdings))
+        baseline = Baseline(now_ms, broker.quote_currency, view.cash, dict(view.holdings), dict(view.assets))
     fills = {f.fill_id for f in store.fill_rows(ctx.run_id) if f.fill_id.startswith(f"{broker.name}-")}
     matched = match(
         view,
@@ -306,6 +348,7 @@ def reconcile_at_startup(
         positions=matched.positions,
         cash=matched.cash,
         breaks=matched.breaks,
+        assets=matched.assets,
     )
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from keel.brokers.venue_session import fill_id
 from keel.domain.errors import BrokerError
@@ -45,6 +45,11 @@ EVENT = "reconcile.session"
 ROUTED = "routing.decided"
 FAILOVER = "routing.failover"
 RECOVERED = "routing.recovered"
+#: the control plane's triggers of a failover that keeps trading, and of its end (`note_incident`)
+FAILOVER_TRIGGER = "venue-failover"
+RECOVERED_TRIGGER = "venue-recovered"
+#: a fill whose fee, charged in a third asset, the venue gives no price for: not booked, trading halted
+UNPRICED = "venue.fee_unpriced"
 STAGE = "reconcile"
 STAGE_ROUTING = "routing"
 #: trades are asked from this long before the previous look's venue clock (a trade dated just before it, seen late)
@@ -167,7 +172,9 @@ def record_routing(ctx: RunContext, broker: VenueBroker | RoutedBroker, *, sessi
     """Journal the routing decisions (once per process: `decided` says whether they were), every failover since the
     last call, and every venue back up; returns whether anything was written. A failover halts trading unless the
     venue's exits have somewhere to go (a routed broker, `on_down = fallback_exits`, the fallback up): then its
-    entries are refused at the broker and its exits sent to the fallback, and the other venues trade on."""
+    entries are refused at the broker and its exits sent to the fallback, and the other venues trade on. A fill
+    whose fee in a third asset has no price (`VenueBroker.drain_unpriced`) is journalled (`venue.fee_unpriced`) and
+    halts trading (`RECONCILIATION_BREAK`): the ledger never books a fee at zero."""
     from keel.brokers.routed import RoutedBroker
 
     journal = ctx.journal
@@ -182,6 +189,12 @@ def record_routing(ctx: RunContext, broker: VenueBroker | RoutedBroker, *, sessi
         journal.event(STAGE_ROUTING, FAILOVER, {"session": session, **failover}, ts=ctx.clock.now(), run_id=ctx.run_id)
         wrote = True
         if isinstance(broker, RoutedBroker) and not broker.stranded(failover["venue"]):
+            why = (
+                f"venue {failover['venue']} is down ({failover['failures']} failed heartbeats or submits in a row): "
+                f"its entries are refused and its exits go to the fallback {failover['fallback']}; "
+                f"{failover['detail']}"
+            )
+            note_incident(ctx, FAILOVER_TRIGGER, why, {"session": session, "venue": failover["venue"]})
             continue
         from keel.runtime.tripwire import trip
 
@@ -197,7 +210,94 @@ def record_routing(ctx: RunContext, broker: VenueBroker | RoutedBroker, *, sessi
             STAGE_ROUTING, RECOVERED, {"session": session, **recovered}, ts=ctx.clock.now(), run_id=ctx.run_id
         )
         wrote = True
+        if isinstance(broker, RoutedBroker) and broker.routing.on_down.value == "fallback_exits":
+            opened = _failover_incident(ctx, recovered["venue"])
+            if opened is not None:
+                note_incident(
+                    ctx,
+                    RECOVERED_TRIGGER,
+                    f"venue {recovered['venue']} answers again: its entries and exits go to it again (the failover "
+                    f"of incident {opened} is over)",
+                    {"session": session, "venue": recovered["venue"], "failover_incident": opened},
+                )
+    for unpriced in broker.drain_unpriced():
+        wrote = True
+        journal.event(STAGE, UNPRICED, {"session": session, **unpriced}, ts=ctx.clock.now(), run_id=ctx.run_id)
+        from keel.runtime.tripwire import trip
+
+        trip(
+            ctx,
+            ReasonCode.RECONCILIATION_BREAK,
+            f"fill {unpriced['fill_id']} of {unpriced['client_order_id']} at {unpriced['venue']} paid its fee in "
+            f"{unpriced['fee_asset']} ({unpriced['fee']:g}), which cannot be valued: {unpriced['detail']}; the fill "
+            "is not booked until it can be, and the account is not known without it",
+        )
     return wrote
+
+
+def note_incident(ctx: RunContext, trigger: str, reason: str, detail: dict[str, Any]) -> None:
+    """An incident record in the control plane that changes no trading state: a failover that keeps trading (the
+    fallback takes the down venue's exits) and its end. It is written as a change to the state already in force, so
+    it never loosens a halt nor tightens an active session; with trading active it is an incident of its own
+    (`keel incidents`, trigger `venue-failover`), during an open incident a record of that one. A control plane
+    that cannot be written is not a reason to stop trading: the journal's `routing.*` events hold the facts."""
+    if ctx.simulated is not None:  # a replay has no control plane
+        return
+    from keel.domain.errors import KeelError, StaleState
+    from keel.runtime.clock import WallClock
+    from keel.runtime.control import open_control
+
+    try:
+        store = open_control(ctx.settings).store
+    except KeelError:
+        return
+    if store is None:
+        return
+    try:
+        for _ in range(5):
+            current = store.trading_state()
+            try:
+                store.change_state(
+                    current.state,
+                    trigger=trigger,
+                    actor=f"keel:{trigger}",
+                    reason=reason,
+                    ts=WallClock().now(),
+                    expected_change=current.change_id,
+                    detail={"run_id": ctx.run_id, **detail},
+                )
+                break
+            except StaleState:
+                continue  # another process changed the state meanwhile: recorded on the state it set
+    except KeelError:
+        return
+    finally:
+        store.close()
+    guard_refresh = getattr(ctx.guard, "refresh", None)
+    if guard_refresh is not None:
+        guard_refresh()
+
+
+def _failover_incident(ctx: RunContext, venue: str) -> int | None:
+    """The incident the last failover record of `venue` in this run belongs to, or None (none was recorded)."""
+    if ctx.simulated is not None:
+        return None
+    from keel.domain.errors import KeelError
+    from keel.runtime.control import open_control
+
+    try:
+        store = open_control(ctx.settings).store
+    except KeelError:
+        return None
+    if store is None:
+        return None
+    try:
+        for rec in reversed(store.records(trigger=FAILOVER_TRIGGER, limit=50)):
+            if rec.detail.get("run_id") == ctx.run_id and rec.detail.get("venue") == venue:
+                return rec.incident_id
+    finally:
+        store.close()
+    return None
 
 
 def sent_in_journal(ctx: RunContext) -> dict[str, str]:

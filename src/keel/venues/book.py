@@ -5,7 +5,9 @@ Prices come from bars the exchange replays (`load_bars`, then `advance`) or from
 A market order fills at once at the current price; a limit order that crosses fills at once at the current price,
 otherwise it rests (IOC: expires) and fills at its limit when a later price or bar reaches it. Fills are whole (no
 partial fills yet). The commission is charged in the quote asset, a simplification of Binance, which takes it from
-the asset received. Refusals carry Binance's HTTP status, error code and message, so ccxt maps them as it would
+the asset received; or, with `fee_asset` set (Binance's BNB discount), in that third asset, converted at its market
+against the quote (`<fee asset><quote>` must be listed and priced, and the account must hold enough of it; otherwise
+the quote asset pays, as Binance falls back). Refusals carry Binance's HTTP status, error code and message, so ccxt maps them as it would
 Binance's own.
 
 A client order id is refused while an order with that id is open ("Duplicate order sent.") and accepted again once the
@@ -131,6 +133,7 @@ class Book:
         clock_ms: Callable[[], int],
         fee_rate: Any = ZERO,
         bar_ms: int = 60_000,
+        fee_asset: str | None = None,
     ) -> None:
         self.lock = threading.RLock()
         self.markets = {m.symbol: m for m in markets}
@@ -138,6 +141,8 @@ class Book:
         self.held: dict[str, Decimal] = dict.fromkeys(self.free, ZERO)
         self.clock_ms = clock_ms
         self.fee_rate = dec(fee_rate)
+        #: the asset commissions are charged in when it can pay them (None: the quote asset)
+        self.fee_asset = fee_asset
         self.bar_ms = bar_ms
         self.prices: dict[str, Decimal] = {}
         self.bars: dict[str, list[Bar]] = {}
@@ -222,7 +227,9 @@ class Book:
         if any(o.client_order_id == coid and o.is_open for o in self.orders.values()):
             raise _bad(-2010, "Duplicate order sent.")
         crosses = kind == "MARKET" or (price >= current if side == "BUY" else price <= current)
-        need = qty * (current if crosses else price) * (1 + self.fee_rate) if side == "BUY" else qty
+        value = qty * (current if crosses else price)
+        third = self._third_fee(market, value * self.fee_rate) is not None
+        need = (value if third else value * (1 + self.fee_rate)) if side == "BUY" else qty
         asset = market.quote if side == "BUY" else market.base
         if self.free.get(asset, ZERO) < need:
             raise _bad(-2010, INSUFFICIENT)
@@ -321,6 +328,19 @@ class Book:
                 self._release(order)
                 self._fill(order, order.price, maker=True)
 
+    def _third_fee(self, market: Market, quote_fee: Decimal) -> Decimal | None:
+        """The commission in `fee_asset` (to 8 decimals, as Binance reports it) when that asset can pay it: a third
+        asset, priced against the market's quote, held in full. None: the quote asset pays."""
+        asset = self.fee_asset
+        if asset is None or asset in (market.base, market.quote) or quote_fee <= 0:
+            return None
+        pair = next((m.symbol for m in self.markets.values() if (m.base, m.quote) == (asset, market.quote)), None)
+        px = self.prices.get(pair) if pair is not None else None
+        if not px:
+            return None
+        fee = (quote_fee / px).quantize(Decimal("0.00000001"))
+        return fee if fee > 0 and self.free.get(asset, ZERO) >= fee else None
+
     def _release(self, order: VenueOrder) -> None:
         market = self.markets[order.symbol]
         asset = market.quote if order.side == "BUY" else market.base
@@ -331,17 +351,22 @@ class Book:
     def _fill(self, order: VenueOrder, price: Decimal, *, maker: bool) -> None:
         market = self.markets[order.symbol]
         qty, value = order.quantity, order.quantity * price
-        fee = value * self.fee_rate
+        fee, fee_asset = value * self.fee_rate, market.quote
         base, quote = market.base, market.quote
+        third = self._third_fee(market, fee)
+        if third is not None:  # paid in the fee asset: the quote asset moves by the trade's value only
+            fee, fee_asset = third, str(self.fee_asset)
+            self.free[fee_asset] -= fee
+        quote_fee = ZERO if third is not None else fee
         if order.side == "BUY":
-            self.free[quote] = self.free.get(quote, ZERO) - value - fee
+            self.free[quote] = self.free.get(quote, ZERO) - value - quote_fee
             self.free[base] = self.free.get(base, ZERO) + qty
         else:
             self.free[base] = self.free.get(base, ZERO) - qty
-            self.free[quote] = self.free.get(quote, ZERO) + value - fee
+            self.free[quote] = self.free.get(quote, ZERO) + value - quote_fee
         now = self.clock_ms()
         trade = Trade(
-            next(self._trade_ids), order.order_id, order.symbol, order.side, price, qty, fee, quote, now, maker
+            next(self._trade_ids), order.order_id, order.symbol, order.side, price, qty, fee, fee_asset, now, maker
         )
         self.trades.append(trade)
         order.fills.append(trade)

@@ -73,8 +73,9 @@ class LocalExchange:
         port: int = 0,
         clock_ms: Callable[[], int] = wall_ms,
         fee_rate: Any = Decimal(0),
+        fee_asset: str | None = None,
     ) -> None:
-        self.book = Book(markets, balances, clock_ms=clock_ms, fee_rate=fee_rate)
+        self.book = Book(markets, balances, clock_ms=clock_ms, fee_rate=fee_rate, fee_asset=fee_asset)
         self.keys = dict(keys)
         self.faults = FaultScript()
         #: what the account answer says the keys may do (a test sets them to see a key that may withdraw)
@@ -192,6 +193,11 @@ class LocalExchange:
         whose `refused` counts the requests it turned away."""
         self.rate_limit = RateLimit(requests, window, clock=clock)
         return self.rate_limit
+
+    def charge_fees_in(self, asset: str | None) -> None:
+        """From now on charge commissions in `asset` (Binance's BNB discount) where it can pay them; None: the quote."""
+        with self.book.lock:
+            self.book.fee_asset = asset
 
     def script(self, endpoint: str, fault: ScriptedFault, *, times: int = 1) -> None:
         """Queue a fault for the next `times` requests to `endpoint` (e.g. "POST /api/v3/order", or "*")."""

@@ -6,13 +6,14 @@ nowhere to go; the account is the sum of the venues'; and reconciliation flags a
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
-from keel.brokers.ccxt_broker import CcxtBroker
-from keel.brokers.routed import RoutedBroker, sent_from_records
+from integration.venues.support import KEY, SECRET, connect_local
+from keel.brokers.routed import NEGATIVE_TTL_SECONDS, RoutedBroker, sent_from_records
 from keel.brokers.routing import OnDown, RoutingPolicy, Rule
 from keel.brokers.venue_session import NOT_RESENT, VenueBroker
 from keel.domain.costs import CostModel
@@ -24,7 +25,6 @@ from keel.venues.book import Market
 from keel.venues.faults import ScriptedFault, VenueFault
 from keel.venues.server import LocalExchange
 
-KEY, SECRET = "k", "s"
 BTC, ETH = "BTC/USDT", "ETH/USDT"
 MAIN, BACKUP = "binance", "backup"
 TS = datetime(2026, 1, 5, tzinfo=UTC)
@@ -42,7 +42,7 @@ def exchanges():
         yield {MAIN: main, BACKUP: backup}
 
 
-def routed(exchanges, *, on_down=OnDown.FALLBACK_EXITS, rules=(), down_after=2, cash=(10_000.0, 0.0)):
+def routed(exchanges, *, on_down=OnDown.FALLBACK_EXITS, rules=(), down_after=2, cash=(10_000.0, 0.0), clock=None):
     policy = RoutingPolicy(
         MAIN,
         rules=tuple(rules),
@@ -50,24 +50,18 @@ def routed(exchanges, *, on_down=OnDown.FALLBACK_EXITS, rules=(), down_after=2, 
         fallback=BACKUP if on_down is OnDown.FALLBACK_EXITS else None,
         down_after=down_after,
     )
+    connect = connect_local(exchanges)
     venues = {}
-    for (name, ex), money in zip(exchanges.items(), cash, strict=True):
-        ccxt = CcxtBroker.connect(
-            "binance",
-            api_key=KEY,
-            secret=SECRET,
-            symbols=[BTC, ETH],
-            quote="USDT",
-            api_url=ex.url,
-            timeout_ms=300,
-            rate_limit_ms=1,
-            sleep=lambda s: None,
-            name=name,
-        )
+    for name, money in zip(exchanges, cash, strict=True):
         venues[name] = VenueBroker(
-            ccxt, cash=money, costs=CostModel.from_bps(0, 0), heartbeat_seconds=0, routing=policy, strategy="trend"
+            connect(None, [BTC, ETH], venue=name),
+            cash=money,
+            costs=CostModel.from_bps(0, 0),
+            heartbeat_seconds=0,
+            routing=policy,
+            strategy="trend",
         )
-    broker = RoutedBroker(venues, routing=policy, strategy="trend")
+    broker = RoutedBroker(venues, routing=policy, strategy="trend", monotonic=clock or time.monotonic)
     journal: list[dict] = []
     broker.attach(claimed=(), redo_queue=lambda: None, record=journal.append)
     for symbol, px in ((BTC, 100.0), (ETH, 10.0)):
@@ -94,7 +88,7 @@ def take_down(broker, exchanges):
 
 
 def test_orders_go_to_the_venue_the_policy_routes_them_to_and_each_decision_is_journalled_first(exchanges):
-    broker, journal = routed(exchanges, rules=[Rule(BACKUP, symbol=ETH)])
+    broker, journal = routed(exchanges, rules=[Rule(BACKUP, symbol=ETH)], cash=(9_900.0, 100.0))
     seen_at_send = []
     inner = broker.venues[BACKUP].submit
 
@@ -154,7 +148,7 @@ def test_with_the_fallback_down_too_an_exit_is_refused_and_the_heartbeat_fails(e
 
 
 def test_with_halt_a_down_venue_sends_nothing_anywhere_and_the_heartbeat_fails(exchanges):
-    broker, _ = routed(exchanges, on_down=OnDown.HALT, rules=[Rule(BACKUP, symbol=ETH)])
+    broker, _ = routed(exchanges, on_down=OnDown.HALT, rules=[Rule(BACKUP, symbol=ETH)], cash=(9_900.0, 100.0))
     exchanges[MAIN].script("GET /api/v3/time", ScriptedFault(VenueFault.SERVER_ERROR), times=1_000)
     for _ in range(2):
         with pytest.raises(BrokerError, match=MAIN):
@@ -236,3 +230,63 @@ def test_a_checkpoint_keeps_each_venues_ledger_where_each_order_went_and_which_v
     single = broker.venues[MAIN].snapshot()
     with pytest.raises(BrokerError, match="ran over other venues"):
         other.restore(single)
+
+
+ORDER_LOOKUP = "GET /api/v3/order"
+
+
+def lookups(exchanges) -> int:
+    return sum(ex.requests[ORDER_LOOKUP] for ex in exchanges.values())
+
+
+def test_an_id_no_venue_holds_is_not_asked_of_every_venue_again_until_its_time_is_up(exchanges):
+    now = [0.0]
+    broker, _ = routed(exchanges, clock=lambda: now[0])
+    assert broker.status("it-nowhere") is None
+    asked = lookups(exchanges)
+    assert asked >= 2  # every venue was asked once
+    assert broker.status("it-nowhere") is None and broker.cancel("it-nowhere") is None
+    assert broker.order_facts("it-nowhere") is None
+    assert lookups(exchanges) == asked  # remembered as absent: no venue asked again
+    now[0] = NEGATIVE_TTL_SECONDS + 1
+    assert broker.status("it-nowhere") is None
+    assert lookups(exchanges) > asked  # its time was up: asked again
+
+
+def test_a_submit_forgets_that_no_venue_held_its_id(exchanges):
+    broker, journal = routed(exchanges)
+    assert broker.status("it-later") is None  # remembered as absent
+    assert broker.submit(order("it-later")).outcome is SubmitOutcome.ACKNOWLEDGED
+    assert journal[-1]["client_order_id"] == "it-later"
+    assert broker.status("it-later").client_order_id == "it-later"  # never hidden once it was sent
+    broker._sent.clear()  # even where the routing record is gone (a restart before it was read back)
+    assert broker.status("it-later").client_order_id == "it-later"
+
+
+def test_an_id_claimed_with_an_unknown_outcome_is_never_remembered_as_absent(exchanges):
+    broker, _ = routed(exchanges)
+    broker.attach(claimed=["it-unknown"], redo_queue=lambda: None)
+    assert broker.status("it-unknown") is None  # not at any venue yet: its send may still land
+    exchanges[BACKUP].book.new_order(
+        {"symbol": "BTCUSDT", "side": "SELL", "quantity": "1", "type": "MARKET", "newClientOrderId": "it-unknown"}
+    )
+    assert broker.status("it-unknown").client_order_id == "it-unknown"  # asked again, and found
+    assert broker.sent() == {"it-unknown": BACKUP}
+
+
+def test_a_buy_is_sized_and_refused_by_the_cash_of_the_venue_it_goes_to_not_the_sum(exchanges):
+    broker, journal = routed(exchanges, rules=[Rule(BACKUP, symbol=ETH)], cash=(9_950.0, 50.0))
+    assert broker.account().available == 10_000.0  # the session's cash, summed: what its sizing sees
+    refused = broker.submit(order("it-eth-10", symbol=ETH, qty=10.0))  # 100 USDT: the sum pays, the backup does not
+    assert refused.outcome is SubmitOutcome.REJECTED
+    assert "backup holds 50.00 USDT of the session's cash, the buy of 10 ETH/USDT takes 100.00" in refused.detail
+    assert at(exchanges[BACKUP]) == set() and journal == []  # nothing decided, nothing sent
+    all_in = order("it-eth-all", symbol=ETH, qty=1_000.0).but(notional_cap=5_000.0)
+    sized = broker.submit(all_in)
+    assert sized.outcome is SubmitOutcome.ACKNOWLEDGED
+    assert sized.order.notional_cap == 50.0 and sized.order.quantity <= 5.0  # capped to what the backup holds
+    broker.on_bar(ETH, TS, 10, 10, 10, 10, 1)
+    assert broker.venues[BACKUP].account().cash >= -1e-9  # never beyond its own cash
+    assert broker.submit(order("it-eth-1", symbol=ETH)).outcome is SubmitOutcome.REJECTED  # it has nothing left
+    assert broker.submit(order("it-btc", qty=1.0)).outcome is SubmitOutcome.ACKNOWLEDGED  # the main venue's cash
+    assert broker.submit(order("it-eth-exit", Side.SELL, symbol=ETH, exit=True)).outcome is SubmitOutcome.ACKNOWLEDGED

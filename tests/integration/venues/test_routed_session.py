@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from helpers.sessions import ScriptedFeed, control, events, intents, rows, settings_for
-from keel.brokers.ccxt_broker import CcxtBroker
+from integration.venues.support import KEY, MAIN, SECRET, connect_local
 from keel.control.records import SessionStatus
 from keel.data.synthetic import generate_regime_ohlcv
 from keel.domain.decisions import TradingState
@@ -27,10 +27,9 @@ from keel.venues.book import Market
 from keel.venues.faults import ScriptedFault, VenueFault
 from keel.venues.server import LocalExchange
 
-KEY, SECRET = "testnet-key", "testnet-secret"
 BTC, ETH = "BTC/USDT", "ETH/USDT"
 RAW = {BTC: "BTCUSDT", ETH: "ETHUSDT"}
-MAIN, BACKUP = "binance", "backup"
+BACKUP = "backup"
 CASH = 10_000
 BARS = 50
 STRATEGY = build_strategy("sma_cross", {"fast": 3, "slow": 9})
@@ -58,7 +57,7 @@ def exchanges():
         yield {MAIN: main, BACKUP: backup}
 
 
-def settings_with(tmp_path, exchanges, *, heartbeat_seconds=1.0, **routing):
+def settings_with(tmp_path, exchanges, *, heartbeat_seconds=1.0, backup_cash=5_000, **routing):
     return settings_for(
         tmp_path,
         strategy={"name": "sma_cross", "params": {"fast": 3, "slow": 9}},
@@ -73,7 +72,13 @@ def settings_with(tmp_path, exchanges, *, heartbeat_seconds=1.0, **routing):
             "watch_seconds": 0,
             "heartbeat_seconds": heartbeat_seconds,
             "venues": {
-                BACKUP: {"exchange": "binance", "api_key": KEY, "api_secret": SECRET, "api_url": exchanges[BACKUP].url}
+                BACKUP: {
+                    "exchange": "binance",
+                    "api_key": KEY,
+                    "api_secret": SECRET,
+                    "api_url": exchanges[BACKUP].url,
+                    "cash": backup_cash,  # its part of the session's cash: what it buys with
+                }
             },
             "routing": routing,
         },
@@ -81,26 +86,8 @@ def settings_with(tmp_path, exchanges, *, heartbeat_seconds=1.0, **routing):
 
 
 def connect(exchanges, wrap=None):
-    """The venue factory: the ccxt broker on the named local exchange (fast timeouts, no real sleeps)."""
-
-    def venue(settings, symbols, venue=MAIN):
-        broker = CcxtBroker.connect(
-            "binance",
-            api_key=KEY,
-            secret=SECRET,
-            symbols=symbols,
-            quote="USDT",
-            api_url=exchanges[venue].url,
-            timeout_ms=300,
-            rate_limit_ms=1,
-            sleep=lambda s: None,
-            name=venue,
-        )
-        if wrap is not None:
-            wrap(venue, broker)
-        return broker
-
-    return venue
+    """The venue factory: the ccxt broker on the named local exchange (`support.connect_local`)."""
+    return connect_local(exchanges, wrap)
 
 
 def session(settings, frames, exchanges, *, symbols=(BTC, ETH), before=None, wrap=None):
@@ -159,6 +146,20 @@ def assert_no_order_twice(exchanges, run_dir):
 
 
 # -- routed by symbol -------------------------------------------------------------------------------------------------
+
+
+def test_an_entry_routed_to_a_venue_without_the_cash_for_it_is_refused_though_the_sum_has_it(
+    tmp_path, frames, exchanges
+):
+    settings = settings_with(tmp_path, exchanges, backup_cash=500, rules=[{"venue": BACKUP, "symbol": ETH}])
+    got = session(settings, frames, exchanges)
+    run_dir = got.run.run_dir
+    failed = [(iid, reason) for iid, state, _, reason in intents(run_dir) if state == "failed"]
+    eth = {p["client_order_id"] for p in sent(run_dir).values() if p["symbol"] == ETH}
+    assert failed and all(reason == "BROKER_REJECTED" for _, reason in failed)  # fixed notional 1 000 > 500
+    assert held(exchanges[BACKUP]) == Counter() and eth == set()  # nothing sent to the backup, nothing decided
+    assert any("backup holds 500.00 USDT of the session's cash" in str(e["payload"]) for e in events(run_dir))
+    assert set(by_symbol(exchanges[MAIN])) == {RAW[BTC]}  # the main venue's 9 500 trade on
 
 
 def test_each_symbol_trades_at_the_venue_its_rule_routes_it_to(tmp_path, frames, exchanges):
@@ -232,6 +233,18 @@ def test_the_primary_down_fails_its_exit_over_and_refuses_its_entries(tmp_path, 
     assert all(states[c] == ("failed", "BROKER_REJECTED") for c in refused)
     assert not set(refused) & (set(held(main)) | set(held(exchanges[BACKUP])))  # sent nowhere
     assert kinds.index("routing.failover") < kinds.index("routing.recovered")
+    # the operator has an incident of the failover, and its end names it; neither changed the trading state
+    store = control(settings)
+    try:
+        (opened,) = store.records(trigger="venue-failover")
+        (ended,) = store.records(trigger="venue-recovered")
+        assert store.trading_state().state is TradingState.ACTIVE
+    finally:
+        store.close()
+    assert opened.detail["venue"] == MAIN and opened.detail["run_id"] == got.record.run_id
+    assert f"exits go to the fallback {BACKUP}" in opened.reason
+    assert (opened.state_before, opened.state_after) == (TradingState.ACTIVE, TradingState.ACTIVE)
+    assert ended.detail["failover_incident"] == opened.incident_id and ended.record_id > opened.record_id
     # the exit sold at the backup what the primary had bought: the position is summed over both venues
     fills = rows(run_dir, "select client_order_id, fill_id, side, quantity from fills order by ts")
     first_buy = next(q for c, f, side, q in fills if f.startswith(MAIN) and side == "buy")

@@ -19,7 +19,7 @@ import pytest
 
 from helpers.cli import keel
 from helpers.sessions import ScriptedFeed, control, events, intents, rows, settings_for
-from keel.brokers.ccxt_broker import CcxtBroker
+from integration.venues.support import KEY, SECRET, connect_local
 from keel.control.records import SessionStatus
 from keel.data.frame import ns_to_datetime
 from keel.data.synthetic import generate_regime_ohlcv, write_csv
@@ -37,7 +37,6 @@ from keel.venues.book import Market
 from keel.venues.faults import ScriptedFault, VenueFault
 from keel.venues.server import LocalExchange
 
-KEY, SECRET = "testnet-key", "testnet-secret"
 ORDER = "POST /api/v3/order"
 SYMBOL, RAW = "BTC/USDT", "BTCUSDT"
 CASH = 10_000
@@ -83,26 +82,9 @@ def settings(tmp_path, exchange):
 
 
 def connect(exchange, wrap=None):
-    """The venue factory a session is given: the ccxt broker on the local exchange, fast timeouts, no real sleeps;
-    `wrap(broker)` may replace its submit (to crash around it)."""
-
-    def venue(settings, symbols):
-        broker = CcxtBroker.connect(
-            "binance",
-            api_key=KEY,
-            secret=SECRET,
-            symbols=symbols,
-            quote="USDT",
-            api_url=exchange.url,
-            timeout_ms=300,
-            rate_limit_ms=1,
-            sleep=lambda s: None,
-        )
-        if wrap is not None:
-            wrap(broker)
-        return broker
-
-    return venue
+    """The venue factory a session is given (`support.connect_local`); `wrap(broker)` may replace its submit (to
+    crash around it)."""
+    return connect_local(exchange, (lambda name, broker: wrap(broker)) if wrap is not None else None)
 
 
 def session(settings, frames, exchange, *, name="tn", wrap=None, before=None):

@@ -32,6 +32,9 @@ class ScriptedVenue:
         self.asked_for: dict[str, OrderRequest] = {}
         self.heartbeats = 0
         self.dead_man_checks = 0
+        #: asset -> its price in USDT, as the venue's ticker gives it (`fee_price`); missing: no market
+        self.prices: dict[str, float] = {}
+        self.price_asks = 0
 
     def hold(self, coid: str, *, side=Side.BUY, status=OrderStatus.FILLED, filled=2.0, price=100.0) -> Order:
         order = Order(
@@ -74,6 +77,12 @@ class ScriptedVenue:
 
     def heartbeat(self) -> None:
         self.heartbeats += 1
+
+    def fee_price(self, asset: str) -> float | None:
+        self.price_asks += 1
+        if asset == "DOWN":
+            raise BrokerError("venue: the price of DOWN in USDT: NetworkError")
+        return self.prices.get(asset)
 
     def keep_dead_man(self) -> bool:
         """A venue without a dead-man switch (Binance spot): nothing to refresh between heartbeats."""
@@ -120,6 +129,69 @@ def test_a_fee_in_the_base_asset_comes_off_the_units_held():
     bar(b, 1)
     assert b.positions()[SYMBOL].quantity == pytest.approx(1.998)
     assert b.account().cash == pytest.approx(9_800.0)
+
+
+def test_a_fee_in_a_third_asset_moves_that_assets_balance_and_is_valued_at_the_venues_price():
+    venue = ScriptedVenue()
+    venue.prices["BNB"] = 300.0
+    b = broker(venue)
+    bar(b, 0)
+    b.submit(buy())
+    venue.trade(A, 1, 2.0, 100.0, fee=0.001, currency="BNB")
+    (fill,) = bar(b, 1)
+    assert fill.fee == pytest.approx(0.3)  # 0.001 BNB at 300 USDT: the fee in the quote asset, never zero
+    account = b.account()
+    assert account.cash == pytest.approx(10_000.0 - 200.0)  # the quote asset did not pay it
+    assert account.positions == {SYMBOL: 2.0}  # nor the units bought
+    assert b.assets == {"BNB": pytest.approx(-0.001)}
+    assert account.equity == pytest.approx(10_000.0 - 200.0 + 2.0 * 100.0 - 0.3)  # the PnL carries the fee
+    assert b.balance().fees_paid == pytest.approx(0.3)
+    again = broker(ScriptedVenue())
+    again.restore(b.snapshot())
+    assert again.assets == b.assets and again.account() == account
+
+
+def test_a_fee_in_the_base_of_another_symbol_comes_off_that_symbols_units():
+    venue = ScriptedVenue()
+    venue.symbols = (SYMBOL, "BNB/USDT")
+    venue.prices["BNB"] = 300.0
+    b = broker(venue)
+    b._positions["BNB/USDT"] = [1.0, 300.0, 0.0]
+    b.submit(buy())
+    venue.trade(A, 1, 2.0, 100.0, fee=0.001, currency="BNB")
+    (fill,) = bar(b, 1)
+    assert fill.fee == pytest.approx(0.3)
+    assert b.positions()["BNB/USDT"].quantity == pytest.approx(0.999) and b.assets == {}
+
+
+@pytest.mark.parametrize("asset", ["XYZ", "DOWN"], ids=["no market", "no answer"])
+def test_a_fee_without_a_price_is_never_booked_at_zero_and_is_said_once(asset):
+    venue = ScriptedVenue()
+    b = broker(venue)
+    b.submit(buy())
+    venue.trade(A, 1, 2.0, 100.0, fee=0.5, currency=asset)
+    assert bar(b, 1) == []  # not booked: the ledger does not move
+    assert b.account().positions == {} and b.following and b.failing
+    (said,) = b.drain_unpriced()
+    assert (said["fill_id"], said["fee_asset"], said["fee"]) == ("venue-1", asset, 0.5)
+    assert bar(b, 2) == [] and b.drain_unpriced() == []  # asked again at each bar, said once
+    venue.prices[asset] = 2.0
+    if asset == "DOWN":
+        venue.fee_price = lambda a: 2.0
+    (fill,) = bar(b, 3)  # the venue prices it again: booked then
+    assert fill.fee == pytest.approx(1.0) and not b.following
+
+
+def test_a_resumes_re_run_values_a_third_asset_fee_as_the_journal_recorded_it():
+    venue = ScriptedVenue()
+    venue.prices["BNB"] = 999.0  # today's price: not what the interrupted cycle saw
+    b = broker(venue)
+    b.submit(buy())
+    venue.trade(A, 1, 2.0, 100.0, fee=0.001, currency="BNB")
+    queue = [{"event": "order.fill", "payload": {"fill_id": "venue-1", "fee": 0.3}}]
+    b.attach(claimed=(), redo_queue=lambda: queue)
+    (fill,) = bar(b, 1)
+    assert fill.fee == 0.3 and venue.price_asks == 0
 
 
 def test_an_order_that_ends_without_a_fill_is_reported_once():
