@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from keel.agents.hydrate import available_for
 from keel.domain.costs import max_units, price_band
 from keel.settings import SizingMethod
 
@@ -65,5 +66,7 @@ def allocator(state: CycleState, ctx: RunContext) -> dict:
             continue
         i = ctx.market.bar_index(intent.symbol, t)
         sigma = float(ctx.outlooks[intent.symbol].sigma[i])
-        sized.append(size_entry(intent, ctx, cash=skills["available"], equity=skills["equity"], sigma=sigma))
+        sized.append(
+            size_entry(intent, ctx, cash=available_for(skills, intent.symbol), equity=skills["equity"], sigma=sigma)
+        )
     return {"proposals": sized}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from keel.agents.hydrate import account_skills
+from keel.agents.hydrate import account_skills, available_for
 from keel.agents.outlook import outlook_at
 from keel.data.frame import datetime_to_ns
 from keel.domain.costs import price_band
@@ -192,7 +192,7 @@ def check_input(
         opens_position=symbol not in held,
         day_pnl=equity - book.day_start_equity,
         orders_last_minute=orders_last_minute,
-        cash_available=skills["available"] - unsent,
+        cash_available=available_for(skills, symbol) - unsent,
         costs=ctx.costs,
         notional_cap=intent.notional_cap,
         band_low=price_band(intent.reference_price, limits.price_collar_pct)[0],

@@ -334,12 +334,15 @@ class RoutedBroker:
             for s, pq in a.quotes.items():
                 if s not in quotes or pq[1] > quotes[s][1]:
                     quotes[s] = pq
+        available = {name: a.available for name, a in zip(self.venues, parts, strict=True)}
         return Account(
             sum(a.cash for a in parts),
             sum(a.equity for a in parts),
-            sum(a.available for a in parts),
+            sum(available.values()),
             {s: q for s, q in positions.items() if abs(q) > EPSILON},
             quotes,
+            # an entry is sized and checked against the cash of the venue it goes to, never the sum (`afford`)
+            {s: available.get(self.routing.routed(self.strategy, s)[0], 0.0) for s in self.symbols},
         )
 
     def base_of(self, symbol: str) -> str:

@@ -41,3 +41,6 @@ class Account(NamedTuple):
     positions: dict[str, float]
     #: symbol -> (reference price, its time), for every symbol the broker has a price for
     quotes: dict[str, tuple[float, datetime]]
+    #: symbol -> what a new buy of it may spend, where that is not `available` (several venues, each buying with its
+    #: own cash: the venue the symbol's entries are routed to); None: `available` for every symbol
+    available_by_symbol: dict[str, float] | None = None
