@@ -566,6 +566,37 @@ def test_cash_counts_the_buys_approved_earlier_in_the_same_cycle(tmp_path):
     assert len(_buys(result)) == 1
 
 
+class _SplitCash(ScenarioBroker):
+    """The paper broker with its cash split the way a routed session's is: BBB's entries go to a venue holding 1,500,
+    AAA's to the one holding the rest (`Account.available_by_symbol`)."""
+
+    def account(self):
+        a = super().account()
+        return a._replace(available_by_symbol={"AAA": a.available - 1_500, "BBB": 1_500})
+
+
+def test_an_entry_is_sized_and_checked_against_the_cash_of_the_venue_it_goes_to(tmp_path):
+    # Two entries of 5,000 on one bar with 20,000 of cash, BBB's venue holding 1,500 of it. The allocator sizes BBB's
+    # to what that venue has; the supervisor counts AAA's 5,000, approved first and not yet sent, against it too (what
+    # is held back for unsent buys counts against every venue), so BBB's is cut to nothing it could pay: refused for
+    # cash before it is sent, never approved at 5,000 nor sized by the sum of the venues.
+    frames = [bars(s, [100.0] * 5) for s in ("AAA", "BBB")]
+    strategy = scripted(entries={"AAA": (1,), "BBB": (1,)})
+    result, _ = _run(
+        frames,
+        tmp_path / "run",
+        strategy,
+        sizing={"method": "fixed_notional", "fixed_notional": 5_000},
+        broker={"cash": 20_000},
+        make_broker=lambda cfg: _SplitCash.like(cfg),
+    )
+    proposed = {e["payload"]["intent"]["symbol"]: e["payload"]["intent"] for e in events(result, "intent.proposed")}
+    assert proposed["AAA"]["quantity"] * 100 > 4_000  # sized by its own venue's 18,500
+    assert proposed["BBB"]["quantity"] * 100 <= 1_500  # sized by BBB's venue's 1,500, not the 20,000
+    assert result.summary.blocked_reasons == {"INSUFFICIENT_CASH": 1}
+    assert _buys(result) == ["AAA"]
+
+
 def test_a_halt_cancels_the_orders_still_working(tmp_path):
     # 500 units wanted, 100 fill per bar (10 % of 1,000): bars 2, 3 and 4 fill (the market acts before the cycle);
     # the halt scripted at bar 4 cancels the rest, and nothing fills after it, not even once trading resumes.
