@@ -40,7 +40,7 @@ from keel.settings import Mode
 from keel.strategies import build_strategy
 
 BARS = 500
-REDO_BARS, REDO_SYMBOLS, REDO_SEED = 300, 4, 7
+REDO_BARS, REDO_SYMBOLS, REDO_SEED = 300, 4, 8
 #: what the tests below guard against: each was a bug, found by them and fixed with them
 QUIET_BAR_BUG = (
     "a session checkpoints only after cycles that wrote something, so a restart re-runs the quiet bars before the "
