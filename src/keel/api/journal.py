@@ -37,6 +37,7 @@ from keel.api.problems import Problem
 from keel.control.records import SessionRecord
 from keel.journal import schema as s
 from keel.journal.eventlog import parse_record
+from keel.journal.store_orders import facts_from_row
 from keel.settings import Settings
 
 EVENTS_FILE = "events.jsonl"
@@ -327,7 +328,7 @@ class Reader:
                 "fees": r["fees"],
                 "submitted_ts": r["submitted_ts"],
                 "updated_ts": r["updated_ts"],
-                "order": orjson.loads(r["payload"]),
+                "order": facts_from_row(r),
             }
             for r in rows[:limit]
         ]

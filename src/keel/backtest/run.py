@@ -60,8 +60,9 @@ EVENTS_FILE = "events.jsonl"
 DB_FILE = "keel.db"
 #: the event vocabulary of the journal this version writes (2: order events carry the order, trading-state and
 #: resume events); `run.started` records it
-#: 2: order events carry the order; 3: `run.started` says whether transitions are rows too (`transition_rows`)
-JOURNAL_FORMAT = 3
+#: 2: order events carry the order; 3: `run.started` says whether transitions are rows too (`transition_rows`);
+#: 4: an orders row's payload holds only the facts its columns do not (`journal.store_orders.PAYLOAD_ONLY`)
+JOURNAL_FORMAT = 4
 TradingScript = Sequence[tuple[int, TradingState, str]]
 
 if TYPE_CHECKING:

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import func, select
 
+from keel.domain.base import json_ts
 from keel.domain.decisions import ApprovalDecision, ApprovalMode
 from keel.domain.errors import JournalIntegrityError
 from keel.domain.intents import Side
@@ -16,6 +18,42 @@ from keel.domain.orders import Fill, Order, OrderFacts, order_facts
 from keel.journal import schema as s
 from keel.journal.records import ApprovalRecord, FillRow
 from keel.journal.schema import from_iso, iso_from_json, to_iso
+
+#: What an orders row's payload holds: the order's facts that its columns do not (journal format 4). A row written
+#: before holds all of them; `facts_from_row` reads both.
+PAYLOAD_ONLY = ("schema_version", "broker_order_id", "limit_price", "notional_cap", "price_band", "reject_reason")
+
+
+def order_payload(facts: OrderFacts) -> str:
+    """The payload column of an orders row: the facts the columns do not hold (the rest would be said twice)."""
+    return orjson.dumps({k: facts[k] for k in PAYLOAD_ONLY}).decode()
+
+
+def facts_from_row(row: Mapping[str, Any]) -> OrderFacts:
+    """The order's facts (`keel.domain.orders.order_facts`, what the log's order events carry) from its row: the
+    columns and the payload together, or, for a row written before journal format 4, the payload alone."""
+    extra = orjson.loads(row["payload"])
+    if "symbol" in extra:
+        return extra
+    return {
+        "schema_version": extra["schema_version"],
+        "client_order_id": row["client_order_id"],
+        "broker_order_id": extra["broker_order_id"],
+        "symbol": row["symbol"],
+        "side": row["side"],
+        "order_type": row["order_type"],
+        "quantity": row["quantity"],
+        "limit_price": extra["limit_price"],
+        "notional_cap": extra["notional_cap"],
+        "price_band": extra["price_band"],
+        "status": row["status"],
+        "filled_quantity": row["filled_quantity"],
+        "average_price": row["average_price"],
+        "fees": row["fees"],
+        "submitted_ts": json_ts(from_iso(row["submitted_ts"])),
+        "updated_ts": json_ts(from_iso(row["updated_ts"])),
+        "reject_reason": extra["reject_reason"],
+    }
 
 
 class OrderRows:
@@ -54,10 +92,10 @@ class OrderRows:
     def orders(self, run_id: str | None = None) -> list[Order]:
         """Committed orders, by submission time then client order id."""
         o = s.orders
-        stmt = select(o.c.payload).order_by(o.c.submitted_ts, o.c.client_order_id)
+        stmt = select(*o.c).order_by(o.c.submitted_ts, o.c.client_order_id)
         if run_id is not None:
             stmt = stmt.where(o.c.run_id == run_id)
-        return [Order.model_validate_json(row["payload"]) for row in self._query(stmt)]
+        return [Order.model_validate(facts_from_row(row)) for row in self._query(stmt)]
 
     def count_orders(self, run_id: str) -> int:
         """How many orders of a run are committed (without decoding them)."""
@@ -67,12 +105,12 @@ class OrderRows:
     def orders_by_intent(self, run_id: str | None = None) -> dict[str, list[Order]]:
         """Committed orders grouped by the intent they were recorded for (reconciliation checks one per intent)."""
         o = s.orders
-        stmt = select(o.c.intent_id, o.c.payload).order_by(o.c.submitted_ts, o.c.client_order_id)
+        stmt = select(*o.c).order_by(o.c.submitted_ts, o.c.client_order_id)
         if run_id is not None:
             stmt = stmt.where(o.c.run_id == run_id)
         grouped: dict[str, list[Order]] = {}
         for row in self._query(stmt):
-            grouped.setdefault(row["intent_id"], []).append(Order.model_validate_json(row["payload"]))
+            grouped.setdefault(row["intent_id"], []).append(Order.model_validate(facts_from_row(row)))
         return grouped
 
     def fills(self, run_id: str | None = None) -> list[Fill]:
@@ -180,5 +218,5 @@ def _order_row(facts: OrderFacts, intent_id: str, run_id: str) -> dict[str, Any]
         "fees": facts["fees"],
         "submitted_ts": iso_from_json(facts["submitted_ts"]),
         "updated_ts": iso_from_json(facts["updated_ts"]),
-        "payload": orjson.dumps(facts).decode(),
+        "payload": order_payload(facts),
     }

@@ -252,12 +252,31 @@ def test_an_edited_order_column_is_a_mismatch(run: Path, column: str, edit: str)
 def test_an_order_payload_edited_names_the_field(run: Path) -> None:
     coid = one(run, "select client_order_id from orders where status = 'filled' order by 1 limit 1")
     order = orjson.loads(one(run, "select payload from orders where client_order_id = ?", coid))
-    real = order["filled_quantity"]
-    order["filled_quantity"] = real + 5
+    real = order["broker_order_id"]
+    order["broker_order_id"] = real + "-x"
     sql(run, "update orders set payload = ? where client_order_id = ?", orjson.dumps(order).decode(), coid)
     report = verify_run(run)
-    assert rows(report) == [(K.ROW_MISMATCH, "orders", coid, "payload.filled_quantity")]
-    assert (report.problems[0].stored, report.problems[0].logged) == (real + 5, real)
+    assert rows(report) == [(K.ROW_MISMATCH, "orders", coid, "payload.broker_order_id")]
+    assert (report.problems[0].stored, report.problems[0].logged) == (real + "-x", real)
+
+
+def test_an_order_payload_holds_only_what_its_columns_do_not_and_a_whole_order_still_verifies(run: Path) -> None:
+    # Journal format 4: the payload holds the facts the columns do not (the rest would be said twice). A row of an
+    # earlier format holds the whole order; its columns are checked the same, and so is every field of it.
+    from keel.journal.store_orders import PAYLOAD_ONLY, facts_from_row
+
+    coid = one(run, "select client_order_id from orders where status = 'filled' order by 1 limit 1")
+    assert set(orjson.loads(one(run, "select payload from orders where client_order_id = ?", coid))) == set(
+        PAYLOAD_ONLY
+    )
+    with sqlite3.connect(run / "keel.db") as con:
+        con.row_factory = sqlite3.Row
+        whole = facts_from_row(con.execute("select * from orders where client_order_id = ?", (coid,)).fetchone())
+    sql(run, "update orders set payload = ? where client_order_id = ?", orjson.dumps(whole).decode(), coid)
+    assert rows(verify_run(run)) == []
+    whole["fees"] = whole["fees"] + 1.0  # a whole order's every field is still held to the log
+    sql(run, "update orders set payload = ? where client_order_id = ?", orjson.dumps(whole).decode(), coid)
+    assert rows(verify_run(run)) == [(K.ROW_MISMATCH, "orders", coid, "payload.fees")]
 
 
 def test_a_deleted_order_row_is_missing(run: Path) -> None:
