@@ -1,7 +1,9 @@
 """`keel worker start | stop | status` through the real command line, against the local exchange on 127.0.0.1: three
 workers (two in the background, one in the foreground) on one journal, `keel kill` from another directory, with a
-broken configuration there, halts every one of them, `keel worker stop --all` stops them at a boundary. Every test has a home of its own (tests/conftest.py
-sets `XDG_STATE_HOME`, which the `keel` processes inherit)."""
+broken configuration there, halts every one of them, `keel worker stop --all` stops them at a boundary. `status` and
+`stop` only look: on a home where no worker ever ran they create nothing and say so; a worker SIGKILLed, or silent,
+is shown dead or stale, not running. Every test has a home of its own (tests/conftest.py sets `XDG_STATE_HOME`,
+which the `keel` processes inherit)."""
 
 from __future__ import annotations
 
@@ -9,17 +11,20 @@ import contextlib
 import json
 import os
 import signal
-from datetime import UTC, datetime
+import socket
+import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from helpers.cli import keel, spawn
+from keel.control.workers import WorkerRegistry, open_existing
 from keel.domain.intents import IntentState
 from keel.journal.journal import Journal
 from keel.workers.feed import PRODUCER, approve, resting_buy
 from keel.workers.fleet import wait_for
-from keel.workers.registry import WorkerRegistry
+from keel.workers.liveness import pid_alive
 from keel.workers.venue import KEY, SECRET, SYMBOL, drill_exchange
 
 T0 = datetime(2026, 2, 1, tzinfo=UTC)
@@ -44,22 +49,99 @@ def _env(tmp_path: Path, exchange) -> dict[str, str]:
     }
 
 
+def _control() -> Path:
+    return Path(os.environ["XDG_STATE_HOME"]) / "keel" / "control.db"
+
+
 def _workers(cwd: Path, env: dict[str, str]) -> dict[str, dict]:
     """The registry as `keel worker status` reads it (read directly while waiting: a `keel` process per poll would
     cost a second each)."""
-    control = Path(os.environ["XDG_STATE_HOME"]) / "keel" / "control.db"
-    if not control.is_file():
+    registry = open_existing(f"sqlite:///{_control()}")
+    if registry is None:
         return {}
-    registry = WorkerRegistry(f"sqlite:///{control}")
     try:
         return {r.worker_id: r.as_dict() for r in registry.records()}
     finally:
         registry.close()
 
 
-def test_status_with_no_worker_says_so(tmp_path: Path):
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*")) if root.exists() else []
+
+
+def test_status_and_stop_on_a_home_where_no_worker_ran_say_so_and_create_nothing(tmp_path: Path):
+    state = Path(os.environ["XDG_STATE_HOME"])
+    before = _files(state)
     run = keel("worker", "status", cwd=tmp_path)
-    assert "no worker registered" in run.stdout
+    assert "no workers" in run.stdout
+    assert json.loads(keel("worker", "status", "--json", cwd=tmp_path).stdout)["workers"] == []
+    stop = keel("worker", "stop", "w9", cwd=tmp_path, check=False)
+    assert stop.returncode == 2 and "no worker w9" in stop.stderr
+    assert keel("worker", "stop", "--all", cwd=tmp_path).returncode == 0
+    assert _files(state) == before
+
+
+def test_status_and_stop_on_a_control_store_without_workers_create_no_table(tmp_path: Path):
+    keel("kill", "--reason", "e2e: a store without workers", cwd=tmp_path)  # the control store, at schema 6
+    with sqlite3.connect(_control()) as con:
+        con.execute("drop table executor_workers")
+    assert "no workers" in keel("worker", "status", cwd=tmp_path).stdout
+    assert keel("worker", "stop", "w9", cwd=tmp_path, check=False).returncode == 2
+    with sqlite3.connect(_control()) as con:
+        tables = {r[0] for r in con.execute("select name from sqlite_master where type = 'table'")}
+    assert "executor_workers" not in tables
+
+
+def _row(registry: WorkerRegistry, wid: str, *, host: str, pid: int, age_s: float, stale_after_s: float) -> None:
+    registry.register(
+        worker_id=wid,
+        pid=pid,
+        host=host,
+        journal="j",
+        ts=datetime.now(UTC) - timedelta(seconds=age_s),
+        stale_after_s=stale_after_s,
+    )
+
+
+def test_status_shows_a_silent_worker_stale_with_its_age_and_stop_names_an_unknown_one(tmp_path: Path):
+    with WorkerRegistry.open(f"sqlite:///{_control()}") as registry:
+        _row(registry, "quiet", host="another-host", pid=1, age_s=600, stale_after_s=2.0)
+        _row(registry, "busy", host=socket.gethostname(), pid=os.getpid(), age_s=0, stale_after_s=600)
+        registry.end("busy", status="stopped", reason="done", ts=datetime.now(UTC), counts={})
+    listed = {w["worker_id"]: w for w in json.loads(keel("worker", "status", "--json", cwd=tmp_path).stdout)["workers"]}
+    assert listed["quiet"]["status"] == "running" and listed["quiet"]["seen_as"] == "stale"
+    assert listed["quiet"]["heartbeat_age_s"] >= 600 and "no heartbeat for" in listed["quiet"]["why"]
+    assert listed["busy"]["seen_as"] == "stopped"
+    table = keel("worker", "status", cwd=tmp_path).stdout
+    assert "stale" in table and "quiet is stale: no heartbeat for 6" in table
+    stop = keel("worker", "stop", "nobody", cwd=tmp_path, check=False)
+    assert stop.returncode == 2 and "no worker nobody" in stop.stderr and "busy, quiet" in stop.stderr
+    ended = keel("worker", "stop", "busy", cwd=tmp_path, check=False)
+    assert ended.returncode == 1 and "worker busy is not running: it stopped" in ended.stderr
+
+
+def test_a_worker_killed_with_sigkill_is_shown_dead_not_running(tmp_path: Path, exchange):
+    env = _env(tmp_path, exchange)
+    keel("worker", "start", "--id", "k", "--symbol", SYMBOL, "--detach", cwd=tmp_path, env=env)
+    try:
+        wait_for(
+            lambda: _workers(tmp_path, env).get("k", {}).get("trading_state") is not None,
+            timeout=60,
+            what="worker k up",
+            every=0.05,
+        )
+        pid = _workers(tmp_path, env)["k"]["pid"]
+        before = json.loads(keel("worker", "status", "--json", cwd=tmp_path, env=env).stdout)["workers"]
+        assert [w["seen_as"] for w in before] == ["running"]
+    finally:
+        pid = _workers(tmp_path, env).get("k", {}).get("pid")
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(pid), timeout=30, what="worker k gone", every=0.05)
+    (w,) = json.loads(keel("worker", "status", "--json", cwd=tmp_path, env=env).stdout)["workers"]
+    assert (w["status"], w["seen_as"]) == ("running", "dead") and f"pid {pid} is gone" in w["why"]
+    assert "dead" in keel("worker", "status", cwd=tmp_path, env=env).stdout
 
 
 def test_a_worker_without_a_shared_journal_is_refused(tmp_path: Path):

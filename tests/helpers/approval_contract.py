@@ -323,12 +323,13 @@ class SessionRegistryContract:
 
 def downgrade(store, version: int) -> None:
     """Make `store`'s database what a Keel of schema `version` wrote: without the tables added since."""
-    api = [s.api_tokens, s.api_calls, s.session_commands]
+    api = [s.api_tokens, s.api_calls, s.session_commands, s.executor_workers]
     added = {
         1: [s.limit_overrides, s.approval_requests, s.sessions, *api],
         2: [s.approval_requests, s.sessions, *api],
         3: api,
-        4: [s.session_commands],
+        4: [s.session_commands, s.executor_workers],
+        5: [s.executor_workers],
     }[version]
     with store._engine.begin() as conn:
         for table in added:
@@ -342,14 +343,14 @@ def schema_versions(store) -> list[int]:
 
 
 class SchemaMigrationContract:
-    @pytest.mark.parametrize("version", [1, 2, 3, 4])
+    @pytest.mark.parametrize("version", [1, 2, 3, 4, 5])
     def test_an_older_store_opens_migrated_keeping_what_it_held(self, open_store, version):
         old = open_store()
         change(old, TradingState.HALTED, expected=None, reason="drill", actor="alice", ts=at(1))
         downgrade(old, version)
         old.close()
         store = open_store()
-        assert schema_versions(store) == [s.CONTROL_SCHEMA_VERSION] == [5]
+        assert schema_versions(store) == [s.CONTROL_SCHEMA_VERSION] == [6]
         assert store.trading_state().reason == "drill" and len(store.records()) == 1
         assert store.publish_request(request()) and store.approval_request(iid(1)).status is P
         store.register_session(session())

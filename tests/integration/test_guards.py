@@ -413,9 +413,7 @@ def test_an_order_larger_than_the_per_order_limit_is_cut_to_it(tmp_path, sizing)
     assert result.summary.verdicts == {"modify": 1, "modify:MAX_ORDER_NOTIONAL": 1}
     ((quantity, sent),) = table(result, "select quantity, payload from orders")
     order = orjson.loads(sent)
-    assert (quantity, order["notional_cap"]) == (
-        (100.0, None) if sizing == "fixed_notional" else (105.0, 10_000)
-    )
+    assert (quantity, order["notional_cap"]) == ((100.0, None) if sizing == "fixed_notional" else (105.0, 10_000))
     ((qty, price, fee),) = [(q, p, f) for _, _, q, p, f, _ in fills(result)]
     assert qty == 100.0 and qty * price + fee <= 10_000
 

@@ -9,11 +9,8 @@ at their next boundary; `status` lists them from the registry in the control sto
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -117,33 +114,21 @@ def start_cmd(
 
 
 def _detach(spec: WorkerSpec, keys: tuple[str, str]) -> None:
-    from keel.durable import write_atomic
-    from keel.workers.spec import KEY_ENV, SECRET_ENV
+    from keel.workers.process import spawn, write_spec
 
     folder = Path(spec.log_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = write_atomic(folder / f"{spec.worker_id}.spec.json", spec.to_json().encode())
-    with open(folder / f"{spec.worker_id}.stderr", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "keel.workers.process", str(path)],
-            env={**os.environ, KEY_ENV: keys[0], SECRET_ENV: keys[1]},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            start_new_session=True,
-        )
+    proc = spawn(spec.worker_id, [str(write_spec(folder, spec))], folder=folder, keys=keys, detach=True)
     out.print(f"worker {spec.worker_id} started in the background (pid {proc.pid})", highlight=False)
 
 
 def _registry(config: Path | None):
+    """The registry where a worker ever registered (None otherwise: no store, or no worker table), and where that is.
+    Creates nothing: `status` and `stop` only look, or ask a worker that is there."""
+    from keel.control.workers import open_existing
     from keel.runtime.control import control_location
-    from keel.workers.registry import WorkerRegistry
 
-    settings = load_settings(config)
-    location = control_location(settings)
-    if location.file is not None and not location.file.is_file():
-        return None, location.where
-    return WorkerRegistry(location.url), location.where
+    location = control_location(load_settings(config))
+    return open_existing(location.url), location.where
 
 
 @worker_app.command("stop")
@@ -158,22 +143,42 @@ def stop_cmd(
         raise InputError("name one worker, or --all", hint="`keel worker status` lists them")
     registry, where = _registry(config)
     if registry is None:
-        err.print(f"no worker has ever run on the control store {where}", highlight=False)
-        raise typer.Exit(1)
+        if all_:
+            out.print(f"no worker has ever run on the control store {where}: nothing to stop", highlight=False)
+            return
+        raise InputError(
+            f"no worker {worker_id}: no worker has ever run on the control store {where}",
+            hint="`keel worker status` lists the workers; check home or journal.url if you expected some",
+        )
     try:
         asked = registry.request_stop(worker_id, reason=reason)
+        known = {r.worker_id: r for r in registry.records()} if not asked else {}
     finally:
         registry.close()
-    if not asked:
-        err.print(f"no live worker {'named ' + worker_id if worker_id else 'runs'}", highlight=False)
-        raise typer.Exit(1)
-    out.print(f"asked to stop: {', '.join(asked)}", highlight=False)
+    if asked:
+        out.print(f"asked to stop: {', '.join(asked)}", highlight=False)
+        return
+    if all_:
+        out.print(f"no live worker on {where}: nothing to stop", highlight=False)
+        return
+    rec = known.get(worker_id)  # type: ignore[arg-type]
+    if rec is None:
+        raise InputError(
+            f"no worker {worker_id} on the control store {where}",
+            hint=f"known workers: {', '.join(sorted(known)) or 'none'} (`keel worker status`)",
+        )
+    ended = f" at {rec.ended_ts.isoformat()}" if rec.ended_ts else ""
+    err.print(f"worker {worker_id} is not running: it {rec.status}{ended} ({rec.end_reason or '-'})", highlight=False)
+    raise typer.Exit(1)
 
 
 @worker_app.command("status")
 def status_cmd(json_out: JsonOpt = False, config: ConfigOpt = None) -> None:
-    """The workers in the registry: status, heartbeat, the trading state each saw, and what each did."""
+    """The workers in the registry: status (a dead or silent one says so), heartbeat, the trading state each saw, and
+    what each did."""
     from rich.table import Table
+
+    from keel.workers.liveness import assess
 
     registry, where = _registry(config)
     records = []
@@ -182,26 +187,37 @@ def status_cmd(json_out: JsonOpt = False, config: ConfigOpt = None) -> None:
             records = registry.records()
         finally:
             registry.close()
+    now = datetime.now(UTC)
+    seen = [(r, assess(r, now)) for r in records]
     if json_out:
-        emit_json({"control_store": where, "workers": [r.as_dict() for r in records]})
+        emit_json(
+            {
+                "control_store": where,
+                "workers": [
+                    {**r.as_dict(), "seen_as": s.status, "heartbeat_age_s": s.heartbeat_age_s, "why": s.why}
+                    for r, s in seen
+                ],
+            }
+        )
         return
     out.print(f"control store: {where}", highlight=False)
     if not records:
-        out.print("no worker registered")
+        out.print("no workers: none has ever registered here")
         return
-    now = datetime.now(UTC)
     table = Table("id", "status", "host", "pid", "heartbeat", "state seen", "sent", "unknown", "expired")
-    for r in records:
-        age = (now - r.heartbeat_ts).total_seconds()
+    for r, s in seen:
         table.add_row(
             r.worker_id,
-            r.status,
+            s.status if s.why is None else f"[bold red]{s.status}[/]",
             r.host,
             str(r.pid),
-            f"{age:.1f} s ago",
+            f"{s.heartbeat_age_s:.1f} s ago",
             r.trading_state or "-",
             str(r.counts.get("acknowledged", 0) + r.counts.get("rejected", 0)),
             str(r.counts.get("unknown", 0)),
             str(r.counts.get("expired", 0)),
         )
     out.print(table)
+    for r, s in seen:
+        if s.why is not None:
+            out.print(f"{r.worker_id} is {s.status}: {s.why}", highlight=False)

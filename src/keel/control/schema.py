@@ -14,6 +14,10 @@ with sorted keys.
 
 `api_tokens` and `api_calls` are the API's (`keel.api`): who may call it, and what each mutating call did. A token's
 secret is never stored, only its SHA-256; a revoked token keeps its row, so what it did stays attributable.
+
+`executor_workers` is the worker registry (`keel.control.workers`): one row per executor worker, whatever host it runs
+on. Before version 6 the workers created it themselves, outside this schema; a store upgraded from 5 keeps that table
+and its rows, and gains the column added since (`ADDED_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text
 
 #: Bump with a migration whenever a table changes shape (`ControlStore._ensure_schema`). 2: `limit_overrides`;
-#: 3: `approval_requests`, `sessions`; 4: `api_tokens`, `api_calls`; 5: `session_commands`.
-CONTROL_SCHEMA_VERSION = 5
-#: Versions the store migrates from: each only lacked tables that `create_all` adds.
-MIGRATES_FROM = frozenset({1, 2, 3, 4})
+#: 3: `approval_requests`, `sessions`; 4: `api_tokens`, `api_calls`; 5: `session_commands`; 6: `executor_workers`.
+CONTROL_SCHEMA_VERSION = 6
+#: Versions the store migrates from: each only lacked tables that `create_all` adds, or the columns of
+#: `ADDED_COLUMNS` in a table an older Keel had made.
+MIGRATES_FROM = frozenset({1, 2, 3, 4, 5})
 
 metadata = MetaData()
 
@@ -190,3 +195,34 @@ api_calls = Table(
     Column("status", Integer, nullable=False),
     Column("detail", Text, nullable=False),  # JSON object, sorted keys
 )
+
+#: The worker registry (`keel.control.workers`): one row per worker id (a restart replaces its own), written by its
+#: worker except `stop_requested`, which `keel worker stop` sets and the worker obeys at its next boundary. Times of
+#: what the kill-switch drill measures are wall-clock nanoseconds.
+executor_workers = Table(
+    "executor_workers",
+    metadata,
+    Column("worker_id", String, primary_key=True),
+    Column("pid", Integer, nullable=False),
+    Column("host", String, nullable=False),
+    Column("status", String, nullable=False),  # running | stopping | stopped | failed
+    Column("started_ts", String, nullable=False),
+    Column("heartbeat_ts", String, nullable=False),
+    Column("journal", String, nullable=False),  # where it claims from, shown (never a password)
+    Column("trading_state", String, nullable=True),  # the state its watch last saw
+    Column("state_seen_ns", BigInteger, nullable=True),  # when its watch first saw that state
+    Column("loop_state", String, nullable=True),  # the state its claim loop last acted on
+    Column("loop_seen_ns", BigInteger, nullable=True),  # when the loop first acted on it
+    Column("stop_requested", Integer, nullable=False, default=0),
+    Column("stop_reason", String, nullable=True),
+    Column("ended_ts", String, nullable=True),
+    Column("end_reason", String, nullable=True),
+    Column("counts", Text, nullable=False, default="{}"),  # JSON object, sorted keys
+    # 6: how long without a heartbeat before `keel worker status` calls the worker stale (the worker's own, from its
+    # settings); NULL in a row an older worker wrote
+    Column("stale_after_s", Float, nullable=True),
+)
+
+#: Columns a table of an older version lacks, added by `ALTER TABLE` when the store is migrated: the table was
+#: made, before version 6, by the workers' own code, outside this schema.
+ADDED_COLUMNS = ((executor_workers, "stale_after_s"),)

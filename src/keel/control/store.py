@@ -14,6 +14,8 @@ lose a change: the second one learns that the state moved and is refused.
 The approval requests and the session registry are written the same way (one transaction under the write lock), so
 that an operator's decision is a compare-and-set a session's rebind or another operator cannot slip between. So are
 the API's tokens (a name is unique among the live ones; a revocation is a compare-and-set) and its call records.
+The executor workers' rows (`keel.control.workers`) are one statement each and take no table lock on PostgreSQL, so a
+heartbeat never queues a halt.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Engine, create_engine, event, func, inspect, select, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import make_url
 
@@ -63,6 +65,10 @@ class ControlSchemaError(KeelError):
     """The control store was written by a version of Keel with another schema."""
 
 
+class ControlStoreMissing(KeelError):
+    """`ControlStore.open(create=False)` found no store to open (a read-only command on a fresh home)."""
+
+
 class ControlStore:
     """One connection to the control store. Not thread-safe; any number of processes may share the store."""
 
@@ -90,18 +96,30 @@ class ControlStore:
 
     @classmethod
     def open(
-        cls, url: str, *, connect_args: Mapping[str, Any] | None = None, busy_timeout_ms: int = 5_000
+        cls,
+        url: str,
+        *,
+        connect_args: Mapping[str, Any] | None = None,
+        busy_timeout_ms: int = 5_000,
+        create: bool = True,
     ) -> ControlStore:
         """Connect, create the tables if absent, check the schema version. SQLite runs in WAL mode with
         `synchronous=FULL` (a halt that was reported recorded survives a power loss) and a busy timeout, so that
-        writers queue instead of failing. `connect_args` reaches the driver (e.g. `options` for a search path)."""
+        writers queue instead of failing. `connect_args` reaches the driver (e.g. `options` for a search path).
+
+        `create=False` is for the commands that only look (or change a row that must already be there): it creates
+        nothing — no folder, no file, no table, no version row — and reads the tables as they are (`columns`
+        says which are there); a SQLite file that does not exist is `ControlStoreMissing`."""
         u = make_url(url)
         backend = u.get_backend_name()
         if backend == "sqlite":
-            if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
+            local = bool(u.database) and u.database != ":memory:" and not u.database.startswith("file:")
+            if local and not create and not Path(u.database).is_file():
+                raise ControlStoreMissing(f"there is no control store at {u.database}")
+            if local and create:
                 Path(u.database).parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(u, connect_args=dict(connect_args or {}))
-            event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms))
+            event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms, wal=create))
         elif backend == "postgresql":
             engine = create_engine(u, connect_args=dict(connect_args or {}))
         else:
@@ -115,12 +133,22 @@ class ControlStore:
         except BaseException:
             engine.dispose()
             raise
-        try:
-            store._ensure_schema()
-        except BaseException:
-            store.close()
-            raise
+        if create:
+            try:
+                store._ensure_schema()
+            except BaseException:
+                store.close()
+                raise
         return store
+
+    def columns(self, table: str) -> set[str]:
+        """The columns table `table` has in the store, none when it is not there (a store opened with `create=False`
+        may lack the newer tables and columns)."""
+        try:
+            found = inspect(self._conn)
+            return {c["name"] for c in found.get_columns(table)} if found.has_table(table) else set()
+        finally:
+            self._conn.rollback()
 
     def _ensure_schema(self) -> None:
         from keel.schema_setup import ensure_schema
@@ -134,6 +162,7 @@ class ControlStore:
         if not versions:
             conn.execute(s.control_schema.insert(), {"version": s.CONTROL_SCHEMA_VERSION})
         elif len(versions) == 1 and versions[0] in s.MIGRATES_FROM:  # its missing tables were just created
+            _add_missing_columns(conn)
             conn.execute(s.control_schema.update().values(version=s.CONTROL_SCHEMA_VERSION))
         elif versions != [s.CONTROL_SCHEMA_VERSION]:
             conn.rollback()
@@ -357,9 +386,12 @@ class ControlStore:
         return self._read(*self._sql(stmt))
 
     @contextmanager
-    def _writing(self) -> Iterator[Callable[[Any], Any]]:
+    def _writing(self, *, store_lock: bool = True) -> Iterator[Callable[[Any], Any]]:
         """One transaction under the write lock, committed when the block ends and rolled back if it raises. The
-        block runs statements with the function it is given, which returns the cursor (rows, `rowcount`)."""
+        block runs statements with the function it is given, which returns the cursor (rows, `rowcount`).
+        `store_lock=False` (a worker's own row: one statement, nothing to compare with other tables) takes no table
+        lock on PostgreSQL, so that heartbeats never queue a halt; SQLite still begins `IMMEDIATE` (a deferred write
+        can fail on a snapshot another connection moved, whatever the busy timeout)."""
         cur = self._cur
 
         def run(stmt: Any) -> Any:
@@ -367,7 +399,8 @@ class ControlStore:
             return cur
 
         try:
-            cur.execute(self._lock)
+            if store_lock or self.dialect == "sqlite":
+                cur.execute(self._lock)
             yield run
             self._dbapi.commit()
         except BaseException:
@@ -993,11 +1026,25 @@ def _call_of(row: Any) -> ApiCall:
     )
 
 
-def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
+def _add_missing_columns(conn: Any) -> None:
+    """The columns of `schema.ADDED_COLUMNS` a table made by an older Keel lacks (`create_all` makes no column)."""
+    found = inspect(conn)
+    for table, name in s.ADDED_COLUMNS:
+        if name in {c["name"] for c in found.get_columns(table.name)}:
+            continue
+        kind = table.c[name].type.compile(dialect=conn.dialect)
+        conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}"))
+
+
+def _sqlite_pragmas(busy_timeout_ms: int, *, wal: bool = True) -> Callable[[Any, Any], None]:
+    """WAL and `synchronous=FULL` for a store that may be written and created; `wal=False` (a store opened with
+    `create=False`) leaves the file's journal mode as it is: switching it is a write."""
+
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
+            if wal:
+                cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         finally:

@@ -10,13 +10,16 @@ repairs its log, takes over what it had claimed and asks the venue about it befo
 
 At the end every intent must be settled: duplicates (orders the venue accepted twice under one client order id, or
 an intent claimed twice), lost acknowledged intents (the venue holds the order, the journal does not say executed),
-phantoms (executed in the journal, no order at the venue) and unresolved unknowns (still `executing`) are counted.
+phantoms (executed in the journal, no order at the venue) and unresolved unknowns (still `executing`) are counted,
+and so are the workers that failed (exited otherwise than by an injected crash or SIGKILL during the drill, or than
+cleanly at its end): a fault a worker should handle, such as a locked database, must not kill it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import random
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -26,7 +29,7 @@ from typing import Any
 from keel.agents.executor import Step
 from keel.domain.intents import IntentState
 from keel.venues.faults import ScriptedFault, VenueFault
-from keel.workers.chaos import WorkerFault, plant
+from keel.workers.chaos import CRASH_STATUS, WorkerFault, plant
 from keel.workers.drill import close_side, open_side, specs_for
 from keel.workers.feed import approve, resting_buy
 from keel.workers.fleet import Fleet, FleetError
@@ -149,6 +152,9 @@ def run_chaos(
         claims = {i: sum(t.to_state is IntentState.EXECUTING for t in side.journal.store.transitions(i)) for i in ids}
         restarts = sum(fleet.started.values()) - workers
         codes = close_side(side)
+    # a worker dies of an injected crash or a SIGKILL, and stops cleanly at the end; any other exit is a fault it
+    # did not survive (its stderr file says where)
+    died = [c for cs in fleet.exits.values() for c in cs if c not in (CRASH_STATUS, -signal.SIGKILL)]
     held = set(exchange.accepted)
     counts = {
         "duplicates": exchange.duplicates() + sum(1 for c in claims.values() if c > 1),
@@ -156,6 +162,7 @@ def run_chaos(
         "phantom_executed": sum(1 for i in ids if states.get(i) is IntentState.EXECUTED and i not in held),
         "unresolved_unknowns": sum(1 for i in ids if states.get(i) is IntentState.EXECUTING),
         "never_claimed": sum(1 for i in ids if states.get(i) is IntentState.APPROVED),
+        "workers_failed": len(died) + sum(1 for c in codes.values() if c != 0),
     }
     outcomes = Counter(states.get(i, IntentState.APPROVED).value for i in ids)
     return {

@@ -6,17 +6,15 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from keel.control.store import ControlStore
+from keel.control.workers import WorkerRegistry
 from keel.domain.errors import KeelError
-from keel.durable import write_atomic
 from keel.journal.store import IntentStore
-from keel.workers.registry import WorkerRegistry
-from keel.workers.spec import KEY_ENV, SECRET_ENV, WorkerSpec
+from keel.workers.process import spawn, write_spec
+from keel.workers.spec import WorkerSpec
 
 
 class FleetError(KeelError):
@@ -39,35 +37,34 @@ class Fleet:
         self.specs = {s.worker_id: s for s in specs}
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._env = {**os.environ, **(env or {}), KEY_ENV: key, SECRET_ENV: secret}
+        self._env = {**os.environ, **(env or {})}
+        self._keys = (key, secret)
         self.procs: dict[str, subprocess.Popen] = {}
         #: warm spares, one per worker id (`standby`): a restart takes one and a new one is started behind it
         self._spares: dict[str, subprocess.Popen] = {}
         self._standby = standby
         self.started: dict[str, int] = {}  # starts per worker (a restart after a kill counts)
+        #: how each replaced process had ended, by worker, in order (a restart after a crash records the crash's code)
+        self.exits: dict[str, list[int]] = {}
         first = next(iter(self.specs.values()))
-        # The schemas exist before the workers start: several processes creating the same tables at once on a fresh
-        # PostgreSQL database can fail on the catalogue's unique keys.
-        ControlStore.open(first.control_url, connect_args=first.connect_args).close()
-        IntentStore.open(first.journal_url, write_through=True, connect_args=first.connect_args).close()
-        self.registry = WorkerRegistry(first.control_url, connect_args=first.connect_args)
+        # The schemas exist before the workers start (the registry's store creates the control schema): several
+        # processes creating the same tables at once on a fresh PostgreSQL database can fail on the catalogue's keys.
+        self.registry = WorkerRegistry.open(first.control_url, connect_args=first.connect_args)
+        try:
+            IntentStore.open(first.journal_url, write_through=True, connect_args=first.connect_args).close()
+        except BaseException:
+            self.registry.close()
+            raise
 
     def _spawn(self, worker_id: str, args: list[str], *, spare: bool) -> subprocess.Popen:
-        err = open(self.folder / f"{worker_id}.stderr", "ab")  # noqa: SIM115 - the child owns it while it runs
-        try:
-            return subprocess.Popen(
-                [sys.executable, "-m", "keel.workers.process", *args],
-                env=self._env,
-                stdin=subprocess.PIPE if spare else subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-            )
-        finally:
-            err.close()
+        return spawn(worker_id, args, folder=self.folder, keys=self._keys, env=self._env, standby=spare)
 
     def start(self, worker_id: str) -> subprocess.Popen:
         spec = self.specs[worker_id]
-        path = write_atomic(self.folder / f"{worker_id}.spec.json", spec.to_json().encode())
+        old = self.procs.get(worker_id)
+        if old is not None and old.poll() is not None:
+            self.exits.setdefault(worker_id, []).append(old.returncode)
+        path = write_spec(self.folder, spec)
         spare = self._spares.pop(worker_id, None)
         if spare is not None and spare.poll() is None and spare.stdin is not None:
             spare.stdin.write(f"{path}\n".encode())

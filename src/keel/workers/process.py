@@ -1,17 +1,54 @@
 """A worker as a process of its own: `python -m keel.workers.process SPEC.json` (what `keel worker start --detach`
-and the drills start). SIGTERM and SIGINT stop it at its next boundary; it exits 0 when it stopped as asked, 1 when
-it failed (the registry says why)."""
+and the drills start, both through `spawn`). SIGTERM and SIGINT stop it at its next boundary; it exits 0 when it
+stopped as asked, 1 when it failed (the registry says why)."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from keel.workers.spec import WorkerSpec, venue_keys
+from keel.workers.spec import KEY_ENV, SECRET_ENV, WorkerSpec, venue_keys
+
+
+def write_spec(folder: Path, spec: WorkerSpec) -> Path:
+    """The spec's file beside the worker's log (`<folder>/<id>.spec.json`), written atomically: a worker never reads
+    half of one. It holds no key."""
+    from keel.durable import write_atomic
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_atomic(folder / f"{spec.worker_id}.spec.json", spec.to_json().encode())
+
+
+def spawn(
+    worker_id: str,
+    args: list[str],
+    *,
+    folder: Path,
+    keys: tuple[str, str],
+    env: Mapping[str, str] | None = None,
+    standby: bool = False,
+    detach: bool = False,
+) -> subprocess.Popen:
+    """Start `python -m keel.workers.process ARGS`: the venue's keys in its environment only (over `env`, default
+    this process's), its stderr appended to `<folder>/<id>.stderr`. `standby`: a warm spare, whose spec's path is
+    written to its stdin later. `detach`: a session of its own, so that it outlives the command that started it and
+    a Ctrl-C there does not reach it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{worker_id}.stderr", "ab") as err:  # the child has its own descriptor once started
+        return subprocess.Popen(
+            [sys.executable, "-m", "keel.workers.process", *args],
+            env={**(os.environ if env is None else env), KEY_ENV: keys[0], SECRET_ENV: keys[1]},
+            stdin=subprocess.PIPE if standby else subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=detach,
+        )
 
 
 def connect_broker(spec: WorkerSpec, keys: tuple[str, str] | None = None):
@@ -52,6 +89,14 @@ def serve(
         hook = chaos_hook(Path(spec.chaos_dir), lambda: worker_box[0])
     worker = Worker.open(spec, broker=connect_broker(spec, keys), hook=hook)
     worker_box.append(worker)
+    if spec.chaos_dir is not None:
+        from keel.workers.chaos import chaos_journal
+
+        try:
+            chaos_journal(worker.journal)
+        except BaseException as exc:
+            worker.close(status="failed", reason=f"{type(exc).__name__}: {exc}")
+            raise
 
     def should_stop() -> bool:
         return stop.is_set() or (spec.parent_pid is not None and os.getppid() != spec.parent_pid)
@@ -89,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         serve(spec, stop)
-    except Exception as exc:
+    except Exception as exc:  # where it failed, for whoever reads the worker's stderr file; the summary last
+        traceback.print_exc(file=sys.stderr)
         print(f"worker {spec.worker_id} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -8,10 +8,17 @@
   wakes an idle worker the moment it changes (the speed). The first time the worker sees a new state it writes it,
   with the instant, to its registry row and its log (what the kill-switch drill measures).
 - **Unknown outcomes** stay `executing` and are looked up at the venue by client order id until it answers: found
-  is `executed`, absent past `unknown_grace_s` is `failed`; never sent again. At start-up the worker first takes over
+  is `executed`, absent past `unknown_grace_s` is `failed`; never sent again. A lookup that settles nothing is
+  asked again later and later (from 50 ms, doubling, at most 2 s apart), so a venue or database that is down is
+  not hammered by every worker at once. At start-up the worker first takes over
   the intents it had claimed before it stopped (a crash, a SIGKILL), and trades nothing until the venue has answered
   for each of them.
 - **Stopping** happens at a boundary: between two intents, never between a claim and the record of its outcome.
+- **A failure is handled where it happened**: a step that fails (the database locked past its wait, the log
+  unwritable, the venue's adapter) leaves the intent to its row — still `approved`: taken again; claimed by this
+  worker: looked up — and the worker goes on. Its own events are notes: one it cannot write is counted
+  (`notes_lost`), not fatal. The heartbeat is written between two intents and two lookups too, so that a busy worker
+  never looks stale (`keel.workers.liveness`).
 """
 
 from __future__ import annotations
@@ -27,10 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from keel.agents.executor import Outcome, Step, execute_one
 from keel.control.store import ControlStore
+from keel.control.workers import WorkerRegistry
 from keel.domain.decisions import TradingState
 from keel.domain.errors import BrokerError, InputError, KeelError
 from keel.domain.intents import IntentState
@@ -41,7 +47,7 @@ from keel.journal.reconcile import resolve_execution
 from keel.risk.trading_state import TradingStateGuard
 from keel.runtime.clock import WallClock
 from keel.settings import describe_url
-from keel.workers.registry import WorkerRegistry
+from keel.workers.liveness import stale_after
 from keel.workers.spec import WorkerSpec
 from keel.workers.watch import StateWatch
 
@@ -49,8 +55,20 @@ if TYPE_CHECKING:
     from keel.brokers.base import Broker
 
 STAGE = "worker"
-#: the least time between two lookups of one unknown submit
+#: the least time between two lookups of one unknown submit; each lookup that settles nothing doubles it, up to the cap
 LOOKUP_EVERY_NS = 50_000_000
+LOOKUP_CAP_NS = 2_000_000_000
+
+
+def lookup_delay_ns(misses: int) -> int:
+    """How long after its `misses`-th fruitless lookup an unknown submit is looked up again."""
+    return min(LOOKUP_CAP_NS, LOOKUP_EVERY_NS << min(misses, 32))
+
+
+def is_lock_error(exc: BaseException) -> bool:
+    """Whether `exc` is a database lock that outlasted the wait (SQLite busy, PostgreSQL's lock timeout)."""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return any(s in text for s in ("database is locked", "database is busy", "lock timeout", "could not obtain lock"))
 
 
 class _Watcher(threading.Thread):
@@ -58,10 +76,12 @@ class _Watcher(threading.Thread):
     of its own, notes the instant it first saw a new state in the registry, and wakes the claim loop. It never
     decides anything: the loop re-reads the state from the store before every claim."""
 
-    def __init__(self, spec: WorkerSpec, watch: StateWatch, registry: WorkerRegistry, wall_ns: Callable[[], int]):
+    def __init__(self, spec: WorkerSpec, watch: StateWatch, control: ControlStore, wall_ns: Callable[[], int]):
         super().__init__(name=f"keel-watch-{spec.worker_id}", daemon=True)
-        self.spec, self.watch, self.registry, self._wall_ns = spec, watch, registry, wall_ns
-        self.control = ControlStore.open(spec.control_url, connect_args=spec.connect_args)
+        self.spec, self.watch, self._wall_ns = spec, watch, wall_ns
+        #: its own connection (given, opened by `Worker.open` with everything else), and the registry over it
+        self.control = control
+        self.registry = WorkerRegistry(control)
         self.wake = threading.Event()
         self.done = threading.Event()
         self.seen: TradingState | None = None
@@ -93,6 +113,8 @@ class _Unknown:
     run_id: str
     since_ns: int
     next_ns: int = 0
+    #: lookups in a row that settled nothing (the venue did not answer, did not hold it yet, or the store failed)
+    misses: int = 0
 
 
 class Worker:
@@ -105,8 +127,8 @@ class Worker:
         journal: Journal,
         broker: Broker,
         control: ControlStore,
-        registry: WorkerRegistry,
         watch: StateWatch,
+        watcher_control: ControlStore,
         hook: Callable[[Step, str], None] | None = None,
         clock: WallClock | None = None,
         wall_ns: Callable[[], int] = time.time_ns,
@@ -115,7 +137,7 @@ class Worker:
         self.journal = journal
         self.broker = broker
         self.control = control
-        self.registry = registry
+        self.registry = WorkerRegistry(control)
         self.watch = watch
         self.hook = hook
         self.clock = clock or WallClock()
@@ -128,14 +150,25 @@ class Worker:
         self._cancel_due = False
         self._rng = random.Random(spec.seed)
         self._failures = 0
-        self._watcher = _Watcher(spec, watch, registry, wall_ns)
+        self._next_beat = 0.0
+        #: a stop request the registry answered a heartbeat with, obeyed at the next boundary
+        self._stop_asked = False
+        self._watcher = _Watcher(spec, watch, watcher_control, wall_ns)
         #: what `open` took that `close` gives back (the worker id's lock)
         self._release: list[Callable[[], None]] = []
 
     @classmethod
-    def open(cls, spec: WorkerSpec, *, broker: Broker, hook: Callable[[Step, str], None] | None = None) -> Worker:
-        """Open the journal (the worker's own log over the shared store), the control store, the registry and the
-        watch. Whatever was opened is closed again if a later step fails."""
+    def open(
+        cls,
+        spec: WorkerSpec,
+        *,
+        broker: Broker,
+        hook: Callable[[Step, str], None] | None = None,
+        wall_ns: Callable[[], int] = time.time_ns,
+    ) -> Worker:
+        """Open the journal (the worker's own log over the shared store), the control store (one connection for the
+        claim loop, one for the watcher) and the watch, and build the worker. Whatever was opened is closed again if
+        a later step fails, the worker's construction included."""
         from keel.durable import try_lock, unlock
 
         opened: list[Callable[[], None]] = []
@@ -160,14 +193,24 @@ class Worker:
             opened.append(journal.close)
             control = ControlStore.open(spec.control_url, connect_args=spec.connect_args)
             opened.append(control.close)
-            registry = WorkerRegistry(spec.control_url, connect_args=spec.connect_args)
-            opened.append(registry.close)
+            watcher_control = ControlStore.open(spec.control_url, connect_args=spec.connect_args)
+            opened.append(watcher_control.close)
             watch = StateWatch.open(spec.control_url, interval=spec.watch_interval_s, connect_args=spec.connect_args)
+            opened.append(watch.close)
+            worker = cls(
+                spec,
+                journal=journal,
+                broker=broker,
+                control=control,
+                watch=watch,
+                watcher_control=watcher_control,
+                hook=hook,
+                wall_ns=wall_ns,
+            )
         except BaseException:
             for close in reversed(opened):
                 close()
             raise
-        worker = cls(spec, journal=journal, broker=broker, control=control, registry=registry, watch=watch, hook=hook)
         worker._release = opened[:2]  # the lock, released when the worker closes
         return worker
 
@@ -186,12 +229,29 @@ class Worker:
             self.seen = state
             self._cancel_due = state is TradingState.HALTED
             self.registry.saw_state(self.spec.worker_id, state.value, seen_ns, loop=True)
-            self._event("worker.state_seen", {"state": state.value, "why": why, "seen_ns": seen_ns})
+            self._note("worker.state_seen", {"state": state.value, "why": why, "seen_ns": seen_ns})
         return state, why
 
-    def _event(self, event: str, payload: dict) -> None:
-        if not self.journal.needs_recovery:
+    def _note(self, event: str, payload: dict) -> None:
+        """One of the worker's own events (started, the state seen, what failed, stopped): a note beside the intents'
+        rows, which are what is true. One that cannot be written — the journal locked, its log unwritable, its tail
+        waiting for repair — is dropped and counted (`notes_lost` in the registry), so that a worker never dies of
+        its own report and its registry row still records how it ended."""
+        try:
+            if self.journal.needs_recovery:
+                raise RuntimeError("the journal's log waits for repair")
             self.journal.event(STAGE, event, payload, ts=self.clock.now(), run_id=self.spec.actor)
+        except Exception:
+            self.counts["notes_lost"] += 1
+
+    def _recover(self) -> None:
+        """Repair the log's tail if a failed write left it in doubt; if the repair fails too (the database still
+        locked), the journal keeps refusing writes and the next failure tries again."""
+        if self.journal.needs_recovery:
+            try:
+                self.journal.recover(ts=self.clock.now())
+            except Exception:
+                self.counts["recoveries_failed"] += 1
 
     # -- life --------------------------------------------------------------------------------------------
 
@@ -199,13 +259,14 @@ class Worker:
         """Repair the log's tail (a crash), register, take over the intents this worker claimed before it stopped,
         and look each of them up at the venue: nothing is traded before the venue has answered for all of them."""
         now = self.clock.now()
-        self.journal.recover(ts=now)
+        self._recover_at_start(should_stop)
         self.registry.register(
             worker_id=self.spec.worker_id,
             pid=os.getpid(),
             host=socket.gethostname(),
             journal=describe_url(self.spec.journal_url),
             ts=now,
+            stale_after_s=stale_after(self.spec.heartbeat_s, self.spec.venue.timeout_ms / 1e3),
         )
         store = self.journal.store
         for rec in store.list_intents(state=IntentState.EXECUTING):
@@ -213,12 +274,26 @@ class Worker:
             claim = [t for t in store.transitions(iid) if t.to_state is IntentState.EXECUTING]
             if claim and claim[-1].actor == self.spec.actor:
                 self.unknown[iid] = _Unknown(rec.intent.run_id, int(claim[-1].ts.timestamp() * 1e9))
-        self._event("worker.started", {"taken_over": sorted(self.unknown)})
+        self._note("worker.started", {"taken_over": sorted(self.unknown)})
         self._watcher.look()
         self._watcher.start()
         self.observe()
         while not should_stop() and not self.settle(force=True):
             self._idle(0.2)  # the venue did not answer every lookup: ask again before trading
+
+    def _recover_at_start(self, should_stop: Callable[[], bool]) -> None:
+        """The log's repair before anything else; a database locked meanwhile (another writer, a stuck one) is waited
+        out, asking again every 50 ms, instead of being the worker's death. Any other failure is raised: a log that
+        does not match its database is no matter of waiting."""
+        while True:
+            try:
+                self.journal.recover(ts=self.clock.now())
+                return
+            except Exception as exc:
+                if not is_lock_error(exc) or should_stop():
+                    raise
+                self.counts["recoveries_failed"] += 1
+            self._idle(0.05)
 
     def _idle(self, timeout: float) -> None:
         """Wait until the trading state changes (the watcher wakes the loop) or `timeout` passes."""
@@ -230,21 +305,27 @@ class Worker:
 
     def run(self, should_stop: Callable[[], bool]) -> str:
         """Claim and execute until `should_stop()` or a stop request in the registry; returns why it stopped."""
-        next_beat = 0.0
         while True:
             if should_stop():
                 return "stopped by signal"
-            mono = time.monotonic()
-            if mono >= next_beat:
-                if self.registry.heartbeat(self.spec.worker_id, ts=self.clock.now(), counts=self.counts):
-                    return "stop requested"
-                next_beat = mono + self.spec.heartbeat_s
+            if self._beat():
+                return "stop requested"
             if not self.step(should_stop):
                 self._idle(self.spec.idle_wait_s)
 
+    def _beat(self) -> bool:
+        """The heartbeat, when it is due (also between two intents of a batch and two lookups, so that a busy worker
+        never looks stale); returns whether a stop was requested."""
+        mono = time.monotonic()
+        if mono >= self._next_beat:
+            if self.registry.heartbeat(self.spec.worker_id, ts=self.clock.now(), counts=self.counts):
+                self._stop_asked = True
+            self._next_beat = mono + self.spec.heartbeat_s
+        return self._stop_asked
+
     def close(self, *, status: str = "stopped", reason: str = "stopped") -> None:
         try:
-            self._event("worker.stopped", {"status": status, "reason": reason, "counts": dict(self.counts)})
+            self._note("worker.stopped", {"status": status, "reason": reason, "counts": dict(self.counts)})
             self.registry.end(
                 self.spec.worker_id, status=status, reason=reason, ts=self.clock.now(), counts=self.counts
             )
@@ -256,7 +337,6 @@ class Worker:
             else:
                 watcher.watch.close()
                 watcher.control.close()
-            self.registry.close()
             self.control.close()
             self.journal.close()
             for release in reversed(self._release):
@@ -267,6 +347,7 @@ class Worker:
     def step(self, should_stop: Callable[[], bool] = lambda: False) -> int:
         """Settle what is unknown, then execute (or, halted, expire) the approved intents of one batch, in this
         worker's own order. Returns how many intents it acted on."""
+        self._recover()
         self.settle()
         self.observe()
         if self._cancel_due:
@@ -275,7 +356,7 @@ class Worker:
         self._rng.shuffle(batch)
         acted = 0
         for rec in batch:
-            if should_stop():
+            if should_stop() or self._beat():
                 break
             if self._execute(rec.intent) is not Outcome.LOST:
                 acted += 1
@@ -289,12 +370,12 @@ class Worker:
         try:
             cancelled = self.broker.cancel_all()
         except BrokerError as exc:
-            self._event("worker.cancel_all_failed", {"detail": exc.message})
+            self._note("worker.cancel_all_failed", {"detail": exc.message})
             self._broker_failed(True)
             return
         self._cancel_due = False
         self.counts["cancelled"] += len(cancelled)
-        self._event("worker.cancel_all", {"cancelled": sorted(o.client_order_id for o in cancelled)})
+        self._note("worker.cancel_all", {"cancelled": sorted(o.client_order_id for o in cancelled)})
 
     def _execute(self, intent) -> Outcome | None:
         iid = intent.intent_id
@@ -329,10 +410,9 @@ class Worker:
         `approved` was not claimed (the claim rolled back): any worker takes it again."""
         self.counts["errors"] += 1
         iid = intent.intent_id
-        if self.journal.needs_recovery:
-            self.journal.recover(ts=self.clock.now())
+        self._recover()
         message = exc.message if isinstance(exc, KeelError) else f"{type(exc).__name__}: {exc}"
-        self._event("worker.step_failed", {"intent_id": iid, "error": message})
+        self._note("worker.step_failed", {"intent_id": iid, "error": message})
         try:
             mine = self._claimed_by_me(iid)
         except Exception:  # cannot tell now: looked up, and settled only if the claim proves to be ours (`settle`)
@@ -367,15 +447,21 @@ class Worker:
             now = self._wall_ns()
             if not force and now < info.next_ns:
                 continue
-            info.next_ns = now + LOOKUP_EVERY_NS
+            self._beat()
+            # until it is settled, the next lookup waits longer each time (a success removes the entry)
+            info.next_ns = now + lookup_delay_ns(info.misses)
+            info.misses += 1
             try:
                 order = self.broker.status(iid)
             except BrokerError:
                 answered = False
                 continue
             if order is None and now - info.since_ns < grace_ns:
+                # not held yet: asked again no later than the end of the grace period, which decides it
+                info.next_ns = max(now + LOOKUP_EVERY_NS, min(info.next_ns, info.since_ns + grace_ns))
                 continue
             try:
+                self._recover()  # a write that failed before (a lock) may have left the log's tail to repair
                 if not self._claimed_by_me(iid):  # settled elsewhere, or another worker's claim: not ours to settle
                     del self.unknown[iid]
                     continue
@@ -387,11 +473,10 @@ class Worker:
                     ts=self.clock.now(),
                     how=f"looked up by {self.spec.actor}",
                 )
-            except (KeelError, SQLAlchemyError) as exc:  # the store, or a race with a reconciliation: ask again
+            except Exception as exc:  # the store (locked, gone), or a race with a reconciliation: ask again
                 answered = False
-                self._event("worker.settle_failed", {"intent_id": iid, "error": str(exc)[:300]})
-                if self.journal.needs_recovery:
-                    self.journal.recover(ts=self.clock.now())
+                self._note("worker.settle_failed", {"intent_id": iid, "error": str(exc)[:300]})
+                self._recover()
                 continue
             self.counts["settled"] += 1
             del self.unknown[iid]

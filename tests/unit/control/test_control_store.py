@@ -63,6 +63,7 @@ def test_the_file_is_sqlite_in_wal_mode(open_store, db):
             "api_tokens",
             "api_calls",
             "session_commands",
+            "executor_workers",
         }
 
 

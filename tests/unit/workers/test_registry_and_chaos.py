@@ -1,25 +1,22 @@
 """The worker registry (sign of life, stop requests), a worker's spec on disk, the chaos faults that fire once, and
-the drills' percentile."""
+the drills' percentile. The registry's place in the control store is `tests/unit/control/test_worker_registry.py`."""
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
-import pytest
-
 from keel.agents.executor import Step
+from keel.control.workers import WorkerRegistry
 from keel.workers.chaos import WorkerFault, chaos_hook, plant
 from keel.workers.drill import percentile
-from keel.workers.registry import WorkerRegistry
 from keel.workers.spec import VenueSpec, WorkerSpec
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def test_a_stop_request_reaches_the_live_workers_only(tmp_path):
-    registry = WorkerRegistry(f"sqlite:///{tmp_path / 'control.db'}")
+    registry = WorkerRegistry.open(f"sqlite:///{tmp_path / 'control.db'}")
     try:
         for wid in ("a", "b"):
             registry.register(worker_id=wid, pid=1, host="h", journal="j", ts=NOW)
@@ -56,37 +53,25 @@ def test_a_spec_survives_its_file_and_carries_no_key():
     assert spec.actor == "worker-w" and spec.log_path.name == "w.jsonl"
 
 
-def test_a_planted_fault_fires_at_its_step_once(tmp_path):
-    worker = SimpleNamespace(journal=SimpleNamespace(store=SimpleNamespace(dialect="sqlite")))
+def test_a_planted_fault_fires_at_its_step_once(tmp_path, monkeypatch):
+    from keel.workers import chaos
+
+    held: list[tuple[object, float]] = []
+    monkeypatch.setattr(chaos, "hold_lock", lambda spec, seconds: held.append((spec, seconds)))
+    worker = SimpleNamespace(spec=object())
     hook = chaos_hook(tmp_path, lambda: worker)
     plant(tmp_path, "it-1", WorkerFault.DB_LOCKED, Step.RECORD)
     hook(Step.CLAIM, "it-1")  # not its step
     hook(Step.RECORD, "it-2")  # not its intent
-    with pytest.raises(sqlite3.OperationalError, match="locked"):
-        hook(Step.RECORD, "it-1")
+    assert held == []
+    hook(Step.RECORD, "it-1")
+    assert held == [(worker.spec, chaos.LOCK_HOLD_S)]
     hook(Step.RECORD, "it-1")  # fired already: a restarted worker goes on
-    assert (tmp_path / "it-1.fired").exists()
+    assert len(held) == 1 and (tmp_path / "it-1.fired").exists()
+    assert chaos.LOCK_WAIT_MS / 1e3 < chaos.LOCK_HOLD_S  # the lock outlasts the wait: the write fails
 
 
 def test_percentile_interpolates_between_ranks():
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
     assert percentile([5.0], 99) == 5.0
     assert percentile(list(map(float, range(101))), 99) == 99.0
-
-
-def test_workers_starting_at_once_on_a_fresh_store_all_get_the_registry(tmp_path, monkeypatch):
-    from sqlalchemy import inspect
-
-    from keel.workers import registry as reg
-
-    url = f"sqlite:///{tmp_path / 'control.db'}"
-    first = WorkerRegistry(url)
-    create = reg.metadata.create_all
-    # another process created the table between this one's check and its CREATE
-    monkeypatch.setattr(reg.metadata, "create_all", lambda bind, checkfirst=True: create(bind, checkfirst=False))
-    second = WorkerRegistry(url)
-    try:
-        assert inspect(second._engine).has_table("executor_workers")
-    finally:
-        second.close()
-        first.close()
