@@ -126,6 +126,28 @@ def tighten(
             continue  # someone changed it first: a halt in between makes this reduce unnecessary
 
 
+def note(
+    store: ControlStoreLike,
+    *,
+    reason: str,
+    actor: str,
+    ts: datetime,
+    trigger: str,
+    detail: Mapping[str, Any] | None = None,
+) -> IncidentRecord:
+    """A record that changes no trading state (a venue failover that keeps trading, and its end): written on the state
+    in force, so it never loosens a halt nor tightens an active session — with trading active an incident of its own,
+    during an open incident a record of that one. Judged again when another process changed the state meanwhile."""
+    while True:
+        current = store.trading_state()
+        try:
+            return _change(
+                store, current.state, current, reason=reason, actor=actor, ts=ts, trigger=trigger, detail=detail
+            )
+        except StaleState:
+            continue
+
+
 def _change(
     store: ControlStoreLike,
     state: TradingState,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from keel.control.records import Trigger
 from keel.domain.decisions import TradingState
 from keel.domain.reasons import ReasonCode
-from keel.risk.kill_switch import halt, tighten
+from keel.risk.kill_switch import halt, note, tighten
 from keel.risk.overrides import effective_limits
 from keel.runtime.clock import WallClock
 
@@ -59,8 +59,15 @@ def wire_session(ctx: RunContext, control: ControlStore, guard: TradingStateGuar
             detail={"run_id": ctx.run_id, "level": 1},
         )
 
+    def noted(trigger: str, reason: str, detail: dict) -> None:
+        # a record on the state in force (`kill_switch.note`); the guard re-reads, as after a trip
+        note(control, reason=reason, actor=f"keel:{trigger}", ts=clock.now(), trigger=trigger, detail=detail)
+        guard.refresh()
+
     ctx.extras["trip"] = tripped
     ctx.extras["escalate"] = escalated
+    ctx.extras["note"] = noted
+    ctx.extras["records"] = lambda trigger: control.records(trigger=trigger, limit=50)
     ctx.limits_now = _limits_now(ctx, control, clock)
 
 

@@ -236,67 +236,28 @@ def record_routing(ctx: RunContext, broker: VenueBroker | RoutedBroker, *, sessi
 
 
 def note_incident(ctx: RunContext, trigger: str, reason: str, detail: dict[str, Any]) -> None:
-    """An incident record in the control plane that changes no trading state: a failover that keeps trading (the
-    fallback takes the down venue's exits) and its end. It is written as a change to the state already in force, so
-    it never loosens a halt nor tightens an active session; with trading active it is an incident of its own
-    (`keel incidents`, trigger `venue-failover`), during an open incident a record of that one. A control plane
-    that cannot be written is not a reason to stop trading: the journal's `routing.*` events hold the facts."""
-    if ctx.simulated is not None:  # a replay has no control plane
+    """An incident record in the session's control plane that changes no trading state (`kill_switch.note`): a
+    failover that keeps trading and its end. A control plane that cannot be written is no reason to stop trading:
+    the journal's `routing.*` events hold the facts. A replay has no control plane."""
+    noted = ctx.extras.get("note")
+    if noted is None:
         return
-    from keel.domain.errors import KeelError, StaleState
-    from keel.runtime.clock import WallClock
-    from keel.runtime.control import open_control
+    from keel.domain.errors import KeelError
 
     try:
-        store = open_control(ctx.settings).store
+        noted(trigger, reason, {"run_id": ctx.run_id, **detail})
     except KeelError:
         return
-    if store is None:
-        return
-    try:
-        for _ in range(5):
-            current = store.trading_state()
-            try:
-                store.change_state(
-                    current.state,
-                    trigger=trigger,
-                    actor=f"keel:{trigger}",
-                    reason=reason,
-                    ts=WallClock().now(),
-                    expected_change=current.change_id,
-                    detail={"run_id": ctx.run_id, **detail},
-                )
-                break
-            except StaleState:
-                continue  # another process changed the state meanwhile: recorded on the state it set
-    except KeelError:
-        return
-    finally:
-        store.close()
-    guard_refresh = getattr(ctx.guard, "refresh", None)
-    if guard_refresh is not None:
-        guard_refresh()
 
 
 def _failover_incident(ctx: RunContext, venue: str) -> int | None:
     """The incident the last failover record of `venue` in this run belongs to, or None (none was recorded)."""
-    if ctx.simulated is not None:
+    records = ctx.extras.get("records")
+    if records is None:
         return None
-    from keel.domain.errors import KeelError
-    from keel.runtime.control import open_control
-
-    try:
-        store = open_control(ctx.settings).store
-    except KeelError:
-        return None
-    if store is None:
-        return None
-    try:
-        for rec in reversed(store.records(trigger=FAILOVER_TRIGGER, limit=50)):
-            if rec.detail.get("run_id") == ctx.run_id and rec.detail.get("venue") == venue:
-                return rec.incident_id
-    finally:
-        store.close()
+    for rec in reversed(records(FAILOVER_TRIGGER)):
+        if rec.detail.get("run_id") == ctx.run_id and rec.detail.get("venue") == venue:
+            return rec.incident_id
     return None
 
 
