@@ -71,6 +71,9 @@ class Book:
     missed_heartbeats: int = 0
     #: [ns, order key] of the orders sent in the repeat window (the repeated-execution throttle)
     sent: deque[list] = field(default_factory=deque)
+    #: the override ids last journalled in force (`risk.overrides_in_force`, sessions): a restarted session goes on
+    #: from them instead of journalling again what the interrupted process had already recorded
+    overrides_in_force: list[int] = field(default_factory=list)
 
     def release(self, intent_id: str, symbol: str) -> None:
         """Forget an intent that will never trade, or has finished trading, from the in-flight maps."""
@@ -100,6 +103,7 @@ class Book:
             "broker_failures": self.broker_failures,
             "missed_heartbeats": self.missed_heartbeats,
             "sent": [list(x) for x in self.sent],
+            "overrides_in_force": list(self.overrides_in_force),
         }
 
     @classmethod
@@ -123,4 +127,5 @@ class Book:
             broker_failures=snap.get("broker_failures", 0),
             missed_heartbeats=snap.get("missed_heartbeats", 0),
             sent=deque(list(x) for x in snap.get("sent", ())),
+            overrides_in_force=list(snap.get("overrides_in_force", ())),
         )

@@ -75,18 +75,16 @@ def _limits_now(ctx: RunContext, control: ControlStore, clock: WallClock) -> Cal
     """The session's risk limits at this moment. The overrides are read again only when another process changed the
     store (on SQLite; every time elsewhere); each change of what is in force is journalled."""
     probe = control.change_probe()
-    seen: list = [object(), [], None]  # probe version, overrides read, the ids last in force (None: not read yet)
+    seen: list = [object(), []]  # probe version, overrides read; the ids last in force are the book's (checkpointed)
 
     def limits_now() -> RiskLimits:
         version = probe() if probe is not None else object()
         if version != seen[0]:
             seen[0], seen[1] = version, control.overrides()
         risk, applied = effective_limits(ctx.settings.risk, seen[1], now=clock.now(), mode=ctx.mode)
-        ids = tuple(o.override_id for o in applied)
-        if seen[2] is None:  # first asked in this process: what the run's journal last said was in force
-            seen[2] = _logged_in_force(ctx)
-        if ids != seen[2]:
-            seen[2] = ids
+        ids = [o.override_id for o in applied]
+        if ids != ctx.book.overrides_in_force:
+            ctx.book.overrides_in_force = ids
             ctx.journal.event(
                 "risk",
                 "risk.overrides_in_force",
@@ -97,17 +95,3 @@ def _limits_now(ctx: RunContext, control: ControlStore, clock: WallClock) -> Cal
         return risk
 
     return limits_now
-
-
-def _logged_in_force(ctx: RunContext) -> tuple[int, ...]:
-    """The override ids the run's committed journal last recorded in force (none: ()). A restarted session continues
-    from them: journalling them again would be a record the interrupted process never wrote, and the re-run of its
-    last cycle must write exactly what it wrote."""
-    from keel.journal.eventlog import iter_records
-
-    journal = ctx.journal
-    ids: tuple[int, ...] = ()
-    for r in iter_records(journal.log.path, upto_seq=journal.committed_head[0]):
-        if r["event"] == "risk.overrides_in_force" and r["run_id"] == ctx.run_id:
-            ids = tuple(o["override_id"] for o in r["payload"]["overrides"])
-    return ids
