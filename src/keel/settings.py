@@ -615,6 +615,19 @@ class VenueSettings(_Section):
         description="where the venue offers a dead-man switch (ccxt cancelAllOrdersAfter), it cancels every order "
         "when not refreshed for this long; refreshed from the heartbeat; 0: not armed",
     )
+    executor: Literal["session", "workers"] = Field(
+        "session",
+        description="testnet sessions: who sends the approved intents, the session itself or executor worker "
+        "processes (`keel worker start --session NAME`); workers send to the main venue only",
+    )
+    claim_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3_600,
+        allow_inf_nan=False,
+        description="executor = workers: an approved intent no worker claimed this long after the session handed it "
+        "over expires, never sent (wall seconds)",
+    )
     venues: dict[str, VenueConnection] = Field(
         default_factory=dict,
         description="[venue.venues.<id>] further venues a session routes to, each with its own connection settings",

@@ -47,7 +47,7 @@ def commander(state: CycleState, ctx: RunContext) -> dict:
             )
             book.release(p.intent_id, p.symbol)
             del book.pending_approvals[p.intent_id]
-    if trading is TradingState.HALTED and (book.working or book.unknown):
+    if trading is TradingState.HALTED and (book.working or book.unknown or book.handed):
         cancel_all_and_verify(state, ctx)
     return {
         "trading_state": trading.value,

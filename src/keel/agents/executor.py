@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from keel.agents.handoff import hand_over, handing_over
 from keel.domain.costs import price_band
 from keel.domain.decisions import TradingState
 from keel.domain.errors import BrokerError, StaleState
@@ -82,6 +83,11 @@ class Execution:
     result: SubmitResult | None = None
 
 
+def allows(state: TradingState, intent: TradeIntent) -> bool:
+    """Whether the trading state lets an approved intent go out: halted, nothing; reducing, exits only."""
+    return not (state is TradingState.HALTED or (state is TradingState.REDUCING and not intent.leg.reduces_risk))
+
+
 def execute_one(
     journal: Journal,
     broker: Broker,
@@ -109,7 +115,7 @@ def execute_one(
     state, why = trading()
     if hook is not None:
         hook(Step.CLAIM, iid)
-    if state is TradingState.HALTED or (state is TradingState.REDUCING and not intent.leg.reduces_risk):
+    if not allows(state, intent):
         try:
             journal.transition(
                 iid,
@@ -196,6 +202,9 @@ def executor(state: CycleState, ctx: RunContext) -> dict:
     for intent in state["approved"]:
         iid = intent.intent_id
         throttle_repeats(ctx, intent, state["ts_ns"])  # may halt: the re-check below then expires the intent
+        if handing_over(ctx):
+            _hand_over(ctx, intent, state)
+            continue
 
         def prepare(intent: TradeIntent = intent) -> float | None:
             if not intent.leg.reduces_risk:
@@ -235,6 +244,31 @@ def executor(state: CycleState, ctx: RunContext) -> dict:
         book.working[iid] = _working_info(intent)
         _wake_next(ctx, intent.symbol, state["t"])
     return {}
+
+
+def _hand_over(ctx: RunContext, intent: TradeIntent, state: CycleState) -> None:
+    """`venue.executor = "workers"`: the state re-checked as before a send, an exit's working entry cancelled, and the
+    intent left `approved` for a worker to claim (`keel.agents.handoff`); it counts as sent for every limit."""
+    trading, why = ctx.guard.current()
+    if not allows(trading, intent):
+        ctx.journal.transition(
+            intent.intent_id,
+            IntentState.APPROVED,
+            IntentState.EXPIRED,
+            ts=ctx.clock.now(),
+            actor=STAGE,
+            reason=ReasonCode.TRADING_STATE_CHANGED.value,
+            stage=STAGE,
+            run_id=ctx.run_id,
+            detail={"trading_state": trading.value, "why": why},
+        )
+        ctx.book.release(intent.intent_id, intent.symbol)
+        return
+    if intent.leg.reduces_risk:
+        _cancel_entry(intent.symbol, ctx)
+    ctx.book.order_times.append(state["ts_ns"])
+    note_sent(ctx, intent, state["ts_ns"])
+    hand_over(ctx, intent, _working_info(intent), state["t"])
 
 
 def _working_info(intent: TradeIntent) -> dict:

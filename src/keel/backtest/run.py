@@ -430,7 +430,9 @@ def _resume(ctx: RunContext, started_seq: int) -> tuple[int, int]:
     def reconcile_then_go_on() -> None:
         # Runs before the first new write: the journal is back where it was when the run stopped.
         now = ns_to_datetime(max(ctx.clock.ns, when))
-        report = reconcile(ctx.journal, ctx.broker.status, run_id=ctx.run_id, ts=now, carried_on=carried_on)
+        # an intent handed to the workers is theirs to settle, never the session's (`keel.agents.handoff`)
+        theirs = carried_on | ctx.book.handed.keys()
+        report = reconcile(ctx.journal, ctx.broker.status, run_id=ctx.run_id, ts=now, carried_on=theirs)
         ctx.journal.event(
             "runtime",
             "run.resumed",

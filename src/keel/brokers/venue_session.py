@@ -344,6 +344,12 @@ class VenueBroker:
             self._succeeded()
         return result
 
+    def adopt(self, request: OrderRequest) -> Order | None:
+        """An order another process sent for the session (an executor worker, `keel.agents.handoff`): reported as it
+        was asked, as if sent here, and followed once the venue holds it (None: not yet; `BrokerError`: no answer)."""
+        self.venue.remember(request)
+        return self.status(request.client_order_id)
+
     def status(self, client_order_id: str) -> Order | None:
         """The order as the venue holds it (raises `BrokerError` when it does not answer); found, it is followed."""
         order = self.venue.status(client_order_id)

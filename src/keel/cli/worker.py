@@ -34,15 +34,70 @@ worker_app = _Typer(
 app.add_typer(worker_app, name="worker")
 
 
-def _spec(settings: Settings, worker_id: str, symbols: list[str] | None, log_dir: Path | None) -> WorkerSpec:
+def _session_journal(settings: Settings, name: str) -> tuple[str, Path, str]:
+    """A session's journal (its URL), its run folder and its run id: what its workers claim from and log into."""
+    from keel.control.store import ControlStore, ControlStoreMissing
+    from keel.runtime.control import control_location
+    from keel.runtime.session import session_dir
+
+    location = control_location(settings)
+    try:
+        control = ControlStore.open(location.url, create=False)
+    except ControlStoreMissing:
+        record = None
+    else:
+        try:
+            record = control.session_record(name)
+        finally:
+            control.close()
+    if record is None or not record.run_id:
+        raise InputError(
+            f"no session {name} on the control store {location.where}: its workers claim from its journal, which "
+            "exists once it has started",
+            hint=f"start it first (`keel session start {name} --mode testnet`, venue.executor = workers)",
+        )
+    folder = session_dir(settings, name)
+    url = settings.journal.url.get_secret_value() if settings.journal.url else f"sqlite:///{folder / 'keel.db'}"
+    return url, folder, record.run_id
+
+
+def _session_symbols(folder: Path) -> list[str]:
+    """The markets a session trades: the symbols of its data, as its `run.started` record holds them."""
+    from keel.journal.eventlog import iter_records
+    from keel.journal.verify import RUN_LOG_FILE
+
+    path = folder / RUN_LOG_FILE
+    for record in iter_records(path) if path.is_file() else ():
+        if record["event"] == "run.started" and isinstance(record["payload"].get("data"), dict):
+            return sorted(record["payload"]["data"])
+    return []
+
+
+def _spec(
+    settings: Settings, worker_id: str, symbols: list[str] | None, log_dir: Path | None, session: str | None = None
+) -> WorkerSpec:
+    from keel.journal.worker_logs import worker_log_dir
     from keel.runtime.control import control_url
     from keel.workers.spec import VenueSpec, WorkerSpec
 
-    if settings.journal.url is None:
+    run_id = None
+    if session is not None:
+        if log_dir is not None:
+            raise InputError(
+                "--session puts the worker's log in the session's folder (it is part of the run's evidence): "
+                "--log-dir cannot be given with it"
+            )
+        journal_url, folder, run_id = _session_journal(settings, session)
+        log_dir = worker_log_dir(folder)
+        symbols = symbols or _session_symbols(folder)
+    elif settings.journal.url is None:
         raise InputError(
             "a worker claims from a shared journal, and journal.url is not set",
-            hint="set journal.url (KEEL_JOURNAL__URL) to the journal the sessions write, e.g. postgresql+psycopg://…",
+            hint="name the session it executes for (--session NAME), or set journal.url (KEEL_JOURNAL__URL) to the "
+            "journal the sessions write, e.g. postgresql+psycopg://…",
         )
+    else:
+        journal_url = settings.journal.url.get_secret_value()
     v = settings.venue
     if not v.exchange or v.api_key is None or v.api_secret is None:
         raise InputError(
@@ -54,7 +109,7 @@ def _spec(settings: Settings, worker_id: str, symbols: list[str] | None, log_dir
         raise InputError("a worker needs the markets it trades", hint="--symbol BTC/USDT, or venue.symbols")
     return WorkerSpec(
         worker_id=worker_id,
-        journal_url=settings.journal.url.get_secret_value(),
+        journal_url=journal_url,
         control_url=control_url(settings),
         log_dir=str(log_dir or settings.home / "workers"),
         venue=VenueSpec(
@@ -69,6 +124,7 @@ def _spec(settings: Settings, worker_id: str, symbols: list[str] | None, log_dir
         unknown_grace_s=settings.broker.unknown_grace_seconds,
         max_broker_failures=settings.risk.max_broker_failures,
         seed=sum(map(ord, worker_id)),
+        run_id=run_id,
     )
 
 
@@ -92,12 +148,18 @@ def start_cmd(
     detach: Annotated[
         bool, typer.Option("--detach", help="run in the background; `keel worker stop` stops it")
     ] = False,
+    session: Annotated[
+        str | None,
+        typer.Option(
+            help="execute for this testnet session (venue.executor = workers): its journal, its markets, its folder"
+        ),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Run one executor worker until Ctrl-C, SIGTERM or `keel worker stop`."""
     settings = load_settings(config)
     wid = worker_id or _default_id()
-    spec = _spec(settings, wid, symbol, log_dir)
+    spec = _spec(settings, wid, symbol, log_dir, session)
     v = settings.venue
     keys = (v.api_key.get_secret_value(), v.api_secret.get_secret_value())  # type: ignore[union-attr]
     if detach:

@@ -90,6 +90,10 @@ class ReasonCode(StrEnum):
     TRADING_STATE_CHANGED = ("TRADING_STATE_CHANGED", "The trading state changed right before submit.")
     BROKER_REJECTED = ("BROKER_REJECTED", "The broker definitively rejected the order.")
     SUBMIT_UNKNOWN = ("SUBMIT_UNKNOWN", "The submit outcome is unknown; reconciliation decides.")
+    NOT_CLAIMED = (
+        "NOT_CLAIMED",
+        "No executor worker claimed the approved intent in time (venue.claim_timeout_seconds): nothing was sent.",
+    )
     # -- LLM advisory layer (docs/llm.md): the model's answer is dropped, the deterministic role decides ------------
     LLM_INVALID_OUTPUT = (
         "LLM_INVALID_OUTPUT",

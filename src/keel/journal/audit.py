@@ -108,6 +108,17 @@ class Snapshot:
         row = self._conn.execute(select(h.c.seq, h.c.hash).where(h.c.log_id == log_id)).first()
         return (int(row[0]), str(row[1])) if row is not None else None
 
+    def claimers(self, run_id: str, prefix: str) -> list[str]:
+        """The actors whose name starts with `prefix` that moved an intent of `run_id` (its transition rows)."""
+        t, i = s.intent_transitions, s.intents
+        stmt = (
+            select(t.c.actor)
+            .distinct()
+            .where(t.c.actor.startswith(prefix), t.c.intent_id.in_(select(i.c.intent_id).where(i.c.run_id == run_id)))
+            .order_by(t.c.actor)
+        )
+        return [str(r[0]) for r in self._conn.execute(stmt)]
+
     def run_status(self, run_id: str) -> str | None:
         """The status the `runs` row of `run_id` holds, or None without one."""
         row = self._conn.execute(select(s.runs.c.status).where(s.runs.c.run_id == run_id)).first()
@@ -203,6 +214,8 @@ class RowAudit:
         self._transitions: dict[str, list[_Transition]] = {}
         #: client order id → (order as recorded, in JSON, run_id, line, seq, event) of the last record that carried it
         self._orders: dict[str, tuple[str, str, int, int, str]] = {}
+        #: the orders whose record in `_orders` is a worker log's
+        self._from_workers: set[str] = set()
         #: fill id → (client_order_id, run_id, symbol, side, quantity, price, fee, ts, line, seq)
         self._fills: dict[str, tuple[Any, ...]] = {}
         #: (state, reason, actor, ts, line, seq) per `trading_state.changed`, in log order
@@ -216,9 +229,11 @@ class RowAudit:
 
     # -- feeding -------------------------------------------------------------------------------------
 
-    def add(self, line: int, record: dict[str, Any]) -> None:
+    def add(self, line: int, record: dict[str, Any], *, secondary: bool = False) -> None:
         """Take one committed record (at `line` of the log) into account. Records that describe no row are
-        passed over; a lifecycle record without the fields its row needs is noted and left out."""
+        passed over; a lifecycle record without the fields its row needs is noted and left out. `secondary`: a
+        record of a worker's log, fed after the run's own (`keel.journal.worker_logs`): an order the run's own
+        log carries is the run's later record of it, so the worker's does not replace it."""
         payload = record["payload"]
         if type(payload) is not dict:
             return
@@ -269,6 +284,10 @@ class RowAudit:
         if type(order) is dict:
             coid = order.get("client_order_id")
             if type(coid) is str:
+                if secondary:
+                    if coid in self._orders and coid not in self._from_workers:
+                        return
+                    self._from_workers.add(coid)
                 # as JSON text: a quarter of the memory of the parsed order, for every order of the run
                 self._orders[coid] = (_dumps(order).decode(), intern(record["run_id"]), line, record["seq"], event)
 

@@ -164,8 +164,15 @@ def reconcile(
 def _replay(journal: Journal, run_id: str, breaks: list[Break]) -> dict[str, str]:
     """Intent states as the committed log tells them. Events that do not chain are breaks; replay follows the log's
     claim anyway so one bad event yields one break, not one per later event."""
+    from itertools import chain
+
+    from keel.journal.worker_logs import worker_records
+
     states: dict[str, str] = {}
-    for record in iter_records(journal.log.path, upto_seq=journal.committed_head[0]):
+    own = iter_records(journal.log.path, upto_seq=journal.committed_head[0])
+    # the workers a session handed intents to recorded what became of them (after the session's own records)
+    workers = worker_records(journal.log.path.parent, journal.store.head, run_id)
+    for record in chain(own, workers):
         if record["run_id"] != run_id:
             continue
         name, payload, seq = record["event"], record["payload"], record["seq"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,8 @@ class Problem:
     column: str | None = None
     stored: Any = None
     logged: Any = None
+    #: the log `line` is in when it is not the run's own: a worker's (`workers/<id>.jsonl`)
+    log: str | None = None
 
     @property
     def where(self) -> str:
@@ -67,7 +69,7 @@ class Problem:
         if self.table is not None:
             return f"{self.table} {self.key}" if self.key is not None else self.table
         seq = f", seq {self.seq}" if self.seq is not None else ""
-        return f"line {self.line}{seq}"
+        return f"{self.log + ' ' if self.log else ''}line {self.line}{seq}"
 
     @property
     def evidence(self) -> str:
@@ -75,7 +77,7 @@ class Problem:
         if self.table is None or self.line is None:
             return ""
         seq = f", seq {self.seq}" if self.seq is not None else ""
-        return f"log line {self.line}{seq}"
+        return f"{self.log or 'log'} line {self.line}{seq}"
 
     def __str__(self) -> str:
         evidence = self.evidence
@@ -83,6 +85,8 @@ class Problem:
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"line": self.line, "seq": self.seq, "kind": self.kind.value, "detail": self.detail}
+        if self.log is not None:
+            out["log"] = self.log
         if self.table is not None:
             out.update(table=self.table, key=self.key, column=self.column, stored=self.stored, logged=self.logged)
         return out
@@ -345,17 +349,84 @@ def verify_run(folder: str | os.PathLike[str], *, url: str | None = None, log_id
         status = snapshot.run_status(log_id)
         audit = RowAudit(run_id=None if own_database else log_id)
         report = _scan(log_path, committed, complete=status == "complete", on_record=audit.add)
+        logs = _WorkerLogs(folder, audit, log_id)
+        worker_problems = logs.scan(snapshot)
         found = audit.check(snapshot, committed_seq=committed[0], trading_state=own_database)
+    notes = [*found.notes, *logs.notes]
     return VerifyReport(
         report.path,
         report.records,
         report.head,
         report.committed_head,
-        [*report.problems, *found.problems],
-        notes=found.notes,
+        [*report.problems, *worker_problems, *(logs.place(p) for p in found.problems)],
+        notes=notes,
         rows=found.rows,
         run_status=status,
     )
+
+
+class _WorkerLogs:
+    """The logs of the workers the run handed intents to (`keel.journal.worker_logs`): each checked as a log against
+    the head its database committed, and its records of the run fed to the row audit after the run's own, so that the
+    rows of the intents they executed are accounted for. The audit numbers their lines on from the run's own log's
+    (each log after the one before); `place` turns a problem's line back into the line of its log."""
+
+    def __init__(self, folder: Path, audit: Any, run_id: str) -> None:
+        from keel.journal.worker_logs import worker_logs
+
+        self._logs = worker_logs(folder)
+        self._folder, self._audit, self._run_id = folder, audit, run_id
+        #: (first audit line, log name) per worker log, in order
+        self._starts: list[tuple[int, str]] = []
+        self.notes: list[str] = []
+
+    def scan(self, snapshot: Any) -> list[Problem]:
+        problems: list[Problem] = []
+        offset = 1 << 40  # past any line of the run's own log
+        run_id, audit = self._run_id, self._audit
+        for log_id, path in self._logs:
+            name = str(path.relative_to(self._folder))
+            head = snapshot.head(log_id)
+            if head is None:
+                self.notes.append(f"{name}: the database holds no head for {log_id}, so none of its records count")
+                head = (0, ZERO_HASH)
+            base = offset
+            last = [0]
+
+            def feed(line: int, record: dict[str, Any], base: int = base, last: list[int] = last) -> None:
+                last[0] = line
+                if record["run_id"] == run_id:
+                    audit.add(base + line, record, secondary=True)
+
+            self._starts.append((base, name))
+            found = _scan(path, head, on_record=feed)
+            problems.extend(replace(p, log=name) for p in found.problems)
+            self.notes.append(f"{name}: {found.records:,} records of worker {log_id[len('worker-') :]} checked")
+            offset = base + last[0] + 1
+        from keel.journal.worker_logs import LOG_PREFIX, WORKERS_DIR
+
+        here = {log_id for log_id, _ in self._logs}
+        for log_id in snapshot.claimers(run_id, LOG_PREFIX):
+            if log_id not in here:
+                name = f"{WORKERS_DIR}/{log_id[len(LOG_PREFIX) :]}.jsonl"
+                head = snapshot.head(log_id)
+                problems.append(
+                    Problem(
+                        None,
+                        head[0] if head else None,
+                        ProblemKind.DELETED_TAIL,
+                        f"{log_id} claimed intents of this run and its log is not in the run folder: the evidence of "
+                        "what it did is missing",
+                        log=name,
+                    )
+                )
+        return problems
+
+    def place(self, problem: Problem) -> Problem:
+        if problem.line is None or not self._starts or problem.line < self._starts[0][0]:
+            return problem
+        base, name = next((b, n) for b, n in reversed(self._starts) if problem.line >= b)
+        return replace(problem, line=problem.line - base, log=name)
 
 
 def _first_run_id(path: Path) -> str | None:

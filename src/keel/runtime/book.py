@@ -51,6 +51,10 @@ class Book:
     #: client order id -> the same, plus "since_ns", for submits whose outcome was unknown (timeout, disconnect, 5xx):
     #: still in flight for every limit until the broker is asked (`keel.agents.executor.settle_unknown`)
     unknown: dict[str, dict] = field(default_factory=dict)
+    #: intent id -> the same as `working`, plus "since_wall_ns", for approved intents handed to executor workers
+    #: (`venue.executor = "workers"`): in flight until a worker's outcome is read from the journal
+    #: (`keel.agents.handoff.settle_handed`)
+    handed: dict[str, dict] = field(default_factory=dict)
     #: intent id -> notional reserved by an entry in flight (pending approval, approved, working): exposure
     reserved: dict[str, float] = field(default_factory=dict)
     #: intent id -> cash an allowed buy will take once sent (pending approval or approved, not yet at the broker;
@@ -85,7 +89,7 @@ class Book:
         self.unsent.pop(intent_id, None)
 
     def snapshot(self) -> dict:
-        return {
+        snap = {
             "managed": {s: asdict(m) for s, m in self.managed.items()},
             "pending_entry": dict(self.pending_entry),
             "pending_exit": dict(self.pending_exit),
@@ -105,6 +109,9 @@ class Book:
             "sent": [list(x) for x in self.sent],
             "overrides_in_force": list(self.overrides_in_force),
         }
+        if self.handed:  # only sessions that hand over to workers have any: every other checkpoint stays as it was
+            snap["handed"] = {k: dict(v) for k, v in self.handed.items()}
+        return snap
 
     @classmethod
     def restore(cls, snap: dict) -> Book:
@@ -115,6 +122,7 @@ class Book:
             pending_approvals={k: PendingApproval(**v) for k, v in snap["pending_approvals"].items()},
             working={k: dict(v) for k, v in snap["working"].items()},
             unknown={k: dict(v) for k, v in snap.get("unknown", {}).items()},  # absent in checkpoints before it
+            handed={k: dict(v) for k, v in snap.get("handed", {}).items()},
             reserved=dict(snap["reserved"]),
             unsent=dict(snap["unsent"]),
             order_times=deque(snap["order_times"]),

@@ -11,6 +11,7 @@ from keel.agents.approval import approval
 from keel.agents.commander import commander
 from keel.agents.critic import critic
 from keel.agents.executor import executor, settle_unknown
+from keel.agents.handoff import settle_handed
 from keel.agents.hydrate import hydrate
 from keel.agents.monitor import follow_orders, monitor, route_after_monitor
 from keel.agents.outlook import outlook
@@ -81,6 +82,8 @@ def begin_cycle(ctx: RunContext, t: int) -> CycleState:
         check_heartbeat(ctx)
     if book.unknown:  # before the market moves: a fill must find its order's intent settled
         settle_unknown(ctx, t, ts_ns)
+    if book.handed:  # the same for the intents executor workers send (`keel.agents.handoff`)
+        settle_handed(ctx, t)
     state["fills"] = advance_market(ctx, t)
     state["ended"] = ctx.broker.drain_silent_updates()
     follow_orders(state, ctx)

@@ -343,6 +343,10 @@ class SessionDriver:
         with ctx.journal.cycle():
             if ctx.book.pending_approvals:
                 end_pending(ctx, ReasonCode.SESSION_ENDED)
+            if last >= 0 and ctx.book.handed:  # what the workers did; what none of them claimed expires
+                from keel.agents.handoff import settle_handed
+
+                settle_handed(ctx, last, ending=True)
             if last >= 0:
                 self._last_fills(ctx, last)
             ctx.journal.event(
@@ -455,6 +459,10 @@ class SessionDriver:
                 from_version=version,  # a re-run of the cycle that rebound it before a crash leaves it as it is
             )
 
+        if ctx.mode is Mode.TESTNET and ctx.settings.venue.executor == "workers":
+            from keel.agents.handoff import HAND_OFF
+
+            ctx.extras[HAND_OFF] = time.time_ns  # approved intents are left to the workers (wall time: their claim)
         ctx.extras["publish_pending"] = publish
         ctx.extras["decisions"] = decisions
         ctx.extras["rebind"] = rebind
@@ -738,6 +746,7 @@ def run_session(
     from keel.backtest.run import execute_run
     from keel.runtime.control import open_control
 
+    refuse_workers(spec, settings, frames)
     broker = testnet_broker(settings, frames, venue) if spec.mode is Mode.TESTNET else None
 
     if spec.approval is not None:
@@ -860,6 +869,28 @@ def refuse_without_venue(settings: Settings, frames: list[OHLCV]) -> None:
             "a testnet session needs its venue: " + "; ".join(problems),
             hint="set them in keel.toml ([venue]) or as KEEL_VENUE__EXCHANGE, KEEL_VENUE__API_KEY, "
             "KEEL_VENUE__API_SECRET; keys are never options (README: testnet sessions)",
+        )
+
+
+def refuse_workers(spec: SessionSpec, settings: Settings, frames: list[OHLCV]) -> None:
+    """`venue.executor = "workers"` needs a testnet session on one venue: the paper broker lives in the session's
+    process, and a worker sends to the main venue only."""
+    if settings.venue.executor != "workers":
+        return
+    if spec.mode is not Mode.TESTNET:
+        raise InputError(
+            f"venue.executor = workers hands orders to worker processes, and a {spec.mode.value} session sends none "
+            "to a venue; nothing was started",
+            hint="run it in mode testnet, or set venue.executor = session",
+        )
+    from keel.brokers.venue_session import routed_symbols
+
+    routed = routed_symbols(settings, [f.symbol for f in frames])
+    if set(routed) != {settings.venue.exchange}:
+        raise InputError(
+            f"venue.executor = workers: a worker sends to the main venue only, and the routing sends to "
+            f"{', '.join(sorted(routed))}; nothing was started",
+            hint="route every symbol to venue.exchange, or set venue.executor = session",
         )
 
 

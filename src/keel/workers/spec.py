@@ -56,6 +56,8 @@ class WorkerSpec:
     connect_args: dict[str, Any] = field(default_factory=dict)
     #: a drill's worker stops when the drill that started it is gone, wherever it is (None: runs until stopped)
     parent_pid: int | None = None
+    #: claim only this run's intents (a session's workers, `keel worker start --session`); None: every run's
+    run_id: str | None = None
 
     @property
     def log_path(self) -> Path:

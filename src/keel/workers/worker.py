@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from keel.agents.executor import Outcome, Step, execute_one
+from keel.agents.executor import Outcome, Step, execute_one, order_request
 from keel.control.store import ControlStore
 from keel.control.workers import WorkerRegistry
 from keel.domain.decisions import TradingState
@@ -269,11 +269,14 @@ class Worker:
             stale_after_s=stale_after(self.spec.heartbeat_s, self.spec.venue.timeout_ms / 1e3),
         )
         store = self.journal.store
-        for rec in store.list_intents(state=IntentState.EXECUTING):
+        for rec in store.list_intents(run_id=self.spec.run_id, state=IntentState.EXECUTING):
             iid = rec.intent.intent_id
             claim = [t for t in store.transitions(iid) if t.to_state is IntentState.EXECUTING]
             if claim and claim[-1].actor == self.spec.actor:
                 self.unknown[iid] = _Unknown(rec.intent.run_id, int(claim[-1].ts.timestamp() * 1e9))
+                remember = getattr(self.broker, "remember", None)
+                if remember is not None:  # the order is then reported as it was asked, as before the stop
+                    remember(order_request(rec.intent, self.spec.collar_pct))
         self._note("worker.started", {"taken_over": sorted(self.unknown)})
         self._watcher.look()
         self._watcher.start()
@@ -352,7 +355,9 @@ class Worker:
         self.observe()
         if self._cancel_due:
             self._cancel_all()
-        batch = self.journal.store.list_intents(state=IntentState.APPROVED, limit=self.spec.batch)
+        batch = self.journal.store.list_intents(
+            run_id=self.spec.run_id, state=IntentState.APPROVED, limit=self.spec.batch
+        )
         self._rng.shuffle(batch)
         acted = 0
         for rec in batch:
