@@ -39,6 +39,7 @@ from keel.backtest.run import execute_run
 from keel.data.frame import ns_to_datetime
 from keel.domain.decisions import TradingState
 from keel.domain.errors import BrokerError, KeelError, StaleState
+from keel.domain.proposal import Proposal
 from keel.journal.schema import to_iso
 from keel.journal.verify import verify_run
 from keel.settings import Mode, Profile
@@ -145,7 +146,7 @@ def test_a_replayed_proposal_is_recognised_as_a_duplicate_and_never_judged_or_se
     cfg = settings_for(tmp_path / "run", sizing=FIXED)
     with reopened(result, frames, cfg, strategy, broker, mode=mode) as ctx:
         verdicts = dict(ctx.book.verdicts)
-        state = cycle_at(ctx, 1, proposals=[ctx.journal.store.get(iid).intent])
+        state = cycle_at(ctx, 1, proposals=[Proposal.of(ctx.journal.store.get(iid).intent)])
         for node in (supervisor, approval, executor):
             state.update(node(state, ctx))
         assert state["allowed"] == [] and state["approved"] == []

@@ -4,6 +4,9 @@ Methods: `all_in` (as many whole units as the cash allows, priced at the fill: t
 Python backtesters), `fixed_notional`, and `volatility` (a fixed fraction of equity at risk per trade, the
 risk per unit being the distance to the stop or, without one, the symbol's recent volatility), always
 capped by the per-symbol budget. Sizing proposes; the supervisor's limits still decide.
+
+It sizes the proposal record (`keel.domain.proposal.Proposal`), not a contract: the supervisor validates the sized
+values when it journals them.
 """
 
 from __future__ import annotations
@@ -16,12 +19,12 @@ from keel.domain.costs import max_units, price_band
 from keel.settings import SizingMethod
 
 if TYPE_CHECKING:
-    from keel.domain.intents import TradeIntent
+    from keel.domain.proposal import Proposal
     from keel.runtime.context import RunContext
     from keel.runtime.state import CycleState
 
 
-def size_entry(intent: TradeIntent, ctx: RunContext, *, cash: float, equity: float, sigma: float) -> TradeIntent:
+def size_entry(intent: Proposal, ctx: RunContext, *, cash: float, equity: float, sigma: float) -> Proposal:
     """Size one entry. `cash` is what a new buy may spend (the broker's available cash). When it cannot pay for one
     unit, the intent keeps one unit so the supervisor's cash check refuses it with its own code (INSUFFICIENT_CASH),
     not as a size of zero."""
@@ -32,9 +35,9 @@ def size_entry(intent: TradeIntent, ctx: RunContext, *, cash: float, equity: flo
     affordable = costs.affordable_units(spendable, price)
     if cfg.method is SizingMethod.ALL_IN:
         if affordable < 1:
-            return intent.but(quantity=1.0, notional_cap=None)
+            return intent.sized(1.0, None)
         low, _ = price_band(price, ctx.settings.risk.price_collar_pct)
-        return intent.but(quantity=max_units(spendable, low), notional_cap=spendable)
+        return intent.sized(max_units(spendable, low), spendable)
     if cfg.method is SizingMethod.FIXED_NOTIONAL:
         wanted = math.floor(cfg.fixed_notional / price)
     else:
@@ -51,7 +54,7 @@ def size_entry(intent: TradeIntent, ctx: RunContext, *, cash: float, equity: flo
     qty = min(max(wanted, 0), affordable)
     if qty < 1 <= wanted:
         qty = 1  # cash binds: let the cash check say so
-    return intent.but(quantity=float(qty))
+    return intent.sized(float(qty), intent.notional_cap)
 
 
 def allocator(state: CycleState, ctx: RunContext) -> dict:

@@ -3,6 +3,10 @@
 A stop exists or is waived by the strategy's declared rules; the size is positive; a rationale is given.
 An enabled critic model (`keel.llm.roles`, a different model than the strategist's) reviews the entries the checklist
 approved and can only add objections: its REJECT blocks, nothing it says approves more.
+
+It reviews the proposal record (`keel.domain.proposal.Proposal`): its values are not validated yet (the supervisor
+does that when it journals them), so the checklist reads a size that is not a positive finite number as INVALID_SIZE
+rather than trusting it.
 """
 
 from __future__ import annotations
@@ -14,12 +18,12 @@ from keel.domain.decisions import CriticReview, CriticVerdict
 from keel.domain.reasons import ReasonCode
 
 if TYPE_CHECKING:
-    from keel.domain.intents import TradeIntent
+    from keel.domain.proposal import Proposal
     from keel.runtime.context import RunContext
     from keel.runtime.state import CycleState
 
 
-def review(intent: TradeIntent, *, stop_waived: bool) -> CriticReview:
+def review(intent: Proposal, *, stop_waived: bool) -> CriticReview:
     problems: list[ReasonCode] = []
     if not intent.leg.reduces_risk and intent.stop is None and not stop_waived:
         problems.append(ReasonCode.MISSING_STOP)

@@ -1,6 +1,10 @@
-"""Strategist (L3): turns a strategy's signals into trade intents — an entry only when flat, an exit only
-when long. Deterministic strategies by default; an enabled strategist model (`keel.llm.roles`) chooses among this
-bar's entries inside bounds, and its choices are ordinary intents. Exits are always the deterministic ones."""
+"""Strategist (L3): turns a strategy's signals into proposals — an entry only when flat, an exit only when long.
+Deterministic strategies by default; an enabled strategist model (`keel.llm.roles`) chooses among this bar's entries
+inside bounds, and its choices are ordinary proposals. Exits are always the deterministic ones.
+
+A proposal is a plain record (`keel.domain.proposal.Proposal`) until the supervisor journals it: the critic and the
+allocator work on its values, and the supervisor builds the one validated `TradeIntent` (every check of the contract
+happens there, before anything about the intent is journalled or sent)."""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ import math
 from typing import TYPE_CHECKING
 
 from keel.data.frame import ns_to_datetime
-from keel.domain.intents import Leg, OrderType, Side, TradeIntent, make_intent_id
+from keel.domain.intents import Leg, OrderType, Side, make_intent_id
+from keel.domain.proposal import Proposal
 
 if TYPE_CHECKING:
     from keel.runtime.context import RunContext
@@ -77,14 +82,15 @@ def make_intent(
     rationale: str,
     stop: float | None = None,
     target: float | None = None,
-) -> TradeIntent:
-    """A proposal decided at this bar's close, referenced to that close, citing the bar and the outlook."""
+) -> Proposal:
+    """A proposal decided at this bar's close, referenced to that close, citing the bar and the outlook (a record:
+    the supervisor validates it when it journals it)."""
     t, ts_ns = state["t"], state["ts_ns"]
     i = ctx.market.bar_index(symbol, t)
     now = ns_to_datetime(ts_ns)
     strategy_id = ctx.strategy.name
     rules = ctx.strategy.rules
-    return TradeIntent.strict(
+    return Proposal(
         intent_id=make_intent_id(ctx.run_id, strategy_id, symbol, side, now, leg),
         run_id=ctx.run_id,
         strategy_id=strategy_id,

@@ -2,7 +2,9 @@
 decides, every check is recorded, and a size reduced to fit is recorded as a modify.
 
 It also journals each proposal before judging it: an intent id the journal already holds is recognised as
-a replay of a decision already taken and is never judged or executed again.
+a replay of a decision already taken and is never judged or executed again. A proposal reaches it as a plain record
+(`keel.domain.proposal.Proposal`); journalling it is where the one validated `TradeIntent` is built, and a proposal
+whose values do not make a valid intent is refused there (`InvalidProposal`), before anything of it is journalled.
 """
 
 from __future__ import annotations
@@ -44,8 +46,11 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
     times = recent_orders(book, ts_ns)
     reviews = state.get("reviews") or {}
     outlooks = state.get("outlooks") or {}
+    # Every proposal of the cycle is validated before any of them is journalled: an invalid one stops the cycle with
+    # nothing of it written, as when the strategist validated them.
+    intents = [proposal.intent() for proposal in state["proposals"]]
     allowed = []
-    for intent in state["proposals"]:
+    for intent in intents:
         if not journal.create_intent(intent, ts=now, stage="strategist"):
             journal.event(
                 STAGE,

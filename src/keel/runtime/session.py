@@ -665,7 +665,7 @@ def serde() -> Any:
 
 
 def contract_types() -> list[tuple[str, str]]:
-    """Every versioned contract and enum of `keel.domain` (what nodes put in a cycle's state)."""
+    """Every versioned contract and enum of `keel.domain`, and its plain records (what nodes put in a cycle's state)."""
     import enum
     import importlib
     import pkgutil
@@ -680,6 +680,9 @@ def contract_types() -> list[tuple[str, str]]:
             mine = isinstance(obj, type) and obj.__module__ == module.__name__
             if mine and issubclass(obj, Contract | enum.Enum):
                 found.append((module.__name__, name))
+    from keel.domain.proposal import CHECKPOINTED
+
+    found += CHECKPOINTED  # the plain records a cycle's state holds (a proposal before the supervisor journals it)
     return sorted(found)
 
 

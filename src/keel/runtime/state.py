@@ -18,7 +18,7 @@ class CycleState(TypedDict, total=False):
     skills: dict[str, Any]  # hydrated broker skills: quotes, positions, balance, orders
     outlooks: dict[str, Any]  # symbol -> Outlook
     candidates: list[str]  # ranked symbols
-    proposals: list[Any]  # TradeIntent, not yet judged
+    proposals: list[Any]  # Proposal (keel.domain.proposal), not yet validated nor judged
     reviews: dict[str, Any]  # intent id -> CriticReview
     allowed: list[Any]  # (TradeIntent, the verdict as the journal records it) let through
     approved: list[Any]  # TradeIntent ready for the executor
