@@ -241,6 +241,23 @@ def test_an_intent_no_worker_claims_expires_unsent(tmp_path, frames, exchange):
     assert verify_run(run_dir).ok
 
 
+def test_a_session_killed_after_it_expired_unclaimed_intents_resumes_without_writing_them_again(
+    tmp_path, frames, exchange
+):
+    settings = settings_with(tmp_path, exchange, claim_timeout_seconds=0.001)
+    with pytest.raises(Crash):
+        session(settings, frames, exchange, None, crash_at=45)
+    run_dir = session_dir(settings, NAME)
+    before = [e for e in events(run_dir) if e["payload"].get("reason") == ReasonCode.NOT_CLAIMED.value]
+    assert before
+    got = session(settings, frames, exchange, None)
+    assert got.run.resumed
+    after = [e for e in events(run_dir) if e["payload"].get("reason") == ReasonCode.NOT_CLAIMED.value]
+    assert after[: len(before)] == before  # what was written stays, none of it twice
+    assert len({e["payload"]["intent_id"] for e in after}) == len(after)
+    assert verify_run(run_dir).ok
+
+
 def test_what_no_worker_claimed_by_the_end_of_the_session_expires_with_it(settings, frames, exchange):
     got = session(settings, frames, exchange, None)  # no worker, and 30 s to claim: longer than the session
     run_dir = got.run.run_dir
