@@ -82,7 +82,7 @@ def test_status_and_stop_on_a_home_where_no_worker_ran_say_so_and_create_nothing
 
 
 def test_status_and_stop_on_a_control_store_without_workers_create_no_table(tmp_path: Path):
-    keel("kill", "--reason", "e2e: a store without workers", cwd=tmp_path)  # the control store, at schema 6
+    keel("kill", "--reason", "e2e: a store without workers", cwd=tmp_path)  # the control store, at schema 7
     with sqlite3.connect(_control()) as con:
         con.execute("drop table executor_workers")
     assert "no workers" in keel("worker", "status", cwd=tmp_path).stdout
@@ -177,7 +177,9 @@ def test_kill_from_any_directory_and_a_broken_config_halts_every_worker_and_stop
         )
         # another directory, whose keel.toml is broken, and no journal nor venue set: `keel kill` still finds home
         (elsewhere / "keel.toml").write_text("[risk\nmax_exposure = 1\n")
-        keel("kill", "--reason", "e2e: halt every worker", cwd=elsewhere, env={})
+        killed = keel("kill", "--reason", "e2e: halt every worker", cwd=elsewhere, env={})
+        # the trip verified itself: every live worker said it saw the halt, none sent after it
+        assert "confirmed by every live worker (a, b, c): nothing sent after the trip" in killed.stdout
         wait_for(
             lambda: all(w["trading_state"] == "halted" for w in _workers(work, env).values()),
             timeout=30,
@@ -220,3 +222,34 @@ def test_kill_from_any_directory_and_a_broken_config_halts_every_worker_and_stop
     assert "stopped" in table and "halted" in table
     listed = json.loads(keel("worker", "status", "--json", cwd=elsewhere, env=env).stdout)["workers"]
     assert {w["worker_id"]: w["status"] for w in listed} == {"a": "stopped", "b": "stopped", "c": "stopped"}
+
+
+def test_a_halt_a_hung_worker_does_not_confirm_is_escalated_and_exits_1(tmp_path: Path, exchange):
+    env = _env(tmp_path, exchange)
+    fg = spawn("worker", "start", "--id", "h", "--symbol", SYMBOL, cwd=tmp_path, env=env)
+    try:
+        wait_for(
+            lambda: _workers(tmp_path, env).get("h", {}).get("trading_state") is not None,
+            timeout=60,
+            what="the worker up",
+            every=0.05,
+        )
+        fg.send_signal(signal.SIGSTOP)  # hung: its row still says running, and is not stale yet
+        killed = keel("kill", "--reason", "e2e: a hung worker", "--confirm-seconds", "0.5", cwd=tmp_path, check=False)
+        assert killed.returncode == 1
+        assert "the halt is not confirmed" in killed.stderr and "h did not confirm the halt" in killed.stderr
+        incidents = json.loads(keel("incidents", "--json", cwd=tmp_path).stdout)
+        records = [r for i in incidents for r in i["records"]]
+        (escalated,) = [r for r in records if r["trigger"] == "trip-verification"]
+        assert escalated["detail"]["level"] == 1 and escalated["detail"]["check"]["unconfirmed"] == ["h"]
+        fg.send_signal(signal.SIGCONT)
+        wait_for(
+            lambda: _workers(tmp_path, env)["h"].get("loop_state") == "halted",
+            timeout=30,
+            what="the worker saw the halt once it ran again",
+            every=0.05,
+        )
+    finally:
+        fg.send_signal(signal.SIGCONT)
+        fg.send_signal(signal.SIGTERM)
+        fg.wait(timeout=30)

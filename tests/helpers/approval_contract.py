@@ -350,7 +350,7 @@ class SchemaMigrationContract:
         downgrade(old, version)
         old.close()
         store = open_store()
-        assert schema_versions(store) == [s.CONTROL_SCHEMA_VERSION] == [6]
+        assert schema_versions(store) == [s.CONTROL_SCHEMA_VERSION] == [7]
         assert store.trading_state().reason == "drill" and len(store.records()) == 1
         assert store.publish_request(request()) and store.approval_request(iid(1)).status is P
         store.register_session(session())

@@ -197,10 +197,17 @@ def _detail(target_problem: ConfigError | None = None) -> dict[str, Any]:
 def kill(
     reason: Annotated[str, typer.Option(help="why trading is halted (audited)")],
     actor: ActorOpt = None,
+    confirm_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0, help="wait this long for every live executor worker to confirm it sends nothing more (0: do not)"
+        ),
+    ] = 5.0,
     config: ConfigOpt = None,
 ) -> None:
     """Halt trading now: new intents are blocked, working orders cancelled at the next check. Works even with a
-    broken configuration (it says which control store it halted)."""
+    broken configuration (it says which control store it halted). Then confirms that every live executor worker saw
+    the halt and sent nothing after it; a check that fails is escalated (a `trip-verification` record) and exits 1."""
     from keel.risk.kill_switch import halt
     from keel.runtime.clock import WallClock
 
@@ -212,10 +219,52 @@ def kill(
         if target.problem is not None:
             _warn_unreadable(target, plane.location, did="halting")
         _report_legacy(plane.legacy, plane.location)
-        rec = halt(plane.store, reason=reason, actor=who, ts=clock.now(), detail=_detail(target.problem))
-    out.print(f"{_SHOWN['halted']} by {escape(who)}: {escape(reason.strip())}")
-    out.print(_record_line(rec), highlight=False)
-    out.print(f"control store: {escape(plane.location.where)}", soft_wrap=True, highlight=False)
+        trip = clock.now()
+        rec = halt(plane.store, reason=reason, actor=who, ts=trip, detail=_detail(target.problem))
+        out.print(f"{_SHOWN['halted']} by {escape(who)}: {escape(reason.strip())}")
+        out.print(_record_line(rec), highlight=False)
+        out.print(f"control store: {escape(plane.location.where)}", soft_wrap=True, highlight=False)
+        if confirm_seconds > 0 and not _halt_confirmed(plane.store, trip, confirm_seconds, clock):
+            raise typer.Exit(1)
+
+
+def _halt_confirmed(store: Any, trip: Any, timeout_s: float, clock: Any) -> bool:
+    """The trip verifies itself across the executor workers (`keel.workers.halt_check`): each live one must say it saw
+    the halt, and none may have sent after the trip instant. A failure is a `trip-verification` record (treat it as
+    an incident of level 1: docs/runbooks/kill-switch.md); the workers go on cancelling what rests at the venue."""
+    from keel.control.records import Trigger
+    from keel.control.workers import WorkerRegistry
+    from keel.risk.kill_switch import note
+    from keel.workers.halt_check import check_halt
+
+    registry = WorkerRegistry(store)
+    if not registry.records():
+        return True  # no executor worker ever ran on this control store: a session's own executor checks itself
+    trip_ns = int(trip.timestamp() * 1e9)
+    check = check_halt(registry.records, trip_ns=trip_ns, timeout_s=timeout_s)
+    for wid, why in check.silent:
+        err.print(f"worker {escape(wid)} is silent ({escape(why)}): it sends nothing until it starts again")
+    if check.ok:
+        shown = ", ".join(check.confirmed) or "none live"
+        out.print(f"confirmed by every live worker ({escape(shown)}): nothing sent after the trip", highlight=False)
+        return True
+    problems = [f"{w} sent {(ns - trip_ns) / 1e6:.1f} ms after the trip" for w, ns in check.late]
+    problems += [f"{w} did not confirm the halt within {timeout_s:g} s" for w in check.unconfirmed]
+    detail = {"level": 1, "check": check.as_dict()}
+    note(
+        store,
+        reason="; ".join(problems),
+        actor="kill",
+        ts=clock.now(),
+        trigger=Trigger.TRIP_VERIFICATION,
+        detail=detail,
+    )
+    err.print(f"[bold red]the halt is not confirmed[/]: {escape('; '.join(problems))}")
+    err.print(
+        "  escalated: a trip-verification record (level 1). Trading stays halted; the workers cancel what rests at "
+        "the venue. Check the venue's open orders, then docs/runbooks/kill-switch.md"
+    )
+    return False
 
 
 def _release(

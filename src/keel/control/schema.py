@@ -17,7 +17,7 @@ secret is never stored, only its SHA-256; a revoked token keeps its row, so what
 
 `executor_workers` is the worker registry (`keel.control.workers`): one row per executor worker, whatever host it runs
 on. Before version 6 the workers created it themselves, outside this schema; a store upgraded from 5 keeps that table
-and its rows, and gains the column added since (`ADDED_COLUMNS`).
+and its rows, and gains the columns added since (`ADDED_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text
 
 #: Bump with a migration whenever a table changes shape (`ControlStore._ensure_schema`). 2: `limit_overrides`;
-#: 3: `approval_requests`, `sessions`; 4: `api_tokens`, `api_calls`; 5: `session_commands`; 6: `executor_workers`.
-CONTROL_SCHEMA_VERSION = 6
+#: 3: `approval_requests`, `sessions`; 4: `api_tokens`, `api_calls`; 5: `session_commands`; 6: `executor_workers`;
+#: 7: `executor_workers.last_submit_ns`.
+CONTROL_SCHEMA_VERSION = 7
 #: Versions the store migrates from: each only lacked tables that `create_all` adds, or the columns of
 #: `ADDED_COLUMNS` in a table an older Keel had made.
-MIGRATES_FROM = frozenset({1, 2, 3, 4, 5})
+MIGRATES_FROM = frozenset({1, 2, 3, 4, 5, 6})
 
 metadata = MetaData()
 
@@ -221,8 +222,11 @@ executor_workers = Table(
     # 6: how long without a heartbeat before `keel worker status` calls the worker stale (the worker's own, from its
     # settings); NULL in a row an older worker wrote
     Column("stale_after_s", Float, nullable=True),
+    # 7: the wall instant (ns) the worker's last order left, taken right before the send, written with the trading state
+    # its claim loop saw and with each heartbeat: what a halt's check compares with the trip instant (`keel kill`)
+    Column("last_submit_ns", BigInteger, nullable=True),
 )
 
 #: Columns a table of an older version lacks, added by `ALTER TABLE` when the store is migrated: the table was
 #: made, before version 6, by the workers' own code, outside this schema.
-ADDED_COLUMNS = ((executor_workers, "stale_after_s"),)
+ADDED_COLUMNS = ((executor_workers, "stale_after_s"), (executor_workers, "last_submit_ns"))

@@ -49,6 +49,8 @@ class WorkerRecord:
     counts: Mapping[str, int] = field(default_factory=dict)
     #: how long without a heartbeat before the worker counts as stale (None: a row written before version 6)
     stale_after_s: float | None = None
+    #: when its last order left (wall ns, right before the send); None: none yet, or a row written before version 7
+    last_submit_ns: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -114,39 +116,58 @@ class WorkerRegistry:
             run(w.delete().where(w.c.worker_id == worker_id))
             run(w.insert().values(**row))
 
-    def heartbeat(self, worker_id: str, *, ts: datetime, counts: Mapping[str, int]) -> bool:
+    def heartbeat(
+        self, worker_id: str, *, ts: datetime, counts: Mapping[str, int], last_submit_ns: int | None = None
+    ) -> bool:
         """The worker's sign of life; returns whether a stop was requested."""
         w = s.executor_workers
         stmt = (
             w.update()
             .where(w.c.worker_id == worker_id)
-            .values(heartbeat_ts=to_iso(ts), counts=_json(counts))
+            .values(heartbeat_ts=to_iso(ts), counts=_json(counts), last_submit_ns=last_submit_ns)
             .returning(w.c.stop_requested)
         )
         with self.store._writing(store_lock=False) as run:
             rows = run(stmt).fetchall()
         return bool(rows and rows[0][0])
 
-    def saw_state(self, worker_id: str, state: str, seen_ns: int, *, loop: bool = False) -> None:
+    def saw_state(
+        self, worker_id: str, state: str, seen_ns: int, *, loop: bool = False, last_submit_ns: int | None = None
+    ) -> None:
         """The worker's watch (`loop`: its claim loop) saw the trading state change to `state` at `seen_ns` (what the
-        kill-switch drill measures)."""
+        kill-switch drill measures). The loop also says when its last order left: from a halt on it sends nothing,
+        so with `halted` that is its last send before the trip (`keel.workers.halt_check`)."""
         w = s.executor_workers
-        values = (
-            {"loop_state": state, "loop_seen_ns": int(seen_ns)}
+        values: dict[str, Any] = (
+            {"loop_state": state, "loop_seen_ns": int(seen_ns), "last_submit_ns": last_submit_ns}
             if loop
             else {"trading_state": state, "state_seen_ns": int(seen_ns)}
         )
         with self.store._writing(store_lock=False) as run:
             run(w.update().where(w.c.worker_id == worker_id).values(**values))
 
-    def end(self, worker_id: str, *, status: str, reason: str, ts: datetime, counts: Mapping[str, int]) -> None:
+    def end(
+        self,
+        worker_id: str,
+        *,
+        status: str,
+        reason: str,
+        ts: datetime,
+        counts: Mapping[str, int],
+        last_submit_ns: int | None = None,
+    ) -> None:
         w = s.executor_workers
         when = to_iso(ts)
-        stmt = (
-            w.update()
-            .where(w.c.worker_id == worker_id)
-            .values(status=status, end_reason=reason, ended_ts=when, heartbeat_ts=when, counts=_json(counts))
-        )
+        values: dict[str, Any] = {
+            "status": status,
+            "end_reason": reason,
+            "ended_ts": when,
+            "heartbeat_ts": when,
+            "counts": _json(counts),
+        }
+        if last_submit_ns is not None:
+            values["last_submit_ns"] = last_submit_ns
+        stmt = w.update().where(w.c.worker_id == worker_id).values(**values)
         with self.store._writing(store_lock=False) as run:
             run(stmt)
 
@@ -223,4 +244,5 @@ def _record(r: Mapping[str, Any]) -> WorkerRecord:
         end_reason=r["end_reason"],
         counts=json.loads(r["counts"] or "{}"),
         stale_after_s=float(r["stale_after_s"]) if r.get("stale_after_s") is not None else None,
+        last_submit_ns=int(r["last_submit_ns"]) if r.get("last_submit_ns") is not None else None,
     )

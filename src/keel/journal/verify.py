@@ -69,6 +69,8 @@ class Problem:
         if self.table is not None:
             return f"{self.table} {self.key}" if self.key is not None else self.table
         seq = f", seq {self.seq}" if self.seq is not None else ""
+        if self.line is None:  # a whole log (one that is missing)
+            return f"{self.log or 'the log'}{' (committed head' + seq[1:] + ')' if seq else ''}"
         return f"{self.log + ' ' if self.log else ''}line {self.line}{seq}"
 
     @property

@@ -344,9 +344,7 @@ class SessionDriver:
             if ctx.book.pending_approvals:
                 end_pending(ctx, ReasonCode.SESSION_ENDED)
             if last >= 0 and ctx.book.handed:  # what the workers did; what none of them claimed expires
-                from keel.agents.handoff import settle_handed
-
-                settle_handed(ctx, last, ending=True)
+                self._last_handed(ctx, last)
             if last >= 0:
                 self._last_fills(ctx, last)
             ctx.journal.event(
@@ -363,6 +361,21 @@ class SessionDriver:
         if 0 <= last < len(ctx.market) - 1:
             ctx.market = market_until(ctx.market, last)
         self._heartbeat(ctx, force=True)
+
+    def _last_handed(self, ctx: RunContext, last: int) -> None:
+        """A session whose workers send (`keel.agents.handoff`), as it ends: what no worker claimed expires, and what a
+        worker is sending is waited for (at most `venue.claim_timeout_seconds`), so that its order, and the fills
+        `_last_fills` asks for next, are the session's before it ends."""
+        from keel.agents.handoff import settle_handed
+
+        deadline = time.monotonic() + ctx.settings.venue.claim_timeout_seconds
+        store = ctx.journal.store
+        while True:
+            settle_handed(ctx, last, ending=True)
+            sending = [i for i in ctx.book.handed if store.state(i) is IntentState.EXECUTING]
+            if not sending or time.monotonic() >= deadline or ctx.journal.redoing:
+                return
+            time.sleep(0.05)
 
     def _last_fills(self, ctx: RunContext, last: int) -> None:
         """A session on a venue: what its orders did after the last bar's market step (an order sent at the last bar

@@ -153,6 +153,8 @@ class Worker:
         self._next_beat = 0.0
         #: a stop request the registry answered a heartbeat with, obeyed at the next boundary
         self._stop_asked = False
+        #: when this worker's last order left (wall ns, right before the send): what a halt's check reads
+        self.last_submit_ns: int | None = None
         self._watcher = _Watcher(spec, watch, watcher_control, wall_ns)
         #: what `open` took that `close` gives back (the worker id's lock)
         self._release: list[Callable[[], None]] = []
@@ -228,7 +230,9 @@ class Worker:
             seen_ns = self._wall_ns()
             self.seen = state
             self._cancel_due = state is TradingState.HALTED
-            self.registry.saw_state(self.spec.worker_id, state.value, seen_ns, loop=True)
+            self.registry.saw_state(
+                self.spec.worker_id, state.value, seen_ns, loop=True, last_submit_ns=self.last_submit_ns
+            )
             self._note("worker.state_seen", {"state": state.value, "why": why, "seen_ns": seen_ns})
         return state, why
 
@@ -321,7 +325,10 @@ class Worker:
         never looks stale); returns whether a stop was requested."""
         mono = time.monotonic()
         if mono >= self._next_beat:
-            if self.registry.heartbeat(self.spec.worker_id, ts=self.clock.now(), counts=self.counts):
+            beat = self.registry.heartbeat(
+                self.spec.worker_id, ts=self.clock.now(), counts=self.counts, last_submit_ns=self.last_submit_ns
+            )
+            if beat:
                 self._stop_asked = True
             self._next_beat = mono + self.spec.heartbeat_s
         return self._stop_asked
@@ -330,7 +337,12 @@ class Worker:
         try:
             self._note("worker.stopped", {"status": status, "reason": reason, "counts": dict(self.counts)})
             self.registry.end(
-                self.spec.worker_id, status=status, reason=reason, ts=self.clock.now(), counts=self.counts
+                self.spec.worker_id,
+                status=status,
+                reason=reason,
+                ts=self.clock.now(),
+                counts=self.counts,
+                last_submit_ns=self.last_submit_ns,
             )
         finally:
             watcher = self._watcher
@@ -395,7 +407,7 @@ class Worker:
                 collar_pct=self.spec.collar_pct,
                 actor=self.spec.actor,
                 contended=True,
-                hook=self.hook,
+                hook=self._at_step,
             )
         except Exception as exc:  # whatever failed, the intent's own row says what is true
             self._after_failure(intent, exc)
@@ -408,6 +420,12 @@ class Worker:
         elif done.outcome in (Outcome.ACKNOWLEDGED, Outcome.REJECTED):
             self._broker_failed(False)
         return done.outcome
+
+    def _at_step(self, step: Step, iid: str) -> None:
+        if self.hook is not None:
+            self.hook(step, iid)
+        if step is Step.SUBMIT:  # the claim is durable and the order leaves now
+            self.last_submit_ns = self._wall_ns()
 
     def _after_failure(self, intent, exc: Exception) -> None:
         """A step failed (the database, the log, the venue's adapter): repair the log if it must be, and if the

@@ -56,7 +56,7 @@ def test_a_schema_3_store_on_postgresql_opens_as_the_current_schema_keeping_what
     old.close()
     store = open_store()
     with store._engine.connect() as conn:
-        assert list(conn.execute(select(s.control_schema.c.version)).scalars()) == [6]
+        assert list(conn.execute(select(s.control_schema.c.version)).scalars()) == [s.CONTROL_SCHEMA_VERSION]
     assert store.trading_state().reason == "drill"
     first = tokens.create(store, name="alice", role="viewer", actor="root", ts=at(2))
     with pytest.raises(Exception, match="already named 'alice'"):

@@ -40,7 +40,11 @@ def test_a_schema_5_store_with_the_old_workers_table_upgrades_keeping_its_rows(p
     engine = create_engine(pg_url)
     try:
         with engine.connect() as conn:
-            assert list(conn.execute(text("select version from control_schema")).scalars()) == [6]
+            assert (
+                list(conn.execute(text("select version from control_schema")).scalars())
+                == [s.CONTROL_SCHEMA_VERSION]
+                == [7]
+            )
     finally:
         engine.dispose()
 

@@ -9,14 +9,17 @@ and when is the test's to decide; `keel.workers` tests run workers as processes.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from decimal import Decimal
 
+import numpy as np
 import pytest
 
 from helpers.sessions import ScriptedFeed, control, events, intents, rows, settings_for
 from integration.venues.support import KEY, SECRET, connect_local
 from keel.agents.executor import Step
+from keel.control.workers import WorkerRegistry
 from keel.data.synthetic import generate_regime_ohlcv
 from keel.domain.errors import InputError
 from keel.domain.reasons import ReasonCode
@@ -171,6 +174,11 @@ def test_a_session_handing_its_intents_to_a_worker_trades_through_it(settings, f
     report = verify_run(run_dir)
     assert report.ok, [str(p) for p in report.problems]
     assert any("workers/w1.jsonl" in n for n in report.notes)
+    # the registry knows when the worker's last order left: what `keel kill` compares with a trip instant
+    with WorkerRegistry.open(control_url(settings)) as registry:
+        last = registry.record("w1").last_submit_ns
+    final = max(o.time_ms for o in exchange.book.orders.values())
+    assert last is not None and abs(last / 1e6 - final) < 100  # taken right before the send, the venue times it
     # the worker's records are in its own log, not the session's
     assert not [e for e in events(run_dir) if e["event"] == "intent.transition" and e["payload"]["to"] == "executing"]
 
@@ -311,6 +319,67 @@ def test_a_claim_of_a_worker_that_died_with_the_session_is_the_workers_to_settle
     assert Counter(o.client_order_id for o in exchange.book.orders.values())[lost] == 1
     assert_agrees(exchange, run_dir)
     assert verify_run(run_dir).ok
+
+
+def test_a_session_that_ends_while_a_worker_sends_waits_for_it_and_books_its_fill(
+    settings, frames, exchange, monkeypatch
+):
+    import threading
+
+    import keel.agents.handoff as handoff
+
+    entries = np.flatnonzero(STRATEGY.signals(frames[0]).entry)
+    short = [frames[0].slice(0, int(entries[0]) + 2)]  # the first entry is handed over one bar before the end
+    release, claimed, stop = threading.Event(), threading.Event(), threading.Event()
+    inner = handoff.settle_handed
+
+    def settle(ctx, t, *, ending=False):
+        if ending:
+            release.set()  # the session is ending: only now may the worker's order leave
+        inner(ctx, t, ending=ending)
+
+    monkeypatch.setattr(handoff, "settle_handed", settle)
+
+    def hold(step, iid):
+        if step is Step.SUBMIT:
+            claimed.set()
+            release.wait(30)
+
+    worker = InlineWorker(settings, exchange, hook=hold)
+
+    def run_worker():
+        worker.step()  # opens and starts it
+        while not stop.is_set():
+            worker.worker.step()
+            time.sleep(0.005)
+
+    thread = None
+
+    def hook(t):
+        nonlocal thread
+        exchange.set_price(RAW, Decimal(str(round(float(short[0].close[t]), 2))))
+        if t == len(short[0]) - 1:  # the last bar: the worker has claimed the entry, and waits to send it
+            thread = threading.Thread(target=run_worker)
+            thread.start()
+            assert claimed.wait(30)
+
+    try:
+        got = run_session(
+            SessionSpec(NAME, Mode.TESTNET),
+            short,
+            settings,
+            STRATEGY,
+            feed=lambda market: ScriptedFeed(market, hook),
+            venue=connect_local(exchange),
+        )
+    finally:
+        release.set()
+        stop.set()
+        if thread is not None:
+            thread.join(30)
+        worker.close()
+    assert got.run.summary.orders == 1 and got.run.summary.fills == 1  # the session waited, and booked the fill
+    assert_agrees(exchange, got.run.run_dir)
 
 
 def test_workers_execute_testnet_sessions_only(tmp_path, frames, exchange):

@@ -30,7 +30,7 @@ def test_a_store_of_schema_3_opens_as_the_current_schema_keeping_what_it_held(tm
         assert "api_tokens" not in {r[0] for r in con.execute("select name from sqlite_master where type='table'")}
     with ControlStore.open(url) as store:
         with store._engine.connect() as conn:
-            assert list(conn.execute(select(s.control_schema.c.version)).scalars()) == [6]
+            assert list(conn.execute(select(s.control_schema.c.version)).scalars()) == [s.CONTROL_SCHEMA_VERSION]
         assert store.trading_state().reason == "drill" and store.approval_request(iid(1)) is not None
         token = store.add_token(name="alice", role="viewer", secret_sha256="ab" * 32, actor="root", ts=at(2))
         assert token.token_id == 1 and store.api_tokens() == [token]

@@ -1,6 +1,7 @@
-"""The worker registry in the control store (schema 6): a store of schema 5 whose `executor_workers` table the old
-workers' code made is upgraded keeping its rows; the registry opened for a look (`open_existing`) creates nothing;
-a stop request reaches the live workers only. The PostgreSQL upgrade is `tests/integration/control`."""
+"""The worker registry in the control store (schema 7): a store of schema 5 whose `executor_workers` table the old
+workers' code made is upgraded keeping its rows, and so is one of schema 6 (without `last_submit_ns`); the registry
+opened for a look (`open_existing`) creates nothing; a stop request reaches the live workers only. The PostgreSQL
+upgrade is `tests/integration/control`."""
 
 from __future__ import annotations
 
@@ -40,6 +41,25 @@ def test_a_schema_5_store_with_the_old_workers_table_upgrades_keeping_its_rows(t
     with sqlite3.connect(db) as con:
         assert con.execute("select version from control_schema").fetchall() == [(s.CONTROL_SCHEMA_VERSION,)]
         assert con.execute("pragma journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_schema_6_store_gains_the_last_submit_column_keeping_its_rows(tmp_path):
+    db = tmp_path / "control.db"
+    url = _url(db)
+    with WorkerRegistry.open(url) as registry:
+        registry.register(worker_id="w", pid=7, host="h", journal="j", ts=NOW, stale_after_s=11.5)
+    with sqlite3.connect(db) as con:  # as a Keel of schema 6 left it
+        con.execute("alter table executor_workers drop column last_submit_ns")
+        con.execute("update control_schema set version = 6")
+    assert "last_submit_ns" not in _columns(db)
+    with WorkerRegistry.open(url) as registry:
+        (row,) = registry.records()
+        assert (row.worker_id, row.stale_after_s, row.last_submit_ns) == ("w", 11.5, None)
+        registry.saw_state("w", "halted", 5, loop=True, last_submit_ns=4)
+        assert registry.record("w").last_submit_ns == 4
+    assert "last_submit_ns" in _columns(db)
+    with sqlite3.connect(db) as con:
+        assert con.execute("select version from control_schema").fetchall() == [(7,)]
 
 
 def test_a_fresh_registry_is_the_control_stores_own_table(tmp_path):
