@@ -92,9 +92,7 @@ def cancel_all_and_verify(state: CycleState, ctx: RunContext) -> None:
     ids = sorted(o.client_order_id for o in still)
     escalate(ctx, f"{len(ids)} order(s) still open after {CANCEL_ATTEMPTS} cancel-alls: {', '.join(ids[:10])}")
     for symbol in {o.symbol for o in still}:
-        wake = ctx.market.next_bar_timeline(symbol, state["t"])
-        if wake is not None:
-            ctx.schedule.wake(wake)
+        ctx.wake_at_next_bar(symbol, state["t"])
 
 
 def active_symbols(state: CycleState, ctx: RunContext) -> list[str]:

@@ -83,11 +83,6 @@ class Execution:
     result: SubmitResult | None = None
 
 
-def allows(state: TradingState, intent: TradeIntent) -> bool:
-    """Whether the trading state lets an approved intent go out: halted, nothing; reducing, exits only."""
-    return not (state is TradingState.HALTED or (state is TradingState.REDUCING and not intent.leg.reduces_risk))
-
-
 def execute_one(
     journal: Journal,
     broker: Broker,
@@ -115,19 +110,9 @@ def execute_one(
     state, why = trading()
     if hook is not None:
         hook(Step.CLAIM, iid)
-    if not allows(state, intent):
+    if not state.allows(reduces_risk=intent.leg.reduces_risk):
         try:
-            journal.transition(
-                iid,
-                IntentState.APPROVED,
-                IntentState.EXPIRED,
-                ts=now,
-                actor=actor,
-                reason=ReasonCode.TRADING_STATE_CHANGED.value,
-                stage=STAGE,
-                run_id=run_id,
-                detail={"trading_state": state.value, "why": why},
-            )
+            expire_unsent(journal, iid, state, why, ts=now, actor=actor, run_id=run_id)
         except StaleState:
             if not contended:
                 raise
@@ -192,6 +177,24 @@ def execute_one(
     return Execution(Outcome.ACKNOWLEDGED, state, why, result)
 
 
+def expire_unsent(
+    journal: Journal, iid: str, state: TradingState, why: str, *, ts: datetime, actor: str, run_id: str
+) -> None:
+    """`approved → expired`: the trading state no longer lets it go out (nothing was sent). Raises `StaleState` when
+    another process moved it first."""
+    journal.transition(
+        iid,
+        IntentState.APPROVED,
+        IntentState.EXPIRED,
+        ts=ts,
+        actor=actor,
+        reason=ReasonCode.TRADING_STATE_CHANGED.value,
+        stage=STAGE,
+        run_id=run_id,
+        detail={"trading_state": state.value, "why": why},
+    )
+
+
 def executor(state: CycleState, ctx: RunContext) -> dict:
     if not state["approved"]:
         return {}
@@ -231,7 +234,7 @@ def executor(state: CycleState, ctx: RunContext) -> dict:
         if done.outcome is Outcome.UNKNOWN:
             # Still in flight for every limit (its reservation stays); `settle_unknown` looks it up from the next bar.
             book.unknown[iid] = {**_working_info(intent), "since_ns": state["ts_ns"]}
-            _wake_next(ctx, intent.symbol, state["t"])
+            ctx.wake_at_next_bar(intent.symbol, state["t"])
             count_broker_failure(ctx, True)
             note_sent(ctx, intent, state["ts_ns"])
             continue
@@ -242,7 +245,7 @@ def executor(state: CycleState, ctx: RunContext) -> dict:
         book.order_times.append(state["ts_ns"])
         note_sent(ctx, intent, state["ts_ns"])
         book.working[iid] = _working_info(intent)
-        _wake_next(ctx, intent.symbol, state["t"])
+        ctx.wake_at_next_bar(intent.symbol, state["t"])
     return {}
 
 
@@ -250,18 +253,8 @@ def _hand_over(ctx: RunContext, intent: TradeIntent, state: CycleState) -> None:
     """`venue.executor = "workers"`: the state re-checked as before a send, an exit's working entry cancelled, and the
     intent left `approved` for a worker to claim (`keel.agents.handoff`); it counts as sent for every limit."""
     trading, why = ctx.guard.current()
-    if not allows(trading, intent):
-        ctx.journal.transition(
-            intent.intent_id,
-            IntentState.APPROVED,
-            IntentState.EXPIRED,
-            ts=ctx.clock.now(),
-            actor=STAGE,
-            reason=ReasonCode.TRADING_STATE_CHANGED.value,
-            stage=STAGE,
-            run_id=ctx.run_id,
-            detail={"trading_state": trading.value, "why": why},
-        )
+    if not trading.allows(reduces_risk=intent.leg.reduces_risk):
+        expire_unsent(ctx.journal, intent.intent_id, trading, why, ts=ctx.clock.now(), actor=STAGE, run_id=ctx.run_id)
         ctx.book.release(intent.intent_id, intent.symbol)
         return
     if intent.leg.reduces_risk:
@@ -273,12 +266,6 @@ def _hand_over(ctx: RunContext, intent: TradeIntent, state: CycleState) -> None:
 
 def _working_info(intent: TradeIntent) -> dict:
     return {"symbol": intent.symbol, "leg": intent.leg.value, "stop": intent.stop, "target": intent.target}
-
-
-def _wake_next(ctx: RunContext, symbol: str, t: int) -> None:
-    wake = ctx.market.next_bar_timeline(symbol, t)
-    if wake is not None:
-        ctx.schedule.wake(wake)
 
 
 def settle_unknown(ctx: RunContext, t: int, ts_ns: int, *, final: bool = False) -> None:
@@ -301,12 +288,12 @@ def settle_unknown(ctx: RunContext, t: int, ts_ns: int, *, final: bool = False) 
                 ts=ctx.clock.now(),
                 run_id=ctx.run_id,
             )
-            _wake_next(ctx, info["symbol"], t)
+            ctx.wake_at_next_bar(info["symbol"], t)
             count_broker_failure(ctx, True)
             continue
         count_broker_failure(ctx, False)
         if order is None and not final and ts_ns - info["since_ns"] < grace_ns:
-            _wake_next(ctx, info["symbol"], t)
+            ctx.wake_at_next_bar(info["symbol"], t)
             continue
         facts = order_facts(order) if order is not None else None
         adopt_unknown(ctx, iid, facts, t, ts_ns, how="looked up after an unknown submit")
@@ -329,7 +316,7 @@ def adopt_unknown(ctx: RunContext, iid: str, facts: OrderFacts | None, t: int, t
         return
     book.order_times.append(ts_ns)
     book.working[iid] = info
-    _wake_next(ctx, symbol, t)
+    ctx.wake_at_next_bar(symbol, t)
 
 
 def _cancel_entry(symbol: str, ctx: RunContext) -> None:

@@ -25,9 +25,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from keel.domain.decisions import TradingState
 from keel.domain.errors import BrokerError, StaleState
-from keel.domain.intents import IntentState
+from keel.domain.intents import IntentState, Leg
 from keel.domain.orders import OrderStatus
 from keel.domain.reasons import ReasonCode
 from keel.journal.schema import to_iso
@@ -41,6 +40,8 @@ STAGE = "executor"
 HAND_OFF = "hand_off"
 #: states an intent a worker claimed ends in, and what the session does with it
 _NEVER_TRADES = frozenset({IntentState.FAILED, IntentState.EXPIRED, IntentState.REJECTED})
+#: the fields of an expiry's record that are not its detail (what `_expire` is given back on a re-run)
+_RECORDED = frozenset({"intent_id", "from", "to", "reason", "actor", "handed_to"})
 
 
 def handing_over(ctx: RunContext) -> bool:
@@ -50,7 +51,7 @@ def handing_over(ctx: RunContext) -> bool:
 def hand_over(ctx: RunContext, intent: TradeIntent, info: dict, t: int) -> None:
     """Leave an approved intent to the workers: it stays `approved` in the journal, in flight for every limit."""
     ctx.book.handed[intent.intent_id] = {**info, "since_wall_ns": ctx.extras[HAND_OFF]()}
-    _wake_next(ctx, intent.symbol, t)
+    ctx.wake_at_next_bar(intent.symbol, t)
 
 
 def settle_handed(ctx: RunContext, t: int, *, ending: bool = False) -> None:
@@ -63,27 +64,29 @@ def settle_handed(ctx: RunContext, t: int, *, ending: bool = False) -> None:
     now_ns = ctx.extras[HAND_OFF]() if HAND_OFF in ctx.extras else None
     for iid in sorted(book.handed):
         info = book.handed[iid]
-        if expired_then is not None:  # a re-run: the interrupted cycle's expiries, and no other
-            if iid in expired_then:
-                _expire(ctx, iid, info, *expired_then[iid])
-                continue
-            if store.state(iid) is IntentState.APPROVED:
-                _wake_next(ctx, info["symbol"], t)
-                continue
+        if expired_then is not None and iid in expired_then:  # a re-run: the interrupted cycle's expiries
+            _expire(ctx, iid, info, *expired_then[iid])
+            continue
         state = store.state(iid)
         if state is IntentState.APPROVED:
-            why = _expiry(ctx, info, ending=ending, waited_ns=(now_ns or 0) - info["since_wall_ns"], limit=timeout_ns)
+            # a re-run expires no other: what it did not expire then waits for the next bar
+            waited = (now_ns or 0) - info["since_wall_ns"]
+            why = (
+                None
+                if expired_then is not None
+                else _expiry(ctx, info, ending=ending, waited_ns=waited, limit=timeout_ns)
+            )
             if why is not None:
                 _expire(ctx, iid, info, *why)
             else:
-                _wake_next(ctx, info["symbol"], t)
+                ctx.wake_at_next_bar(info["symbol"], t)
         elif state is IntentState.EXECUTED:
             _adopt(ctx, iid, info, t)
         elif state in _NEVER_TRADES:
             del book.handed[iid]
             book.release(iid, info["symbol"])
         else:  # executing: a worker sends it, or looks up a send whose outcome it does not know yet
-            _wake_next(ctx, info["symbol"], t)
+            ctx.wake_at_next_bar(info["symbol"], t)
 
 
 def _expiry(ctx: RunContext, info: dict, *, ending: bool, waited_ns: int, limit: int) -> tuple[str, dict] | None:
@@ -91,8 +94,7 @@ def _expiry(ctx: RunContext, info: dict, *, ending: bool, waited_ns: int, limit:
     if ending:
         return ReasonCode.SESSION_ENDED.value, {}
     state, why = ctx.guard.current()
-    exit_leg = info["leg"] != "entry"
-    if state is TradingState.HALTED or (state is TradingState.REDUCING and not exit_leg):
+    if not state.allows(reduces_risk=Leg(info["leg"]).reduces_risk):
         return ReasonCode.TRADING_STATE_CHANGED.value, {"trading_state": state.value, "why": why}
     if waited_ns >= limit:
         return ReasonCode.NOT_CLAIMED.value, {"waited_seconds": round(waited_ns / 1e9, 3)}
@@ -127,10 +129,10 @@ def _adopt(ctx: RunContext, iid: str, info: dict, t: int) -> None:
     try:
         order = ctx.broker.adopt(request)  # found, the venue's ledger follows it
     except BrokerError:
-        _wake_next(ctx, info["symbol"], t)
+        ctx.wake_at_next_bar(info["symbol"], t)
         return
     if order is None:  # not visible at the venue yet: asked again at the next bar
-        _wake_next(ctx, info["symbol"], t)
+        ctx.wake_at_next_bar(info["symbol"], t)
         return
     book = ctx.book
     del book.handed[iid]
@@ -139,7 +141,7 @@ def _adopt(ctx: RunContext, iid: str, info: dict, t: int) -> None:
         book.release(iid, info["symbol"])
         return
     book.working[iid] = {k: v for k, v in info.items() if k != "since_wall_ns"}
-    _wake_next(ctx, info["symbol"], t)
+    ctx.wake_at_next_bar(info["symbol"], t)
 
 
 def _expired_by_this_cycle(ctx: RunContext, redo: list) -> dict[str, tuple[str, dict]]:
@@ -151,12 +153,5 @@ def _expired_by_this_cycle(ctx: RunContext, redo: list) -> dict[str, tuple[str, 
         if r.get("ts") != bar or r.get("event") != "intent.transition" or not isinstance(p, dict):
             continue
         if p.get("intent_id") in ctx.book.handed and p.get("to") == IntentState.EXPIRED.value:
-            own = {"intent_id", "from", "to", "reason", "actor", "handed_to"}
-            found[p["intent_id"]] = (p.get("reason"), {k: v for k, v in p.items() if k not in own})
+            found[p["intent_id"]] = (p.get("reason"), {k: v for k, v in p.items() if k not in _RECORDED})
     return found
-
-
-def _wake_next(ctx: RunContext, symbol: str, t: int) -> None:
-    wake = ctx.market.next_bar_timeline(symbol, t)
-    if wake is not None:
-        ctx.schedule.wake(wake)

@@ -118,9 +118,7 @@ def wake_for_owed_exits(state: CycleState, ctx: RunContext) -> None:
     book = ctx.book
     for symbol, managed in book.managed.items():
         if managed.exit_owed is not None and symbol not in book.pending_exit:
-            wake = ctx.market.next_bar_timeline(symbol, state["t"])
-            if wake is not None:
-                ctx.schedule.wake(wake)
+            ctx.wake_at_next_bar(symbol, state["t"])
 
 
 def wake_for_working_orders(state: CycleState, ctx: RunContext) -> None:
@@ -128,9 +126,7 @@ def wake_for_working_orders(state: CycleState, ctx: RunContext) -> None:
     reported there (a venue can report late), and the replay driver skips every bar nobody asked for."""
     t = state["t"]
     for symbol in {info["symbol"] for info in ctx.book.working.values()}:
-        wake = ctx.market.next_bar_timeline(symbol, t)
-        if wake is not None:
-            ctx.schedule.wake(wake)
+        ctx.wake_at_next_bar(symbol, t)
 
 
 def route_after_monitor(state: CycleState) -> str:
@@ -175,9 +171,7 @@ def _on_fill(fill: Fill, state: CycleState, ctx: RunContext) -> None:
         if exited and ctx.broker.account().positions.get(fill.symbol, 0.0) <= 0:
             book.managed.pop(fill.symbol, None)
     else:
-        wake = ctx.market.next_bar_timeline(fill.symbol, state["t"])
-        if wake is not None:
-            ctx.schedule.wake(wake)
+        ctx.wake_at_next_bar(fill.symbol, state["t"])
 
 
 def _journal_knows(ctx: RunContext, intent_id: str) -> bool:

@@ -241,12 +241,18 @@ def _halt_confirmed(store: Any, trip: Any, timeout_s: float, clock: Any) -> bool
     if not registry.records():
         return True  # no executor worker ever ran on this control store: a session's own executor checks itself
     trip_ns = int(trip.timestamp() * 1e9)
+    err.print(
+        f"checking that every live executor worker saw the halt (at most {timeout_s:g} s; Ctrl-C stops the check)"
+    )
     check = check_halt(registry.records, trip_ns=trip_ns, timeout_s=timeout_s)
     for wid, why in check.silent:
         err.print(f"worker {escape(wid)} is silent ({escape(why)}): it sends nothing until it starts again")
     if check.ok:
-        shown = ", ".join(check.confirmed) or "none live"
-        out.print(f"confirmed by every live worker ({escape(shown)}): nothing sent after the trip", highlight=False)
+        if check.confirmed:
+            shown = escape(", ".join(check.confirmed))
+            out.print(f"confirmed by every live worker ({shown}): nothing sent after the trip", highlight=False)
+        else:
+            out.print("no executor worker is live: none can send", highlight=False)
         return True
     problems = [f"{w} sent {(ns - trip_ns) / 1e6:.1f} ms after the trip" for w, ns in check.late]
     problems += [f"{w} did not confirm the halt within {timeout_s:g} s" for w in check.unconfirmed]

@@ -17,6 +17,10 @@ class TradingState(StrEnum):
     REDUCING = "reducing"  # only exits that shrink risk
     HALTED = "halted"  # nothing is sent
 
+    def allows(self, *, reduces_risk: bool) -> bool:
+        """Whether an order may go out in this state: halted, none; reducing, only one that shrinks risk."""
+        return self is TradingState.ACTIVE or (self is TradingState.REDUCING and reduces_risk)
+
 
 class Regime(StrEnum):
     BULL = "bull"

@@ -55,6 +55,12 @@ class RunContext:
     #: the run's advisory models (`keel.llm.runtime`), None when every `llm.<role>.enabled` is false
     llm: LLMRuntime | None = None
 
+    def wake_at_next_bar(self, symbol: str, t: int) -> None:
+        """Ask for the symbol's next bar after bar t (the replay driver visits only the bars someone asked for)."""
+        wake = self.market.next_bar_timeline(symbol, t)
+        if wake is not None:
+            self.schedule.wake(wake)
+
     def risk(self) -> RiskLimits:
         """The risk limits in force at this moment (`keel.risk.overrides`)."""
         return self.settings.risk if self.limits_now is None else self.limits_now()

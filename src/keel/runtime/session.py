@@ -475,7 +475,8 @@ class SessionDriver:
         if ctx.mode is Mode.TESTNET and ctx.settings.venue.executor == "workers":
             from keel.agents.handoff import HAND_OFF
 
-            ctx.extras[HAND_OFF] = time.time_ns  # approved intents are left to the workers (wall time: their claim)
+            # approved intents are left to the workers; their claim is timed on the wall clock (the driver's)
+            ctx.extras[HAND_OFF] = lambda: int(self._now().timestamp() * 1e9)
         ctx.extras["publish_pending"] = publish
         ctx.extras["decisions"] = decisions
         ctx.extras["rebind"] = rebind

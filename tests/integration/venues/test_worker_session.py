@@ -117,13 +117,15 @@ class InlineWorker:
             self.worker = None
 
 
-def session(settings, frames, exchange, worker: InlineWorker | None, *, crash_at: int | None = None):
+def session(settings, frames, exchange, worker: InlineWorker | None, *, crash_at: int | None = None, before=None):
     def hook(t):
         exchange.set_price(RAW, Decimal(str(round(float(frames[0].close[t]), 2))))
         if crash_at is not None and t == crash_at:
             raise Crash(t)
         if worker is not None and t > 0:
             worker.step()  # what the session handed over at the bar before is sent before this one is decided
+        if before is not None:
+            before(t)
 
     try:
         return run_session(
@@ -355,23 +357,15 @@ def test_a_session_that_ends_while_a_worker_sends_waits_for_it_and_books_its_fil
 
     thread = None
 
-    def hook(t):
+    def start_at_the_last_bar(t):
         nonlocal thread
-        exchange.set_price(RAW, Decimal(str(round(float(short[0].close[t]), 2))))
         if t == len(short[0]) - 1:  # the last bar: the worker has claimed the entry, and waits to send it
             thread = threading.Thread(target=run_worker)
             thread.start()
             assert claimed.wait(30)
 
     try:
-        got = run_session(
-            SessionSpec(NAME, Mode.TESTNET),
-            short,
-            settings,
-            STRATEGY,
-            feed=lambda market: ScriptedFeed(market, hook),
-            venue=connect_local(exchange),
-        )
+        got = session(settings, short, exchange, None, before=start_at_the_last_bar)
     finally:
         release.set()
         stop.set()
