@@ -268,6 +268,28 @@ def test_a_session_killed_after_it_expired_unclaimed_intents_resumes_without_wri
     assert verify_run(run_dir).ok
 
 
+def test_a_halt_expires_what_no_worker_claimed_yet_and_nothing_is_sent(settings, frames, exchange):
+    from datetime import UTC, datetime
+
+    from keel.risk.kill_switch import halt
+
+    first = int(np.flatnonzero(STRATEGY.signals(frames[0]).entry)[0])
+
+    def halt_after_the_first_hand_over(t):
+        if t == first + 1:  # the entry handed over at the bar before waits, unclaimed: no worker runs
+            store = control(settings)
+            try:
+                halt(store, reason="test", actor="op", ts=datetime.now(UTC))
+            finally:
+                store.close()
+
+    got = session(settings, frames, exchange, None, before=halt_after_the_first_hand_over)
+    states = rows(got.run.run_dir, "select state, last_reason from intents order by created_ts, intent_id")
+    assert states[0] == ("expired", ReasonCode.TRADING_STATE_CHANGED.value)  # the handed entry
+    assert {s for s, _ in states[1:]} == {"blocked"}  # and the supervisor let nothing else through
+    assert not exchange.book.orders
+
+
 def test_what_no_worker_claimed_by_the_end_of_the_session_expires_with_it(settings, frames, exchange):
     got = session(settings, frames, exchange, None)  # no worker, and 30 s to claim: longer than the session
     run_dir = got.run.run_dir
