@@ -119,6 +119,11 @@ class RiskLimits(_Section):
     trip_on_daily_loss: bool = Field(
         True, description="reaching max_daily_loss also trips the kill switch to reducing (an operator resumes)"
     )
+    flatten_on_halt: bool = Field(
+        False,
+        description="a halt also closes every position of the run, through the audited emergency path (a sell at "
+        "the collar, each an intent of leg `flatten`); off: positions are held until an operator acts",
+    )
     operators: list[str] = Field(
         default_factory=list,
         description="actor ids with the risk role (may lift a halt or a reduce); empty: the local OS user only",
@@ -627,6 +632,15 @@ class VenueSettings(_Section):
         allow_inf_nan=False,
         description="executor = workers: an approved intent no worker claimed this long after the session handed it "
         "over expires, never sent (wall seconds)",
+    )
+    halt_confirm_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=300,
+        allow_inf_nan=False,
+        description="a halt a process makes itself (a session's drawdown, a worker's broker failures) waits this long, "
+        "beside its work, for every live executor worker to confirm it; one that does not is a trip-verification "
+        "record (0: do not check)",
     )
     venues: dict[str, VenueConnection] = Field(
         default_factory=dict,

@@ -311,3 +311,46 @@ def test_the_throttle_remembers_only_its_window_and_research_nothing(tmp_path, p
         assert sent == []
     else:  # orders 5 s apart, a 60 s window: at most a window's worth, never the run's
         assert 0 < len(sent) <= 12 and len(sent) < result.summary.orders
+
+
+def test_a_sessions_own_halt_waits_beside_its_work_for_the_workers_and_escalates_a_silent_one(tmp_path):
+    # A live executor worker on the session's control store that never says it saw the halt: the session's drawdown
+    # trip is checked across the workers as `keel kill`'s is, and the run ends with its trip-verification record.
+    import os
+    import socket
+    from datetime import UTC, datetime
+
+    from keel.control.workers import WorkerRegistry
+    from keel.runtime.control import control_url
+
+    cfg = settings_for(tmp_path / "run", broker=FREE)
+    with WorkerRegistry.open(control_url(cfg)) as registry:
+        registry.register(
+            worker_id="w9",
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            journal="j",
+            ts=datetime.now(UTC),
+            stale_after_s=600,
+        )
+    result, cfg = _run(
+        tmp_path,
+        [bars("AAA", DRAWDOWN)],
+        scripted(entries={"AAA": (1,)}, exits={"AAA": (14,)}),
+        mode=Mode.PAPER,
+        sizing={"method": "all_in"},
+        risk={**WIDE, "max_daily_loss": 1e7},
+        venue={"halt_confirm_seconds": 0.2},
+    )
+    assert _tripped(result) == [("00:11", "MAX_DRAWDOWN", "halted")]
+    store, _ = open_guard(cfg)
+    try:
+        records = store.records()
+    finally:
+        store.close()
+    assert [(r.trigger, r.actor) for r in records] == [
+        ("drawdown", "keel:MAX_DRAWDOWN"),
+        ("trip-verification", "keel:MAX_DRAWDOWN"),
+    ]
+    assert "w9 did not confirm the halt within 0.2 s" in records[1].reason
+    assert records[1].incident_id == records[0].incident_id

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from keel.agents.approval import apply_decisions
+from keel.agents.flatten import FLATTEN, cancel_all_but, flattening
 from keel.domain.decisions import TradingState
 from keel.domain.intents import IntentState
 from keel.domain.reasons import ReasonCode
@@ -47,7 +48,7 @@ def commander(state: CycleState, ctx: RunContext) -> dict:
             )
             book.release(p.intent_id, p.symbol)
             del book.pending_approvals[p.intent_id]
-    if trading is TradingState.HALTED and (book.working or book.unknown or book.handed):
+    if trading is TradingState.HALTED and (book.unknown or book.handed or _cancellable(book)):
         cancel_all_and_verify(state, ctx)
     return {
         "trading_state": trading.value,
@@ -59,13 +60,15 @@ def commander(state: CycleState, ctx: RunContext) -> dict:
 
 def cancel_all_and_verify(state: CycleState, ctx: RunContext) -> None:
     """Halted: cancel every order at the broker, then make sure none is left. The halt verifies itself: the broker must
-    report no open order; otherwise the cancel-all is repeated (`CANCEL_ATTEMPTS` times), and what still rests is
-    escalated — journalled, an incident record in a session — and tried again at the next bar. A halt is never
-    reported done while an order can still fill."""
+    report no open order but the emergency flatten's (`keel.agents.flatten`: left working, they are what the halt
+    asked for); otherwise the cancel-all is repeated (`CANCEL_ATTEMPTS` times), and what still rests is escalated —
+    journalled, an incident record in a session — and tried again at the next bar. A halt is never reported done while
+    an order can still fill."""
     book, now = ctx.book, ctx.clock.now()
+    keep = flattening(ctx)  # the emergency flatten's orders are what the halt asked for
     cancelled = 0
     for attempt in range(1, CANCEL_ATTEMPTS + 1):
-        for order in ctx.broker.cancel_all():
+        for order in cancel_all_but(ctx.broker, keep):
             cancelled += 1
             coid = order.client_order_id
             if coid in book.working:  # the journal knows it; an unknown submit's order is settled by its lookup
@@ -79,12 +82,15 @@ def cancel_all_and_verify(state: CycleState, ctx: RunContext) -> None:
                 )
                 book.working.pop(coid, None)
                 book.release(coid, order.symbol)
-        still = ctx.broker.open_orders()
+        still = [o for o in ctx.broker.open_orders() if o.client_order_id not in keep]
         if not still:
+            verified = {"cancelled": cancelled, "attempts": attempt, "open_orders": 0}
+            if keep:
+                verified["flattening"] = sorted(keep)
             ctx.journal.event(
                 STAGE,
                 "kill_switch.verified",
-                {"cancelled": cancelled, "attempts": attempt, "open_orders": 0},
+                verified,
                 ts=now,
                 run_id=ctx.run_id,
             )
@@ -93,6 +99,11 @@ def cancel_all_and_verify(state: CycleState, ctx: RunContext) -> None:
     escalate(ctx, f"{len(ids)} order(s) still open after {CANCEL_ATTEMPTS} cancel-alls: {', '.join(ids[:10])}")
     for symbol in {o.symbol for o in still}:
         ctx.wake_at_next_bar(symbol, state["t"])
+
+
+def _cancellable(book) -> bool:
+    """Whether a halt has an order of the book to cancel: any working order but the emergency flatten's."""
+    return any(info.get("leg") != FLATTEN for info in book.working.values())
 
 
 def active_symbols(state: CycleState, ctx: RunContext) -> list[str]:

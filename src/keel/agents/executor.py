@@ -96,6 +96,7 @@ def execute_one(
     prepare: Callable[[], float | None] | None = None,
     contended: bool = False,
     hook: Callable[[Step, str], None] | None = None,
+    emergency: bool = False,
 ) -> Execution:
     """Execute one approved intent, the one path every executor takes (the cycle's, a worker process's): re-check the
     trading state right before anything is sent (halted, or reducing and this is no exit: expired), claim it
@@ -105,12 +106,13 @@ def execute_one(
 
     `prepare` runs once the state allows the intent and before the claim, and returns the quantity to send (None:
     the intent's). `contended`: other processes claim from the same store, so a lost compare-and-set is `LOST`, not
-    an error. `hook` is called at each `Step` (fault injection)."""
+    an error. `hook` is called at each `Step` (fault injection). `emergency`: the kill switch's emergency flatten,
+    which a halt lets out (`RunContext.emergency`)."""
     iid = intent.intent_id
     state, why = trading()
     if hook is not None:
         hook(Step.CLAIM, iid)
-    if not state.allows(reduces_risk=intent.leg.reduces_risk):
+    if not state.allows(reduces_risk=intent.leg.reduces_risk, emergency=emergency):
         try:
             expire_unsent(journal, iid, state, why, ts=now, actor=actor, run_id=run_id)
         except StaleState:
@@ -205,7 +207,8 @@ def executor(state: CycleState, ctx: RunContext) -> dict:
     for intent in state["approved"]:
         iid = intent.intent_id
         throttle_repeats(ctx, intent, state["ts_ns"])  # may halt: the re-check below then expires the intent
-        if handing_over(ctx):
+        emergency = ctx.emergency(intent.leg)
+        if handing_over(ctx) and not emergency:  # the emergency flatten is the session's own: workers are halted
             _hand_over(ctx, intent, state)
             continue
 
@@ -226,6 +229,7 @@ def executor(state: CycleState, ctx: RunContext) -> dict:
             run_id=run_id,
             collar_pct=collar,
             prepare=prepare,
+            emergency=emergency,
         )
         if done.outcome is Outcome.EXPIRED:
             book.release(iid, intent.symbol)
@@ -325,6 +329,8 @@ def _cancel_entry(symbol: str, ctx: RunContext) -> None:
     if entry_id is None or entry_id not in ctx.book.working:
         return
     order = ctx.broker.cancel(entry_id)
+    if order is not None and order.status.is_open:
+        return  # the venue did not cancel it: still working, followed as before (a halt's check sees it)
     if order is not None:
         ctx.journal.order_event(
             STAGE,

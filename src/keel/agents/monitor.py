@@ -8,8 +8,9 @@ supervisor, so a stop-out passes the same gate as any other order.
 An exit that came due is owed until the position is flat: when the gate blocks it (halted, order rate), or its
 order ends without closing the position (refused outside the collar, cancelled by a halt), the monitor proposes it
 again at every later bar of the symbol where it can pass — not while halted: protective exits do not bypass the
-kill switch; flattening on a halt is the emergency path of the safety layer. It asks the replay driver to visit the
-symbol's next bar for as long as the exit is owed, so both drivers retry at the same bars.
+kill switch. Where a run is configured to flatten on a halt, the monitor proposes that instead, for every position
+(`keel.agents.flatten`). It asks the replay driver to visit the symbol's next bar for as long as the exit is owed, so
+both drivers retry at the same bars.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from keel.agents.executor import adopt_unknown
+from keel.agents.flatten import flattens
 from keel.agents.strategist import make_intent
 from keel.domain.decisions import TradingState
 from keel.domain.errors import BrokerError, UnknownIntent
@@ -53,12 +55,19 @@ def follow_orders(state: CycleState, ctx: RunContext) -> None:
 
 
 def monitor(state: CycleState, ctx: RunContext) -> dict:
+    if state["exits_raised"] < MAX_EXIT_ROUNDS and _flattening_now(state, ctx):
+        exits = flattens(state, ctx)  # the emergency path: every position, while the halt lasts
+        return {"proposals": exits, "exits_raised": state["exits_raised"] + (1 if exits else 0)}
     if not ctx.book.managed or state["exits_raised"] >= MAX_EXIT_ROUNDS:
         wake_for_owed_exits(state, ctx)
         return {"proposals": []}
     exits = _exits(state, ctx)
     wake_for_owed_exits(state, ctx)
     return {"proposals": exits, "exits_raised": state["exits_raised"] + (1 if exits else 0)}
+
+
+def _flattening_now(state: CycleState, ctx: RunContext) -> bool:
+    return ctx.settings.risk.flatten_on_halt and state.get("trading_state") == TradingState.HALTED.value
 
 
 def _exits(state: CycleState, ctx: RunContext) -> list:

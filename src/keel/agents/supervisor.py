@@ -182,6 +182,7 @@ def check_input(
         symbol=symbol,
         side=intent.side,
         reduces_risk=intent.leg.reduces_risk,
+        emergency=ctx.emergency(intent.leg),
         quantity=intent.quantity,
         reference_price=quote[0] if quote is not None else float("nan"),
         reference_age_ns=(ts_ns - datetime_to_ns(quote[1])) if quote is not None else -1,

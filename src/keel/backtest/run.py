@@ -111,7 +111,8 @@ def run_id_for(
         "var_dir": True,
         "home": True,
         "journal": {"url"},
-        "risk": {"operators"},
+        # flatten_on_halt joins only when set: earlier runs keep their id
+        "risk": {"operators"} | (set() if settings.risk.flatten_on_halt else {"flatten_on_halt"}),
         "approval": {"approvers", "min_review_seconds", "promotion"},
         "demo": True,
         "report": True,
@@ -203,7 +204,7 @@ def execute_run(
         journal = Journal.open(
             url=url, log_path=run_dir / EVENTS_FILE, log_id=run_id, write_through=mode is not Mode.REPLAY
         )
-        control = None
+        control, finish_session = None, None
         try:
             existing = journal.store.get_run(run_id)
             if on_run_id is not None:
@@ -222,7 +223,7 @@ def execute_run(
 
                 ctx.llm = build_runtime(settings, run_id, llm)
             if control is not None:
-                wire_session(ctx, control, guard)
+                finish_session = wire_session(ctx, control, guard)
             timings["setup"] = time.perf_counter() - started
             first_ts = ns_to_datetime(int(ctx.market.timeline[0]))
             journal.recover(ts=first_ts)
@@ -268,6 +269,8 @@ def execute_run(
                 redone,
             )
         finally:
+            if finish_session is not None:
+                finish_session()
             journal.close()
             if control is not None:
                 control.close()
@@ -391,8 +394,10 @@ def governance(settings: Settings) -> dict:
     (overrides in force are recorded as they change, `risk.overrides_in_force`) and who may approve. An audit judges
     the run against these, not against whatever the configuration says when it is read."""
     a = settings.approval
+    # flatten_on_halt is recorded only when set: earlier runs keep their journal and their id
+    risk = settings.risk.model_dump(mode="json", exclude=None if settings.risk.flatten_on_halt else {"flatten_on_halt"})
     return {
-        "risk": settings.risk.model_dump(mode="json"),
+        "risk": risk,
         "approval": {"mode": a.mode.value, "auto_approver": a.auto_approver, "approvers": list(a.approvers)},
     }
 

@@ -232,19 +232,16 @@ def _halt_confirmed(store: Any, trip: Any, timeout_s: float, clock: Any) -> bool
     """The trip verifies itself across the executor workers (`keel.workers.halt_check`): each live one must say it saw
     the halt, and none may have sent after the trip instant. A failure is a `trip-verification` record (treat it as
     an incident of level 1: docs/runbooks/kill-switch.md); the workers go on cancelling what rests at the venue."""
-    from keel.control.records import Trigger
     from keel.control.workers import WorkerRegistry
-    from keel.risk.kill_switch import note
-    from keel.workers.halt_check import check_halt
+    from keel.workers.halt_check import confirm_trip, problems_of
 
-    registry = WorkerRegistry(store)
-    if not registry.records():
+    if not WorkerRegistry(store).records():
         return True  # no executor worker ever ran on this control store: a session's own executor checks itself
-    trip_ns = int(trip.timestamp() * 1e9)
     err.print(
         f"checking that every live executor worker saw the halt (at most {timeout_s:g} s; Ctrl-C stops the check)"
     )
-    check = check_halt(registry.records, trip_ns=trip_ns, timeout_s=timeout_s)
+    check = confirm_trip(store, trip_ns=int(trip.timestamp() * 1e9), timeout_s=timeout_s, actor="kill", now=clock.now)
+    assert check is not None
     for wid, why in check.silent:
         err.print(f"worker {escape(wid)} is silent ({escape(why)}): it sends nothing until it starts again")
     if check.ok:
@@ -254,17 +251,7 @@ def _halt_confirmed(store: Any, trip: Any, timeout_s: float, clock: Any) -> bool
         else:
             out.print("no executor worker is live: none can send", highlight=False)
         return True
-    problems = [f"{w} sent {(ns - trip_ns) / 1e6:.1f} ms after the trip" for w, ns in check.late]
-    problems += [f"{w} did not confirm the halt within {timeout_s:g} s" for w in check.unconfirmed]
-    detail = {"level": 1, "check": check.as_dict()}
-    note(
-        store,
-        reason="; ".join(problems),
-        actor="kill",
-        ts=clock.now(),
-        trigger=Trigger.TRIP_VERIFICATION,
-        detail=detail,
-    )
+    problems = problems_of(check, timeout_s)
     err.print(f"[bold red]the halt is not confirmed[/]: {escape('; '.join(problems))}")
     err.print(
         "  escalated: a trip-verification record (level 1). Trading stays halted; the workers cancel what rests at "

@@ -111,18 +111,107 @@ def check_cmd(
     overrides = {"venue": {"exchange": exchange, "routing": unrouted}} if exchange else {}
     settings = load_settings(config, **overrides)
     v = settings.venue
+    _need_venue(v, "check")
+    symbols = list(symbol) if symbol else list(v.symbols)
+    broker = connect_venue(settings, symbols)  # an exchange id ccxt does not know: bad input (exit 2)
+    where = v.api_url or ("its testnet" if v.sandbox else "the real venue")
+    _report(broker, symbols, v.max_clock_skew_ms, where, as_json)
+
+
+def _need_venue(v: Any, what: str, *, option: bool = True) -> None:
     if not v.exchange:
-        raise InputError("no venue to check", hint="pass --exchange ID or set venue.exchange in keel.toml")
+        where = "pass --exchange ID or set" if option else "set"
+        raise InputError(f"no venue to {what}", hint=f"{where} venue.exchange in keel.toml")
     missing = [k for k in ("api_key", "api_secret") if getattr(v, k) is None]
     if missing:
         raise InputError(
             f"the venue's {' and '.join('venue.' + k for k in missing)} is not set",
             hint="set it in keel.toml or as KEEL_VENUE__API_KEY / KEEL_VENUE__API_SECRET; keys are never options",
         )
-    symbols = list(symbol) if symbol else list(v.symbols)
-    broker = connect_venue(settings, symbols)  # an exchange id ccxt does not know: bad input (exit 2)
-    where = v.api_url or ("its testnet" if v.sandbox else "the real venue")
-    _report(broker, symbols, v.max_clock_skew_ms, where, as_json)
+
+
+@venue_app.command("cancel")
+def cancel_cmd(
+    reason: Annotated[str, typer.Option(help="why the orders are cancelled (audited)")],
+    symbol: Annotated[
+        list[str] | None,
+        typer.Option("--symbol", help="cancel only this market's orders, BASE/QUOTE (repeatable)"),
+    ] = None,
+    session: Annotated[
+        str | None, typer.Option(help="cancel only this session's orders (one session: one strategy)")
+    ] = None,
+    actor: Annotated[str | None, typer.Option(help="who cancels, recorded (default: the local user)")] = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Cancel at the main venue every open order of some markets, or of one session, now: the kill function's subset
+    (all of them with neither option). Straight to the venue, whatever the sessions are doing; it asks again until
+    none is left (3 rounds), and records an incident record. Trading is not halted: `keel kill` does that. Exit 1 when
+    an order is still open."""
+    from keel.brokers.emergency_cancel import cancel_subset
+    from keel.brokers.venue_session import connect_venue
+    from keel.cli.control import _actor, _opened
+    from keel.control.records import Trigger
+    from keel.risk.kill_switch import note
+    from keel.runtime.clock import WallClock
+    from keel.settings import ControlConfig
+
+    if not reason.strip():
+        raise InputError("a reason is required (--reason TEXT): every emergency cancel is audited")
+    settings = load_settings(config)
+    who = _actor(actor)
+    _need_venue(settings.venue, "cancel on", option=False)
+    owned, markets = None, list(symbol or ())
+    if session is not None:
+        owned, in_session = _session_orders(settings, session)
+        markets = markets or in_session
+    markets = markets or list(settings.venue.symbols)
+    if not markets:
+        raise InputError("no market to cancel on", hint="pass --symbol BASE/QUOTE or set venue.symbols in keel.toml")
+    broker = connect_venue(settings, markets)
+    scope = {"symbols": sorted(markets), "session": session}
+    err.print(f"cancelling the open orders of {escape(_scope_line(scope))} at {escape(settings.venue.exchange)}")
+    report = cancel_subset(broker, symbols=set(markets), owned=owned)
+    clock = WallClock()
+    with _opened(ControlConfig.of(settings), now=clock.now) as plane:
+        assert plane.store is not None
+        detail = {"via": "cli", "scope": scope, "cancel": report.as_dict(), **({} if report.ok else {"level": 1})}
+        what = f"cancelled {len(report.cancelled)} order(s) of {_scope_line(scope)}: {reason.strip()}"
+        rec = note(plane.store, reason=what, actor=who, ts=clock.now(), trigger=Trigger.OPERATOR_CANCEL, detail=detail)
+    if as_json:
+        emit_json({"scope": scope, **report.as_dict(), "record_id": rec.record_id})
+    else:
+        out.print(f"cancelled {len(report.cancelled)} of {len(report.matched)} open order(s)", highlight=False)
+        for coid in report.cancelled:
+            out.print(f"  {escape(coid)}", highlight=False)
+        out.print(f"incident record {rec.record_id} (incident {rec.incident_id})", highlight=False)
+    if not report.ok:
+        err.print(
+            f"[bold red]still open after {report.attempts} rounds[/]: {escape(', '.join(report.still_open))}; "
+            "treat it as level 1 (docs/runbooks/incident-response.md): halt (`keel kill`) and check the venue"
+        )
+        raise typer.Exit(1)
+
+
+def _scope_line(scope: dict[str, Any]) -> str:
+    where = ", ".join(scope["symbols"])
+    return f"session {scope['session']} on {where}" if scope["session"] else where
+
+
+def _session_orders(settings: Any, name: str) -> tuple[Any, list[str]]:
+    """Which client order ids are a session's (its journal's intents: an order's id is its intent's, or the id the
+    venue holds for it when the venue cannot take Keel's) and the markets it trades."""
+    from keel.brokers.ccxt_broker import venue_client_id
+    from keel.cli.worker import _session_journal, _session_symbols
+    from keel.journal.store import IntentStore
+
+    url, folder, run_id = _session_journal(settings, name)
+    store = IntentStore.open(url, write_through=True)
+    try:
+        ids = set(store.intent_states(run_id))
+    finally:
+        store.close()
+    return (ids | {venue_client_id(i) for i in ids}).__contains__, _session_symbols(folder)
 
 
 def _check_further(settings: Any, venue: str, symbol: list[str] | None, as_json: bool) -> None:

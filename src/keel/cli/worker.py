@@ -52,9 +52,8 @@ def _session_journal(settings: Settings, name: str) -> tuple[str, Path, str]:
             control.close()
     if record is None or not record.run_id:
         raise InputError(
-            f"no session {name} on the control store {location.where}: its workers claim from its journal, which "
-            "exists once it has started",
-            hint=f"start it first (`keel session start {name} --mode testnet`, venue.executor = workers)",
+            f"no session {name} on the control store {location.where}: a session's journal exists once it has started",
+            hint=f"check the name (`keel session status {name}`), or start it first (`keel session start {name}`)",
         )
     folder = session_dir(settings, name)
     url = settings.journal.url.get_secret_value() if settings.journal.url else f"sqlite:///{folder / 'keel.db'}"
@@ -123,6 +122,7 @@ def _spec(
         collar_pct=settings.risk.price_collar_pct,
         unknown_grace_s=settings.broker.unknown_grace_seconds,
         max_broker_failures=settings.risk.max_broker_failures,
+        halt_confirm_s=settings.venue.halt_confirm_seconds,
         seed=sum(map(ord, worker_id)),
         run_id=run_id,
     )

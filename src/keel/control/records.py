@@ -44,6 +44,7 @@ class Trigger(StrEnum):
     RECONCILIATION_BREAK = "reconciliation-break"  # the journal and the broker disagreed after a restart
     REPEATED_EXECUTION = "repeated-execution"  # risk.max_repeated_orders identical orders in the repeat window
     TRIP_VERIFICATION = "trip-verification"  # a halt's cancel-all left orders working at the broker: escalated
+    OPERATOR_CANCEL = "operator-cancel"  # a person cancelled a subset of orders at the venue (`keel venue cancel`)
 
 
 class RecordKind(StrEnum):

@@ -17,9 +17,12 @@ class TradingState(StrEnum):
     REDUCING = "reducing"  # only exits that shrink risk
     HALTED = "halted"  # nothing is sent
 
-    def allows(self, *, reduces_risk: bool) -> bool:
-        """Whether an order may go out in this state: halted, none; reducing, only one that shrinks risk."""
-        return self is TradingState.ACTIVE or (self is TradingState.REDUCING and reduces_risk)
+    def allows(self, *, reduces_risk: bool, emergency: bool = False) -> bool:
+        """Whether an order may go out in this state: halted, only the emergency flatten (where configured);
+        reducing, only one that shrinks risk."""
+        if self is TradingState.ACTIVE:
+            return True
+        return reduces_risk if self is TradingState.REDUCING else emergency
 
 
 class Regime(StrEnum):

@@ -31,6 +31,8 @@ class Leg(StrEnum):
     STOP = "stop"
     TARGET = "target"
     TIME_EXIT = "time_exit"
+    #: the kill switch's emergency path: closes a position while halted, only where `risk.flatten_on_halt` is set
+    FLATTEN = "flatten"
 
     @property
     def reduces_risk(self) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from keel.domain.decisions import TradingState
+from keel.domain.intents import Leg
 from keel.domain.reasons import ReasonCode
 from keel.journal.eventlog import iter_records
 from keel.journal.verify import RUN_LOG_FILE
@@ -118,7 +119,8 @@ def read_evidence(run_dir: Path) -> RunEvidence:
 def _state_seen(payload: dict[str, Any], stage: str | None, leg: str | None, state: str | None) -> str | None:
     """The trading state a transition shows its writer saw: the supervisor's kill-switch check (on a verdict, or on
     the late re-check of an approval), or the executor's refusal to send (it names the state). A check an entry
-    passed proves `active`; one an exit passed only proves "not halted" (exits pass while reducing)."""
+    passed proves `active`; one an exit passed only proves "not halted" (exits pass while reducing); one the emergency
+    flatten passed proves nothing."""
     checks = payload.get("checks")
     if not isinstance(checks, dict):
         recheck = payload.get("recheck")
@@ -127,6 +129,8 @@ def _state_seen(payload: dict[str, Any], stage: str | None, leg: str | None, sta
         seen = _CHECKED.get(checks["kill_switch"], HALTED)
         if seen is not None:
             return seen
+        if leg == Leg.FLATTEN.value:
+            return None  # the emergency flatten passes a halt too: its pass proves nothing
         return ACTIVE if leg == "entry" or state in (None, HALTED) else state
     if stage == "executor" and payload.get("reason") == ReasonCode.TRADING_STATE_CHANGED.value:
         return payload.get("trading_state")

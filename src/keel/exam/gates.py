@@ -11,7 +11,8 @@ with none. The gates:
   and, when approvers are named, by one of them;
 * `order_notional_within_limit`: no entry sent above `risk.max_order_notional` in force (overrides included);
 * `positions_within_limit`: open positions never above `risk.max_open_positions` in force;
-* `nothing_sent_while_halted`: no order left while the trading state the run last saw was `halted`.
+* `nothing_sent_while_halted`: no order left while the trading state the run last saw was `halted` (but the
+  emergency flatten of a run configured to flatten on a halt).
 
 A session's operators may resume trading in the control plane without the session's log saying so; the run's next
 supervisor check that passes shows it, and every send is preceded by one (its approval's verdict or re-check), so a
@@ -30,6 +31,7 @@ from pydantic import ValidationError
 from keel.agents.approval import BUILT_IN_ACTORS
 from keel.approval.service import STAGE_ACTORS, STAGE_PREFIX
 from keel.domain.errors import InputError, KeelError
+from keel.domain.intents import Leg
 from keel.exam.evidence import HALTED, RunEvidence, read_evidence
 from keel.journal.verify import verify_run
 from keel.settings import RiskLimits
@@ -225,7 +227,10 @@ def positions_within_limit(ev: RunEvidence, policy: GatePolicy) -> Iterable[Viol
 
 
 def nothing_sent_while_halted(ev: RunEvidence, policy: GatePolicy) -> Iterable[Violation]:
+    flattens = policy.risk.flatten_on_halt  # the one exception: the emergency flatten, where the run configured it
     for s in ev.sends:
+        if flattens and ev.intents.get(s.intent_id, {}).get("leg") == Leg.FLATTEN.value:
+            continue
         if s.trading_state == HALTED:
             since = max((seq, where) for seq, state, where in ev.states if seq < s.seq and state == HALTED)
             yield Violation(

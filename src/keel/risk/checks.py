@@ -68,6 +68,8 @@ class CheckInput:
     band_low: float = 0.0
     #: degrade mode in force, or None (`RunContext.degrade_state`)
     degrade: DegradeState | None = None
+    #: the kill switch's emergency flatten, which a halt lets out (`RunContext.emergency`)
+    emergency: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +90,7 @@ def _reject(code: ReasonCode, detail: str = "") -> Outcome:
 
 def kill_switch(c: CheckInput) -> Outcome:
     if c.trading_state is TradingState.HALTED:
-        return _reject(ReasonCode.KILL_SWITCH_ACTIVE)
+        return PASS if c.emergency else _reject(ReasonCode.KILL_SWITCH_ACTIVE)
     if c.trading_state is TradingState.REDUCING and not c.reduces_risk:
         return _reject(ReasonCode.REDUCING_ONLY)
     return PASS

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from keel.domain.costs import CostModel
 from keel.domain.decisions import ApprovalMode
+from keel.domain.intents import Leg
 from keel.risk.checks import DegradeState
 from keel.runtime.book import Book
 from keel.runtime.clock import ReplayClock
@@ -60,6 +61,12 @@ class RunContext:
         wake = self.market.next_bar_timeline(symbol, t)
         if wake is not None:
             self.schedule.wake(wake)
+
+    def emergency(self, leg: Leg) -> bool:
+        """Whether an intent of this leg is the kill switch's emergency flatten, which a halt lets out: a `flatten`
+        leg, in a run configured to flatten on a halt (`risk.flatten_on_halt`); the configuration, never an overridable
+        limit, decides."""
+        return leg is Leg.FLATTEN and self.settings.risk.flatten_on_halt
 
     def risk(self) -> RiskLimits:
         """The risk limits in force at this moment (`keel.risk.overrides`)."""

@@ -17,6 +17,8 @@ from keel.domain.reasons import ReasonCode
 from keel.risk.kill_switch import halt, note, tighten
 from keel.risk.overrides import effective_limits
 from keel.runtime.clock import WallClock
+from keel.runtime.control import control_url
+from keel.workers.halt_check import TripConfirmation
 
 if TYPE_CHECKING:
     from keel.control.store import ControlStore
@@ -35,18 +37,27 @@ TRIGGERS = {
 }
 
 
-def wire_session(ctx: RunContext, control: ControlStore, guard: TradingStateGuard) -> None:
+def wire_session(ctx: RunContext, control: ControlStore, guard: TradingStateGuard) -> Callable[[], None]:
     """Give the session's context its trip and escalation paths and its limits in force (`keel.runtime.tripwire`,
-    `RunContext.risk`)."""
+    `RunContext.risk`). Returns what the session calls as it ends: it waits for the checks its own halts started."""
     clock = WallClock()
+    checks: list[TripConfirmation] = []
+    confirm_s = ctx.settings.venue.halt_confirm_seconds
 
     def tripped(code: ReasonCode, state: TradingState, reason: str) -> None:
         # an incident record naming the trigger and the run; the guard re-reads at once (its own write does not move
         # its connection's version probe)
         detail = {"run_id": ctx.run_id, "code": code.value}
         actor, trigger = f"keel:{code.value}", TRIGGERS[code]
-        tighten(control, state, reason=reason, actor=actor, ts=clock.now(), trigger=trigger, detail=detail)
+        rec = tighten(control, state, reason=reason, actor=actor, ts=clock.now(), trigger=trigger, detail=detail)
         guard.refresh()
+        if rec is not None and state is TradingState.HALTED and confirm_s > 0:
+            # the halt verifies itself across the executor workers too, as `keel kill`'s does, beside the session's
+            # own cancel-all (the commander's, at this bar)
+            trip_ns = int(rec.ts.timestamp() * 1e9)
+            checks.append(
+                TripConfirmation(control_url(ctx.settings), trip_ns=trip_ns, timeout_s=confirm_s, actor=actor)
+            )
 
     def escalated(detail: str) -> None:
         # halted again: a record of its own on the open incident
@@ -69,6 +80,12 @@ def wire_session(ctx: RunContext, control: ControlStore, guard: TradingStateGuar
     ctx.extras["note"] = noted
     ctx.extras["records"] = lambda trigger: control.records(trigger=trigger, limit=50)
     ctx.limits_now = _limits_now(ctx, control, clock)
+
+    def finish() -> None:
+        for check in checks:
+            check.join(confirm_s + 10)  # its record is on disk before the run is called done
+
+    return finish
 
 
 def _limits_now(ctx: RunContext, control: ControlStore, clock: WallClock) -> Callable[[], RiskLimits]:

@@ -19,11 +19,13 @@ Wall times of several hosts are compared: their clocks must agree (as they must 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from keel.control.store import ControlStore
 from keel.control.workers import LIVE, WorkerRecord
 from keel.workers.liveness import assess
 
@@ -94,3 +96,67 @@ def check_halt(
         silent=tuple(silent),
         waited_s=waited,
     )
+
+
+def problems_of(check: HaltCheck, timeout_s: float) -> list[str]:
+    """What a failed check found, one line each."""
+    late = [f"{w} sent {(ns - check.trip_ns) / 1e6:.1f} ms after the trip" for w, ns in check.late]
+    return late + [f"{w} did not confirm the halt within {timeout_s:g} s" for w in check.unconfirmed]
+
+
+def confirm_trip(
+    store: ControlStore,
+    *,
+    trip_ns: int,
+    timeout_s: float,
+    actor: str,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    sleep: Callable[[float], None] = time.sleep,
+) -> HaltCheck | None:
+    """Verify a halt across the executor workers of this control store, and escalate when it fails: a
+    `trip-verification` record (level 1) naming what was found; trading stays halted and the workers go on cancelling
+    what rests at the venue. None when no executor worker ever ran on this store (a session's own executor checks
+    itself)."""
+    from keel.control.records import Trigger
+    from keel.control.workers import WorkerRegistry
+    from keel.risk.kill_switch import note
+
+    registry = WorkerRegistry(store)
+    if not registry.records():
+        return None
+    check = check_halt(registry.records, trip_ns=trip_ns, timeout_s=timeout_s, now=now, sleep=sleep)
+    if not check.ok:
+        detail = {"level": 1, "check": check.as_dict()}
+        reason = "; ".join(problems_of(check, timeout_s))
+        note(store, reason=reason, actor=actor, ts=now(), trigger=Trigger.TRIP_VERIFICATION, detail=detail)
+    return check
+
+
+class TripConfirmation:
+    """`confirm_trip` for a halt a process made itself (a session's drawdown, a worker's broker failures), on a thread
+    of its own with a connection of its own, so that the process goes on with its work (cancelling, settling) while it
+    waits for the workers. `join` before the process ends: its record must be on disk before a run is called done. A
+    check that cannot run (the store unreachable) is kept as `error`, never raised into the process's work."""
+
+    def __init__(self, control_url: str, *, trip_ns: int, timeout_s: float, actor: str) -> None:
+        self.check: HaltCheck | None = None
+        self.error: str | None = None
+        self._args = (control_url, trip_ns, timeout_s, actor)
+        self._thread = threading.Thread(target=self._run, name=f"trip-confirmation-{actor}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        url, trip_ns, timeout_s, actor = self._args
+        try:
+            store = ControlStore.open(url)
+            try:
+                self.check = confirm_trip(store, trip_ns=trip_ns, timeout_s=timeout_s, actor=actor)
+            finally:
+                store.close()
+        except Exception as exc:  # the process's own work goes on; the error is reported by whoever joins
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    def join(self, timeout_s: float | None = None) -> bool:
+        """Wait for the check (at most `timeout_s`); whether it finished."""
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()

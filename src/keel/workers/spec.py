@@ -51,6 +51,9 @@ class WorkerSpec:
     #: consecutive unknown submits that trip the kill switch (`risk.max_broker_failures`); 0: never (a drill
     #: that injects them on purpose)
     max_broker_failures: int = 3
+    #: a halt this worker makes itself waits this long, on a thread of its own, for the other live workers to confirm
+    #: it (`venue.halt_confirm_seconds`; 0: do not check)
+    halt_confirm_s: float = 5.0
     #: chaos drills only: the folder of the faults to inject, by intent id (None: no fault injection)
     chaos_dir: str | None = None
     connect_args: dict[str, Any] = field(default_factory=dict)

@@ -35,11 +35,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keel.agents.executor import Outcome, Step, execute_one, order_request
+from keel.agents.flatten import cancel_all_but
 from keel.control.store import ControlStore
 from keel.control.workers import WorkerRegistry
 from keel.domain.decisions import TradingState
-from keel.domain.errors import BrokerError, InputError, KeelError
-from keel.domain.intents import IntentState
+from keel.domain.errors import BrokerError, InputError, KeelError, UnknownIntent
+from keel.domain.intents import IntentState, Leg
 from keel.domain.orders import order_facts
 from keel.domain.reasons import ReasonCode
 from keel.journal.journal import Journal
@@ -47,6 +48,7 @@ from keel.journal.reconcile import resolve_execution
 from keel.risk.trading_state import TradingStateGuard
 from keel.runtime.clock import WallClock
 from keel.settings import describe_url
+from keel.workers.halt_check import TripConfirmation
 from keel.workers.liveness import stale_after
 from keel.workers.spec import WorkerSpec
 from keel.workers.watch import StateWatch
@@ -373,6 +375,8 @@ class Worker:
         self._rng.shuffle(batch)
         acted = 0
         for rec in batch:
+            if rec.intent.leg is Leg.FLATTEN:
+                continue  # the session's own emergency path (`keel.agents.flatten`): it sends those itself
             if should_stop() or self._beat():
                 break
             if self._execute(rec.intent) is not Outcome.LOST:
@@ -381,11 +385,11 @@ class Worker:
 
     def _cancel_all(self) -> None:
         """Halted: cancel every open order of this worker's markets at the venue (the account's, whoever sent them:
-        a halt stops everything), journalled; a venue that does not answer is asked again at the next pass, and
+        a halt stops everything but the emergency flatten it asked for), journalled; a venue that does not answer is asked again at the next pass, and
         counts as a broker failure. Every worker does it: a cancel-all of what is already cancelled changes nothing,
         and no single worker's death can leave orders resting after a halt."""
         try:
-            cancelled = self.broker.cancel_all()
+            cancelled = cancel_all_but(self.broker, self._flatten_orders())
         except BrokerError as exc:
             self._note("worker.cancel_all_failed", {"detail": exc.message})
             self._broker_failed(True)
@@ -393,6 +397,19 @@ class Worker:
         self._cancel_due = False
         self.counts["cancelled"] += len(cancelled)
         self._note("worker.cancel_all", {"cancelled": sorted(o.client_order_id for o in cancelled)})
+
+    def _flatten_orders(self) -> set[str]:
+        """The emergency flatten's orders resting at the venue: the halt asked for them, so a halted worker leaves
+        them working (they are the journal's intents of leg `flatten`)."""
+        keep = set()
+        for order in self.broker.open_orders():
+            try:
+                rec = self.journal.store.get(order.client_order_id)
+            except UnknownIntent:
+                continue  # not Keel's, or another journal's: cancelled
+            if rec.intent.leg is Leg.FLATTEN:
+                keep.add(order.client_order_id)
+        return keep
 
     def _execute(self, intent) -> Outcome | None:
         iid = intent.intent_id
@@ -448,7 +465,7 @@ class Worker:
         self._failures = self._failures + 1 if failed else 0
         limit = self.spec.max_broker_failures
         if limit and self._failures >= limit and self.guard.current()[0] is not TradingState.HALTED:
-            self.control.change_state(
+            rec = self.control.change_state(
                 TradingState.HALTED,
                 trigger=ReasonCode.BROKER_FAILURES.value,
                 actor=self.spec.actor,
@@ -457,6 +474,12 @@ class Worker:
                 expected_change=None,
             )
             self.guard.refresh()
+            if self.spec.halt_confirm_s > 0:  # the other workers confirm it, as they do `keel kill`'s
+                trip_ns = int(rec.ts.timestamp() * 1e9)
+                confirming = TripConfirmation(
+                    self.spec.control_url, trip_ns=trip_ns, timeout_s=self.spec.halt_confirm_s, actor=self.spec.actor
+                )
+                self._release.append(lambda: confirming.join(self.spec.halt_confirm_s + 10))
 
     def settle(self, *, force: bool = False) -> bool:
         """Look up the unknown submits at the venue by client order id and settle those it answers for: held is

@@ -407,3 +407,82 @@ def test_workers_execute_testnet_sessions_only(tmp_path, frames, exchange):
     )
     with pytest.raises(InputError, match="main venue only"):
         run_session(SessionSpec("rt", Mode.TESTNET), frames, routed, STRATEGY)
+
+
+def test_a_halt_flattens_through_the_sessions_own_emergency_path_while_its_workers_stay_halted(
+    tmp_path, frames, exchange
+):
+    # `risk.flatten_on_halt`: the worker sends the first entry; a halt two bars after it fills; the session sends the
+    # flatten itself (the workers are halted and never claim it), the venue ends flat, and the evidence verifies.
+    from datetime import UTC, datetime
+
+    from keel.risk.kill_switch import halt
+
+    settings = settings_with(tmp_path, exchange)
+    settings.risk.flatten_on_halt = True
+    first = int(np.flatnonzero(STRATEGY.signals(frames[0]).entry)[0])
+
+    def halt_after_the_first_fill(t):
+        if t == first + 3:
+            store = control(settings)
+            try:
+                halt(store, reason="test", actor="op", ts=datetime.now(UTC))
+            finally:
+                store.close()
+
+    worker = InlineWorker(settings, exchange)
+    got = session(settings, frames, exchange, worker, before=halt_after_the_first_fill)
+    run_dir = got.run.run_dir
+    legs = {
+        iid: (leg, state)
+        for iid, state, leg, _ in rows(run_dir, "select intent_id, state, leg, last_reason from intents")
+    }
+    flatten = [iid for iid, (leg, _) in legs.items() if leg == "flatten"]
+    assert len(flatten) == 1 and legs[flatten[0]][1] == "executed"
+    who = claims(run_dir)
+    assert who[flatten[0]] == "executor"  # the session's own executor, not the worker
+    assert {a for iid, a in who.items() if iid not in flatten} == {"worker-w1"}
+    assert float(exchange.book.balances()["BTC"][0] + exchange.book.balances()["BTC"][1]) == pytest.approx(0.0)
+    assert_agrees(exchange, run_dir)
+    assert verify_run(run_dir).ok
+
+
+def test_keel_venue_cancel_with_a_session_cancels_that_sessions_orders_only(tmp_path, frames, exchange):
+    # The session's orders are its journal's intents (an order's client id is its intent's): one still resting at
+    # the venue is cancelled, another account user's order on the same market is left alone.
+    from typer.testing import CliRunner
+
+    from keel.cli import app
+    from keel.domain.intents import OrderType, Side
+    from keel.domain.orders import OrderRequest
+
+    settings = settings_with(tmp_path, exchange)
+    got = session(settings, frames, exchange, None)
+    (ours, *_rest) = [iid for iid, *_ in intents(got.run.run_dir)]
+    broker = connect_local(exchange)(settings, [SYMBOL])
+    theirs = "it-" + "f" * 24
+    for coid in (ours, theirs):
+        request = OrderRequest(
+            client_order_id=coid,
+            symbol=SYMBOL,
+            side=Side.BUY,
+            quantity=0.2,
+            order_type=OrderType.LIMIT,
+            limit_price=50.0,
+        )
+        assert broker.submit(request).order is not None
+    config = tmp_path / "keel.toml"
+    config.write_text(
+        f'var_dir = "{tmp_path / "var"}"\nhome = "{tmp_path / "home"}"\n\n[venue]\nexchange = "binance"\n'
+        f'api_key = "{KEY}"\napi_secret = "{SECRET}"\napi_url = "{exchange.url}"\n'
+    )
+    done = CliRunner().invoke(
+        app, ["venue", "cancel", "--session", NAME, "--reason", "r", "--actor", "a", "--config", str(config)]
+    )
+    assert done.exit_code == 0, done.output
+    assert "cancelled 1 of 1 open order(s)" in done.output and ours in done.output
+    assert {o.client_order_id for o in broker.open_orders()} == {theirs}
+    missing = CliRunner().invoke(
+        app, ["venue", "cancel", "--session", "other", "--reason", "r", "--actor", "a", "--config", str(config)]
+    )
+    assert isinstance(missing.exception, InputError) and "no session other" in str(missing.exception)  # exit 2

@@ -171,3 +171,30 @@ def test_research_profile_records_no_trade_triggers_without_blocking():
     run = run_checks(entry(limits=limits, no_trade=(NoTradeTrigger.VOL_SPIKE,)))
     assert run.rejected is None
     assert ("no_trade", None, "advisory (research profile): vol_spike") in run.results
+
+
+def test_a_halt_lets_out_only_the_emergency_flatten():
+    exit_leg = {"side": Side.SELL, "reduces_risk": True, "opens_position": False, "stop": None}
+    halted = entry(trading_state=TradingState.HALTED, **exit_leg)
+    assert run_checks(halted).rejected is ReasonCode.KILL_SWITCH_ACTIVE
+    assert run_checks(dataclasses.replace(halted, emergency=True)).rejected is None
+    # reducing and active judge it as any exit
+    for state in (TradingState.REDUCING, TradingState.ACTIVE):
+        assert run_checks(entry(trading_state=state, emergency=True, **exit_leg)).rejected is None
+
+
+def test_the_emergency_flatten_is_only_a_flatten_leg_of_a_run_configured_for_it(tmp_path):
+    from keel.domain.intents import Leg
+    from keel.runtime.context import RunContext
+    from keel.settings import load_settings
+
+    def ctx(flatten: bool) -> RunContext:
+        settings = load_settings(var_dir=tmp_path, risk={"flatten_on_halt": flatten})
+        fields = {f.name: None for f in dataclasses.fields(RunContext) if f.default is dataclasses.MISSING}
+        return RunContext(**{**fields, "settings": settings})
+
+    assert ctx(True).emergency(Leg.FLATTEN)
+    assert not ctx(False).emergency(Leg.FLATTEN)
+    assert not any(ctx(True).emergency(leg) for leg in Leg if leg is not Leg.FLATTEN)
+    assert TradingState.HALTED.allows(reduces_risk=True, emergency=True)
+    assert not TradingState.HALTED.allows(reduces_risk=True)

@@ -87,3 +87,64 @@ def test_dead_and_stale_workers_are_named_apart_and_do_not_fail_it():
     got = check([worker("a"), dead, stale, ended])
     assert got.ok and got.confirmed == ("a",)
     assert {w for w, _ in got.silent} == {"d", "s"}
+
+
+# -- confirm_trip: the check and its escalation, on a real control store ---------------------------------------------
+
+
+def _store_with(tmp_path, *workers: tuple[str, str | None]):
+    """A control store whose registry holds live workers (this process, heartbeat now), each with the state its claim
+    loop last saw (None: never said)."""
+    from keel.control.store import ControlStore
+    from keel.control.workers import WorkerRegistry
+
+    store = ControlStore.open(f"sqlite:///{tmp_path / 'control.db'}")
+    registry = WorkerRegistry(store)
+    now = datetime.now(UTC)
+    for wid, loop in workers:
+        registry.register(worker_id=wid, pid=os.getpid(), host=socket.gethostname(), journal="j", ts=now)
+        if loop is not None:
+            registry.saw_state(wid, loop, int(now.timestamp() * 1e9), loop=True, last_submit_ns=None)
+    return store
+
+
+def test_confirm_trip_escalates_a_worker_that_does_not_confirm_and_records_nothing_when_all_do(tmp_path):
+    from keel.workers.halt_check import confirm_trip
+
+    store = _store_with(tmp_path, ("w1", "halted"), ("w2", None))
+    try:
+        trip_ns = int(datetime.now(UTC).timestamp() * 1e9)
+        got = confirm_trip(store, trip_ns=trip_ns, timeout_s=0.05, actor="keel:MAX_DRAWDOWN")
+        assert got is not None and got.unconfirmed == ("w2",) and got.confirmed == ("w1",)
+        (rec,) = store.records()
+        assert (rec.trigger, rec.actor) == ("trip-verification", "keel:MAX_DRAWDOWN")
+        assert rec.detail["level"] == 1 and "w2 did not confirm the halt within 0.05 s" in rec.reason
+    finally:
+        store.close()
+    (tmp_path / "ok").mkdir()
+    store = _store_with(tmp_path / "ok", ("w1", "halted"))
+    try:
+        got = confirm_trip(store, trip_ns=trip_ns, timeout_s=0.05, actor="kill")
+        assert got is not None and got.ok and store.records() == []
+    finally:
+        store.close()
+
+
+def test_confirm_trip_is_nothing_where_no_worker_ever_ran(tmp_path):
+    from keel.workers.halt_check import TripConfirmation, confirm_trip
+
+    store = _store_with(tmp_path)
+    try:
+        assert confirm_trip(store, trip_ns=TRIP_NS, timeout_s=1.0, actor="kill") is None
+    finally:
+        store.close()
+    background = TripConfirmation(f"sqlite:///{tmp_path / 'control.db'}", trip_ns=TRIP_NS, timeout_s=1.0, actor="k")
+    assert background.join(5) and background.check is None and background.error is None
+
+
+def test_a_background_check_that_cannot_reach_its_store_keeps_the_error(tmp_path):
+    from keel.workers.halt_check import TripConfirmation
+
+    (tmp_path / "control.db").write_text("not a database")
+    background = TripConfirmation(f"sqlite:///{tmp_path / 'control.db'}", trip_ns=TRIP_NS, timeout_s=1.0, actor="k")
+    assert background.join(5) and background.check is None and background.error
