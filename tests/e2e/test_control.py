@@ -224,3 +224,30 @@ def test_an_old_halt_the_control_store_has_moved_past_is_warned_about_not_carrie
     assert "trading state: active" in proc.stdout
     assert f"the old control store {old} still says halted" in proc.stderr and "no longer read" in proc.stderr
     assert status(a)["legacy"]["carried_over"] is False
+
+
+def test_kill_with_the_control_store_locked_by_a_hung_process_halts_through_the_signal_file(dirs):
+    # A process stopped mid-write holds the store's write lock: `kill` cannot record the halt, so it writes the signal
+    # file every session and worker obeys without the store, says so, and exits 1. The first process that can write
+    # the store records the halt; a resume is refused while the file is there.
+    import sqlite3
+
+    keel("status", cwd=dirs[0])  # the store exists
+    holder = sqlite3.connect(home() / "control.db", timeout=0)
+    holder.execute("BEGIN IMMEDIATE")  # the hung writer
+    try:
+        killed = keel("kill", "--reason", "runaway orders", cwd=dirs[1], check=False)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert killed.returncode == 1
+    assert "the control store could not be written" in killed.stderr and "database is locked" in killed.stderr
+    signal = home() / "HALT"
+    assert f"wrote the signal file {signal}" in killed.stderr.replace("\n", "")
+    assert signal.read_text().startswith("runaway orders (keel kill by ")
+    shown = status(dirs[0])
+    assert shown["signal_file"] == str(signal) and shown["state"] == "active"  # nobody has recorded it yet
+    again = keel("kill", "--reason", "again", cwd=dirs[1])  # the store answers now: recorded; the file stays
+    assert again.returncode == 0 and signal.read_text().startswith("runaway orders")
+    refused = keel("resume", "--reason", "ok", cwd=dirs[0], check=False)
+    assert refused.returncode == 2 and "the signal file" in refused.stderr + refused.stdout

@@ -224,6 +224,26 @@ def test_kill_from_any_directory_and_a_broken_config_halts_every_worker_and_stop
     assert {w["worker_id"]: w["status"] for w in listed} == {"a": "stopped", "b": "stopped", "c": "stopped"}
 
 
+def _stop_between_writes(proc) -> None:
+    """SIGSTOP the worker at a moment it holds no write lock on the control store (a worker stopped mid-write is the
+    other case: `keel kill` then halts through the signal file, tested in e2e/test_control.py)."""
+    import time
+
+    for _ in range(100):
+        proc.send_signal(signal.SIGSTOP)
+        probe = sqlite3.connect(_control(), timeout=0)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.rollback()
+            return
+        except sqlite3.OperationalError:  # it was writing: let it finish, and stop it again
+            proc.send_signal(signal.SIGCONT)
+            time.sleep(0.01)
+        finally:
+            probe.close()
+    raise AssertionError("the worker never paused between two writes of the control store")
+
+
 def test_a_halt_a_hung_worker_does_not_confirm_is_escalated_and_exits_1(tmp_path: Path, exchange):
     env = _env(tmp_path, exchange)
     fg = spawn("worker", "start", "--id", "h", "--symbol", SYMBOL, cwd=tmp_path, env=env)
@@ -234,7 +254,7 @@ def test_a_halt_a_hung_worker_does_not_confirm_is_escalated_and_exits_1(tmp_path
             what="the worker up",
             every=0.05,
         )
-        fg.send_signal(signal.SIGSTOP)  # hung: its row still says running, and is not stale yet
+        _stop_between_writes(fg)  # hung: its row still says running, and is not stale yet
         killed = keel("kill", "--reason", "e2e: a hung worker", "--confirm-seconds", "0.5", cwd=tmp_path, check=False)
         assert killed.returncode == 1
         assert "the halt is not confirmed" in killed.stderr and "h did not confirm the halt" in killed.stderr

@@ -15,8 +15,9 @@ depends on the configuration (the risk role, the cooldown).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from keel.runtime.control import ControlLocation, ControlPlane
     from keel.settings import ControlConfig, Settings
 
+#: how long `keel kill` waits for the control store's write lock before it halts through the signal file
+KILL_BUSY_TIMEOUT_MS = 1_000
 ActorOpt = Annotated[str | None, typer.Option(help="who does it, recorded (default: the local user)")]
 _SHOWN = {"halted": "[bold red]HALTED[/]", "reducing": "[bold yellow]REDUCING[/]", "active": "[bold green]ACTIVE[/]"}
 
@@ -91,7 +94,13 @@ def _valid_settings(config: Path | None, what: str, needs: str = "the risk role,
 
 
 @contextmanager
-def _opened(control: ControlConfig, *, read_only: bool = False, now: Callable[[], Any] | None = None):
+def _opened(
+    control: ControlConfig,
+    *,
+    read_only: bool = False,
+    now: Callable[[], Any] | None = None,
+    busy_timeout_ms: int = 5_000,
+):
     """The control plane, open for the block and closed however it ends; a store that cannot be reached is a plain
     error naming it, not a crash."""
     from sqlalchemy.exc import OperationalError
@@ -99,7 +108,7 @@ def _opened(control: ControlConfig, *, read_only: bool = False, now: Callable[[]
     from keel.runtime.control import control_location, open_control
 
     try:
-        plane = open_control(control, read_only=read_only, now=now)
+        plane = open_control(control, read_only=read_only, now=now, busy_timeout_ms=busy_timeout_ms)
     except OperationalError as exc:
         where = control_location(control).where
         first = (str(exc.orig or exc).strip().splitlines() or [""])[0]
@@ -208,24 +217,71 @@ def kill(
     """Halt trading now: new intents are blocked, working orders cancelled at the next check. Works even with a
     broken configuration (it says which control store it halted). Then confirms that every live executor worker saw
     the halt and sent nothing after it; a check that fails is escalated (a `trip-verification` record) and exits 1."""
+    import sqlite3
+
+    from sqlalchemy.exc import SQLAlchemyError
+
     from keel.risk.kill_switch import halt
     from keel.runtime.clock import WallClock
 
     who = _actor(actor)
     target = _target(config)
     clock = WallClock()
-    with _opened(target.control, now=clock.now) as plane:
-        assert plane.store is not None
-        if target.problem is not None:
-            _warn_unreadable(target, plane.location, did="halting")
-        _report_legacy(plane.legacy, plane.location)
-        trip = clock.now()
-        rec = halt(plane.store, reason=reason, actor=who, ts=trip, detail=_detail(target.problem))
+    with ExitStack() as opened:
+        try:
+            # a writer that holds the store longer than this is hung: the signal file halts without it
+            plane = opened.enter_context(_opened(target.control, now=clock.now, busy_timeout_ms=KILL_BUSY_TIMEOUT_MS))
+            assert plane.store is not None
+            if target.problem is not None:
+                _warn_unreadable(target, plane.location, did="halting")
+            _report_legacy(plane.legacy, plane.location)
+            trip = clock.now()
+            rec = halt(plane.store, reason=reason, actor=who, ts=trip, detail=_detail(target.problem))
+        except InputError:
+            raise
+        except (KeelError, sqlite3.Error, SQLAlchemyError, OSError) as exc:  # locked by a hung process, unreachable
+            _halt_by_signal_file(target.control, reason, who, clock.now(), exc)
+            raise typer.Exit(1) from None
         out.print(f"{_SHOWN['halted']} by {escape(who)}: {escape(reason.strip())}")
         out.print(_record_line(rec), highlight=False)
         out.print(f"control store: {escape(plane.location.where)}", soft_wrap=True, highlight=False)
         if confirm_seconds > 0 and not _halt_confirmed(plane.store, trip, confirm_seconds, clock):
             raise typer.Exit(1)
+
+
+def _halt_by_signal_file(control: ControlConfig, reason: str, who: str, ts: Any, exc: Exception) -> None:
+    """The control store could not be written: halt through the signal file (`keel.risk.signal_file`), which every
+    session and worker reading this home obeys at its next state check without the store; the first that can write
+    the store records the halt. A signal file already there is left as it is."""
+    from keel.runtime.control import halt_file
+
+    path = halt_file(control)
+    why = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    err.print(f"[bold red]the control store could not be written[/] ({escape(why)})", soft_wrap=True)
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with path.open("x") as f:  # never over a file someone else wrote
+            f.write(f"{reason.strip()} (keel kill by {who} at {ts.isoformat()}: the control store failed: {why})\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except FileExistsError:
+        err.print(f"  the signal file {escape(str(path))} is already there: it halts every process reading this home")
+    except OSError as file_exc:
+        err.print(
+            f"[bold red]and the signal file {escape(str(path))} could not be written either[/] ({escape(str(file_exc))})"
+            ": NOTHING IS HALTED. Stop the sessions and workers by hand (`keel session stop`, `keel worker stop`), "
+            "and cancel at the venue (`keel venue cancel`)",
+            soft_wrap=True,
+        )
+        return
+    else:
+        err.print(f"  wrote the signal file {escape(str(path))}", soft_wrap=True)
+    err.print(
+        "  every session and worker reading this home halts at its next state check, and the first that can write "
+        "the store records the halt. Find what holds the store (`keel worker status`), then remove the file once the "
+        "cause is fixed",
+        soft_wrap=True,
+    )
 
 
 def _halt_confirmed(store: Any, trip: Any, timeout_s: float, clock: Any) -> bool:
@@ -271,6 +327,7 @@ def _release(
 
     settings = _valid_settings(config, what)
     who = _actor(actor)
+    _no_signal_file(ControlConfig.of(settings), what)
     role = RiskRole.of(settings.risk.operators, local_user=_local_user())
     clock = WallClock()
     with _opened(ControlConfig.of(settings), now=clock.now) as plane:
@@ -339,6 +396,17 @@ def _legacy_json(report: LegacyReport | None) -> dict[str, Any] | None:
     }
 
 
+def _no_signal_file(control: ControlConfig, what: str) -> None:
+    """A release is refused while the signal file is there: every process would halt again at once."""
+    from keel.risk.signal_file import release_refused
+    from keel.runtime.control import halt_file
+
+    path = halt_file(control)
+    refused = release_refused(path)
+    if refused is not None:
+        raise InputError(refused, hint=f"remove it once the cause is fixed (rm {path}), then {what} again")
+
+
 @contextmanager
 def _reading(config: Path | None) -> Iterator[tuple[_Target, ControlPlane]]:
     """The control plane for `status` and `incidents`: opened as usual with a valid configuration (a halt in the old
@@ -356,12 +424,15 @@ def status(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Show the trading state, its open incident, and where the control store that holds it is. Works even with a
     broken configuration (it then only reads, and says which store it read)."""
     from keel.control.records import INITIAL
+    from keel.runtime.control import halt_file
 
     with _reading(config) as (target, plane):
         rec = plane.store.trading_state() if plane.store is not None else INITIAL
         incident = plane.store.open_incident() if plane.store is not None else None
     where = plane.location.where
     since = rec.ts.isoformat() if rec.ts is not None else None
+    signal = halt_file(target.control)
+    signalled = signal.exists()
     if as_json:
         emit_json(
             {
@@ -374,6 +445,7 @@ def status(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
                 "incident": incident.as_dict() if incident is not None else None,
                 "config_problems": target.problem.problems if target.problem is not None else None,
                 "legacy": _legacy_json(plane.legacy),
+                "signal_file": str(signal) if signalled else None,
             }
         )
         return
@@ -389,6 +461,13 @@ def status(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
         out.print(_incident_line(incident), soft_wrap=True, highlight=False)
     shown = f"{where} (not created yet)" if plane.store is None else where
     out.print(f"control store: {escape(shown)}", soft_wrap=True, highlight=False)
+    if signalled:
+        out.print(
+            f"[bold red]signal file present[/]: {escape(str(signal))}: every process reading this home halts at its "
+            "next state check; remove it before resuming",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 @app.command()

@@ -76,7 +76,7 @@ def _spec(
     settings: Settings, worker_id: str, symbols: list[str] | None, log_dir: Path | None, session: str | None = None
 ) -> WorkerSpec:
     from keel.journal.worker_logs import worker_log_dir
-    from keel.runtime.control import control_url
+    from keel.runtime.control import control_url, halt_file
     from keel.workers.spec import VenueSpec, WorkerSpec
 
     run_id = None
@@ -123,6 +123,7 @@ def _spec(
         unknown_grace_s=settings.broker.unknown_grace_seconds,
         max_broker_failures=settings.risk.max_broker_failures,
         halt_confirm_s=settings.venue.halt_confirm_seconds,
+        halt_file=str(halt_file(settings)),
         seed=sum(map(ord, worker_id)),
         run_id=run_id,
     )

@@ -35,7 +35,7 @@ class Trigger(StrEnum):
     """What changed the trading state: a person, or one of the run's own triggers (`keel.runtime.tripwire`); each is
     a record like any other."""
 
-    OPERATOR = "operator"  # a person, through the CLI (later: the API, the console, a signal file)
+    OPERATOR = "operator"  # a person, through the CLI, the API or the console
     LEGACY_STORE = "legacy-store"  # a halt found in the place versions before `home` kept the trading state
     DAILY_LOSS = "daily-loss"  # the day's loss reached risk.max_daily_loss: reducing
     DRAWDOWN = "drawdown"  # equity risk.max_drawdown_pct below its peak: halted
@@ -44,6 +44,7 @@ class Trigger(StrEnum):
     RECONCILIATION_BREAK = "reconciliation-break"  # the journal and the broker disagreed after a restart
     REPEATED_EXECUTION = "repeated-execution"  # risk.max_repeated_orders identical orders in the repeat window
     TRIP_VERIFICATION = "trip-verification"  # a halt's cancel-all left orders working at the broker: escalated
+    SIGNAL_FILE = "signal-file"  # the kill switch's signal file, <home>/HALT, was found (`keel.risk.signal_file`)
     OPERATOR_CANCEL = "operator-cancel"  # a person cancelled a subset of orders at the venue (`keel venue cancel`)
 
 

@@ -16,14 +16,28 @@ from keel.domain.decisions import TradingState
 
 
 class TradingStateGuard:
-    def __init__(self, read_state: Callable[[], tuple[TradingState, str]], version_probe: Callable[[], Any] | None):
+    def __init__(
+        self,
+        read_state: Callable[[], tuple[TradingState, str]],
+        version_probe: Callable[[], Any] | None,
+        *,
+        halt_signal: Callable[[], str | None] | None = None,
+    ):
         self._read = read_state
         self._probe = version_probe
+        #: an operator's signal that halts whatever the store says (`keel.risk.signal_file`): its reason, or None
+        self._signal = halt_signal
         self._version: Any = object()
         self._state, self._reason = TradingState.ACTIVE, "initial"
 
     def current(self) -> tuple[TradingState, str]:
-        """The trading state now. Never cached past a change another process committed."""
+        """The trading state now. Never cached past a change another process committed, and `halted` while the
+        operator's halt signal is up, even when the store cannot be read."""
+        if self._signal is not None:
+            why = self._signal()
+            if why is not None:
+                self._version = object()  # once the signal is gone, the store is read again
+                return TradingState.HALTED, why
         if self._probe is None:
             self._state, self._reason = self._read()
             return self._state, self._reason

@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 
 from keel.control.legacy import LEGACY_FILE, LegacyReport, carry_over, inspect_legacy
 from keel.control.store import ControlStore
+from keel.risk.signal_file import HALT_FILE, SignalFile
 from keel.risk.trading_state import TradingStateGuard
 from keel.runtime.clock import WallClock
 from keel.settings import ControlConfig, Settings, describe_url
@@ -114,7 +115,11 @@ class ControlPlane:
 
 
 def open_control(
-    source: Settings | ControlConfig, *, now: Callable[[], datetime] | None = None, read_only: bool = False
+    source: Settings | ControlConfig,
+    *,
+    now: Callable[[], datetime] | None = None,
+    read_only: bool = False,
+    busy_timeout_ms: int = 5_000,
 ) -> ControlPlane:
     """Open the control store, creating `home` and the store when missing, and carry over a halt the old place still
     holds (`keel.control.legacy`; `now` stamps when, default the wall clock). `read_only` creates nothing and carries
@@ -125,7 +130,7 @@ def open_control(
     if read_only:
         if location.file is not None and not location.file.is_file():
             return ControlPlane(None, location, inspect_legacy(old) if old is not None else None)
-        store = ControlStore.open(location.url)
+        store = ControlStore.open(location.url, busy_timeout_ms=busy_timeout_ms)
         try:
             return ControlPlane(store, location, inspect_legacy(old, store) if old is not None else None)
         except BaseException:
@@ -133,7 +138,7 @@ def open_control(
             raise
     if location.file is not None:
         ensure_home(cfg.home)
-    store = ControlStore.open(location.url)
+    store = ControlStore.open(location.url, busy_timeout_ms=busy_timeout_ms)
     try:
         clock = now or WallClock().now
         legacy = carry_over(store, old, now=clock()) if old is not None else None
@@ -145,7 +150,8 @@ def open_control(
 
 def open_guard(settings: Settings | ControlConfig) -> tuple[ControlStore, TradingStateGuard]:
     """The control store, opened (see `open_control`), and a guard that re-reads its trading state only when another
-    process changed it. The caller closes the store."""
+    process changed it, and halts while the signal file is there (`keel.risk.signal_file`). The caller closes the
+    store."""
     store = open_control(settings).store
     assert store is not None
 
@@ -153,4 +159,34 @@ def open_guard(settings: Settings | ControlConfig) -> tuple[ControlStore, Tradin
         rec = store.trading_state()
         return rec.state, rec.reason
 
-    return store, TradingStateGuard(read, store.change_probe())
+    return store, TradingStateGuard(read, store.change_probe(), halt_signal=signal_file(settings, store))
+
+
+def halt_file(source: Settings | ControlConfig) -> Path:
+    """Where the kill switch's signal file is: `<home>/HALT`."""
+    return _config(source).home / HALT_FILE
+
+
+def signal_file(source: Settings | ControlConfig, store: ControlStore) -> SignalFile:
+    """The signal file of this home, recording its halt in `store` the first time it is seen (a halt never decides on
+    what it read, so it needs no role; already halted, nothing more is written)."""
+    from keel.control.records import Trigger
+    from keel.domain.decisions import TradingState
+    from keel.risk.kill_switch import tighten
+
+    clock = WallClock()
+    path = halt_file(source)
+
+    def record(reason: str) -> None:
+        detail = {"path": str(path)}
+        tighten(
+            store,
+            TradingState.HALTED,
+            reason=reason,
+            actor="signal-file",
+            ts=clock.now(),
+            trigger=Trigger.SIGNAL_FILE,
+            detail=detail,
+        )
+
+    return SignalFile(path, record)

@@ -61,6 +61,8 @@ class WorkerSpec:
     parent_pid: int | None = None
     #: claim only this run's intents (a session's workers, `keel worker start --session`); None: every run's
     run_id: str | None = None
+    #: the kill switch's signal file (`<home>/HALT`, `keel.risk.signal_file`): while it exists the worker is halted
+    halt_file: str | None = None
 
     @property
     def log_path(self) -> Path:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from keel.agents.executor import Outcome, Step, execute_one, order_request
 from keel.agents.flatten import cancel_all_but
+from keel.control.records import Trigger
 from keel.control.store import ControlStore
 from keel.control.workers import WorkerRegistry
 from keel.domain.decisions import TradingState
@@ -45,6 +46,8 @@ from keel.domain.orders import order_facts
 from keel.domain.reasons import ReasonCode
 from keel.journal.journal import Journal
 from keel.journal.reconcile import resolve_execution
+from keel.risk.kill_switch import tighten
+from keel.risk.signal_file import SignalFile
 from keel.risk.trading_state import TradingStateGuard
 from keel.runtime.clock import WallClock
 from keel.settings import describe_url
@@ -144,7 +147,7 @@ class Worker:
         self.hook = hook
         self.clock = clock or WallClock()
         self._wall_ns = wall_ns
-        self.guard = TradingStateGuard(self._read_state, control.change_probe())
+        self.guard = TradingStateGuard(self._read_state, control.change_probe(), halt_signal=self._signal_file())
         self.counts: Counter[str] = Counter()
         self.unknown: dict[str, _Unknown] = {}
         self.seen: TradingState | None = None
@@ -219,6 +222,25 @@ class Worker:
         return worker
 
     # -- the trading state -----------------------------------------------------------------------------
+
+    def _signal_file(self) -> SignalFile | None:
+        if self.spec.halt_file is None:
+            return None
+
+        def record(reason: str) -> None:
+            detail = {"path": self.spec.halt_file, "worker": self.spec.worker_id}
+            trigger = Trigger.SIGNAL_FILE
+            tighten(
+                self.control,
+                TradingState.HALTED,
+                reason=reason,
+                actor="signal-file",
+                ts=self.clock.now(),
+                trigger=trigger,
+                detail=detail,
+            )
+
+        return SignalFile(Path(self.spec.halt_file), record)
 
     def _read_state(self) -> tuple[TradingState, str]:
         rec = self.control.trading_state()

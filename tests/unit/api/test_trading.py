@@ -49,3 +49,18 @@ def test_reducing_from_active_needs_no_cooldown_and_a_blank_reason_is_422(api, s
     for body in ({"reason": " "}, {}, {"reason": "x", "actor": "someone-else"}):
         assert api.post("/trading-state/halt", body, as_=RISK).status_code == 422
     assert store.trading_state().state is TradingState.REDUCING and len(store.records()) == 1
+
+
+def test_a_release_is_refused_while_the_signal_file_is_there(api, store, clock, settings):
+    from keel.runtime.control import halt_file
+
+    api.post("/trading-state/halt", {"reason": "drill"}, as_=ApiRole.ADMIN)
+    clock.advance(301)
+    signal = halt_file(settings)
+    signal.parent.mkdir(parents=True, exist_ok=True)
+    signal.write_text("ops\n")
+    refused = api.post("/trading-state/resume", {"reason": "all clear"}, as_=RISK)
+    assert refused.status_code == 409 and "the signal file" in refused.json()["detail"]
+    assert store.trading_state().state is TradingState.HALTED
+    signal.unlink()
+    assert api.post("/trading-state/resume", {"reason": "all clear"}, as_=RISK).json()["state"] == "active"

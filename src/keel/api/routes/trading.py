@@ -24,6 +24,8 @@ from keel.control.records import IncidentRecord, Trigger
 from keel.domain.errors import KeelError
 from keel.risk import kill_switch
 from keel.risk.roles import NotAuthorised, RiskRole
+from keel.risk.signal_file import release_refused
+from keel.runtime.control import halt_file
 
 router = APIRouter(tags=["trading state"])
 _READ = Depends(require(Permission.READ))
@@ -83,6 +85,9 @@ def _change(request: Request, caller: Caller, body: StateChangeBody, what: str) 
         "detail": {"via": "api", "token_id": caller.token.token_id},
     }
     if what != "halt":
+        refused = release_refused(halt_file(ctx.settings))
+        if refused is not None:
+            raise Problem.of("conflict", KeelError(refused, hint="remove it once the cause is fixed, then try again"))
         common |= {
             "role": RiskRole.of([caller.name]),
             "cooldown_seconds": ctx.settings.risk.resume_cooldown_seconds,
