@@ -246,7 +246,7 @@ def test_kill_with_the_control_store_locked_by_a_hung_process_halts_through_the_
     assert f"wrote the signal file {signal}" in killed.stderr.replace("\n", "")
     assert signal.read_text().startswith("runaway orders (keel kill by ")
     shown = status(dirs[0])
-    assert shown["signal_file"] == str(signal) and shown["state"] == "active"  # nobody has recorded it yet
+    assert shown["signal_file"] == str(signal) and (shown["state"], shown["recorded_state"]) == ("halted", "active")
     again = keel("kill", "--reason", "again", cwd=dirs[1])  # the store answers now: recorded; the file stays
     assert again.returncode == 0 and signal.read_text().startswith("runaway orders")
     refused = keel("resume", "--reason", "ok", cwd=dirs[0], check=False)

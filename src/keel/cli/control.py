@@ -436,7 +436,9 @@ def status(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     if as_json:
         emit_json(
             {
-                "state": rec.state.value,
+                # what every process obeys: halted while the signal file is there, recorded or not yet
+                "state": "halted" if signalled else rec.state.value,
+                "recorded_state": rec.state.value,
                 "reason": rec.reason,
                 "actor": rec.actor,
                 "since": since,
@@ -449,7 +451,12 @@ def status(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
             }
         )
         return
-    if since is None:
+    if signalled and rec.state.value != "halted":
+        out.print(
+            f"trading state: [bold]halted[/] by the signal file, not recorded yet (the store says {rec.state.value})",
+            highlight=False,
+        )
+    elif since is None:
         out.print(f"trading state: [bold]{rec.state.value}[/] (no change recorded yet)")
     else:
         out.print(

@@ -61,6 +61,8 @@ def test_a_release_is_refused_while_the_signal_file_is_there(api, store, clock, 
     signal.write_text("ops\n")
     refused = api.post("/trading-state/resume", {"reason": "all clear"}, as_=RISK)
     assert refused.status_code == 409 and "the signal file" in refused.json()["detail"]
+    shown = api.get("/trading-state", as_=ApiRole.VIEWER).json()
+    assert (shown["state"], shown["signal_file"]) == ("halted", str(signal))
     assert store.trading_state().state is TradingState.HALTED
     signal.unlink()
     assert api.post("/trading-state/resume", {"reason": "all clear"}, as_=RISK).json()["state"] == "active"

@@ -43,8 +43,13 @@ def trading_state(request: Request, caller: Caller = _READ) -> dict[str, Any]:
     with ctx.store() as store:
         rec = store.trading_state()
         incident = store.open_incident()
+    signal = halt_file(ctx.settings)
+    signalled = signal.exists()
     return {
-        "state": rec.state.value,
+        # what every process obeys: halted while the signal file is there, recorded or not yet
+        "state": "halted" if signalled else rec.state.value,
+        "recorded_state": rec.state.value,
+        "signal_file": str(signal) if signalled else None,
         "reason": rec.reason,
         "actor": rec.actor,
         "since": rec.ts.isoformat() if rec.ts is not None else None,
