@@ -36,8 +36,10 @@ and the trading state (all mixins of `IntentStore` over the same connection and 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,12 @@ class IntentStore(IntentRows, OrderRows, RunRows):
         self._ins_kill_switch = sql["ins_kill_switch"]
         self._sel_trading_state = sql["sel_trading_state"]
         self._sel_head = sql["sel_head"]
+        # The batch's bulk inserts, each with what turns the buffered rows into its parameters (see `_positional`).
+        bulk = _positional if self._compile_dialect.name == "sqlite" else _named
+        self._bulk_intents = bulk(self._ins_intent)
+        self._bulk_transitions = bulk(self._ins_transition)
+        self._bulk_orders = bulk(self._upsert_order)
+        self._bulk_fills = bulk(self._ins_fill)
 
         # Buffered mode: what `commit()` will write, in call order per table.
         #: new intents' rows by id, in call order; a transition of one of them updates its row here
@@ -236,7 +244,7 @@ class IntentStore(IntentRows, OrderRows, RunRows):
             raise
         return count
 
-    def _many(self, sql: str, rows: list[dict[str, Any]]) -> int:
+    def _many(self, sql: str, rows: list[Any]) -> int:
         """executemany; returns the total row count (both drivers sum it over the parameter sets)."""
         cur = self._cur
         cur.executemany(sql, rows)
@@ -277,7 +285,8 @@ class IntentStore(IntentRows, OrderRows, RunRows):
         many = self._many
         try:
             if self._new_intents:
-                n = many(self._ins_intent, list(self._new_intents.values()))
+                sql, params = self._bulk_intents
+                n = many(sql, params(self._new_intents.values()))
                 if n != len(self._new_intents):
                     raise JournalIntegrityError(
                         f"commit aborted: {len(self._new_intents) - n} of {len(self._new_intents)} new intents "
@@ -294,11 +303,14 @@ class IntentStore(IntentRows, OrderRows, RunRows):
                         hint="another process moved these intents; reload and decide again",
                     )
             if self._transitions:
-                many(self._ins_transition, self._transitions)
+                sql, params = self._bulk_transitions
+                many(sql, params(self._transitions))
             if self._orders:
-                many(self._upsert_order, [_order_row(*entry) for entry in self._orders.values()])
+                sql, params = self._bulk_orders
+                many(sql, params([_order_row(*entry) for entry in self._orders.values()]))
             if self._fills:
-                many(self._ins_fill, list(self._fills.values()))
+                sql, params = self._bulk_fills
+                many(sql, params(self._fills.values()))
             if self._approvals:
                 many(self._upsert_approval, list(self._approvals.values()))
             if self._checkpoints:
@@ -403,3 +415,29 @@ class IntentStore(IntentRows, OrderRows, RunRows):
         finally:
             if not self._atomic:
                 self._dbapi.rollback()
+
+
+#: A named parameter of a compiled SQLite statement (`:name`); the statements hold no literal text a colon could be in.
+_PARAM = re.compile(r":(\w+)")
+#: A bulk insert: its SQL, and what turns buffered row dicts into that SQL's parameter sets.
+Bulk = tuple[str, Callable[[Iterable[Mapping[str, Any]]], list[Any]]]
+
+
+def _positional(sql: str) -> Bulk:
+    """SQLite: the statement with positional parameters (`?`), and a function giving each row's values as a tuple in
+    their order. sqlite3 binds a named parameter by looking its name up in the row, a new string per parameter per
+    row, which is about a fifth of a batch insert's cost for rows of 13 columns; a tuple binds by position. The values
+    bound, and so the rows written, are the same."""
+    names = _PARAM.findall(sql)
+    positional = _PARAM.sub("?", sql)
+    if not names or ":" in positional:
+        raise RuntimeError(f"cannot make the statement positional: {sql}")
+    pick = itemgetter(*names)
+    if len(names) == 1:
+        return positional, lambda rows: [(pick(row),) for row in rows]
+    return positional, lambda rows: list(map(pick, rows))
+
+
+def _named(sql: str) -> Bulk:
+    """Any other dialect: the statement as compiled, the rows as they are."""
+    return sql, list

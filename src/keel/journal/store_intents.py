@@ -127,14 +127,8 @@ class IntentRows:
         check_transition(intent_id, expected, target)
         # `_value_` is the plain str behind the member; `.value` is a descriptor, measurably slower per call.
         source, dest = expected._value_, target._value_
-        update = {
-            "b_id": intent_id,
-            "b_expected": source,
-            "b_target": dest,
-            "b_ts": ts,
-            "b_reason": reason,
-        }
         if self._write_through:
+            update = {"b_id": intent_id, "b_expected": source, "b_target": dest, "b_ts": ts, "b_reason": reason}
             try:
                 if self._exec(self._upd_intent, update) != 1:
                     found = self._fetch(self._sel_state, {"b_id": intent_id})
@@ -161,7 +155,9 @@ class IntentRows:
             pending["updated_ts"] = ts
             pending["last_reason"] = reason
         else:
-            self._updates.append(update)
+            self._updates.append(
+                {"b_id": intent_id, "b_expected": source, "b_target": dest, "b_ts": ts, "b_reason": reason}
+            )
         if self.transition_rows:
             self._transitions.append(_transition_row(intent_id, source, dest, ts, reason, actor))
         self._states[intent_id] = target
