@@ -18,7 +18,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-__all__ = ["SCHEMA_LOCK", "ensure_schema"]
+__all__ = ["SCHEMA_LOCK", "enable_wal", "ensure_schema"]
 
 #: the advisory lock key every Keel store takes while it creates its tables on PostgreSQL ("keel" in ASCII)
 SCHEMA_LOCK = 0x6B65656C
@@ -47,3 +47,20 @@ def _raced(exc: Exception) -> bool:
         return True
     message = str(exc.orig if getattr(exc, "orig", None) is not None else exc).lower()
     return "already exists" in message or "database is locked" in message
+
+
+def enable_wal(cursor, busy_timeout_ms: int, *, sleep: Callable[[float], None] = time.sleep) -> None:
+    """`PRAGMA journal_mode=WAL` on a new connection, waiting for another process that is switching the same fresh
+    file meanwhile: SQLite answers that race with "database is locked" at once, without its busy handler, so the
+    pragma is asked again for as long as the busy timeout allows."""
+    import sqlite3
+
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            sleep(0.01)

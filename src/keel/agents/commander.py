@@ -13,6 +13,7 @@ from keel.domain.reasons import ReasonCode
 from keel.runtime.tripwire import escalate
 
 if TYPE_CHECKING:
+    from keel.runtime.book import Book
     from keel.runtime.context import RunContext
     from keel.runtime.state import CycleState
 
@@ -101,7 +102,7 @@ def cancel_all_and_verify(state: CycleState, ctx: RunContext) -> None:
         ctx.wake_at_next_bar(symbol, state["t"])
 
 
-def _cancellable(book) -> bool:
+def _cancellable(book: Book) -> bool:
     """Whether a halt has an order of the book to cancel: any working order but the emergency flatten's."""
     return any(info.get("leg") != FLATTEN for info in book.working.values())
 

@@ -55,6 +55,7 @@ from keel.control.records import (
 )
 from keel.domain.decisions import TradingState
 from keel.domain.errors import InputError, KeelError, StaleState
+from keel.schema_setup import enable_wal
 
 #: The PostgreSQL channel every trading-state change notifies (in its own transaction: delivered when it commits), so
 #: that a worker waiting on it (`keel.workers.watch`) learns of a halt at once.
@@ -1043,10 +1044,10 @@ def _sqlite_pragmas(busy_timeout_ms: int, *, wal: bool = True) -> Callable[[Any,
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         try:
-            if wal:
-                cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            if wal:
+                enable_wal(cursor, busy_timeout_ms)
+            cursor.execute("PRAGMA synchronous=FULL")
         finally:
             cursor.close()
 

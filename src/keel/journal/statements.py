@@ -12,6 +12,7 @@ from sqlalchemy import bindparam, exists, func, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from keel.journal import schema as s
+from keel.schema_setup import enable_wal
 
 #: Compiled SQL per dialect and driver: compiling costs more than opening a connection, and never changes.
 _SQL_CACHE: dict[tuple[str, str, str], dict[str, str]] = {}
@@ -127,9 +128,9 @@ def _sqlite_pragmas(busy_timeout_ms: int, *, full_sync: bool) -> Any:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA synchronous={'FULL' if full_sync else 'NORMAL'}")
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            enable_wal(cursor, busy_timeout_ms)
+            cursor.execute(f"PRAGMA synchronous={'FULL' if full_sync else 'NORMAL'}")
             # Intent, order and fill ids are hashes, so their index pages are hit at random: a cache that holds
             # a batch's pages writes each of them once per commit instead of spilling and rewriting them.
             cursor.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
