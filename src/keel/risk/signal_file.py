@@ -10,8 +10,10 @@ lifts nothing: the halt stays until an operator releases it, and a release is re
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 #: the signal file's name inside `home`
 HALT_FILE = "HALT"
@@ -27,6 +29,29 @@ class SignalFile:
         self.path = path
         self._record = record
         self._recorded = False
+
+    @classmethod
+    def halting(
+        cls, store: Any, path: Path, *, now: Callable[[], datetime], detail: Mapping[str, Any] | None = None
+    ) -> SignalFile:
+        """The signal file at `path`, recording its halt in the control `store` the first time it is seen: a halt
+        never decides on what it read, so it needs no role; already halted, nothing more is written."""
+        from keel.control.records import Trigger
+        from keel.domain.decisions import TradingState
+        from keel.risk.kill_switch import tighten
+
+        def record(reason: str) -> None:
+            tighten(
+                store,
+                TradingState.HALTED,
+                reason=reason,
+                actor="signal-file",
+                ts=now(),
+                trigger=Trigger.SIGNAL_FILE,
+                detail={"path": str(path), **(detail or {})},
+            )
+
+        return cls(path, record)
 
     def __call__(self) -> str | None:
         if not self.path.exists():

@@ -168,25 +168,5 @@ def halt_file(source: Settings | ControlConfig) -> Path:
 
 
 def signal_file(source: Settings | ControlConfig, store: ControlStore) -> SignalFile:
-    """The signal file of this home, recording its halt in `store` the first time it is seen (a halt never decides on
-    what it read, so it needs no role; already halted, nothing more is written)."""
-    from keel.control.records import Trigger
-    from keel.domain.decisions import TradingState
-    from keel.risk.kill_switch import tighten
-
-    clock = WallClock()
-    path = halt_file(source)
-
-    def record(reason: str) -> None:
-        detail = {"path": str(path)}
-        tighten(
-            store,
-            TradingState.HALTED,
-            reason=reason,
-            actor="signal-file",
-            ts=clock.now(),
-            trigger=Trigger.SIGNAL_FILE,
-            detail=detail,
-        )
-
-    return SignalFile(path, record)
+    """The signal file of this home, recording its halt in `store` the first time it is seen."""
+    return SignalFile.halting(store, halt_file(source), now=WallClock().now)

@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING
 
 from keel.agents.executor import Outcome, Step, execute_one, order_request
 from keel.agents.flatten import cancel_all_but
-from keel.control.records import Trigger
 from keel.control.store import ControlStore
 from keel.control.workers import WorkerRegistry
 from keel.domain.decisions import TradingState
@@ -46,7 +45,6 @@ from keel.domain.orders import order_facts
 from keel.domain.reasons import ReasonCode
 from keel.journal.journal import Journal
 from keel.journal.reconcile import resolve_execution
-from keel.risk.kill_switch import tighten
 from keel.risk.signal_file import SignalFile
 from keel.risk.trading_state import TradingStateGuard
 from keel.runtime.clock import WallClock
@@ -226,21 +224,8 @@ class Worker:
     def _signal_file(self) -> SignalFile | None:
         if self.spec.halt_file is None:
             return None
-
-        def record(reason: str) -> None:
-            detail = {"path": self.spec.halt_file, "worker": self.spec.worker_id}
-            trigger = Trigger.SIGNAL_FILE
-            tighten(
-                self.control,
-                TradingState.HALTED,
-                reason=reason,
-                actor="signal-file",
-                ts=self.clock.now(),
-                trigger=trigger,
-                detail=detail,
-            )
-
-        return SignalFile(Path(self.spec.halt_file), record)
+        detail = {"worker": self.spec.worker_id}
+        return SignalFile.halting(self.control, Path(self.spec.halt_file), now=lambda: self.clock.now(), detail=detail)
 
     def _read_state(self) -> tuple[TradingState, str]:
         rec = self.control.trading_state()
