@@ -271,6 +271,10 @@ def test_an_operator_previews_a_pending_intent_approves_it_and_sees_it_executed(
         '#events-table tr[data-event="intent.transition"]', has_text=f"{iid[:11]}… executing → executed"
     )
     console.expect(executed).to_have_count(1)
+    proposed = page.locator(  # journal format 5: the proposal's row says where its decision sent it
+        '#events-table tr[data-event="intent.proposed"]', has_text=f"{iid[:11]}…"
+    )
+    console.expect(proposed).to_contain_text("→ pending_approval (APPROVAL_PENDING) by approval")
     console.expect(page.locator("#pv-facts")).to_contain_text("otto at")
     console.expect(page.locator('#intent-states [data-state="executed"]')).to_be_visible()
     console.expect(page.locator("#chart-equity svg")).to_be_visible()  # the curve starts with the first fill

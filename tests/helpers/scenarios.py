@@ -148,6 +148,21 @@ def events(result: RunResult, name: str | None = None) -> list[dict]:
     return [r for r in records if name is None or r["event"] == name]
 
 
+def transitions(records: list[dict] | RunResult) -> list[dict]:
+    """The intent transitions among a run's records (or in a run's log), in log order: each `intent.transition`
+    record, and each `intent.proposed` that carries its decision (journal format 5) with the decision as its payload
+    (the intent id added), so both read as a transition."""
+    from keel.journal.journal import transition_of
+
+    found = records if isinstance(records, list) else events(records)
+    out = []
+    for r in found:
+        moved = transition_of(r)
+        if moved is not None:
+            out.append(r if moved is r["payload"] else {**r, "payload": moved})
+    return out
+
+
 def fills(result: RunResult) -> list[tuple]:
     """(symbol, side, quantity, price, fee, ts) of every journalled fill, in time order."""
     import sqlite3

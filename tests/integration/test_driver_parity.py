@@ -11,7 +11,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from helpers.scenarios import MINUTE, T0, bars, events, fills, scripted
+from helpers.scenarios import MINUTE, T0, bars, events, fills, scripted, transitions
 from keel.backtest.run import execute_run
 from keel.data.synthetic import generate_regime_ohlcv
 from keel.domain.decisions import TradingState
@@ -80,7 +80,7 @@ def test_a_stop_touched_during_a_halt_exits_at_the_resume_in_both_drivers(tmp_pa
     assert a.summary.open_at_end == 0  # today: the replay driver holds to the end
     sells = [f for f in fills(a) if f[1] == "sell"]
     assert len(sells) == 1 and sells[0][5].startswith("2024-01-01T00:31")  # decided at the resume, filled next bar
-    blocked = [e for e in events(a, "intent.transition") if e["payload"].get("reason") == "KILL_SWITCH_ACTIVE"]
+    blocked = [e for e in transitions(a) if e["payload"].get("reason") == "KILL_SWITCH_ACTIVE"]
     assert len(blocked) == 1  # proposed once when the stop was touched, then owed, not re-proposed while halted
 
 

@@ -7,7 +7,18 @@ from __future__ import annotations
 
 import pytest
 
-from helpers.scenarios import MINUTE, T0, ScenarioBroker, bars, events, fills, intent_rows, scripted, settings_for
+from helpers.scenarios import (
+    MINUTE,
+    T0,
+    ScenarioBroker,
+    bars,
+    events,
+    fills,
+    intent_rows,
+    scripted,
+    settings_for,
+    transitions,
+)
 from keel.backtest.run import execute_run
 from keel.domain.decisions import TradingState
 from keel.exam.evidence import read_evidence
@@ -59,7 +70,7 @@ def test_a_halt_flattens_every_position_at_its_bar_and_nothing_else_passes(tmp_p
     legs = {(sym, leg): (state, reason) for sym, leg, state, _, reason in intent_rows(result).values()}
     assert legs[("AAA", "flatten")][0] == legs[("BBB", "flatten")][0] == "executed"
     # the entry at bar 15 comes while halted: blocked, as every other leg is
-    blocked = [e for e in events(result, "intent.transition") if e["payload"].get("reason") == "KILL_SWITCH_ACTIVE"]
+    blocked = [e for e in transitions(result) if e["payload"].get("reason") == "KILL_SWITCH_ACTIVE"]
     assert len(blocked) == 1 and blocked[0]["ts"].startswith(_ts(15))
     assert result.summary.open_at_end == 0
     # the flatten's checks are recorded like any other: the kill-switch check passed it, every other check ran
@@ -70,7 +81,7 @@ def test_a_halt_flattens_every_position_at_its_bar_and_nothing_else_passes(tmp_p
     }
     verdicts = [
         e["payload"]
-        for e in events(result, "intent.transition")
+        for e in transitions(result)
         if e["payload"]["intent_id"] in ids and e["payload"]["to"] == "approved"
     ]
     assert len(verdicts) == 2

@@ -31,6 +31,7 @@ from helpers.scenarios import (
     scripted,
     settings_for,
     table,
+    transitions,
 )
 from keel.agents.approval import approval
 from keel.agents.executor import executor
@@ -276,9 +277,7 @@ def test_a_halt_between_the_approval_and_the_submit_expires_the_intent(tmp_path,
     result, made = _run(frames, tmp_path / "run", strategy, mode=Mode.PAPER, sizing=FIXED, make_broker=broker)
     intents = _by_symbol(result)
     assert intents["BBB", "entry"] == ("expired", 100.0, "TRADING_STATE_CHANGED")
-    approved = {
-        e["payload"]["intent_id"] for e in events(result, "intent.transition") if e["payload"]["to"] == "approved"
-    }
+    approved = {e["payload"]["intent_id"] for e in transitions(result) if e["payload"]["to"] == "approved"}
     (bbb,) = (iid for iid, row in intent_rows(result).items() if row[0] == "BBB")
     assert bbb in approved and made.sent(bbb) == []  # approved, never sent
     if change is TradingState.HALTED:
@@ -494,10 +493,31 @@ def test_a_run_begun_with_a_row_per_transition_keeps_writing_them_when_resumed(t
     resumed = rerun()
     assert resumed.resumed
     ((rows,),) = table(resumed, "select count(*) from intent_transitions")
-    assert rows == len(events(resumed, "intent.transition")) > 0
+    assert rows == len(transitions(resumed)) > 0
     assert verify_run(resumed.run_dir).ok
     fresh = _money_run(tmp_path, "new")()
     assert table(fresh, "select count(*) from intent_transitions") == [(0,)] and verify_run(fresh.run_dir).ok
+
+
+def test_a_run_begun_before_decided_proposals_keeps_its_format_when_resumed(tmp_path, monkeypatch):
+    # A replay begun under journal format 4 journalled each decision as its own `intent.transition`. Resumed by this
+    # version, it re-runs its interrupted cycle and goes on in that format (else the redo would not match what the
+    # log holds), to the same money as a run never interrupted; a run begun now carries decisions in proposals.
+    from keel.backtest import run as run_module
+
+    monkeypatch.setattr(run_module, "JOURNAL_FORMAT", 4)  # as the version before did
+    rerun = _money_run(tmp_path, "older", kill_after=5)
+    monkeypatch.undo()
+    resumed = rerun()
+    assert resumed.resumed and verify_run(resumed.run_dir).ok
+    (started,) = events(resumed, "run.started")
+    assert started["payload"]["journal_format"] == 4
+    assert not [r for r in events(resumed, "intent.proposed") if "decision" in r["payload"]]
+    clean = _money_run(tmp_path, "new")()
+    assert all("decision" in r["payload"] for r in events(clean, "intent.proposed"))
+    assert fills(resumed) == fills(clean) and _broker_at_end(resumed) == _broker_at_end(clean)
+    decided = [(t["payload"]["intent_id"], t["payload"]["to"]) for t in transitions(clean)]
+    assert [(t["payload"]["intent_id"], t["payload"]["to"]) for t in transitions(resumed)] == decided
 
 
 def _edit_executed(db):
@@ -550,7 +570,7 @@ def test_a_no_trade_trigger_blocks_entries_in_paper_and_is_only_recorded_in_rese
         assert result.summary.blocked_reasons == {"NO_TRADE_TRIGGER": 1} and fills(result) == []
     else:
         assert _buys(result) == ["AAA"]
-        (approved,) = (e for e in events(result, "intent.transition") if e["payload"]["to"] == "approved")
+        (approved,) = (e for e in transitions(result) if e["payload"]["to"] == "approved")
         assert approved["payload"]["checks"]["no_trade"] == "pass: advisory (research profile): data_quality"
 
 

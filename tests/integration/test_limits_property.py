@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import Field
 
+from helpers.scenarios import transitions
 from keel.backtest.run import execute_run
 from keel.brokers.paper import PaperBroker
 from keel.data.synthetic import generate_regime_ohlcv
@@ -159,14 +160,9 @@ def test_no_random_intent_stream_breaches_a_limit(
 def _sent_within_approval(result) -> None:
     """Every order sent carries at most the units and the notional the supervisor approved; no approved buy was
     refused by the broker for cash (the supervisor prices it exactly as the broker does)."""
-    import orjson
-
     approved, sent = {}, {}
-    for line in (result.run_dir / "events.jsonl").read_bytes().splitlines():
-        record = orjson.loads(line)
+    for record in transitions(result):
         p = record["payload"]
-        if record["event"] != "intent.transition":
-            continue
         if p["to"] == "approved":
             approved[p["intent_id"]] = p
         elif p["from"] == "executing" and "order" in p:

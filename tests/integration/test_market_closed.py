@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from helpers.cli import keel
-from helpers.scenarios import bars, events, fills, intent_rows, run, scripted
+from helpers.scenarios import bars, fills, intent_rows, run, scripted, transitions
 from keel.backtest.run import execute_run
 from keel.data.files import load_ohlcv
 from keel.data.frame import ns_to_datetime
@@ -60,7 +60,7 @@ def test_no_entry_is_decided_while_the_nyse_is_closed_and_the_exit_still_passes(
         ("buy", at(SESSION + 1)),
         ("sell", at(SATURDAY + 1)),
     ]
-    blocked = [e for e in events(result, "intent.transition") if e["payload"]["to"] == "blocked"]
+    blocked = [e for e in transitions(result) if e["payload"]["to"] == "blocked"]
     assert [(e["ts"], e["payload"]["reason"]) for e in blocked] == [
         (at(HOLIDAY), "MARKET_CLOSED"),
         (at(SUNDAY), "MARKET_CLOSED"),

@@ -3,7 +3,7 @@ limits, market orders within the collar, buys the broker will accept, exits that
 
 from __future__ import annotations
 
-from helpers.scenarios import bars, events, fills, run, scripted
+from helpers.scenarios import bars, events, fills, run, scripted, transitions
 from keel.settings import Profile
 
 FLAT = [100.0] * 6
@@ -11,18 +11,14 @@ FLAT = [100.0] * 6
 
 def _approved(result) -> dict[str, dict]:
     """intent id -> the verdict detail carried by its approval."""
-    return {
-        e["payload"]["intent_id"]: e["payload"]
-        for e in events(result, "intent.transition")
-        if e["payload"]["to"] == "approved"
-    }
+    return {e["payload"]["intent_id"]: e["payload"] for e in transitions(result) if e["payload"]["to"] == "approved"}
 
 
 def _sent(result) -> dict[str, dict]:
     """intent id -> the order the executor sent, as the journal recorded it."""
     return {
         e["payload"]["intent_id"]: e["payload"]["order"]
-        for e in events(result, "intent.transition")
+        for e in transitions(result)
         if e["payload"]["to"] == "executed"
     }
 

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from helpers.scenarios import ScenarioBroker, bars, events, fills, scripted, settings_for
+from helpers.scenarios import ScenarioBroker, bars, events, fills, scripted, settings_for, transitions
 from keel.backtest.run import execute_run
 from keel.brokers.faults import Fault, FaultPlan, FaultyBroker
 from keel.data.synthetic import generate_regime_ohlcv
@@ -124,11 +124,7 @@ def test_a_fill_proves_an_order_whose_lookup_failed(tmp_path):
 
 
 def _moves(result, intent_id: str, to: str) -> list[dict]:
-    return [
-        e
-        for e in events(result, "intent.transition")
-        if e["payload"]["intent_id"] == intent_id and e["payload"]["to"] == to
-    ]
+    return [e for e in transitions(result) if e["payload"]["intent_id"] == intent_id and e["payload"]["to"] == to]
 
 
 def test_an_order_the_venue_never_took_waits_out_the_grace_before_it_fails(tmp_path):

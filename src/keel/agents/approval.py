@@ -19,27 +19,23 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from keel.agents.approval_policy import STAGE, approval_target
+from keel.agents.approval_policy import within_auto_policy as within_auto_policy
 from keel.agents.supervisor import recheck, reserve
 from keel.approval.binding import bound_hash
-from keel.domain.decisions import ApprovalMode, TradingState
+from keel.domain.decisions import TradingState
 from keel.domain.intents import IntentState, TradeIntent
 from keel.domain.reasons import ReasonCode
 from keel.runtime.book import PendingApproval
-from keel.settings import Mode
 
 if TYPE_CHECKING:
     from keel.runtime.context import RunContext
     from keel.runtime.state import CycleState
 
-STAGE = "approval"
-
-
-def within_auto_policy(intent: TradeIntent, ctx: RunContext) -> bool:
-    cap = ctx.settings.approval.auto_max_notional
-    return cap is None or intent.leg.reduces_risk or intent.notional <= cap
-
 
 def approval(state: CycleState, ctx: RunContext) -> dict:
+    """Carry out each allowed intent's approval: journal it where the supervisor did not (a run begun before journal
+    format 5), then hand the approved to the executor, keep the waiting ones waiting, and release the rest."""
     late = state.get("late_approved") or []  # approved by an operator since the last bar, in the order approved
     if not state["allowed"]:
         return {"approved": list(late)}
@@ -47,31 +43,22 @@ def approval(state: CycleState, ctx: RunContext) -> dict:
     journal = ctx.journal
     now = ctx.clock.now()
     approved = list(late)
-    for intent, verdict_detail in state["allowed"]:
-        detail = dict(verdict_detail)
-        if ctx.mode is Mode.SHADOW:
-            target, reason, actor = IntentState.SHADOWED, ReasonCode.SHADOW_MODE, STAGE
-        elif intent.leg.reduces_risk or (cfg.mode is ApprovalMode.AUTO and within_auto_policy(intent, ctx)):
-            # closing risk never waits for a person, in any mode: the approval of the entry covered its exits
-            target, reason, actor = IntentState.APPROVED, None, cfg.auto_approver
-        else:
-            target, actor = IntentState.PENDING_APPROVAL, STAGE
-            reason = (
-                ReasonCode.APPROVAL_PENDING if cfg.mode is not ApprovalMode.AUTO else ReasonCode.AUTO_POLICY_EXCEEDED
+    for intent, verdict_detail, decided in state["allowed"]:
+        if decided is None:
+            target, actor, reason, detail = approval_target(intent, ctx, verdict_detail)
+            journal.transition(
+                intent.intent_id,
+                IntentState.PROPOSED,
+                target,
+                ts=now,
+                actor=actor,
+                reason=reason.value if reason else None,
+                stage=STAGE,
+                run_id=ctx.run_id,
+                detail=detail,
             )
-            if cfg.mode is ApprovalMode.SHADOW_AUTO:
-                detail["would_auto_approve"] = within_auto_policy(intent, ctx)
-        journal.transition(
-            intent.intent_id,
-            IntentState.PROPOSED,
-            target,
-            ts=now,
-            actor=actor,
-            reason=reason.value if reason else None,
-            stage=STAGE,
-            run_id=ctx.run_id,
-            detail=detail,
-        )
+        else:
+            target, detail = decided, verdict_detail
         if target is IntentState.APPROVED:
             approved.append(intent)
         elif target is IntentState.PENDING_APPROVAL:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from keel.agents.approval_policy import approval_target
 from keel.agents.hydrate import account_skills, available_for
 from keel.agents.outlook import outlook_at
 from keel.data.frame import datetime_to_ns
@@ -18,6 +19,7 @@ from keel.domain.costs import price_band
 from keel.domain.decisions import CriticVerdict, Decision, NoTradeTrigger, TradingState
 from keel.domain.intents import IntentState, Side
 from keel.domain.reasons import ReasonCode
+from keel.journal.journal import Decided
 from keel.risk.checks import CheckInput, CheckRun, run_checks
 from keel.risk.limits import EffectiveLimits, resolve_limits
 
@@ -50,21 +52,12 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
     # nothing of it written, as when the strategist validated them.
     intents = [proposal.intent() for proposal in state["proposals"]]
     allowed = []
+    decided_first = journal.decided_proposals
     for intent in intents:
-        if not journal.create_intent(intent, ts=now, stage="strategist"):
-            journal.event(
-                STAGE,
-                "intent.duplicate",
-                {"intent_id": intent.intent_id, "reason": ReasonCode.DUPLICATE_INTENT.value},
-                ts=now,
-                run_id=ctx.run_id,
-            )
+        if not decided_first and not journal.create_intent(intent, ts=now, stage="strategist"):
+            _duplicate(ctx, intent, now)
             continue
         symbol = intent.symbol
-        if intent.leg.reduces_risk:
-            book.pending_exit[symbol] = intent.intent_id
-        else:
-            book.pending_entry[symbol] = intent.intent_id
         check = check_input(
             intent,
             ctx,
@@ -83,42 +76,72 @@ def supervisor(state: CycleState, ctx: RunContext) -> dict:
             rejected = ReasonCode.CRITIC_REJECTED
         decision = Decision.REJECT if rejected else (Decision.MODIFY if run.modified else Decision.APPROVE)
         reasons = (rejected,) if rejected else run.modified
-        tally = book.verdicts
-        tally[decision.value] = tally.get(decision.value, 0) + 1
-        for code in run.modified if not rejected else ():
-            key = f"modify:{code.value}"
-            tally[key] = tally.get(key, 0) + 1
-        checks = checks_of(run)
-        # The verdict travels with the intent's next transition (blocked here, or the approval's), so each decision
-        # is one journal event that names every check and what may be sent (units, and an all-in buy's notional).
+        # The verdict travels with the intent's first transition (blocked here, or the approval's), so each decision
+        # is one journal record that names every check and what may be sent (units, and an all-in buy's notional).
         detail = {
             "verdict": decision.value,
             "reasons": [r.value for r in reasons],
-            "checks": checks,
+            "checks": checks_of(run),
             "critic": review.verdict.value if review is not None else None,
             "requested_quantity": intent.quantity,
             "approved_quantity": 0.0 if rejected else run.quantity,
             "approved_notional": None if rejected else run.notional_cap,
         }
+        proposed = intent
+        if not rejected and run.modified:
+            intent = intent.but(quantity=run.quantity, notional_cap=run.notional_cap)
+        target: IntentState | None = None
+        if decided_first:
+            # Journal format 5: the intent is journalled with its whole decision, the approval's included, in one
+            # record; a replayed one (already journalled) is recognised here, judged but never acted on.
+            if rejected:
+                target, actor, reason = IntentState.BLOCKED, STAGE, rejected.value
+            else:
+                target, actor, why, detail = approval_target(intent, ctx, detail)
+                reason = why.value if why else None
+            if not journal.create_intent(
+                proposed, ts=now, stage="strategist", decision=Decided(target, actor, reason, detail)
+            ):
+                _duplicate(ctx, proposed, now)
+                continue
+        if intent.leg.reduces_risk:
+            book.pending_exit[symbol] = intent.intent_id
+        else:
+            book.pending_entry[symbol] = intent.intent_id
+        tally = book.verdicts
+        tally[decision.value] = tally.get(decision.value, 0) + 1
+        for code in run.modified if not rejected else ():
+            key = f"modify:{code.value}"
+            tally[key] = tally.get(key, 0) + 1
         if rejected:
-            journal.transition(
-                intent.intent_id,
-                IntentState.PROPOSED,
-                IntentState.BLOCKED,
-                ts=now,
-                actor=STAGE,
-                reason=rejected.value,
-                stage=STAGE,
-                run_id=ctx.run_id,
-                detail=detail,
-            )
+            if not decided_first:
+                journal.transition(
+                    intent.intent_id,
+                    IntentState.PROPOSED,
+                    IntentState.BLOCKED,
+                    ts=now,
+                    actor=STAGE,
+                    reason=rejected.value,
+                    stage=STAGE,
+                    run_id=ctx.run_id,
+                    detail=detail,
+                )
             book.release(intent.intent_id, symbol)
             continue
-        if run.modified:
-            intent = intent.but(quantity=run.quantity, notional_cap=run.notional_cap)
         reserve(intent, ctx)
-        allowed.append((intent, detail))
+        allowed.append((intent, detail, target))
     return {"allowed": allowed}
+
+
+def _duplicate(ctx: RunContext, intent: TradeIntent, now) -> None:
+    """An intent id the journal already holds: a replay of a decision already taken, recorded and left alone."""
+    ctx.journal.event(
+        STAGE,
+        "intent.duplicate",
+        {"intent_id": intent.intent_id, "reason": ReasonCode.DUPLICATE_INTENT.value},
+        ts=now,
+        run_id=ctx.run_id,
+    )
 
 
 def recent_orders(book, ts_ns: int):

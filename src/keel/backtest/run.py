@@ -61,8 +61,11 @@ DB_FILE = "keel.db"
 #: the event vocabulary of the journal this version writes (2: order events carry the order, trading-state and
 #: resume events); `run.started` records it
 #: 2: order events carry the order; 3: `run.started` says whether transitions are rows too (`transition_rows`);
-#: 4: an orders row's payload holds only the facts its columns do not (`journal.store_orders.PAYLOAD_ONLY`)
-JOURNAL_FORMAT = 4
+#: 4: an orders row's payload holds only the facts its columns do not (`journal.store_orders.PAYLOAD_ONLY`);
+#: 5: an intent is journalled with its decision, `intent.proposed` carrying its first transition (`decision`)
+JOURNAL_FORMAT = 5
+#: the first format whose proposals carry their decision (`keel.journal.journal.Decided`)
+DECIDED_PROPOSALS_FORMAT = 5
 TradingScript = Sequence[tuple[int, TradingState, str]]
 
 if TYPE_CHECKING:
@@ -210,6 +213,7 @@ def execute_run(
             if on_run_id is not None:
                 on_run_id(run_id)
             journal.store.transition_rows = transition_rows(mode, existing)
+            journal.decided_proposals = journal_format(existing) >= DECIDED_PROPOSALS_FORMAT
             if existing is not None and existing.status is RunStatus.COMPLETE:
                 summary, rebuilt = _reuse(existing, run_dir, journal.store, prepared.market, settings)
                 return RunResult(run_dir, summary, time.perf_counter() - started, False, True, 0, rebuilt, folder.kept)
@@ -231,7 +235,7 @@ def execute_run(
             started_seq = _started_seq(journal) if existing is not None else None
             if started_seq is None:
                 # A run row without its run.started record: killed between the two, nothing else was written.
-                meta = _meta(ctx, frames)
+                meta = _meta(ctx, frames, journal_format(existing))
                 if existing is None:
                     journal.store.start_run(run_id, mode=mode.value, config_hash=run_id, meta=meta, ts=first_ts)
                 journal.event("runtime", "run.started", meta, ts=first_ts, run_id=run_id)
@@ -374,10 +378,19 @@ def transition_rows(mode: Mode, existing: RunRecord | None) -> bool:
     return bool(existing.meta.get("transition_rows", True))
 
 
-def _meta(ctx: RunContext, frames: list[OHLCV]) -> dict:
+def journal_format(existing: RunRecord | None) -> int:
+    """The journal format a run writes: this version's for a new run; a resumed one keeps the format it began with,
+    so the re-run of its interrupted cycle writes what that cycle wrote."""
+    if existing is None:
+        return JOURNAL_FORMAT
+    fmt = existing.meta.get("journal_format", 1)
+    return fmt if type(fmt) is int else 1
+
+
+def _meta(ctx: RunContext, frames: list[OHLCV], fmt: int) -> dict:
     return {
         "run_id": ctx.run_id,
-        "journal_format": JOURNAL_FORMAT,
+        "journal_format": fmt,
         "transition_rows": ctx.journal.store.transition_rows,
         "mode": ctx.mode.value,
         "profile": ctx.profile.value,

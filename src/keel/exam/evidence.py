@@ -19,6 +19,7 @@ from keel.domain.decisions import TradingState
 from keel.domain.intents import Leg
 from keel.domain.reasons import ReasonCode
 from keel.journal.eventlog import iter_records
+from keel.journal.journal import transition_of
 from keel.journal.verify import RUN_LOG_FILE
 
 HALTED, REDUCING, ACTIVE = TradingState.HALTED.value, TradingState.REDUCING.value, TradingState.ACTIVE.value
@@ -81,24 +82,6 @@ def read_evidence(run_dir: Path) -> RunEvidence:
             ev.governance = p.get("governance") if isinstance(p.get("governance"), dict) else None
         elif event == "intent.proposed":
             ev.intents[p["intent_id"]] = dict(p.get("intent") or {})
-        elif event == "intent.transition":
-            leg = ev.intents.get(p["intent_id"], {}).get("leg")
-            seen = _state_seen(p, r.get("stage"), leg, state)
-            if seen is not None and seen != state:
-                state = seen
-                ev.states.append((seq, state, f"{r.get('stage')} {p.get('from')} → {p.get('to')}"))
-            step = {
-                "seq": seq,
-                "from": p.get("from"),
-                "to": p.get("to"),
-                "actor": p.get("actor"),
-                "reason": p.get("reason"),
-                "stage": r.get("stage"),
-                "payload": p,
-            }
-            ev.transitions.setdefault(p["intent_id"], []).append(step)
-            if p.get("to") == "executing":
-                ev.sends.append(Send(seq, p["intent_id"], r["ts"], state, dict(overrides)))
         elif event in ("kill_switch.tripped", "trading_state.simulated", "trading_state.changed"):
             if p.get("state") in (HALTED, REDUCING, ACTIVE) and p["state"] != state:
                 state = p["state"]
@@ -110,10 +93,36 @@ def read_evidence(run_dir: Path) -> RunEvidence:
             overrides = {o["limit"]: float(o["value"]) for o in p.get("overrides") or [] if "limit" in o}
         elif event == "order.fill":
             ev.fills.append((seq, p.get("symbol"), p.get("side"), float(p.get("quantity") or 0.0), overrides))
+        if (moved := transition_of(r)) is not None:  # a transition, or the decision a proposal carries (format 5)
+            state = _step(ev, r, moved, state, overrides)
         facts = p.get("order")
         if isinstance(facts, dict) and facts.get("client_order_id"):
             ev.orders.setdefault(facts["client_order_id"], []).append({**facts, "seq": seq})
     return ev
+
+
+def _step(ev: RunEvidence, r: dict[str, Any], p: dict[str, Any], state: str | None, overrides: dict) -> str | None:
+    """Take one transition of an intent (a record's, or the decision its proposal carries) and return the trading
+    state as known after it."""
+    seq = int(r["seq"])
+    leg = ev.intents.get(p["intent_id"], {}).get("leg")
+    seen = _state_seen(p, r.get("stage"), leg, state)
+    if seen is not None and seen != state:
+        state = seen
+        ev.states.append((seq, state, f"{r.get('stage')} {p.get('from')} → {p.get('to')}"))
+    step = {
+        "seq": seq,
+        "from": p.get("from"),
+        "to": p.get("to"),
+        "actor": p.get("actor"),
+        "reason": p.get("reason"),
+        "stage": r.get("stage"),
+        "payload": p,
+    }
+    ev.transitions.setdefault(p["intent_id"], []).append(step)
+    if p.get("to") == "executing":
+        ev.sends.append(Send(seq, p["intent_id"], r["ts"], state, dict(overrides)))
+    return state
 
 
 def _state_seen(payload: dict[str, Any], stage: str | None, leg: str | None, state: str | None) -> str | None:

@@ -7,9 +7,9 @@ the row's key, the column, the stored value and the logged one. What the log say
 
 * `intents`: the `intent.proposed` payload's `intent` (its canonical JSON is the `payload` column; run_id,
   strategy_id, symbol, side, leg and quantity come from it; `created_ts` is the record's ts), then its
-  `intent.transition` records: `state` the last `to`, `version` 1 + their number, `updated_ts` and `last_reason`
-  the last one's ts and reason;
-* `intent_transitions`: one row per `intent.transition` (from, to, ts, reason, actor), in log order per intent —
+  transitions — the `decision` the proposal carries (journal format 5), then its `intent.transition` records:
+  `state` the last `to`, `version` 1 + their number, `updated_ts` and `last_reason` the last one's ts and reason;
+* `intent_transitions`: one row per transition (from, to, ts, reason, actor), in log order per intent —
   unless the run keeps its transitions in the log only (journal format 3, `run.started` payload `transition_rows`
   false: a replay), when there must be none; its intents' rows still prove every transition through their state,
   version and last reason;
@@ -183,9 +183,10 @@ class _Intent:
         self.line, self.seq, self.ts, self.payload, self.columns = line, seq, ts, payload, columns
 
 
-#: (intent_id, from_state, to_state, ts, reason, actor, line, seq) of one `intent.transition` record: its row's
-#: columns first, in the order `_check_transitions` selects them
-_Transition = tuple[Any, Any, Any, Any, Any, Any, int, int]
+#: (intent_id, from_state, to_state, ts, reason, actor, line, seq, event) of one transition: an `intent.transition`
+#: record, or the decision an `intent.proposed` carries (format 5); its row's columns first, in the order
+#: `_check_transitions` selects them
+_Transition = tuple[Any, Any, Any, Any, Any, Any, int, int, str]
 
 
 @dataclass(slots=True)
@@ -240,24 +241,13 @@ class RowAudit:
         event = record["event"]
         try:
             if event == "intent.transition":
-                intent_id = intern(payload["intent_id"])
-                moves = self._transitions.get(intent_id)
-                if moves is None:
-                    moves = self._transitions[intent_id] = []
-                moves.append(
-                    (
-                        intent_id,
-                        intern(payload["from"]),
-                        intern(payload["to"]),
-                        record["ts"],
-                        payload.get("reason"),
-                        intern(payload["actor"]),
-                        line,
-                        record["seq"],
-                    )
-                )
+                self._move(intern(payload["intent_id"]), payload, line, record)
             elif event == "intent.proposed":
-                self._proposed(line, record, payload)
+                if self._proposed(line, record, payload) and "decision" in payload:
+                    decision = payload["decision"]
+                    if type(decision) is not dict:
+                        raise TypeError("'decision'")
+                    self._move(intern(payload["intent_id"]), decision, line, record)
             elif event == "order.fill":
                 self._fill(line, record, payload)
             elif event == "trading_state.changed":
@@ -291,12 +281,33 @@ class RowAudit:
                 # as JSON text: a quarter of the memory of the parsed order, for every order of the run
                 self._orders[coid] = (_dumps(order).decode(), intern(record["run_id"]), line, record["seq"], event)
 
-    def _proposed(self, line: int, record: dict[str, Any], payload: dict[str, Any]) -> None:
+    def _move(self, intent_id: str, transition: dict[str, Any], line: int, record: dict[str, Any]) -> None:
+        """One transition of an intent: an `intent.transition` record's, or the decision an `intent.proposed` carries
+        (journal format 5)."""
+        moves = self._transitions.get(intent_id)
+        if moves is None:
+            moves = self._transitions[intent_id] = []
+        moves.append(
+            (
+                intent_id,
+                intern(transition["from"]),
+                intern(transition["to"]),
+                record["ts"],
+                transition.get("reason"),
+                intern(transition["actor"]),
+                line,
+                record["seq"],
+                record["event"],
+            )
+        )
+
+    def _proposed(self, line: int, record: dict[str, Any], payload: dict[str, Any]) -> bool:
+        """Take a proposal; False for a second one of the same intent (whose decision, if any, is not the row's)."""
         intent_id, fields = payload["intent_id"], payload["intent"]
         if type(fields) is not dict:
             raise TypeError("'intent' fields")
         if intent_id in self._intents:
-            return  # the journal never logs a second proposal; the row is the first one's
+            return False  # the journal never logs a second proposal; the row is the first one's
         columns = (
             intern(fields["run_id"]),
             intern(fields["strategy_id"]),
@@ -308,6 +319,7 @@ class RowAudit:
         # as text: orjson's bytes keep the whole buffer they were written into, ten times the JSON
         payload_json = canonical(fields).decode()
         self._intents[intent_id] = _Intent(line, record["seq"], record["ts"], payload_json, columns)
+        return True
 
     def _fill(self, line: int, record: dict[str, Any], payload: dict[str, Any]) -> None:
         fill_id = payload["fill_id"]
@@ -466,7 +478,7 @@ class RowAudit:
                 expected = (*intent.columns, "proposed", 1, intent.ts, intent.ts, None)
             if row[1:12] != expected:
                 proposal = (intent.line, intent.seq, "intent.proposed")
-                history = (last[6], last[7], "intent.transition") if moves else proposal
+                history = (last[6], last[7], last[8]) if moves else proposal
                 _compare(out, "intents", intent_id, _INTENT_COLUMNS[:6], row[1:7], expected[:6], proposal)
                 _compare(out, "intents", intent_id, ("state", "version"), row[7:9], expected[6:8], history)
                 _compare(out, "intents", intent_id, ("created_ts",), row[9:10], expected[8:9], proposal)
@@ -558,7 +570,7 @@ class RowAudit:
                                 column,
                                 row[c],
                                 move[1 + c],
-                                (move[6], move[7], "intent.transition"),
+                                (move[6], move[7], move[8]),
                                 f"transition {j1 + k + 1} ({move[1]} → {move[2]}): "
                                 f"{column} is {_show(row[c])} in the database, {_show(move[1 + c])} in the log",
                             )

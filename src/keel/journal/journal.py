@@ -25,7 +25,7 @@ from typing import Any
 
 from keel.domain.decisions import TradingState
 from keel.domain.errors import InputError, JournalIntegrityError
-from keel.domain.intents import IntentState, TradeIntent
+from keel.domain.intents import IntentState, TradeIntent, check_transition
 from keel.domain.orders import Fill, Order, OrderFacts, order_facts
 from keel.journal.errors import ResumeDiverged
 from keel.journal.eventlog import ZERO_HASH, Cut, EventLog, canonical, record_hash
@@ -58,6 +58,45 @@ class RecoveryReport:
         return self.cut is not None
 
 
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """An intent's first transition, decided before the intent is journalled (`Journal.create_intent`): where it goes
+    from `proposed`, who moved it, why, and what the decision recorded beside (the verdict, every check)."""
+
+    target: IntentState
+    actor: str
+    reason: str | None = None
+    detail: Mapping[str, Any] | None = None
+
+    def payload(self) -> dict[str, Any]:
+        """The transition as `intent.proposed` carries it: the keys of an `intent.transition` payload but the intent
+        id (the event's own), and the detail, which may not redefine them."""
+        out: dict[str, Any] = {"from": IntentState.PROPOSED._value_, "to": self.target._value_}
+        out["reason"] = self.reason
+        out["actor"] = self.actor
+        if self.detail:
+            if not _TRANSITION_KEYS.isdisjoint(self.detail):
+                clash = _TRANSITION_KEYS & self.detail.keys()
+                raise InputError(f"decision detail may not redefine {', '.join(sorted(clash))}")
+            out.update(self.detail)
+        return out
+
+
+def transition_of(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The intent transition a log record carries, as an `intent.transition` payload (intent id, from, to, reason,
+    actor and the detail): that event's own payload, or the decision an `intent.proposed` carries (journal format 5);
+    None for any other record. The one place a reader learns both spellings of a transition."""
+    payload = record.get("payload")
+    if not isinstance(payload, dict):
+        return None
+    event = record.get("event")
+    if event == "intent.transition":
+        return payload
+    if event == "intent.proposed" and isinstance(payload.get("decision"), dict):
+        return {"intent_id": payload.get("intent_id"), **payload["decision"]}
+    return None
+
+
 class Journal:
     """The journal the rest of Keel uses. Not thread-safe; one writer per event log."""
 
@@ -69,6 +108,9 @@ class Journal:
         self._committed = store.head(log_id) or (0, ZERO_HASH)
         self._needs_recovery = log.torn_tail or log.head != self._committed
         self._closed = False
+        #: journal format 5: a proposal is journalled with its decision inside (`create_intent(decision=)`). A run
+        #: begun under an earlier format keeps writing a separate first transition, so its resume reproduces it.
+        self.decided_proposals = True
         self._depth = 0  # nesting of write-through units (see `atomic`)
         #: the open unit of a write-through decision cycle (see `cycle`), None outside one
         self._cycle_unit: ExitStack | None = None
@@ -290,8 +332,13 @@ class Journal:
         self._check_usable()
         return self._log.append(ts=ts_text, run_id=run_id, stage=stage, event=event, payload=payload)
 
-    def create_intent(self, intent: TradeIntent, *, ts: datetime, stage: str) -> bool:
+    def create_intent(self, intent: TradeIntent, *, ts: datetime, stage: str, decision: Decided | None = None) -> bool:
         """Record a proposed intent and its `intent.proposed` event (carrying the intent itself).
+
+        `decision`: the intent was judged before it was journalled (journal format 5): its first transition
+        (`proposed → decision.target`) travels inside the same event, under `decision`, and the row is created in the
+        decided state (with its transition row where the store keeps them). One event and one record of the decision
+        instead of two, the same facts.
 
         Returns False and writes nothing when the identical intent already exists (a replayed decision);
         raises `DuplicateIntentConflict` when the id exists with other parameters.
@@ -299,30 +346,32 @@ class Journal:
         ts_text = to_iso(ts)
         if self._write_through:
             with self._unit():
-                return self._create(intent, ts_text, stage)
+                return self._create(intent, ts_text, stage, decision)
         self._check_usable()
-        return self._create(intent, ts_text, stage)
+        return self._create(intent, ts_text, stage, decision)
 
-    def _create(self, intent: TradeIntent, ts: str, stage: str) -> bool:
+    def _create(self, intent: TradeIntent, ts: str, stage: str, decision: Decided | None) -> bool:
         # The intent's fields are JSON-native for orjson (str enums, aware datetimes, tuples): one canonical
         # serialisation serves the row, and the event carries the same fields.
         fields = intent.__dict__
-        if self._redo is not None and self._redone(
-            ts, intent.run_id, stage, "intent.proposed", {"intent_id": intent.intent_id, "intent": fields}
-        ):
+        body: dict[str, Any] = {"intent_id": intent.intent_id, "intent": fields}
+        if decision is not None:
+            body["decision"] = decision.payload()
+        if self._redo is not None and self._redone(ts, intent.run_id, stage, "intent.proposed", body):
             return True  # created before the interruption; the re-run carries it on
+        if decision is not None:
+            check_transition(intent.intent_id, IntentState.PROPOSED, decision.target)  # before anything is written
         payload = canonical(fields).decode()
         log = self._log
         mark = log.head
-        log.append(
-            ts=ts,
-            run_id=intent.run_id,
-            stage=stage,
-            event="intent.proposed",
-            payload={"intent_id": intent.intent_id, "intent": fields},
-        )
+        log.append(ts=ts, run_id=intent.run_id, stage=stage, event="intent.proposed", payload=body)
+        store = self._store
         try:
-            created = self._store._create_intent(intent, ts, payload)
+            created = store._create_intent(intent, ts, payload)
+            if created and decision is not None:
+                store._transition(
+                    intent.intent_id, IntentState.PROPOSED, decision.target, ts, decision.actor, decision.reason
+                )
         except BaseException:
             log.rewind(mark)
             raise

@@ -181,25 +181,28 @@ def _replay(journal: Journal, run_id: str, breaks: list[Break]) -> dict[str, str
         if not isinstance(payload, dict) or not isinstance(payload.get("intent_id"), str):
             breaks.append(Break("?", BreakKind.BAD_LOG_SEQUENCE, f"seq {seq}: {name} without an intent id"))
             continue
+        intent_id = payload["intent_id"]
         if name == "intent.proposed":
-            intent_id = payload["intent_id"]
             if intent_id in states:
                 breaks.append(Break(intent_id, BreakKind.BAD_LOG_SEQUENCE, f"proposed again at seq {seq}"))
             states[intent_id] = IntentState.PROPOSED.value
+            decision = payload.get("decision")  # journal format 5: the proposal carries its first transition
+            if decision is None:
+                continue
+            moved = decision if isinstance(decision, dict) else {}
         else:
-            intent_id, source, target = payload["intent_id"], payload.get("from"), payload.get("to")
-            current = states.get(intent_id)
-            if current is None:
-                breaks.append(Break(intent_id, BreakKind.BAD_LOG_SEQUENCE, f"transition before proposal, seq {seq}"))
-            elif current != source:
-                breaks.append(
-                    Break(intent_id, BreakKind.BAD_LOG_SEQUENCE, f"seq {seq} moves from {source}, log had {current}")
-                )
-            elif not isinstance(target, str) or not _legal(source, target):
-                breaks.append(
-                    Break(intent_id, BreakKind.BAD_LOG_SEQUENCE, f"seq {seq}: illegal edge {source} → {target}")
-                )
-            states[intent_id] = target
+            moved = payload
+        source, target = moved.get("from"), moved.get("to")
+        current = states.get(intent_id)
+        if current is None:
+            breaks.append(Break(intent_id, BreakKind.BAD_LOG_SEQUENCE, f"transition before proposal, seq {seq}"))
+        elif current != source:
+            breaks.append(
+                Break(intent_id, BreakKind.BAD_LOG_SEQUENCE, f"seq {seq} moves from {source}, log had {current}")
+            )
+        elif not isinstance(target, str) or not _legal(source, target):
+            breaks.append(Break(intent_id, BreakKind.BAD_LOG_SEQUENCE, f"seq {seq}: illegal edge {source} → {target}"))
+        states[intent_id] = target
     return states
 
 

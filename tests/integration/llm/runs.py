@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from helpers.scenarios import transitions as scenario_transitions
 from keel.backtest.run import RunResult, execute_run
 from keel.data.synthetic import generate_regime_ohlcv
 from keel.journal.eventlog import iter_records
@@ -69,6 +70,11 @@ def events(run_dir: Path, name: str | None = None) -> list[dict[str, Any]]:
     return [r for r in iter_records(run_dir / "events.jsonl") if name is None or r["event"] == name]
 
 
+def transitions(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's intent transitions, a proposal's decision among them (`helpers.scenarios.transitions`)."""
+    return scenario_transitions(events(run_dir))
+
+
 def intents(run_dir: Path) -> list[dict[str, Any]]:
     return [r["payload"]["intent"] for r in events(run_dir, "intent.proposed")]
 
@@ -78,7 +84,7 @@ def executed_entries(run_dir: Path) -> list[str]:
     entries = {i["intent_id"] for i in intents(run_dir) if i["leg"] == "entry"}
     return sorted(
         r["payload"]["intent_id"]
-        for r in events(run_dir, "intent.transition")
+        for r in transitions(run_dir)
         if r["payload"].get("to") == "executed" and r["payload"]["intent_id"] in entries
     )
 

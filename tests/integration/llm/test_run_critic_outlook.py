@@ -15,7 +15,7 @@ def run_with(tmp_path, roles: dict[str, dict]):
 def blocked(run_dir) -> dict[str, str]:
     return {
         r["payload"]["intent_id"]: r["payload"]["reason"]
-        for r in runs.events(run_dir, "intent.transition")
+        for r in runs.transitions(run_dir)
         if r["payload"]["to"] == "blocked"
     }
 
@@ -33,7 +33,7 @@ def test_a_critic_reject_blocks_the_entry_and_never_an_exit(tmp_path):
     why = blocked(result.run_dir)
     assert all(why[e["intent_id"]] == "CRITIC_REJECTED" for e in entries)
     assert runs.executed_entries(result.run_dir) == []
-    proposals = {r["payload"]["intent_id"] for r in runs.events(result.run_dir, "intent.transition")}
+    proposals = {r["payload"]["intent_id"] for r in runs.transitions(result.run_dir)}
     assert proposals  # and nothing was sent
 
 

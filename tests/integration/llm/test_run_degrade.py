@@ -36,7 +36,7 @@ def failing_role(server, **changes):
 
 
 def transitions(run_dir):
-    return [r["payload"] for r in runs.events(run_dir, "intent.transition")]
+    return [r["payload"] for r in runs.transitions(run_dir)]
 
 
 def fate(run_dir) -> dict[str, tuple[str, str | None]]:

@@ -16,7 +16,7 @@ from .chat_server import ChatServer, completion
 def blocked(run_dir) -> dict[str, str]:
     return {
         r["payload"]["intent_id"]: r["payload"]["reason"]
-        for r in runs.events(run_dir, "intent.transition")
+        for r in runs.transitions(run_dir)
         if r["payload"]["to"] == "blocked"
     }
 

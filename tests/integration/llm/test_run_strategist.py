@@ -78,7 +78,7 @@ def test_a_valid_answer_becomes_an_ordinary_intent_that_every_gate_judges(tmp_pa
     # each went through the supervisor and the approval like any other intent
     judged = {
         r["payload"]["intent_id"]: r["payload"]
-        for r in runs.events(result.run_dir, "intent.transition")
+        for r in runs.transitions(result.run_dir)
         if r["payload"]["from"] == "proposed"
     }
     assert all(set(judged[e["intent_id"]]["checks"]) >= {"degrade", "max_order_notional", "cash"} for e in entries)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from helpers.cli import keel
+from helpers.scenarios import transitions
 from helpers.sessions import ScriptedFeed, control, events, settings_for
 from keel.domain.errors import InputError
 from keel.runtime.session import SessionSpec, run_session
@@ -66,8 +67,8 @@ def test_a_degraded_session_leaves_degrade_mode_when_an_operator_asks_it_and_ent
     proposed = {r["payload"]["intent"]["intent_id"]: r["seq"] for r in log if r["event"] == "intent.proposed"}
     reasons = {
         r["payload"]["intent_id"]: r["payload"].get("reason")
-        for r in log
-        if r["event"] == "intent.transition" and r["payload"]["from"] == "proposed"
+        for r in transitions(log)
+        if r["payload"]["from"] == "proposed"
     }
     during = [i for i, seq in proposed.items() if entered["seq"] < seq < resumed["seq"]]
     after = [i for i, seq in proposed.items() if seq > resumed["seq"]]

@@ -28,6 +28,7 @@ from helpers.crash import (
     operated_session_at,
     sigkill_and_compare,
 )
+from helpers.scenarios import transitions as scenario_transitions
 from helpers.sessions import ScriptedFeed, control, settings_for
 from keel.approval.service import ApproverRole, approve, pending, reject
 from keel.control.records import ApprovalStatus, SessionStatus
@@ -112,8 +113,7 @@ def test_sigkill_with_manual_approvals_in_flight_resumes_to_the_same_money_and_d
     # every entry that was sent was approved by a person
     approved_by = {
         r["payload"]["intent_id"]: r["payload"]["actor"]
-        for r in records(crashed / "sessions" / "s")
-        if r["event"] == "intent.transition" and r["payload"]["to"] == "approved"
+        for r in transitions(records(crashed / "sessions" / "s"), to="approved")
     }
     assert {approved_by[i] for i, r in got.items() if r.status is ApprovalStatus.EXECUTED} <= set(APPROVERS)
 
@@ -181,7 +181,7 @@ def decisions_in(recs):
 
 
 def transitions(recs, **match):
-    found = [r for r in recs if r["event"] == "intent.transition"]
+    found = scenario_transitions(recs)
     return [r for r in found if all(r["payload"].get(k) == v for k, v in match.items())]
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from helpers.scenarios import transitions as scenario_transitions
 from helpers.sessions import ScriptedFeed, control, events, intents, rows, settings_for
 from keel.approval.service import ApproverRole, approve, pending, reject
 from keel.control.records import ApprovalStatus
@@ -34,7 +35,7 @@ def now():
 
 
 def transitions(run_dir, **match):
-    found = [r for r in events(run_dir) if r["event"] == "intent.transition"]
+    found = scenario_transitions(events(run_dir))
     return [r for r in found if all(r["payload"].get(k) == v or r.get(k) == v for k, v in match.items())]
 
 

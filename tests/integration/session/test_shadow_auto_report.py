@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from helpers.cli import keel
+from helpers.scenarios import transitions
 from helpers.sessions import ScriptedFeed, control, events, settings_for
 from keel.approval.service import ApproverRole, approve, pending, reject
 from keel.approval.shadow_report import shadow_report
@@ -53,7 +54,7 @@ def test_the_report_pairs_what_auto_would_have_done_with_what_the_operator_did(t
     assert len(requests) == len(decided) >= 6
     # every request says what auto would have done, and so does the journal's pending transition
     assert {r.preview["auto"]["would_approve"] for r in requests} == {True}
-    pended = [e for e in events(run_dir) if e["event"] == "intent.transition"]
+    pended = transitions(events(run_dir))
     would = [e["payload"]["would_auto_approve"] for e in pended if e["payload"]["to"] == "pending_approval"]
     assert would == [True] * len(requests)
 

@@ -15,7 +15,7 @@ from keel.domain.decisions import TradingState
 from keel.domain.errors import IllegalTransition, InputError, JournalIntegrityError, StaleState
 from keel.domain.intents import IntentState, TradeIntent
 from keel.journal import IntentStore, Journal, ProblemKind
-from keel.journal.journal import RESERVED_EVENTS
+from keel.journal.journal import RESERVED_EVENTS, Decided, transition_of
 
 S = IntentState
 OpenJournal = Callable[..., Journal]
@@ -411,3 +411,67 @@ def test_a_buffered_journal_ignores_cycles_and_durable_points(open_journal: Open
     assert journal.pending == 1  # still in the batch, committed with it
     journal.commit()
     assert journal.pending == 0 and len(journal.store.list_intents()) == 1
+
+
+# -- journal format 5: a proposal journalled with its decision ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("write_through", MODES)
+def test_a_decided_proposal_is_one_event_carrying_its_first_transition(
+    open_journal: OpenJournal, db_url: str, write_through: bool
+) -> None:
+    journal = open_journal(write_through=write_through)
+    intent = make_intent()
+    decision = Decided(S.BLOCKED, "supervisor", "MAX_EXPOSURE", {"checks": {"exposure": "fail"}})
+    assert journal.create_intent(intent, ts=T0, stage="supervisor", decision=decision) is True
+    journal.commit()
+    [record] = records(journal)
+    assert record["event"] == "intent.proposed" and record["payload"]["intent_id"] == intent.intent_id
+    assert record["payload"]["decision"] == {
+        "from": "proposed",
+        "to": "blocked",
+        "reason": "MAX_EXPOSURE",
+        "actor": "supervisor",
+        "checks": {"exposure": "fail"},
+    }
+    assert transition_of(record) == {"intent_id": intent.intent_id, **record["payload"]["decision"]}
+    other = IntentStore.open(db_url, write_through=True)
+    row = other.get(intent.intent_id)
+    assert (row.state, row.version, row.last_reason) == (S.BLOCKED, 2, "MAX_EXPOSURE")  # the row, decided
+    assert [(t.from_state, t.to_state, t.actor) for t in other.transitions(intent.intent_id)] == [
+        (S.PROPOSED, S.BLOCKED, "supervisor")
+    ]
+    other.close()
+    assert journal.verify().ok
+
+
+@pytest.mark.parametrize("write_through", MODES)
+def test_a_decision_to_an_illegal_state_is_refused_with_nothing_written(
+    open_journal: OpenJournal, write_through: bool
+) -> None:
+    journal = open_journal(write_through=write_through)
+    intent = make_intent()
+    with pytest.raises(IllegalTransition):
+        journal.create_intent(intent, ts=T0, stage="supervisor", decision=Decided(S.EXECUTED, "supervisor"))
+    journal.commit()
+    assert journal.log.head[0] == 0 and journal.store.list_intents() == []
+
+
+@pytest.mark.parametrize("write_through", MODES)
+def test_a_decision_detail_may_not_redefine_the_transition(open_journal: OpenJournal, write_through: bool) -> None:
+    journal = open_journal(write_through=write_through)
+    intent = make_intent()
+    decision = Decided(S.APPROVED, "auto", None, {"to": "executed"})
+    with pytest.raises(InputError, match="to"):
+        journal.create_intent(intent, ts=T0, stage="supervisor", decision=decision)
+    journal.commit()
+    assert journal.log.head[0] == 0 and journal.store.list_intents() == []
+
+
+def test_a_replayed_decided_proposal_writes_nothing_and_keeps_the_first_decision(open_journal: OpenJournal) -> None:
+    journal = open_journal(write_through=True)
+    intent = make_intent()
+    assert journal.create_intent(intent, ts=T0, stage="supervisor", decision=Decided(S.APPROVED, "auto")) is True
+    again = Decided(S.BLOCKED, "supervisor", "MAX_EXPOSURE")
+    assert journal.create_intent(intent, ts=T0, stage="supervisor", decision=again) is False
+    assert len(records(journal)) == 1 and journal.store.state(intent.intent_id) is S.APPROVED

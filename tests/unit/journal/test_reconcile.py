@@ -12,6 +12,7 @@ from keel.domain.errors import BrokerError, JournalIntegrityError
 from keel.domain.intents import IntentState
 from keel.domain.orders import Order, OrderStatus
 from keel.journal import BreakKind, Journal, reconcile
+from keel.journal.journal import Decided
 
 S = IntentState
 OpenJournal = Callable[..., Journal]
@@ -208,3 +209,30 @@ def test_the_report_has_a_json_ready_form_for_the_resume_event(open_journal: Ope
     )
     journal.event("runtime", "run.resumed", {"reconciliation": data}, ts=LATER, run_id=RUN)
     assert journal.verify().ok
+
+
+def test_a_decided_proposal_reconciles_to_its_decision(open_journal: OpenJournal) -> None:
+    """Journal format 5: the log's state of an intent begins with the decision its proposal carries."""
+    journal = open_journal(write_through=True)
+    blocked, approved = make_intent(1), make_intent(2)
+    journal.create_intent(blocked, ts=T0, stage="supervisor", decision=Decided(S.BLOCKED, "supervisor", "MAX_EXPOSURE"))
+    journal.create_intent(approved, ts=T0, stage="supervisor", decision=Decided(S.APPROVED, "auto"))
+    report = reconcile(journal, FakeBroker().status, run_id=RUN, ts=LATER)
+    assert report.ok and report.intents == 2
+    journal.store.transition(approved.intent_id, S.APPROVED, S.EXPIRED, ts=T0, actor="someone")  # no event
+    report = reconcile(journal, FakeBroker().status, run_id=RUN, ts=LATER)
+    assert [(b.intent_id, b.kind) for b in report.breaks] == [(approved.intent_id, BreakKind.STATE_MISMATCH)]
+    assert "log says approved, the store says expired" in report.breaks[0].detail
+
+
+def test_a_proposal_carrying_an_illegal_decision_is_a_break(open_journal: OpenJournal) -> None:
+    journal = open_journal(write_through=True)
+    iid = make_intent(3).intent_id
+    decision = {"from": "proposed", "to": "executed", "reason": None, "actor": "mallory"}
+    journal.log.append(
+        ts="t", run_id=RUN, stage="x", event="intent.proposed", payload={"intent_id": iid, "decision": decision}
+    )
+    journal.event("runtime", "marker", {}, ts=T0, run_id=RUN)
+    report = reconcile(journal, FakeBroker().status, run_id=RUN, ts=LATER)
+    assert (iid, BreakKind.BAD_LOG_SEQUENCE) in [(b.intent_id, b.kind) for b in report.breaks]
+    assert any("illegal edge proposed → executed" in b.detail for b in report.breaks)

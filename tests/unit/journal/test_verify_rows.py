@@ -402,6 +402,31 @@ def test_a_replays_transitions_are_proved_by_its_intent_rows(run: Path) -> None:
     assert rows(verify_run(run)) == [(K.ROW_MISMATCH, "intents", intent_id, "version")]
 
 
+def test_a_first_transition_edited_is_named_with_the_proposal_that_carries_it(session: Path) -> None:
+    """Journal format 5: the proposal carries the intent's first transition, and is the evidence for its row."""
+    run = session
+    intent_id = an_intent(run)
+    first = one(run, "select id from intent_transitions where intent_id = ? order by id limit 1", intent_id)
+    sql(run, "update intent_transitions set actor = 'mallory' where id = ?", first)
+    report = verify_run(run)
+    assert rows(report) == [(K.ROW_MISMATCH, "intent_transitions", intent_id, "actor")]
+    proposed = record_of(run, "intent.proposed", intent_id=intent_id)
+    assert "decision" in proposed["payload"] and report.problems[0].seq == proposed["seq"]
+    assert "transition 1 (proposed → " in report.problems[0].detail
+
+
+def test_a_blocked_intent_edited_to_approved_is_a_mismatch_with_its_proposal(run: Path) -> None:
+    """A replay's blocked intent has no transition record at all: its decision is inside its proposal."""
+    intent_id = an_intent(run, "blocked")
+    proposed = record_of(run, "intent.proposed", intent_id=intent_id)
+    assert proposed["payload"]["decision"]["to"] == "blocked"
+    assert not [r for r in records(run) if r["event"] == "intent.transition" and r["payload"]["intent_id"] == intent_id]
+    sql(run, "update intents set state = 'approved' where intent_id = ?", intent_id)
+    report = verify_run(run)
+    assert rows(report) == [(K.ROW_MISMATCH, "intents", intent_id, "state")]
+    assert report.problems[0].seq == proposed["seq"]
+
+
 # -- runs and checkpoints ----------------------------------------------------------------------------------
 
 

@@ -247,7 +247,20 @@ function summary(rec) {
   }
   if (rec.event === "intent.proposed" && p.intent) {
     const i = p.intent;
-    return short(i.intent_id) + " " + i.side + " " + qty(i.quantity) + " " + i.symbol + " (" + i.leg + ")";
+    const d = p.decision; // journal format 5: the decision rides with the proposal
+    return (
+      short(i.intent_id) +
+      " " +
+      i.side +
+      " " +
+      qty(i.quantity) +
+      " " +
+      i.symbol +
+      " (" +
+      i.leg +
+      ")" +
+      (d ? " → " + d.to + (d.reason ? " (" + d.reason + ")" : "") + (d.actor ? " by " + d.actor : "") : "")
+    );
   }
   const keys = [
     "intent_id",
