@@ -27,7 +27,7 @@ from keel.domain.run import RunSummary, Trade
 from keel.durable import replacing as _replacing
 from keel.durable import write_atomic as _atomic
 from keel.journal.store import IntentStore
-from keel.research.scorecard import with_excursions
+from keel.research.scorecard import trades_with_excursions
 from keel.runtime.market import MarketView
 
 SUMMARY_FILE = "summary.json"
@@ -153,8 +153,8 @@ def regenerate(
     """Rebuild the files `names` of a complete run from its journal (the stored summary, the committed fills, the
     market); the files that are there are left alone."""
     fills = store.fill_rows(summary.run_id)
-    trades = with_excursions(
-        tuple(Trade(**t) for t in round_trips(fills, store.intent_legs(summary.run_id))),
+    trades = trades_with_excursions(
+        round_trips(fills, store.intent_legs(summary.run_id)),
         {symbol: view.bars for symbol, view in market.views.items()},
     )
     full = summary.model_copy(update={"trade_list": trades})

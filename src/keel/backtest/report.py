@@ -13,9 +13,9 @@ import numpy as np
 from keel.data.frame import datetime_to_ns, ns_to_datetime
 from keel.domain.intents import Side
 from keel.domain.orders import Fill
-from keel.domain.run import ModelUsage, RunSummary, Trade
+from keel.domain.run import ModelUsage, RunSummary
 from keel.journal.records import FillRow
-from keel.research.scorecard import compute_scorecard, with_excursions
+from keel.research.scorecard import compute_scorecard, trades_with_excursions
 from keel.runtime.market import MarketView
 
 TOP_REASONS = 10
@@ -150,7 +150,7 @@ def build_summary(
     top = dict(Counter(blocked_reasons).most_common(TOP_REASONS))
     ts = market.timeline
     bars = {symbol: view.bars for symbol, view in market.views.items()}
-    trade_list = with_excursions(tuple(Trade(**t) for t in trades), bars)
+    trade_list = trades_with_excursions(trades, bars)
     card = compute_scorecard(
         ts=ts,
         equity=curve.equity,

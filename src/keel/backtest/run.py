@@ -526,9 +526,10 @@ def _finish(ctx: RunContext, run_dir: Path, notes: tuple[str, ...]) -> RunSummar
     )
     write_outputs(run_dir, summary, curve, output_files(equity_csv=ctx.settings.report.equity_csv))
     last = ns_to_datetime(int(ctx.market.timeline[-1]))
+    recorded = summary.model_dump(mode="json")  # once: the event and the run's row hold the same summary
     with journal.atomic():
-        journal.event("reporter", "run.finished", summary.model_dump(mode="json"), ts=last, run_id=ctx.run_id)
-        store.finish_run(ctx.run_id, status=RunStatus.COMPLETE, summary=summary.model_dump(mode="json"))
+        journal.event("reporter", "run.finished", recorded, ts=last, run_id=ctx.run_id)
+        store.finish_run(ctx.run_id, status=RunStatus.COMPLETE, summary=recorded)
     journal.commit()
     return summary
 

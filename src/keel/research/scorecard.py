@@ -158,30 +158,8 @@ def excursions(trades: Sequence[Trade], bars: Mapping[str, OHLCV]) -> list[Excur
     entry and before the exit, so their highs and lows are the prices the position lived through; the exit's own bar
     counts only with the exit price (its high and low come after the exit). A trade entered and exited on the same
     bar has only its entry and exit prices."""
-    result: list[Excursion | None] = []
-    for t in trades:
-        frame = bars.get(t.symbol)
-        if frame is None or t.entry_price <= 0:
-            result.append(None)
-            continue
-        i0 = int(np.searchsorted(frame.ts, _ns(t.entry_ts), side="left"))
-        i1 = max(int(np.searchsorted(frame.ts, _ns(t.exit_ts), side="left")), i0)
-        best, worst = t.exit_price, t.exit_price
-        if i1 > i0:
-            best = max(best, float(frame.high[i0:i1].max()))
-            worst = min(worst, float(frame.low[i0:i1].min()))
-        entry = t.entry_price
-        up = max(best - entry, 0.0)
-        result.append(
-            Excursion(
-                mae_pct=min(worst / entry - 1.0, 0.0) * 100.0,
-                mfe_pct=up / entry * 100.0,
-                exit_efficiency=(t.exit_price - entry) / up if up > 0 else None,
-                best_move=t.quantity * up,
-                exit_move=t.quantity * (t.exit_price - entry),
-            )
-        )
-    return result
+    legs = [(t.symbol, t.entry_ts, t.exit_ts, t.entry_price, t.exit_price, t.quantity) for t in trades]
+    return _excursions(legs, bars)
 
 
 def with_excursions(trades: Sequence[Trade], bars: Mapping[str, OHLCV]) -> tuple[Trade, ...]:
@@ -194,6 +172,72 @@ def with_excursions(trades: Sequence[Trade], bars: Mapping[str, OHLCV]) -> tuple
             update = {"mae_pct": x.mae_pct, "mfe_pct": x.mfe_pct, "exit_efficiency": x.exit_efficiency}
             out.append(t.model_copy(update=update))
     return tuple(out)
+
+
+def trades_with_excursions(round_trips: Sequence[Mapping], bars: Mapping[str, OHLCV]) -> tuple[Trade, ...]:
+    """`Trade`s built from round trips' fields (`keel.backtest.report.round_trips`), each once, its excursions in
+    (what `with_excursions` gives for the same trades, without a copy of each)."""
+    legs = [
+        (t["symbol"], t["entry_ts"], t["exit_ts"], t["entry_price"], t["exit_price"], t["quantity"])
+        for t in round_trips
+    ]
+    out = []
+    for t, x in zip(round_trips, _excursions(legs, bars), strict=True):
+        if x is None:
+            out.append(Trade(**t))
+        else:
+            out.append(Trade(**t, mae_pct=x.mae_pct, mfe_pct=x.mfe_pct, exit_efficiency=x.exit_efficiency))
+    return tuple(out)
+
+
+#: (symbol, entry ts, exit ts, entry price, exit price, quantity) of one trade
+_Leg = tuple[str, str, str, float, float, float]
+
+
+def _excursions(legs: Sequence[_Leg], bars: Mapping[str, OHLCV]) -> list[Excursion | None]:
+    """`excursions` of the trades' fields: the bar ranges of each symbol's trades found at once, and the highs and
+    lows over them taken in one pass (`_extremes`)."""
+    result: list[Excursion | None] = [None] * len(legs)
+    by_symbol: dict[str, list[int]] = {}
+    for k, leg in enumerate(legs):
+        if leg[0] in bars and leg[3] > 0:
+            by_symbol.setdefault(leg[0], []).append(k)
+    for symbol, ks in by_symbol.items():
+        frame = bars[symbol]
+        entries = np.fromiter((_ns(legs[k][1]) for k in ks), dtype=np.int64, count=len(ks))
+        exits = np.fromiter((_ns(legs[k][2]) for k in ks), dtype=np.int64, count=len(ks))
+        i0 = np.searchsorted(frame.ts, entries, side="left")
+        i1 = np.maximum(np.searchsorted(frame.ts, exits, side="left"), i0)
+        highs, lows = _extremes(frame, i0, i1)
+        for k, high, low in zip(ks, highs.tolist(), lows.tolist(), strict=True):
+            _, _, _, entry, exit_price, quantity = legs[k]
+            best, worst = exit_price, exit_price
+            if high == high:  # not NaN: the position lived through bars
+                best = max(best, high)
+                worst = min(worst, low)
+            up = max(best - entry, 0.0)
+            result[k] = Excursion(
+                mae_pct=min(worst / entry - 1.0, 0.0) * 100.0,
+                mfe_pct=up / entry * 100.0,
+                exit_efficiency=(exit_price - entry) / up if up > 0 else None,
+                best_move=quantity * up,
+                exit_move=quantity * (exit_price - entry),
+            )
+    return result
+
+
+def _extremes(frame: OHLCV, i0: np.ndarray, i1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The highest high and the lowest low over each range of bars `[i0, i1)` (NaN for an empty range), all in one
+    `reduceat` over the ranges' edges `[a0, b0, a1, b1, ...]`: each even slot reduces its own range, in any order and
+    overlapping or not (a slot reduces up to the next edge); the odd slots, between ranges, are dropped."""
+    highs, lows = np.full(len(i0), np.nan), np.full(len(i0), np.nan)
+    spans = i1 > i0
+    if spans.any():
+        edges = np.column_stack((i0[spans], i1[spans])).ravel()
+        # one bar past the end, so an edge may be the frame's length (a range up to the last bar)
+        highs[spans] = np.maximum.reduceat(np.append(frame.high, -np.inf), edges)[::2]
+        lows[spans] = np.minimum.reduceat(np.append(frame.low, np.inf), edges)[::2]
+    return highs, lows
 
 
 def buy_and_hold(timeline: np.ndarray, bars: Mapping[str, OHLCV]) -> np.ndarray | None:
@@ -216,18 +260,28 @@ def buy_and_hold(timeline: np.ndarray, bars: Mapping[str, OHLCV]) -> np.ndarray 
 
 def slippage_paid(fills: Sequence, bars: Mapping[str, OHLCV]) -> float | None:
     """Σ over fills of quantity × (price - the bar's open) for buys, × (open - price) for sells: what filling away
-    from the open cost (negative: a limit filled better). `fills` carry symbol, side, quantity, price and ts."""
-    total = 0.0
-    for f in fills:
-        frame = bars.get(f.symbol)
+    from the open cost (negative: a limit filled better). `fills` carry symbol, side, quantity, price and ts. Each
+    symbol's bars are found at once; the sum is taken in the fills' order, as one would by hand."""
+    terms = np.zeros(len(fills))
+    by_symbol: dict[str, list[int]] = {}
+    for k, f in enumerate(fills):
+        by_symbol.setdefault(f.symbol, []).append(k)
+    for symbol, ks in by_symbol.items():
+        frame = bars.get(symbol)
         if frame is None:
             return None
-        i = int(np.searchsorted(frame.ts, datetime_to_ns(f.ts), side="left"))
-        if i >= len(frame):
+        picked = [fills[k] for k in ks]
+        at = np.fromiter((datetime_to_ns(f.ts) for f in picked), dtype=np.int64, count=len(ks))
+        i = np.searchsorted(frame.ts, at, side="left")
+        if len(i) and int(i.max()) >= len(frame):
             return None
-        o = float(frame.open[i])
-        buy = getattr(f.side, "value", f.side) == "buy"
-        total += f.quantity * ((f.price - o) if buy else (o - f.price))
+        opens = frame.open[i].tolist()
+        for k, f, o in zip(ks, picked, opens, strict=True):
+            buy = getattr(f.side, "value", f.side) == "buy"
+            terms[k] = f.quantity * ((f.price - o) if buy else (o - f.price))
+    total = 0.0
+    for x in terms.tolist():
+        total += x
     return total
 
 

@@ -272,6 +272,76 @@ def test_excursions_use_the_bars_held_and_the_exit_price_not_the_exit_bar():
     assert c.avg_exit_efficiency == pytest.approx(0.4) and c.captured_mfe_pct == pytest.approx(40.0)
 
 
+def _excursion_by_hand(t: Trade, frame: OHLCV) -> tuple:
+    """The definition, one trade at a time: the highs and lows of the bars from the entry's up to the exit's."""
+    i0 = int(np.searchsorted(frame.ts, sc._ns(t.entry_ts)))
+    i1 = max(int(np.searchsorted(frame.ts, sc._ns(t.exit_ts))), i0)
+    best = max([t.exit_price, *frame.high[i0:i1].tolist()])
+    worst = min([t.exit_price, *frame.low[i0:i1].tolist()])
+    up = max(best - t.entry_price, 0.0)
+    efficiency = (t.exit_price - t.entry_price) / up if up > 0 else None
+    return (min(worst / t.entry_price - 1.0, 0.0) * 100.0, up / t.entry_price * 100.0, efficiency)
+
+
+@pytest.mark.parametrize("overlapping", [False, True], ids=["one-at-a-time", "overlapping"])
+def test_the_excursions_of_many_trades_are_each_trades_own_to_the_bit(overlapping):
+    # Many trades of two symbols at once: one position at a time (the one-pass path), or overlapping and out of order
+    # (one by one), with same-bar trades, a trade to the last bar, and a symbol without bars.
+    rng = np.random.default_rng(7)
+    n = 31
+    close = 100 + np.cumsum(rng.normal(0, 1, n))
+    spread = rng.uniform(0.1, 2.0, n)
+    bars = {s: OHLCV(s, days(n), close, close + spread, close - spread, close, np.ones(n)) for s in ("AAA", "BBB")}
+    spans = [(0, 0), (0, 3), (3, 7), (7, 7), (9, 20), (22, 30)]
+    if overlapping:
+        spans = [(5, 12), (0, 9), (3, 3), (8, 30), (1, 2)]
+    trades = []
+    for symbol in ("AAA", "BBB", "CCC"):
+        for a, b in spans:
+            px = float(close[a])
+            trades.append(trade(1.0, entry=a, exit=b, entry_price=px, exit_price=float(close[b])))
+            trades[-1] = trades[-1].model_copy(update={"symbol": symbol})
+    found = sc.excursions(trades, bars)
+    for t, x in zip(trades, found, strict=True):
+        if t.symbol == "CCC":
+            assert x is None
+            continue
+        assert (x.mae_pct, x.mfe_pct, x.exit_efficiency) == _excursion_by_hand(t, bars[t.symbol])
+    built = sc.trades_with_excursions(
+        [t.model_dump(exclude={"mae_pct", "mfe_pct", "exit_efficiency"}) for t in trades], bars
+    )
+    assert built == sc.with_excursions(trades, bars)
+
+
+def test_slippage_of_many_fills_is_summed_in_the_fills_order():
+    from types import SimpleNamespace
+
+    from keel.data.frame import ns_to_datetime
+
+    rng = np.random.default_rng(3)
+    n = 40
+    opens = 100 + np.cumsum(rng.normal(0, 1, n))
+    bars = {s: OHLCV(s, days(n), opens, opens + 1, opens - 1, opens, np.ones(n)) for s in ("AAA", "BBB")}
+    fills = [
+        SimpleNamespace(
+            symbol=("AAA", "BBB")[k % 2],
+            side=("buy", "sell")[k % 3 == 0],
+            quantity=float(rng.integers(1, 500)),
+            price=float(opens[i] + rng.normal(0, 0.3)),
+            ts=ns_to_datetime(int(days(n)[i])),
+        )
+        for k, i in enumerate(rng.integers(0, n, 200).tolist())
+    ]
+    total = 0.0
+    for f in fills:  # by hand, fill after fill
+        o = float(opens[int(np.searchsorted(days(n), int(f.ts.timestamp()) * 10**9))])
+        total += f.quantity * ((f.price - o) if f.side == "buy" else (o - f.price))
+    assert sc.slippage_paid(fills, bars) == total  # the same float, not only close to it
+    assert sc.slippage_paid([*fills, SimpleNamespace(**{**vars(fills[0]), "symbol": "CCC"})], bars) is None
+    late = SimpleNamespace(**{**vars(fills[0]), "ts": ns_to_datetime(int(days(n)[-1]) + DAY)})
+    assert sc.slippage_paid([*fills, late], bars) is None
+
+
 def test_a_trade_never_in_profit_has_no_exit_efficiency():
     bars = bars_of([100, 100, 97], [100, 100, 97], [100, 96, 97], [100, 97, 97])
     t = trade(-3.0, entry=1, exit=2, entry_price=100.0)
